@@ -1,0 +1,1 @@
+"""vidjobs job domain: edit specs, job keys, states, storage and the HTTP API."""

@@ -1,0 +1,165 @@
+"""Worker-side transactions: claim, heartbeat, finish, fail, cancel, release, rescue.
+
+Each method is one transaction: a named statement from `jobs.statements` and, when the
+state changed, its outbox row. Fenced methods raise `LostFence` when the worker no longer
+holds the job, so a zombie can neither change the job nor publish its output.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobs import outbox, statements
+from jobs.db import Database
+from jobs.errors import LostFence
+from jobs.models import Job, OutboxEvent
+from jobs.service import AfterCommit
+from jobs.settings import Settings
+from jobs.status import EventType, JobStatus
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    job: Job
+    cancel_requested: bool
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class ClaimService:
+    """What a worker, the reaper and the fleet consumers do to jobs."""
+
+    def __init__(
+        self, db: Database, settings: Settings, *, after_commit: AfterCommit | None = None
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.after_commit = after_commit
+
+    def _notify(self, events: Sequence[OutboxEvent]) -> None:
+        if events and self.after_commit is not None:
+            self.after_commit(events)
+
+    async def claim_by_key(
+        self, tenant_id: str, key: str, owner: str, *, consumer: str | None = None, event_id: str | None = None
+    ) -> Job | None:
+        """Claim one job; with `event_id`, also record it as processed in the same transaction.
+
+        Returns None when the event was seen before or the job is not claimable.
+        """
+        async with self.db.transaction() as conn:
+            if consumer is not None and event_id is not None:
+                if not await outbox.record_processed_if_new(conn, consumer, event_id):
+                    return None
+            job = await statements.claim_pending_by_key(
+                conn, tenant_id, key, owner, self.settings.lease_seconds
+            )
+            if job is not None:
+                event = await outbox.insert_event(conn, job, EventType.CLAIMED, owner=owner)
+        if job is not None:
+            self._notify([event])
+        return job
+
+    async def claim_batch(self, owner: str, limit: int) -> list[Job]:
+        """Claim up to `limit` due pending jobs (the sweep that needs no message)."""
+        if limit <= 0:
+            return []
+        async with self.db.transaction() as conn:
+            claimed = await statements.claim_due_pending_batch(
+                conn, owner, self.settings.lease_seconds, limit
+            )
+            events = [
+                await outbox.insert_event(conn, job, EventType.CLAIMED, owner=owner) for job in claimed
+            ]
+        self._notify(events)
+        return claimed
+
+    async def heartbeat(self, job: Job, progress: float | None = None) -> Heartbeat:
+        assert job.id is not None
+        async with self.db.transaction() as conn:
+            row = await statements.heartbeat_if_fenced(
+                conn, job.id, job.fencing_token, self.settings.lease_seconds, progress
+            )
+        if row is None:
+            raise LostFence(f"job {job.key} is no longer held with token {job.fencing_token}")
+        return Heartbeat(job=row, cancel_requested=row.cancel_requested)
+
+    async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
+        assert job.id is not None
+        async with self.db.transaction() as conn:
+            row = await statements.finish_succeeded_if_fenced(conn, job.id, job.fencing_token, output)
+            if row is None:
+                raise LostFence(f"job {job.key} was taken over; its output is discarded")
+            event = await outbox.insert_event(conn, row, EventType.SUCCEEDED, output=output)
+        self._notify([event])
+        return row
+
+    async def fail(
+        self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None
+    ) -> Job:
+        """Retryable with attempts left: back to pending after a backoff. Else failed."""
+        assert job.id is not None
+        if delay is None:
+            delay = backoff_seconds(
+                job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
+            )
+        async with self.db.transaction() as conn:
+            row = await statements.fail_if_fenced(
+                conn,
+                job.id,
+                job.fencing_token,
+                code=code,
+                message=message,
+                retryable=retryable,
+                delay_seconds=delay,
+            )
+            if row is None:
+                raise LostFence(f"job {job.key} was taken over; its failure is not recorded")
+            type_ = EventType.RETRY_SCHEDULED if row.status == JobStatus.PENDING else EventType.FAILED
+            event = await outbox.insert_event(
+                conn, row, type_, error={"code": code, "message": message[:500], "retryable": retryable}
+            )
+        self._notify([event])
+        return row
+
+    async def cancel(self, job: Job) -> Job:
+        assert job.id is not None
+        async with self.db.transaction() as conn:
+            row = await statements.cancel_if_fenced(conn, job.id, job.fencing_token)
+            if row is None:
+                raise LostFence(f"job {job.key} is no longer held")
+            event = await outbox.insert_event(conn, row, EventType.CANCELLED)
+        self._notify([event])
+        return row
+
+    async def release(self, job: Job) -> Job:
+        assert job.id is not None
+        async with self.db.transaction() as conn:
+            row = await statements.release_if_fenced(conn, job.id, job.fencing_token)
+            if row is None:
+                raise LostFence(f"job {job.key} is no longer held")
+            event = await outbox.insert_event(conn, row, EventType.REQUEUED, reason="released")
+        self._notify([event])
+        return row
+
+    async def rescue_expired(self, limit: int = 100) -> list[Job]:
+        """Expired leases: back to pending (a `job.requeued` event) or failed when exhausted."""
+        rescued: list[Job] = []
+        events: list[OutboxEvent] = []
+        async with self.db.transaction() as conn:
+            for job_id, token in await statements.select_expired_leases(conn, limit):
+                row = await statements.rescue_if_expired(conn, job_id, token)
+                if row is None:
+                    continue
+                rescued.append(row)
+                type_ = EventType.REQUEUED if row.status == JobStatus.PENDING else EventType.FAILED
+                events.append(await outbox.insert_event(conn, row, type_, reason="lease_expired"))
+        self._notify(events)
+        return rescued

@@ -1,0 +1,149 @@
+"""Engines, the database clock and transactions, for SQLite and PostgreSQL alike.
+
+Lease expiries and backoffs are computed by the database (`db_now`), never by a worker's
+clock. On SQLite every transaction starts with BEGIN IMMEDIATE, which serialises writers
+and makes the claim statements safe without `FOR UPDATE SKIP LOCKED`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+UTC = dt.UTC
+_SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now'{offset}) || '000'"
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both databases.
+
+    SQLite stores them as 'YYYY-MM-DD HH:MM:SS.ffffff' text, the same shape `db_now`
+    produces there, so comparisons in SQL are plain string comparisons.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: give a UTC-aware datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class db_now(FunctionElement[dt.datetime]):  # noqa: N801 - reads like a SQL function
+    """The database's current time, optionally plus `seconds` (a number or a bound param)."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "db_now"
+
+    def __init__(self, seconds: Any = None) -> None:
+        args = [] if seconds is None else [sa.literal(seconds, sa.Float) if not isinstance(seconds, sa.ColumnElement) else seconds]
+        super().__init__(*args)
+
+
+@compiles(db_now, "postgresql")
+def _pg_now(element: db_now, compiler: Any, **kw: Any) -> str:
+    args = list(element.clauses)
+    if not args:
+        return "statement_timestamp()"
+    secs = compiler.process(args[0], **kw)
+    return f"(statement_timestamp() + CAST({secs} AS double precision) * interval '1 second')"
+
+
+@compiles(db_now, "sqlite")
+def _sqlite_now(element: db_now, compiler: Any, **kw: Any) -> str:
+    args = list(element.clauses)
+    if not args:
+        return _SQLITE_NOW.format(offset="")
+    secs = compiler.process(args[0], **kw)
+    return _SQLITE_NOW.format(offset=f", printf('%+.6f seconds', {secs})")
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine set up for vidjobs (SQLite pragmas and BEGIN IMMEDIATE)."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": 30})
+        engine = create_async_engine(url, **kwargs)
+        _setup_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def _setup_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event decide how transactions start.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine plus the one way vidjobs runs a transaction."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def now(self) -> dt.datetime:
+        async with self.transaction() as conn:
+            value = (await conn.execute(sa.select(db_now()))).scalar_one()
+            assert isinstance(value, dt.datetime)
+            return value
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

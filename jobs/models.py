@@ -1,0 +1,160 @@
+"""Tables (SQLModel). Migrations in `migrations/versions` must match these exactly.
+
+Hot paths and their indexes:
+- submission: unique (tenant_id, key)
+- claim next: partial index on pending jobs by (priority desc, run_after, id)
+- rescue: partial index on running jobs by lease expiry
+- relay: partial index on unpublished outbox rows by id
+"""
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Field, SQLModel
+
+from jobs.db import UTCDateTime
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _ts(nullable: bool = True, **kw: Any) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kw))
+
+
+def _now_default() -> Any:
+    return Field(
+        default=None,
+        sa_column=sa.Column(UTCDateTime(), nullable=False, server_default=sa.func.current_timestamp()),
+    )
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
+    max_in_flight: int | None = Field(default=None)
+    created_at: dt.datetime | None = _now_default()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=36)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=36)
+    # sha256 of the token; the token itself is shown once and never stored.
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    prefix: str = Field(max_length=16)
+    created_at: dt.datetime | None = _now_default()
+    revoked_at: dt.datetime | None = _ts()
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "key", name="uq_jobs_tenant_key"),
+        sa.Index(
+            "ix_jobs_pending_due",
+            "priority",
+            "run_after",
+            "id",
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index(
+            "ix_jobs_running_lease",
+            "lease_expires_at",
+            postgresql_where=sa.text("status = 'running'"),
+            sqlite_where=sa.text("status = 'running'"),
+        ),
+        sa.Index("ix_jobs_tenant_status_id", "tenant_id", "status", "id"),
+        sa.Index("ix_jobs_key", "key"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=36)
+    key: str = Field(max_length=80)
+    status: str = Field(max_length=16)
+    spec: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    priority: int = Field(default=0)
+    attempts: int = Field(default=0)
+    max_attempts: int = Field(default=3)
+    run_after: dt.datetime | None = _ts(nullable=False)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: dt.datetime | None = _ts()
+    fencing_token: int = Field(default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False, default=0))
+    cancel_requested: bool = Field(default=False)
+    progress: float = Field(default=0.0)
+    output: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    created_at: dt.datetime | None = _ts(nullable=False)
+    updated_at: dt.datetime | None = _ts(nullable=False)
+    started_at: dt.datetime | None = _ts()
+    finished_at: dt.datetime | None = _ts()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A client's `Idempotency-Key` header, bound to the job its first request made."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    client_key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    job_key: str = Field(max_length=80)
+    expires_at: dt.datetime | None = _ts(nullable=False, index=True)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """One row per state change, written in the transaction of the change."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=sa.text("published_at IS NULL"),
+            sqlite_where=sa.text("published_at IS NULL"),
+        ),
+        sa.Index("ix_outbox_job", "tenant_id", "job_key", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    event_id: str = Field(max_length=36, sa_column_kwargs={"unique": True})
+    tenant_id: str = Field(max_length=36)
+    job_id: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    job_key: str = Field(max_length=80)
+    type: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    created_at: dt.datetime | None = _ts(nullable=False)
+    published_at: dt.datetime | None = _ts()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Event ids a consumer has handled, recorded in the transaction of its effect."""
+
+    __tablename__ = "processed_events"
+
+    consumer: str = Field(primary_key=True, max_length=64)
+    event_id: str = Field(primary_key=True, max_length=36)
+    processed_at: dt.datetime | None = _ts(nullable=False, index=True)
+
+
+class Blob(SQLModel, table=True):
+    """A stored file (upload or output), addressed by content digest."""
+
+    __tablename__ = "blobs"
+
+    digest: str = Field(primary_key=True, max_length=80)
+    size: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    media_type: str = Field(max_length=100)
+    probe: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    created_at: dt.datetime | None = _now_default()
+
+
+metadata = SQLModel.metadata

@@ -1,0 +1,99 @@
+"""Outbox and consumer-dedup statements.
+
+The outbox is insert-only apart from its published marker. The relay reads unpublished
+rows in id order every time (no high-water mark: transactions commit out of id order).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs.db import db_now
+from jobs.models import Job, OutboxEvent, ProcessedEvent
+from jobs.status import EventType
+
+outbox = OutboxEvent.__table__  # type: ignore[attr-defined]
+processed = ProcessedEvent.__table__  # type: ignore[attr-defined]
+
+
+def event_payload(job: Job, **extra: Any) -> dict[str, Any]:
+    """What every event says about its job: enough for a consumer to act without a read."""
+    return {
+        "job_id": job.id,
+        "tenant_id": job.tenant_id,
+        "key": job.key,
+        "status": job.status,
+        "attempts": job.attempts,
+        "fencing_token": job.fencing_token,
+        **extra,
+    }
+
+
+async def insert_event(
+    conn: AsyncConnection, job: Job, type_: EventType, **extra: Any
+) -> OutboxEvent:
+    """Write the outbox row of a state change, in the caller's transaction."""
+    event_id = str(uuid.uuid4())
+    payload = event_payload(job, **extra)
+    stmt = (
+        sa.insert(outbox)
+        .values(
+            event_id=event_id,
+            tenant_id=job.tenant_id,
+            job_id=job.id,
+            job_key=job.key,
+            type=type_.value,
+            payload=payload,
+            created_at=db_now(),
+        )
+        .returning(*outbox.c)
+    )
+    row = (await conn.execute(stmt)).mappings().one()
+    return OutboxEvent.model_validate(dict(row))
+
+
+async def select_job_events(
+    conn: AsyncConnection, tenant_id: str, key: str, limit: int = 1000
+) -> list[OutboxEvent]:
+    stmt = (
+        sa.select(outbox)
+        .where(outbox.c.tenant_id == tenant_id, outbox.c.job_key == key)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return [OutboxEvent.model_validate(dict(r)) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def select_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
+    stmt = (
+        sa.select(outbox)
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return [OutboxEvent.model_validate(dict(r)) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def mark_published(conn: AsyncConnection, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    stmt = (
+        sa.update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.published_at.is_(None))
+        .values(published_at=db_now())
+    )
+    return int((await conn.execute(stmt)).rowcount)
+
+
+async def record_processed_if_new(conn: AsyncConnection, consumer: str, event_id: str) -> bool:
+    """Record that `consumer` handled `event_id`; False if it already had (skip the effect)."""
+    insert = postgresql.insert(processed) if conn.dialect.name == "postgresql" else sqlite.insert(processed)
+    stmt = insert.values(
+        consumer=consumer, event_id=event_id, processed_at=db_now()
+    ).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    return bool((await conn.execute(stmt)).rowcount)

@@ -1,0 +1,385 @@
+"""The job service: submit, look up, list, cancel and retry. It owns the transactions.
+
+Every state change and its outbox row are written in one transaction. Duplicates are a
+typed result, not an error: `submit` returns whether it created the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs import outbox, statements
+from jobs.db import Database, db_now
+from jobs.errors import (
+    DuplicateJob,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    InvalidTransition,
+    JobNotFound,
+    SourceNotFound,
+)
+from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
+from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
+from jobs.settings import Settings
+from jobs.spec import EditRequest, Source, canonical_edit
+from jobs.status import EventType, JobStatus
+from jobs.tenants import TenantRef
+
+idem = IdempotencyKey.__table__  # type: ignore[attr-defined]
+blobs = Blob.__table__  # type: ignore[attr-defined]
+
+AfterCommit = Callable[[Sequence[OutboxEvent]], None]
+EditCheck = Callable[[EditRequest], None]
+
+
+class OnDuplicate(StrEnum):
+    RETURN_EXISTING = "return_existing"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job: Job
+    created: bool  # a new row was inserted
+    rerun: bool = False  # a failed or cancelled key was queued again on its row
+
+    @property
+    def replayed(self) -> bool:
+        """True when the answer is an existing job that this request did not (re)start."""
+        return not (self.created or self.rerun)
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PreparedEdit:
+    """An edit request with its sources resolved: what gets stored, and its key."""
+
+    key: str
+    spec: dict[str, Any]
+    request_hash: str
+
+
+class JobService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        digests: DigestCache | None = None,
+        after_commit: AfterCommit | None = None,
+        check_edit: EditCheck | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.digests = digests or DigestCache()
+        self.after_commit = after_commit
+        self.check_edit = check_edit
+
+    # --- submission ------------------------------------------------------------------
+
+    async def prepare(self, tenant: TenantRef, req: EditRequest) -> PreparedEdit:
+        """Resolve every source to its content digest and derive the job key."""
+        if self.check_edit is not None:
+            self.check_edit(req)
+        inputs: list[dict[str, Any]] = []
+        for where, source in _source_paths(req):
+            inputs.append(await self._resolve(source, where))
+        edit = canonical_edit(req, [i["digest"] for i in inputs])
+        key = job_key(tenant.id, edit)
+        spec = {**edit, "inputs": inputs}
+        request_hash = hashlib.sha256(
+            canonical_json(
+                {
+                    "key": key,
+                    "priority": req.priority,
+                    "max_attempts": req.max_attempts,
+                    "labels": req.labels,
+                }
+            )
+        ).hexdigest()
+        return PreparedEdit(key=key, spec=spec, request_hash=request_hash)
+
+    async def _resolve(self, source: Source, where: str) -> dict[str, Any]:
+        if source.path is not None:
+            roots = self.settings.resolved_source_roots
+            path = resolve_source_path(source.path, roots, where)
+            digest = await asyncio.to_thread(self.digests.digest, path)
+            return {"digest": digest, "path": str(path)}
+        assert source.digest is not None
+        async with self.db.engine.connect() as conn:
+            found = (
+                await conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == source.digest))
+            ).first()
+        if found is None:
+            raise SourceNotFound(
+                "no uploaded blob has this digest",
+                details=[
+                    {
+                        "path": where,
+                        "message": "unknown digest",
+                        "allowed": "the digest returned by POST /v1/sources",
+                    }
+                ],
+            )
+        return {"digest": source.digest, "path": None}
+
+    async def submit(
+        self,
+        tenant: TenantRef,
+        req: EditRequest,
+        *,
+        on_duplicate: OnDuplicate = OnDuplicate.RETURN_EXISTING,
+        idempotency_key: str | None = None,
+    ) -> SubmitResult:
+        """Store the job once per key. A duplicate is answered with the existing job."""
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
+        prepared = await self.prepare(tenant, req)
+        max_attempts = req.max_attempts or self.settings.default_max_attempts
+        events: list[OutboxEvent] = []
+        async with self.db.transaction() as conn:
+            if idempotency_key is not None:
+                bound = await self._bound_job(conn, tenant, idempotency_key, prepared)
+                if bound is not None:
+                    return SubmitResult(job=bound, created=False)
+            result = await self._insert_or_reuse(conn, tenant, req, prepared, max_attempts, events)
+            if result.replayed and on_duplicate is OnDuplicate.REJECT:
+                raise DuplicateJob(
+                    f"job {result.job.key} already exists and is {result.job.status}",
+                    details={"key": result.job.key, "status": result.job.status},
+                )
+            if idempotency_key is not None:
+                await self._bind(conn, tenant, idempotency_key, prepared)
+        self._notify(events)
+        return result
+
+    async def _insert_or_reuse(
+        self,
+        conn: AsyncConnection,
+        tenant: TenantRef,
+        req: EditRequest,
+        prepared: PreparedEdit,
+        max_attempts: int,
+        events: list[OutboxEvent],
+    ) -> SubmitResult:
+        values = {
+            "tenant_id": tenant.id,
+            "key": prepared.key,
+            "spec": prepared.spec,
+            "labels": req.labels,
+            "priority": req.priority,
+            "max_attempts": max_attempts,
+        }
+        job = await statements.insert_job_if_absent(conn, values)
+        if job is not None:
+            events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
+            return SubmitResult(job=job, created=True)
+        existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
+        assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
+        if JobStatus(existing.status).is_rerunnable:
+            changes = {"labels": req.labels, "priority": req.priority, "max_attempts": max_attempts}
+            rerun = await statements.requeue_if_failed_or_cancelled(
+                conn, tenant.id, prepared.key, changes
+            )
+            if rerun is not None:
+                events.append(await outbox.insert_event(conn, rerun, EventType.RESUBMITTED))
+                return SubmitResult(job=rerun, created=False, rerun=True)
+        return SubmitResult(job=existing, created=False)
+
+    async def _bound_job(
+        self, conn: AsyncConnection, tenant: TenantRef, client_key: str, prepared: PreparedEdit
+    ) -> Job | None:
+        """The job an unexpired `Idempotency-Key` is bound to, or None if it is unbound."""
+        await conn.execute(
+            sa.delete(idem).where(
+                idem.c.tenant_id == tenant.id,
+                idem.c.client_key == client_key,
+                idem.c.expires_at <= db_now(),
+            )
+        )
+        row = (
+            await conn.execute(
+                sa.select(idem.c.request_hash, idem.c.job_key).where(
+                    idem.c.tenant_id == tenant.id, idem.c.client_key == client_key
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        if row[0] != prepared.request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request body",
+                details={"idempotency_key": client_key, "job_key": row[1]},
+            )
+        return await statements.select_job_by_key(conn, tenant.id, row[1])
+
+    async def _bind(
+        self, conn: AsyncConnection, tenant: TenantRef, client_key: str, prepared: PreparedEdit
+    ) -> None:
+        hours = self.settings.idempotency_key_hours
+        stmt = _insert_ignore(conn, idem).values(
+            tenant_id=tenant.id,
+            client_key=client_key,
+            request_hash=prepared.request_hash,
+            job_key=prepared.key,
+            expires_at=db_now(hours * 3600),
+        )
+        result = await conn.execute(stmt)
+        if not result.rowcount:
+            # A concurrent request with the same header won the race: same body or refuse.
+            await self._bound_job(conn, tenant, client_key, prepared)
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def get(self, tenant: TenantRef, key: str) -> Job:
+        async with self.db.engine.connect() as conn:
+            job = await statements.select_job_by_key(conn, tenant.id, key)
+        if job is None:
+            raise JobNotFound(f"no job with key {key[:100]!r}")
+        return job
+
+    async def list(
+        self,
+        tenant: TenantRef,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        if not 1 <= limit <= 500:
+            raise InvalidRequest(
+                "limit must be between 1 and 500",
+                details=[{"path": "limit", "message": f"got {limit}", "allowed": "1..500"}],
+            )
+        before = _decode_cursor(cursor) if cursor else None
+        async with self.db.engine.connect() as conn:
+            rows = await statements.select_jobs_page(conn, tenant.id, status, before, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].id) if more and rows and rows[-1].id else None
+        return Page(jobs=rows, next_cursor=next_cursor)
+
+    async def events(self, tenant: TenantRef, key: str) -> list[OutboxEvent]:
+        await self.get(tenant, key)
+        async with self.db.engine.connect() as conn:
+            return await outbox.select_job_events(conn, tenant.id, key)
+
+    # --- tenant actions ----------------------------------------------------------------
+
+    async def cancel(self, tenant: TenantRef, key: str) -> Job:
+        """pending: cancelled at once; running: cancel requested, honoured at the next heartbeat."""
+        events: list[OutboxEvent] = []
+        async with self.db.transaction() as conn:
+            job = await statements.select_job_by_key(conn, tenant.id, key)
+            if job is None:
+                raise JobNotFound(f"no job with key {key[:100]!r}")
+            if job.status == JobStatus.PENDING:
+                changed = await statements.cancel_if_pending(conn, tenant.id, key)
+                event = EventType.CANCELLED
+            elif job.status == JobStatus.RUNNING:
+                changed = await statements.request_cancel_if_running(conn, tenant.id, key)
+                event = EventType.CANCEL_REQUESTED
+            elif job.status == JobStatus.CANCELLED:
+                return job
+            else:
+                raise InvalidTransition(
+                    f"job {key} is {job.status}: only pending or running jobs can be cancelled",
+                    details={"status": job.status},
+                )
+            if changed is None:  # cancel already requested, or the state moved meanwhile
+                latest = await statements.select_job_by_key(conn, tenant.id, key)
+                assert latest is not None
+                return latest
+            events.append(await outbox.insert_event(conn, changed, event))
+        self._notify(events)
+        return changed
+
+    async def retry(self, tenant: TenantRef, key: str) -> Job:
+        """failed or cancelled -> pending, attempts reset."""
+        events: list[OutboxEvent] = []
+        async with self.db.transaction() as conn:
+            job = await statements.select_job_by_key(conn, tenant.id, key)
+            if job is None:
+                raise JobNotFound(f"no job with key {key[:100]!r}")
+            changed = await statements.requeue_if_failed_or_cancelled(conn, tenant.id, key)
+            if changed is None:
+                raise InvalidTransition(
+                    f"job {key} is {job.status}: only failed or cancelled jobs can be retried",
+                    details={"status": job.status},
+                )
+            events.append(await outbox.insert_event(conn, changed, EventType.REQUEUED, reason="retry"))
+        self._notify(events)
+        return changed
+
+    def _notify(self, events: Sequence[OutboxEvent]) -> None:
+        if events and self.after_commit is not None:
+            self.after_commit(events)
+
+
+def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:
+    """Each source with the JSON path a client would see in an error."""
+    found = [("source", req.source)]
+    for i, op in enumerate(req.operations):
+        if op.op == "concat":
+            found += [(f"operations[{i}].sources[{j}]", s) for j, s in enumerate(op.sources)]
+        elif op.op == "watermark":
+            found.append((f"operations[{i}].source", op.source))
+    return found
+
+
+def _insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_nothing()
+
+
+def _check_idempotency_key(value: str) -> None:
+    if not 1 <= len(value) <= 255 or not value.isprintable() or not value.isascii():
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters",
+            details=[{"path": "header:Idempotency-Key", "message": "invalid value"}],
+        )
+
+
+def _encode_cursor(job_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": job_id}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)["before"]
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+            return value
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        pass
+    raise InvalidRequest(
+        "cursor is not one this server handed out",
+        details=[{"path": "cursor", "message": "invalid cursor", "allowed": "next_cursor of a previous page"}],
+    )
+
+
+def utcnow() -> dt.datetime:
+    """Wall-clock time of this process: for display only, never for leases."""
+    return dt.datetime.now(dt.UTC)
+
+
+__all__ = ["JobService", "OnDuplicate", "Page", "SubmitResult"]

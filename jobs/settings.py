@@ -1,0 +1,63 @@
+"""One settings object, read once from the environment (prefix `VIDJOBS_`)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIDJOBS_", extra="ignore")
+
+    data_dir: Path = Path(".vidjobs")
+    # Unset: a SQLite file under data_dir. Otherwise a SQLAlchemy async URL
+    # (postgresql+asyncpg://... or sqlite+aiosqlite:///...).
+    database_url: str | None = None
+    # Unset: the in-process bus (embedded mode).
+    kafka_bootstrap: str | None = None
+    kafka_topic: str = "vidjobs.job-events"
+    kafka_partitions: int = Field(default=12, ge=1, le=1000)
+    # Directories that `{"path": ...}` sources may come from (colon or comma separated).
+    source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=3600)
+    poll_seconds: float = Field(default=2.0, gt=0, le=600)
+    retry_base_seconds: float = Field(default=2.0, ge=0, le=3600)
+    retry_max_seconds: float = Field(default=300.0, ge=0, le=86400)
+    default_max_attempts: int = Field(default=3, ge=1, le=100)
+    idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    worker_concurrency: int = Field(default=2, ge=1, le=256)
+
+    api_url: str | None = None
+    api_token: str | None = None
+
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = value.replace(",", os.pathsep).split(os.pathsep)
+            return [Path(p) for p in parts if p.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'vidjobs.db').resolve()}"
+
+    @property
+    def resolved_source_roots(self) -> list[Path]:
+        return [p.resolve() for p in self.source_roots]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,373 @@
+"""Every statement that changes a job, one named function each.
+
+Each name says what the statement does and the state it expects; the expected state is
+also in its WHERE clause, so a statement that finds the job elsewhere matches no row and
+changes nothing. Fenced statements (a worker acting on a job it claimed) carry the
+fencing token and return None when it no longer matches. Callers own the transaction and
+write the outbox row (`jobs.outbox.insert_event`) in the same one, after the job row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs.db import db_now
+from jobs.models import Job
+from jobs.status import JobStatus
+
+jobs = Job.__table__  # type: ignore[attr-defined]
+c = jobs.c
+
+PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
+SUCCEEDED, FAILED, CANCELLED = (
+    JobStatus.SUCCEEDED.value,
+    JobStatus.FAILED.value,
+    JobStatus.CANCELLED.value,
+)
+RERUNNABLE = (FAILED, CANCELLED)
+
+
+def _row(result: sa.CursorResult[Any]) -> Job | None:
+    row = result.mappings().first()
+    return None if row is None else Job.model_validate(dict(row))
+
+
+def _rows(result: sa.CursorResult[Any]) -> list[Job]:
+    return [Job.model_validate(dict(row)) for row in result.mappings().all()]
+
+
+# --- submission -------------------------------------------------------------------------
+
+
+async def insert_job_if_absent(conn: AsyncConnection, values: dict[str, Any]) -> Job | None:
+    """INSERT ... ON CONFLICT (tenant_id, key) DO NOTHING: the new job, or None if it exists."""
+    row = {
+        **values,
+        "status": PENDING,
+        "run_after": db_now(),
+        "created_at": db_now(),
+        "updated_at": db_now(),
+    }
+    insert = postgresql.insert(jobs) if conn.dialect.name == "postgresql" else sqlite.insert(jobs)
+    stmt = insert.values(**row).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    return _row(await conn.execute(stmt.returning(*c)))
+
+
+async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
+    stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
+    return _row(await conn.execute(stmt))
+
+
+async def select_jobs_page(
+    conn: AsyncConnection,
+    tenant_id: str,
+    status: JobStatus | None,
+    before_id: int | None,
+    limit: int,
+) -> list[Job]:
+    """A tenant's jobs, newest first, strictly older than `before_id` (keyset pagination)."""
+    stmt = sa.select(jobs).where(c.tenant_id == tenant_id)
+    if status is not None:
+        stmt = stmt.where(c.status == status.value)
+    if before_id is not None:
+        stmt = stmt.where(c.id < before_id)
+    return _rows(await conn.execute(stmt.order_by(c.id.desc()).limit(limit)))
+
+
+async def count_in_flight(conn: AsyncConnection, tenant_id: str) -> int:
+    stmt = sa.select(sa.func.count()).where(
+        c.tenant_id == tenant_id, c.status.in_((PENDING, RUNNING))
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def requeue_if_failed_or_cancelled(
+    conn: AsyncConnection, tenant_id: str, key: str, changes: dict[str, Any] | None = None
+) -> Job | None:
+    """failed/cancelled -> pending on the same row, attempts reset (resubmit or retry)."""
+    stmt = (
+        sa.update(jobs)
+        .where(c.tenant_id == tenant_id, c.key == key, c.status.in_(RERUNNABLE))
+        .values(
+            status=PENDING,
+            attempts=0,
+            run_after=db_now(),
+            cancel_requested=False,
+            progress=0.0,
+            output=None,
+            error_code=None,
+            error_message=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            started_at=None,
+            finished_at=None,
+            updated_at=db_now(),
+            **(changes or {}),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def cancel_if_pending(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
+    stmt = (
+        sa.update(jobs)
+        .where(c.tenant_id == tenant_id, c.key == key, c.status == PENDING)
+        .values(status=CANCELLED, finished_at=db_now(), updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def request_cancel_if_running(
+    conn: AsyncConnection, tenant_id: str, key: str
+) -> Job | None:
+    """Set the cancel flag; the worker sees it at its next heartbeat and stops."""
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.tenant_id == tenant_id,
+            c.key == key,
+            c.status == RUNNING,
+            c.cancel_requested.is_(False),
+        )
+        .values(cancel_requested=True, updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+# --- claims -----------------------------------------------------------------------------
+
+
+def _claim_values(owner: str, lease_seconds: float) -> dict[str, Any]:
+    return {
+        "status": RUNNING,
+        "lease_owner": owner,
+        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),
+        "fencing_token": c.fencing_token + 1,
+        "attempts": c.attempts + 1,
+        "progress": 0.0,
+        "started_at": db_now(),
+        "updated_at": db_now(),
+    }
+
+
+async def claim_pending_by_key(
+    conn: AsyncConnection, tenant_id: str, key: str, owner: str, lease_seconds: float
+) -> Job | None:
+    """pending -> running for one job, if it is due; None means someone else has it."""
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.tenant_id == tenant_id,
+            c.key == key,
+            c.status == PENDING,
+            c.run_after <= db_now(),
+        )
+        .values(**_claim_values(owner, lease_seconds))
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def claim_due_pending_batch(
+    conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
+) -> list[Job]:
+    """Claim up to `limit` due pending jobs, highest priority first.
+
+    PostgreSQL: the inner SELECT locks with FOR UPDATE SKIP LOCKED, so concurrent
+    claimers take disjoint rows. SQLite: BEGIN IMMEDIATE serialises the claimers.
+    """
+    due = (
+        sa.select(c.id)
+        .where(c.status == PENDING, c.run_after <= db_now())
+        .order_by(c.priority.desc(), c.run_after, c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        sa.update(jobs)
+        .where(c.id.in_(due.scalar_subquery()), c.status == PENDING)
+        .values(**_claim_values(owner, lease_seconds))
+        .returning(*c)
+    )
+    claimed = _rows(await conn.execute(stmt))
+    claimed.sort(key=lambda j: (-j.priority, j.id or 0))
+    return claimed
+
+
+# --- fenced statements: a worker acting on a job it claimed -------------------------------
+
+
+def _fenced(job_id: int, token: int) -> Sequence[sa.ColumnElement[bool]]:
+    return (c.id == job_id, c.status == RUNNING, c.fencing_token == token)
+
+
+async def heartbeat_if_fenced(
+    conn: AsyncConnection, job_id: int, token: int, lease_seconds: float, progress: float | None
+) -> Job | None:
+    """Extend the lease (from the database clock) and record progress."""
+    values: dict[str, Any] = {
+        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),
+        "updated_at": db_now(),
+    }
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    stmt = sa.update(jobs).where(*_fenced(job_id, token)).values(**values).returning(*c)
+    return _row(await conn.execute(stmt))
+
+
+async def finish_succeeded_if_fenced(
+    conn: AsyncConnection, job_id: int, token: int, output: dict[str, Any]
+) -> Job | None:
+    """running -> succeeded, pointing the job at its stored output."""
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=SUCCEEDED,
+            output=output,
+            progress=1.0,
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code=None,
+            error_message=None,
+            finished_at=db_now(),
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def fail_if_fenced(
+    conn: AsyncConnection,
+    job_id: int,
+    token: int,
+    *,
+    code: str,
+    message: str,
+    retryable: bool,
+    delay_seconds: float,
+) -> Job | None:
+    """running -> pending after `delay_seconds` (retryable, attempts left) or -> failed."""
+    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=sa.case((again, PENDING), else_=FAILED),
+            run_after=sa.case(
+                (again, db_now(sa.bindparam("delay_s", delay_seconds, sa.Float))),
+                else_=c.run_after,
+            ),
+            finished_at=sa.case((again, None), else_=db_now()),
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code=code[:64],
+            error_message=message[:2000],
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def cancel_if_fenced(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """running -> cancelled, when the worker honours a cancel request."""
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=CANCELLED,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=db_now(),
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def release_if_fenced(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """running -> pending at once, attempt not counted (graceful shutdown)."""
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=PENDING,
+            attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0),
+            run_after=db_now(),
+            lease_owner=None,
+            lease_expires_at=None,
+            progress=0.0,
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+# --- rescue -------------------------------------------------------------------------------
+
+
+async def select_expired_leases(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:
+    """(job id, fencing token) of running jobs whose lease ran out by the database clock."""
+    stmt = (
+        sa.select(c.id, c.fencing_token)
+        .where(c.status == RUNNING, c.lease_expires_at < db_now())
+        .order_by(c.lease_expires_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [(int(r[0]), int(r[1])) for r in (await conn.execute(stmt)).all()]
+
+
+async def rescue_if_expired(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """running with an expired lease -> pending (attempts left) or failed.
+
+    Fenced and re-checked in its own WHERE clause, so a job that finished or was
+    re-claimed since `select_expired_leases` read it is left alone.
+    """
+    again = c.attempts < c.max_attempts
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token), c.lease_expires_at < db_now())
+        .values(
+            status=sa.case((again, PENDING), else_=FAILED),
+            run_after=db_now(),
+            finished_at=sa.case((again, None), else_=db_now()),
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code="lease_expired",
+            error_message="the worker stopped renewing its lease (crashed, paused or cut off)",
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def select_due_retries(conn: AsyncConnection, after_id: int, limit: int) -> list[Job]:
+    """Pending jobs that were retried with a backoff which has now passed."""
+    stmt = (
+        sa.select(jobs)
+        .where(
+            c.status == PENDING,
+            c.run_after <= db_now(),
+            c.attempts > 0,
+            c.id > after_id,
+        )
+        .order_by(c.id)
+        .limit(limit)
+    )
+    return _rows(await conn.execute(stmt))

@@ -1,0 +1,82 @@
+"""Tenants and their API tokens. Tokens are random, shown once, and stored as sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs.errors import InvalidRequest
+from jobs.models import ApiKey, Tenant
+
+tenants = Tenant.__table__  # type: ignore[attr-defined]
+api_keys = ApiKey.__table__  # type: ignore[attr-defined]
+
+TOKEN_PREFIX = "vjt_"
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    id: str
+    name: str
+    max_in_flight: int | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_tenant(
+    conn: AsyncConnection, name: str, max_in_flight: int | None = None
+) -> tuple[TenantRef, str]:
+    """A new tenant and its first token (the only time the token is visible)."""
+    if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum():
+        raise InvalidRequest("a tenant name is 1-100 letters, digits, '-' or '_'")
+    existing = (await conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name))).first()
+    if existing is not None:
+        raise InvalidRequest(f"tenant {name!r} already exists")
+    tenant = TenantRef(id=str(uuid.uuid4()), name=name, max_in_flight=max_in_flight)
+    await conn.execute(
+        sa.insert(tenants).values(id=tenant.id, name=name, max_in_flight=max_in_flight)
+    )
+    token = await issue_token(conn, tenant.id)
+    return tenant, token
+
+
+async def issue_token(conn: AsyncConnection, tenant_id: str) -> str:
+    token = new_token()
+    await conn.execute(
+        sa.insert(api_keys).values(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            token_hash=hash_token(token),
+            prefix=token[:12],
+        )
+    )
+    return token
+
+
+async def tenant_for_token(conn: AsyncConnection, token: str) -> TenantRef | None:
+    stmt = (
+        sa.select(tenants.c.id, tenants.c.name, tenants.c.max_in_flight)
+        .join(api_keys, api_keys.c.tenant_id == tenants.c.id)
+        .where(api_keys.c.token_hash == hash_token(token), api_keys.c.revoked_at.is_(None))
+    )
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else TenantRef(id=row[0], name=row[1], max_in_flight=row[2])
+
+
+async def tenant_by_name(conn: AsyncConnection, name: str) -> TenantRef | None:
+    stmt = sa.select(tenants.c.id, tenants.c.name, tenants.c.max_in_flight).where(
+        tenants.c.name == name
+    )
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else TenantRef(id=row[0], name=row[1], max_in_flight=row[2])

@@ -1,0 +1,1 @@
+"""vidjobs long-running processes: runner, relay, reaper, ledger, ffmpeg execution, CLI."""

@@ -1,0 +1,82 @@
+"""The executor port: what the runner asks of whatever actually edits the video.
+
+The ffmpeg executor (`workers.ffmpeg`) is the real one; `SleepExecutor` is a fast,
+fixed-time stand-in for tests and load runs. An executor raises `PermanentError` for input
+that can never succeed and `RetryableError` (or anything else) for transient failures.
+Cancellation arrives as `asyncio.CancelledError`: the executor must stop its child
+processes before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobs.errors import PermanentError, RetryableError
+from jobs.models import Job
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    job: Job
+    workdir: Path  # private scratch directory of this attempt; removed afterwards
+    inputs: list[Path]  # local files of spec["inputs"], main source first
+    report_progress: Callable[[float], None]  # 0..1; cheap, the runner throttles it
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    path: Path  # the finished file, inside workdir; the runner stores it by digest
+    media_type: str
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. duration_ms, width, height
+
+
+class Executor(Protocol):
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult: ...
+
+
+class SleepExecutor:
+    """Sleeps for a fixed time in small steps, reporting progress, then writes a small file.
+
+    The output's bytes are a function of the job spec, so equal jobs give equal outputs.
+    `fail_keys` and `permanent_keys` make chosen jobs fail, for tests.
+    """
+
+    def __init__(
+        self,
+        seconds: float = 0.05,
+        *,
+        steps: int = 5,
+        media_seconds: float = 1.0,
+        fail_times: dict[str, int] | None = None,
+        permanent_keys: set[str] | None = None,
+    ) -> None:
+        self.seconds = seconds
+        self.steps = max(1, steps)
+        self.media_seconds = media_seconds
+        self.fail_times = dict(fail_times or {})
+        self.permanent_keys = set(permanent_keys or ())
+        self.runs: list[str] = []
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        key = ctx.job.key
+        self.runs.append(key)
+        for i in range(self.steps):
+            await asyncio.sleep(self.seconds / self.steps)
+            ctx.report_progress((i + 1) / self.steps)
+        if key in self.permanent_keys:
+            raise PermanentError("the test executor was told this input is invalid", code="invalid_input")
+        if self.fail_times.get(key, 0) > 0:
+            self.fail_times[key] -= 1
+            raise RetryableError("the test executor was told to fail this attempt", code="transient")
+        out = ctx.workdir / "output.json"
+        out.write_text(json.dumps({"key": key, "spec": ctx.job.spec}, sort_keys=True))
+        return ExecutionResult(
+            path=out,
+            media_type="application/json",
+            metadata={"duration_ms": int(self.media_seconds * 1000)},
+        )

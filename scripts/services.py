@@ -76,7 +76,7 @@ def run(cmd: list[str], *, user: str | None = None, cwd: Path | None = None,
     except FileNotFoundError as exc:
         raise ServiceError(f"{cmd[0]} not found: {exc}", MISSING) from None
     if check and proc.returncode != 0:
-        detail = (proc.stderr or "").strip() if capture else ""
+        detail = ((proc.stdout or "") + (proc.stderr or "")).strip()[-3000:] if capture else ""
         raise ServiceError(f"{shlex.join(cmd)} exited {proc.returncode}. {detail}".strip())
     return proc
 
@@ -297,8 +297,8 @@ def kafka_libs() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     log(f"resolving Kafka {version.group(1).decode()} with Maven into {libs} ...")
     started = time.monotonic()
-    run([mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={partial}", "-DincludeScope=runtime"])
+    run([mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={partial}", "-DincludeScope=runtime"], capture=True)
     (partial / ".pom-sha256").write_text(digest)
     shutil.rmtree(libs, ignore_errors=True)
     partial.rename(libs)

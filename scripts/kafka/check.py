@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 import uuid
@@ -58,6 +59,7 @@ def main() -> int:
     parser.add_argument("bootstrap")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # failures surface as exceptions
     deadline = time.monotonic() + args.timeout
     attempt = 0
     while True:

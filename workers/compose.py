@@ -1,0 +1,128 @@
+"""The composition root: builds the database, services, API and loops from settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from jobs.api import ApiState, Probe, create_app
+from jobs.blobstore import BlobStore
+from jobs.claims import ClaimService
+from jobs.db import Database
+from jobs.models import OutboxEvent
+from jobs.service import EditCheck, JobService
+from jobs.settings import Settings
+from jobs.status import WORK_EVENTS
+from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
+from migrations import upgrade
+from workers.executor import Executor, SleepExecutor
+from workers.wakeup import Wakeup
+
+log = logging.getLogger("vidjobs")
+CREDENTIALS = "credentials.json"
+
+
+@dataclass
+class Components:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    service: JobService = field(init=False)
+    claims: ClaimService = field(init=False)
+    check_edit: EditCheck | None = None
+
+    def __post_init__(self) -> None:
+        self.service = JobService(
+            self.db, self.settings, after_commit=self._after_commit, check_edit=self.check_edit
+        )
+        self.claims = ClaimService(self.db, self.settings, after_commit=self._after_commit)
+
+    def _after_commit(self, events: Sequence[OutboxEvent]) -> None:
+        if any(e.type in WORK_EVENTS for e in events):
+            self.wakeup.notify()
+
+    def app(self, probe: Probe | None = None) -> FastAPI:
+        state = ApiState(
+            db=self.db, service=self.service, settings=self.settings, blobs=self.blobs, probe=probe
+        )
+        return create_app(state)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs.ensure()
+    check = None
+    if with_ffmpeg_checks:
+        check = ffmpeg_edit_check()
+    return Components(settings=settings, db=db, blobs=blobs, check_edit=check)
+
+
+def ffmpeg_edit_check() -> EditCheck | None:
+    try:
+        from workers.ffmpeg.executor import make_edit_check
+    except ImportError:
+        return None
+    check: EditCheck = make_edit_check()
+    return check
+
+
+def make_executor(name: str, settings: Settings) -> Executor:
+    if name == "sleep":
+        return SleepExecutor(seconds=float(os.environ.get("VIDJOBS_SLEEP_SECONDS", "0.05")))
+    from workers.ffmpeg.executor import FfmpegExecutor
+
+    executor: Executor = FfmpegExecutor()
+    return executor
+
+
+def make_probe() -> Probe | None:
+    try:
+        from workers.ffmpeg.probe import probe_upload
+    except ImportError:
+        return None
+    probe: Probe = probe_upload
+    return probe
+
+
+async def migrate(db: Database) -> None:
+    await upgrade(db.engine)
+
+
+async def local_credentials(components: Components) -> dict[str, str]:
+    """The embedded mode's tenant and token, kept in the data dir (mode 0600)."""
+    path = components.settings.data_dir / CREDENTIALS
+    saved: dict[str, Any] = {}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+    async with components.db.transaction() as conn:
+        token = saved.get("token")
+        if token and await tenant_for_token(conn, token) is not None:
+            return {k: str(v) for k, v in saved.items()}
+        tenant = await tenant_by_name(conn, "default")
+        if tenant is None:
+            tenant, token = await create_tenant(conn, "default")
+        else:
+            token = await issue_token(conn, tenant.id)
+    creds = {"tenant": tenant.name, "token": token}
+    write_credentials(components.settings.data_dir, creds)
+    return creds
+
+
+def write_credentials(data_dir: Path, creds: dict[str, str]) -> None:
+    path = data_dir / CREDENTIALS
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds, f)

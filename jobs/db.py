@@ -20,6 +20,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 UTC = dt.UTC
+_DATETIME = dt.datetime  # bound at import: immune to clock-faking tests patching the module
 _SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now'{offset}) || '000'"
 
 
@@ -47,8 +48,8 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        assert isinstance(value, dt.datetime)
+            value = _DATETIME.fromisoformat(value)
+        assert isinstance(value, _DATETIME)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)

@@ -28,6 +28,14 @@ LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
@@ -61,8 +69,8 @@ class Source(_Strict):
         if self.digest is not None and not DIGEST_RE.match(self.digest):
             raise ValueError("'digest' must look like 'sha256:' followed by 64 lowercase hex digits")
         if self.path is not None:
-            if _CONTROL.search(self.path):
-                raise ValueError("'path' must not contain control characters")
+            if _CONTROL.search(self.path) or not _utf8(self.path):
+                raise ValueError("'path' must not contain control characters or lone surrogates")
             if ".." in self.path.replace("\\", "/").split("/"):
                 raise ValueError("'path' must not contain '..' segments")
         return self
@@ -292,7 +300,7 @@ class EditRequest(_Strict):
                 raise ValueError(
                     f"label key {key[:40]!r} must be 1-63 of a-z, 0-9, '_', '.', '-'"
                 )
-            if len(value) > 256 or _CONTROL.search(value):
+            if len(value) > 256 or _CONTROL.search(value) or not _utf8(value):
                 raise ValueError(f"label {key!r} must be at most 256 printable characters")
         return labels
 

@@ -1,0 +1,210 @@
+"""Claims, leases and fencing on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import pytest
+
+from jobs import statements
+from jobs.claims import ClaimService
+from jobs.db import Database
+from jobs.errors import LostFence
+from jobs.service import JobService
+from jobs.settings import Settings
+from jobs.spec import EditRequest
+from jobs.tenants import TenantRef
+
+
+async def submit_many(service: JobService, tenant: TenantRef, n: int) -> list[str]:
+    keys = []
+    for i in range(n):
+        req = EditRequest.model_validate(
+            {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i, "end": i + 1}]}
+        )
+        keys.append((await service.submit(tenant, req)).job.key)
+    return keys
+
+
+def with_lease(settings: Settings, seconds: float) -> Settings:
+    return settings.model_copy(update={"lease_seconds": seconds})
+
+
+async def test_eight_concurrent_claimers_take_each_job_once(
+    db_url: str, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    keys = await submit_many(service, tenant, 200)
+    claimed: list[tuple[int, int, str]] = []
+    barrier = asyncio.Barrier(8)
+
+    async def claimer(n: int) -> None:
+        own = Database(db_url)  # a separate pool, as a separate worker process would have
+        try:
+            await own.ping()  # connected before the race starts
+            await barrier.wait()
+            svc = ClaimService(own, settings)
+            while batch := await svc.claim_batch(f"w{n}", 5):
+                claimed.extend((j.id or 0, j.fencing_token, f"w{n}") for j in batch)
+                await asyncio.sleep(0.001)  # "work" on the batch
+        finally:
+            await own.dispose()
+
+    await asyncio.gather(*[claimer(n) for n in range(8)])
+    ids = [c[0] for c in claimed]
+    assert len(ids) == len(keys) == 200
+    assert len(set(ids)) == 200, "a job was claimed twice"
+    assert {c[1] for c in claimed} == {1}
+    assert len({c[2] for c in claimed}) > 1, "only one claimer ever won: no real contention"
+
+
+async def test_claim_by_key_has_one_winner(
+    db_url: str, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    [key] = await submit_many(service, tenant, 1)
+    dbs = [Database(db_url) for _ in range(6)]
+    try:
+        barrier = asyncio.Barrier(len(dbs))
+
+        async def attempt(i: int) -> Any:
+            await barrier.wait()
+            return await ClaimService(dbs[i], settings).claim_by_key(tenant.id, key, f"w{i}")
+
+        results = await asyncio.gather(*[attempt(i) for i in range(len(dbs))])
+    finally:
+        for d in dbs:
+            await d.dispose()
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_zombie_worker_cannot_heartbeat_or_finish(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    [key] = await submit_many(service, tenant, 1)
+    a = ClaimService(db, with_lease(settings, 0.2))
+    b = ClaimService(db, settings)
+    [zombie] = await a.claim_batch("A", 1)
+    await asyncio.sleep(0.4)
+    rescued = await b.rescue_expired()
+    assert [j.key for j in rescued] == [key]
+    [fresh] = await b.claim_batch("B", 1)
+    assert fresh.fencing_token == zombie.fencing_token + 1
+    with pytest.raises(LostFence):
+        await a.heartbeat(zombie, 0.9)
+    with pytest.raises(LostFence):
+        await a.succeed(zombie, {"digest": "sha256:" + "a" * 64})
+    with pytest.raises(LostFence):
+        await a.fail(zombie, code="x", message="y", retryable=False)
+    done = await b.succeed(fresh, {"digest": "sha256:" + "b" * 64})
+    assert done.status == "succeeded"
+    assert done.output == {"digest": "sha256:" + "b" * 64}
+    assert done.progress == 1.0
+
+
+async def test_rescue_does_not_undo_a_finish_between_its_read_and_write(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    await submit_many(service, tenant, 1)
+    worker = ClaimService(db, with_lease(settings, 0.2))
+    [job] = await worker.claim_batch("A", 1)
+    await asyncio.sleep(0.4)
+    async with db.transaction() as conn:  # the rescuer reads...
+        expired = await statements.select_expired_leases(conn, 10)
+    assert expired == [(job.id, job.fencing_token)]
+    await worker.succeed(job, {"digest": "sha256:" + "c" * 64})  # ...the worker finishes...
+    async with db.transaction() as conn:  # ...and the rescuer writes
+        assert await statements.rescue_if_expired(conn, *expired[0]) is None
+    async with db.engine.connect() as conn:
+        final = await statements.select_job_by_key(conn, tenant.id, job.key)
+    assert final is not None and final.status == "succeeded"
+
+
+async def test_lease_expiry_uses_the_database_clock(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [key] = await submit_many(service, tenant, 1)
+    owner = ClaimService(db, settings)  # lease of 30 s
+    [held] = await owner.claim_batch("A", 1)
+    db_now = await db.now()
+    assert held.lease_expires_at is not None
+    assert abs((held.lease_expires_at - db_now).total_seconds() - 30) < 5
+
+    # Worker B's clock runs ten minutes fast: every Python-side clock says so.
+    skew = dt.timedelta(minutes=10)
+    real_time = time.time
+
+    class FastDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return dt.datetime.now(tz) + skew
+
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew.total_seconds())
+    monkeypatch.setattr(dt, "datetime", FastDatetime)
+    fast = ClaimService(db, settings)
+    assert await fast.rescue_expired() == []
+    assert await fast.claim_by_key(tenant.id, key, "B") is None
+    assert await fast.claim_batch("B", 10) == []
+    beat = await owner.heartbeat(held, 0.5)
+    assert beat.job.lease_owner == "A"
+
+
+async def test_retryable_failure_backs_off_then_fails_when_attempts_run_out(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    req = EditRequest.model_validate({"source": {"path": "clip.mp4"}, "max_attempts": 2})
+    await service.submit(tenant, req)
+    claims = ClaimService(db, settings)
+    [job] = await claims.claim_batch("w", 1)
+    later = await claims.fail(job, code="io", message="disk hiccup", retryable=True, delay=60)
+    assert later.status == "pending" and later.attempts == 1
+    assert later.run_after is not None and job.started_at is not None
+    assert (later.run_after - job.started_at).total_seconds() > 50
+    assert await claims.claim_batch("w", 1) == []  # not due yet
+    async with db.transaction() as conn:  # make it due now
+        await conn.execute(
+            statements.jobs.update().where(statements.c.id == job.id).values(run_after=statements.db_now())
+        )
+    [job] = await claims.claim_batch("w", 1)
+    assert job.attempts == 2
+    final = await claims.fail(job, code="io", message="again", retryable=True)
+    assert final.status == "failed" and final.error_code == "io"
+
+
+async def test_expired_lease_with_no_attempts_left_fails(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    req = EditRequest.model_validate({"source": {"path": "clip.mp4"}, "max_attempts": 1})
+    await service.submit(tenant, req)
+    short = ClaimService(db, with_lease(settings, 0.1))
+    await short.claim_batch("w", 1)
+    await asyncio.sleep(0.3)
+    [rescued] = await short.rescue_expired()
+    assert rescued.status == "failed" and rescued.error_code == "lease_expired"
+
+
+async def test_release_returns_the_job_without_counting_the_attempt(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    await submit_many(service, tenant, 1)
+    claims = ClaimService(db, settings)
+    [job] = await claims.claim_batch("w", 1)
+    released = await claims.release(job)
+    assert released.status == "pending" and released.attempts == 0
+    [again] = await claims.claim_batch("w2", 1)
+    assert again.fencing_token == job.fencing_token + 1
+
+
+async def test_priority_orders_the_claims(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    for i, prio in enumerate([0, 10, -5, 10]):
+        req = EditRequest.model_validate(
+            {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i, "end": i + 1}], "priority": prio}
+        )
+        await service.submit(tenant, req)
+    claims = ClaimService(db, settings)
+    order = [j.priority for _ in range(4) for j in await claims.claim_batch("w", 1)]
+    assert order == [10, 10, 0, -5]

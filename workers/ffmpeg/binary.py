@@ -1,0 +1,96 @@
+"""Which ffmpeg binary to run, and which encoders it has.
+
+Order: `VIDJOBS_FFMPEG`, else `ffmpeg` on PATH, else the binary the imageio-ffmpeg
+package ships (so a plain `pip install` can run the demo). Probing never needs ffprobe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from functools import lru_cache
+
+ENV_VAR = "VIDJOBS_FFMPEG"
+INSTALL_HINT = (
+    "install ffmpeg (Debian/Ubuntu: `apt-get install -y ffmpeg`, macOS: `brew install ffmpeg`), "
+    "or `pip install imageio-ffmpeg`, or point VIDJOBS_FFMPEG at an ffmpeg binary"
+)
+
+# Output codec name (jobs.spec) -> ffmpeg encoders that produce it, preferred first.
+VIDEO_ENCODERS: dict[str, tuple[str, ...]] = {
+    "h264": ("libx264",),
+    "hevc": ("libx265",),
+    "vp9": ("libvpx-vp9",),
+    # SVT-AV1 is by far the fastest of the three at comparable quality.
+    "av1": ("libsvtav1", "libaom-av1", "librav1e"),
+}
+AUDIO_ENCODERS: dict[str, tuple[str, ...]] = {
+    "aac": ("aac",),
+    "opus": ("libopus",),  # ffmpeg's native "opus" encoder is experimental
+    "mp3": ("libmp3lame",),
+}
+IMAGE_ENCODERS: dict[str, tuple[str, ...]] = {
+    "gif": ("gif",),
+    "jpg": ("mjpeg",),
+    "png": ("png",),
+}
+
+_ENCODER_LINE = re.compile(r"^ ([VAS][A-Z.]{5}) ([A-Za-z0-9_.\-]+)\s")
+
+
+class FfmpegNotFound(RuntimeError):
+    """No usable ffmpeg binary: a deployment problem, not a problem with any job."""
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg binary to run, as an absolute path. Raises `FfmpegNotFound` with a hint."""
+    configured = os.environ.get(ENV_VAR, "").strip()
+    if configured:
+        if os.path.isfile(configured) and os.access(configured, os.X_OK):
+            return os.path.abspath(configured)
+        raise FfmpegNotFound(f"{ENV_VAR}={configured!r} is not an executable file; {INSTALL_HINT}")
+    found = shutil.which("ffmpeg")
+    if found:
+        return os.path.abspath(found)
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # the package is optional at runtime
+        raise FfmpegNotFound(f"no ffmpeg binary found; {INSTALL_HINT}") from exc
+    if exe and os.path.isfile(exe):
+        return os.path.abspath(exe)
+    raise FfmpegNotFound(f"no ffmpeg binary found; {INSTALL_HINT}")
+
+
+@lru_cache(maxsize=8)
+def encoders(ffmpeg: str) -> frozenset[str]:
+    """Names of the encoders the binary was built with (`ffmpeg -encoders`), cached."""
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-encoders"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    names = set()
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        m = _ENCODER_LINE.match(line)
+        if m:
+            names.add(m.group(2))
+    if not names:
+        raise FfmpegNotFound(f"{ffmpeg} -encoders listed no encoders (exit {proc.returncode})")
+    return frozenset(names)
+
+
+def pick_encoder(ffmpeg: str, table: dict[str, tuple[str, ...]], codec: str) -> str | None:
+    """The first encoder for `codec` the binary has, or None."""
+    have = encoders(ffmpeg)
+    return next((name for name in table.get(codec, ()) if name in have), None)
+
+
+def available(ffmpeg: str, table: dict[str, tuple[str, ...]]) -> list[str]:
+    """The codecs of `table` this binary can encode."""
+    return [codec for codec in table if pick_encoder(ffmpeg, table, codec) is not None]

@@ -27,7 +27,9 @@ class Heartbeat:
     cancel_requested: bool
 
 
-def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+def backoff_seconds(
+    attempt: int, base: float, cap: float, rng: random.Random | None = None
+) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
     return (rng or random).uniform(ceiling / 2, ceiling)
@@ -48,7 +50,13 @@ class ClaimService:
             self.after_commit(events)
 
     async def claim_by_key(
-        self, tenant_id: str, key: str, owner: str, *, consumer: str | None = None, event_id: str | None = None
+        self,
+        tenant_id: str,
+        key: str,
+        owner: str,
+        *,
+        consumer: str | None = None,
+        event_id: str | None = None,
     ) -> Job | None:
         """Claim one job; with `event_id`, also record it as processed in the same transaction.
 
@@ -76,7 +84,8 @@ class ClaimService:
                 conn, owner, self.settings.lease_seconds, limit
             )
             events = [
-                await outbox.insert_event(conn, job, EventType.CLAIMED, owner=owner) for job in claimed
+                await outbox.insert_event(conn, job, EventType.CLAIMED, owner=owner)
+                for job in claimed
             ]
         self._notify(events)
         return claimed
@@ -94,7 +103,9 @@ class ClaimService:
     async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
         assert job.id is not None
         async with self.db.transaction() as conn:
-            row = await statements.finish_succeeded_if_fenced(conn, job.id, job.fencing_token, output)
+            row = await statements.finish_succeeded_if_fenced(
+                conn, job.id, job.fencing_token, output
+            )
             if row is None:
                 raise LostFence(f"job {job.key} was taken over; its output is discarded")
             event = await outbox.insert_event(conn, row, EventType.SUCCEEDED, output=output)
@@ -122,9 +133,14 @@ class ClaimService:
             )
             if row is None:
                 raise LostFence(f"job {job.key} was taken over; its failure is not recorded")
-            type_ = EventType.RETRY_SCHEDULED if row.status == JobStatus.PENDING else EventType.FAILED
+            type_ = (
+                EventType.RETRY_SCHEDULED if row.status == JobStatus.PENDING else EventType.FAILED
+            )
             event = await outbox.insert_event(
-                conn, row, type_, error={"code": code, "message": message[:500], "retryable": retryable}
+                conn,
+                row,
+                type_,
+                error={"code": code, "message": message[:500], "retryable": retryable},
             )
         self._notify([event])
         return row

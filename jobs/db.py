@@ -55,7 +55,7 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         return value.astimezone(UTC)
 
 
-class db_now(FunctionElement[dt.datetime]):  # noqa: N801 - reads like a SQL function
+class db_now(FunctionElement[dt.datetime]):
     """The database's current time, optionally plus `seconds` (a number or a bound param)."""
 
     type = UTCDateTime()
@@ -63,7 +63,15 @@ class db_now(FunctionElement[dt.datetime]):  # noqa: N801 - reads like a SQL fun
     name = "db_now"
 
     def __init__(self, seconds: Any = None) -> None:
-        args = [] if seconds is None else [sa.literal(seconds, sa.Float) if not isinstance(seconds, sa.ColumnElement) else seconds]
+        args = (
+            []
+            if seconds is None
+            else [
+                sa.literal(seconds, sa.Float)
+                if not isinstance(seconds, sa.ColumnElement)
+                else seconds
+            ]
+        )
         super().__init__(*args)
 
 
@@ -95,8 +103,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
         _setup_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 

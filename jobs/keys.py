@@ -37,9 +37,7 @@ def job_key(tenant_id: str, edit: dict[str, Any]) -> str:
 def is_job_key(text: str) -> bool:
     prefix, _, digest = text.partition("_")
     return (
-        prefix == KEY_VERSION
-        and len(digest) == 64
-        and all(c in "0123456789abcdef" for c in digest)
+        prefix == KEY_VERSION and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
     )
 
 

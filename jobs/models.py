@@ -27,7 +27,9 @@ def _ts(nullable: bool = True, **kw: Any) -> Any:
 def _now_default() -> Any:
     return Field(
         default=None,
-        sa_column=sa.Column(UTCDateTime(), nullable=False, server_default=sa.func.current_timestamp()),
+        sa_column=sa.Column(
+            UTCDateTime(), nullable=False, server_default=sa.func.current_timestamp()
+        ),
     )
 
 
@@ -74,22 +76,30 @@ class Job(SQLModel, table=True):
         sa.Index("ix_jobs_key", "key"),
     )
 
-    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True)
+    )
     tenant_id: str = Field(foreign_key="tenants.id", max_length=36)
     key: str = Field(max_length=80)
     status: str = Field(max_length=16)
     spec: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
-    labels: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(JSONType, nullable=False))
+    labels: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONType, nullable=False)
+    )
     priority: int = Field(default=0)
     attempts: int = Field(default=0)
     max_attempts: int = Field(default=3)
     run_after: dt.datetime | None = _ts(nullable=False)
     lease_owner: str | None = Field(default=None, max_length=200)
     lease_expires_at: dt.datetime | None = _ts()
-    fencing_token: int = Field(default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False, default=0))
+    fencing_token: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False, default=0)
+    )
     cancel_requested: bool = Field(default=False)
     progress: float = Field(default=0.0)
-    output: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONType, nullable=True))
+    output: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(JSONType, nullable=True)
+    )
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     created_at: dt.datetime | None = _ts(nullable=False)
@@ -124,7 +134,9 @@ class OutboxEvent(SQLModel, table=True):
         sa.Index("ix_outbox_job", "tenant_id", "job_key", "id"),
     )
 
-    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True)
+    )
     event_id: str = Field(max_length=36, sa_column_kwargs={"unique": True})
     tenant_id: str = Field(max_length=36)
     job_id: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))

@@ -71,10 +71,7 @@ async def select_job_events(
 
 async def select_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
     stmt = (
-        sa.select(outbox)
-        .where(outbox.c.published_at.is_(None))
-        .order_by(outbox.c.id)
-        .limit(limit)
+        sa.select(outbox).where(outbox.c.published_at.is_(None)).order_by(outbox.c.id).limit(limit)
     )
     return [OutboxEvent.model_validate(dict(r)) for r in (await conn.execute(stmt)).mappings()]
 
@@ -92,7 +89,11 @@ async def mark_published(conn: AsyncConnection, ids: list[int]) -> int:
 
 async def record_processed_if_new(conn: AsyncConnection, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handled `event_id`; False if it already had (skip the effect)."""
-    insert = postgresql.insert(processed) if conn.dialect.name == "postgresql" else sqlite.insert(processed)
+    insert = (
+        postgresql.insert(processed)
+        if conn.dialect.name == "postgresql"
+        else sqlite.insert(processed)
+    )
     stmt = insert.values(
         consumer=consumer, event_id=event_id, processed_at=db_now()
     ).on_conflict_do_nothing(index_elements=["consumer", "event_id"])

@@ -255,7 +255,7 @@ class JobService:
             raise JobNotFound(f"no job with key {key[:100]!r}")
         return job
 
-    async def list(
+    async def list_jobs(
         self,
         tenant: TenantRef,
         *,
@@ -324,7 +324,9 @@ class JobService:
                     f"job {key} is {job.status}: only failed or cancelled jobs can be retried",
                     details={"status": job.status},
                 )
-            events.append(await outbox.insert_event(conn, changed, EventType.REQUEUED, reason="retry"))
+            events.append(
+                await outbox.insert_event(conn, changed, EventType.REQUEUED, reason="retry")
+            )
         self._notify(events)
         return changed
 
@@ -373,7 +375,13 @@ def _decode_cursor(cursor: str) -> int:
         pass
     raise InvalidRequest(
         "cursor is not one this server handed out",
-        details=[{"path": "cursor", "message": "invalid cursor", "allowed": "next_cursor of a previous page"}],
+        details=[
+            {
+                "path": "cursor",
+                "message": "invalid cursor",
+                "allowed": "next_cursor of a previous page",
+            }
+        ],
     )
 
 

@@ -67,7 +67,9 @@ class Source(_Strict):
         if (self.path is None) == (self.digest is None):
             raise ValueError("a source has exactly one of 'path' or 'digest'")
         if self.digest is not None and not DIGEST_RE.match(self.digest):
-            raise ValueError("'digest' must look like 'sha256:' followed by 64 lowercase hex digits")
+            raise ValueError(
+                "'digest' must look like 'sha256:' followed by 64 lowercase hex digits"
+            )
         if self.path is not None:
             if _CONTROL.search(self.path) or not _utf8(self.path):
                 raise ValueError("'path' must not contain control characters or lone surrogates")
@@ -213,7 +215,18 @@ class Watermark(_Strict):
 
 
 Operation = Annotated[
-    Trim | Scale | Crop | Fps | Rotate | Flip | Speed | Mute | Volume | Thumbnail | Concat | Watermark,
+    Trim
+    | Scale
+    | Crop
+    | Fps
+    | Rotate
+    | Flip
+    | Speed
+    | Mute
+    | Volume
+    | Thumbnail
+    | Concat
+    | Watermark,
     Field(discriminator="op"),
 ]
 
@@ -297,9 +310,7 @@ class EditRequest(_Strict):
     def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
         for key, value in labels.items():
             if not LABEL_KEY_RE.match(key):
-                raise ValueError(
-                    f"label key {key[:40]!r} must be 1-63 of a-z, 0-9, '_', '.', '-'"
-                )
+                raise ValueError(f"label key {key[:40]!r} must be 1-63 of a-z, 0-9, '_', '.', '-'")
             if len(value) > 256 or _CONTROL.search(value) or not _utf8(value):
                 raise ValueError(f"label {key!r} must be at most 256 printable characters")
         return labels
@@ -343,7 +354,13 @@ def check_coherent(req: EditRequest) -> None:
             "containers need a 'thumbnail' operation"
         )
     if out.container in NO_CODEC_CONTAINERS:
-        for name in ("video_codec", "audio_codec", "crf", "video_bitrate_kbps", "audio_bitrate_kbps"):
+        for name in (
+            "video_codec",
+            "audio_codec",
+            "crf",
+            "video_bitrate_kbps",
+            "audio_bitrate_kbps",
+        ):
             if getattr(out, name) is not None:
                 raise ValueError(f"output '{name}' does not apply to container '{out.container}'")
         if "volume" in kinds or "mute" in kinds:
@@ -351,10 +368,16 @@ def check_coherent(req: EditRequest) -> None:
         return
     if out.video_codec is not None and out.video_codec not in ALLOWED_VIDEO[out.container]:
         allowed = ", ".join(ALLOWED_VIDEO[out.container])
-        raise ValueError(f"video_codec '{out.video_codec}' is not allowed in '{out.container}' (allowed: {allowed})")
+        raise ValueError(
+            f"video_codec '{out.video_codec}' is not allowed in '{out.container}' "
+            f"(allowed: {allowed})"
+        )
     if out.audio_codec is not None and out.audio_codec not in ALLOWED_AUDIO[out.container]:
         allowed = ", ".join(ALLOWED_AUDIO[out.container])
-        raise ValueError(f"audio_codec '{out.audio_codec}' is not allowed in '{out.container}' (allowed: {allowed})")
+        raise ValueError(
+            f"audio_codec '{out.audio_codec}' is not allowed in '{out.container}' "
+            f"(allowed: {allowed})"
+        )
     if out.crf is not None and out.video_bitrate_kbps is not None:
         raise ValueError("give either output 'crf' or 'video_bitrate_kbps', not both")
     video = out.video_codec or ALLOWED_VIDEO[out.container][0]

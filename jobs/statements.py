@@ -124,9 +124,7 @@ async def cancel_if_pending(conn: AsyncConnection, tenant_id: str, key: str) -> 
     return _row(await conn.execute(stmt))
 
 
-async def request_cancel_if_running(
-    conn: AsyncConnection, tenant_id: str, key: str
-) -> Job | None:
+async def request_cancel_if_running(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
     """Set the cancel flag; the worker sees it at its next heartbeat and stops."""
     stmt = (
         sa.update(jobs)

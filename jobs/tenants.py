@@ -16,7 +16,7 @@ from jobs.models import ApiKey, Tenant
 tenants = Tenant.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 
-TOKEN_PREFIX = "vjt_"
+TOKEN_PREFIX = "vjt_"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True)

@@ -107,8 +107,12 @@ def worker(
         settings = get_settings()
         c = compose.build(settings)
         runner = Runner(
-            c.claims, compose.make_executor(executor, settings), c.blobs, settings,
-            concurrency=concurrency, wakeup=c.wakeup,
+            c.claims,
+            compose.make_executor(executor, settings),
+            c.blobs,
+            settings,
+            concurrency=concurrency,
+            wakeup=c.wakeup,
         )
         logging.getLogger("vidjobs").info("worker %s: concurrency %d", runner.owner, concurrency)
         await runner.run(_stop_event())
@@ -169,12 +173,16 @@ async def run_embedded(
     server = uvicorn.Server(config)
     stop = stop or _stop_event()
     runner = Runner(
-        c.claims, compose.make_executor(executor, settings), c.blobs, settings,
-        concurrency=concurrency, wakeup=c.wakeup,
+        c.claims,
+        compose.make_executor(executor, settings),
+        c.blobs,
+        settings,
+        concurrency=concurrency,
+        wakeup=c.wakeup,
     )
     reaper_loop = Reaper(c.claims, c.blobs, wakeup=c.wakeup)
     server_task = asyncio.create_task(server.serve())
-    while not server.started and not server_task.done():
+    while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.02)
     if server_task.done():
         await server_task
@@ -184,7 +192,9 @@ async def run_embedded(
     compose.write_credentials(settings.data_dir, {**creds, "url": url})
     if not quiet:
         console.print(f"[bold green]vidjobs is up[/] at {url}")
-        console.print(f"token: {creds['token']}  (saved in {settings.data_dir / compose.CREDENTIALS})")
+        console.print(
+            f"token: {creds['token']}  (saved in {settings.data_dir / compose.CREDENTIALS})"
+        )
     if ready is not None:
         ready.set()
     tasks = [asyncio.create_task(runner.run(stop)), asyncio.create_task(reaper_loop.run(stop))]
@@ -222,7 +232,7 @@ def submit(
         raise typer.Exit(2) from None
     client = _client()
     try:
-        status, job, replayed = client.submit(
+        _, job, replayed = client.submit(
             edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key
         )
         if wait:
@@ -248,7 +258,10 @@ def status(key: str, as_json: Annotated[bool, typer.Option("--json")] = False) -
     if as_json:
         print(json.dumps(job, indent=2))
         return
-    console.print(f"{job['key']}  [bold]{job['status']}[/]  progress {job['progress']:.0%}  attempts {job['attempts']}/{job['max_attempts']}")
+    console.print(
+        f"{job['key']}  [bold]{job['status']}[/]  progress {job['progress']:.0%}  "
+        f"attempts {job['attempts']}/{job['max_attempts']}"
+    )
     if job["error"]:
         console.print(f"error: {job['error']['code']}: {job['error']['message']}")
     if job["output"]:
@@ -271,7 +284,13 @@ def list_jobs(
         return
     table = Table("key", "status", "progress", "attempts", "created")
     for job in page["jobs"]:
-        table.add_row(job["key"], job["status"], f"{job['progress']:.0%}", str(job["attempts"]), job["created_at"])
+        table.add_row(
+            job["key"],
+            job["status"],
+            f"{job['progress']:.0%}",
+            str(job["attempts"]),
+            job["created_at"],
+        )
     console.print(table)
 
 

@@ -55,7 +55,9 @@ class Client:
         headers = {}
         if key := params.pop("idempotency_key", None):
             headers["Idempotency-Key"] = key
-        status, body, hdrs = self._call("POST", "/v1/jobs", json=edit, params=params, headers=headers)
+        status, body, hdrs = self._call(
+            "POST", "/v1/jobs", json=edit, params=params, headers=headers
+        )
         return status, body, hdrs.get("Idempotent-Replayed") == "true"
 
     def get(self, key: str) -> dict[str, Any]:
@@ -68,4 +70,6 @@ class Client:
         return self._call("GET", "/v1/jobs", params=params)[1]
 
     def upload(self, data: bytes, media_type: str = "application/octet-stream") -> dict[str, Any]:
-        return self._call("POST", "/v1/sources", content=data, headers={"Content-Type": media_type})[1]
+        return self._call(
+            "POST", "/v1/sources", content=data, headers={"Content-Type": media_type}
+        )[1]

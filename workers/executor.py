@@ -69,10 +69,14 @@ class SleepExecutor:
             await asyncio.sleep(self.seconds / self.steps)
             ctx.report_progress((i + 1) / self.steps)
         if key in self.permanent_keys:
-            raise PermanentError("the test executor was told this input is invalid", code="invalid_input")
+            raise PermanentError(
+                "the test executor was told this input is invalid", code="invalid_input"
+            )
         if self.fail_times.get(key, 0) > 0:
             self.fail_times[key] -= 1
-            raise RetryableError("the test executor was told to fail this attempt", code="transient")
+            raise RetryableError(
+                "the test executor was told to fail this attempt", code="transient"
+            )
         out = ctx.workdir / "output.json"
         out.write_text(json.dumps({"key": key, "spec": ctx.job.spec}, sort_keys=True))
         return ExecutionResult(

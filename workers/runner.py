@@ -131,7 +131,7 @@ class Runner:
         waits = [stop_wait, asyncio.create_task(self.wakeup.wait(self.settings.poll_seconds))]
         if self.active:
             waits.append(asyncio.create_task(self._slot_freed.wait()))
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             if t is not stop_wait:
                 t.cancel()
@@ -178,7 +178,9 @@ class Runner:
                     await execution
             await self._stopped(job)
         except ExecutionError as exc:
-            await self._failed(job, exc.code, exc.message, exc.retryable, getattr(exc, "delay", None))
+            await self._failed(
+                job, exc.code, exc.message, exc.retryable, getattr(exc, "delay", None)
+            )
         except Exception as exc:  # a bug or an unexpected environment error: retry it
             log.exception("job %s raised", job.key)
             await self._failed(job, "internal_error", f"{type(exc).__name__}: {exc}", True, None)
@@ -226,7 +228,12 @@ class Runner:
 
     async def _finish(self, job: Job, result: ExecutionResult) -> None:
         digest, size = await asyncio.to_thread(self.blobs.put_file, result.path)
-        output = {"digest": digest, "size": size, "media_type": result.media_type, **result.metadata}
+        output = {
+            "digest": digest,
+            "size": size,
+            "media_type": result.media_type,
+            **result.metadata,
+        }
         try:
             await self.claims.succeed(job, output)
             self.stats.succeeded += 1
@@ -254,7 +261,9 @@ class Runner:
         self, job: Job, code: str, message: str, retryable: bool, delay: float | None
     ) -> None:
         try:
-            row = await self.claims.fail(job, code=code, message=message, retryable=retryable, delay=delay)
+            row = await self.claims.fail(
+                job, code=code, message=message, retryable=retryable, delay=delay
+            )
         except LostFence:
             self.stats.lost += 1
             return

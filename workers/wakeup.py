@@ -30,10 +30,10 @@ class Wakeup:
         else:
             self._event.set()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until notified or `timeout` seconds pass. True if notified."""
+    async def wait(self, seconds: float) -> bool:
+        """Wait until notified or `seconds` pass. True if notified."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), seconds)
         notified = self._event.is_set()
         self._event.clear()
         return notified

@@ -19,8 +19,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from jobs.errors import Unavailable, VidjobsError
 
 _OP_TAGS = {
-    "trim", "scale", "crop", "fps", "rotate", "flip", "speed", "mute", "volume",
-    "thumbnail", "concat", "watermark",
+    "trim",
+    "scale",
+    "crop",
+    "fps",
+    "rotate",
+    "flip",
+    "speed",
+    "mute",
+    "volume",
+    "thumbnail",
+    "concat",
+    "watermark",
 }
 _LOC_ROOTS = {"body", "query", "path", "header"}
 

@@ -21,7 +21,12 @@ Tenant = Annotated[TenantRef, Depends(deps.tenant)]
 
 _ERROR = {"description": "error", "content": {"application/json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _ERROR, 404: _ERROR, 409: _ERROR, 413: _ERROR, 422: _ERROR, 503: _ERROR
+    401: _ERROR,
+    404: _ERROR,
+    409: _ERROR,
+    413: _ERROR,
+    422: _ERROR,
+    503: _ERROR,
 }
 
 
@@ -39,7 +44,7 @@ async def submit_job(
     on_duplicate: OnDuplicate = OnDuplicate.RETURN_EXISTING,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
-    """Submit an edit. 201: a new job (or a failed/cancelled key run again); 200: the existing job."""
+    """Submit an edit. 201: a new job, or a failed/cancelled key run again. 200: existing job."""
     st = deps.state(request)
     result = await st.service.submit(
         tenant, edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key
@@ -48,7 +53,9 @@ async def submit_job(
         "Location": f"/v1/jobs/{result.job.key}",
         "Idempotent-Replayed": "true" if result.replayed else "false",
     }
-    return JSONResponse(job_view(result.job), status_code=200 if result.replayed else 201, headers=headers)
+    return JSONResponse(
+        job_view(result.job), status_code=200 if result.replayed else 201, headers=headers
+    )
 
 
 @router.get("/{key}", responses=ERRORS)
@@ -64,7 +71,7 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    page = await deps.state(request).service.list(tenant, status=status, limit=limit, cursor=cursor)
+    page = await deps.state(request).service.list_jobs(tenant, status=status, limit=limit, cursor=cursor)
     return {"jobs": [job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
 
 

@@ -48,7 +48,9 @@ async def upload_source(
         media = "application/octet-stream"
     async with st.db.transaction() as conn:
         await conn.execute(
-            _insert_ignore(conn, blobs_table).values(digest=digest, size=size, media_type=media, probe=probe)
+            _insert_ignore(conn, blobs_table).values(
+                digest=digest, size=size, media_type=media, probe=probe
+            )
         )
     return JSONResponse({"digest": digest, "size": size, "probe": probe}, status_code=201)
 
@@ -64,9 +66,13 @@ async def job_output(request: Request, tenant: Tenant, key: str) -> FileResponse
     if not path.is_file():
         raise JobNotFound(f"the output of job {key} is no longer stored")
     media = str(job.output.get("media_type") or "application/octet-stream")
-    ext = {"video/mp4": "mp4", "video/webm": "webm", "video/x-matroska": "mkv",
-           "video/quicktime": "mov", "image/gif": "gif", "image/jpeg": "jpg",
-           "image/png": "png"}.get(media, "bin")
+    ext = {
+        "video/mp4": "mp4",
+        "video/webm": "webm",
+        "video/x-matroska": "mkv",
+        "video/quicktime": "mov",
+        "image/gif": "gif",
+        "image/jpeg": "jpg",
+        "image/png": "png",
+    }.get(media, "bin")
     return FileResponse(path, media_type=media, filename=f"{key}.{ext}")
-
-

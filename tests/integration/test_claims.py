@@ -23,7 +23,10 @@ async def submit_many(service: JobService, tenant: TenantRef, n: int) -> list[st
     keys = []
     for i in range(n):
         req = EditRequest.model_validate(
-            {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i, "end": i + 1}]}
+            {
+                "source": {"path": "clip.mp4"},
+                "operations": [{"op": "trim", "start": i, "end": i + 1}],
+            }
         )
         keys.append((await service.submit(tenant, req)).job.key)
     return keys
@@ -122,7 +125,10 @@ async def test_rescue_does_not_undo_a_finish_between_its_read_and_write(
 
 
 async def test_lease_expiry_uses_the_database_clock(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings,
+    db: Database,
+    service: JobService,
+    tenant: TenantRef,
+    settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     [key] = await submit_many(service, tenant, 1)
@@ -165,7 +171,9 @@ async def test_retryable_failure_backs_off_then_fails_when_attempts_run_out(
     assert await claims.claim_batch("w", 1) == []  # not due yet
     async with db.transaction() as conn:  # make it due now
         await conn.execute(
-            statements.jobs.update().where(statements.c.id == job.id).values(run_after=statements.db_now())
+            statements.jobs.update()
+            .where(statements.c.id == job.id)
+            .values(run_after=statements.db_now())
         )
     [job] = await claims.claim_batch("w", 1)
     assert job.attempts == 2
@@ -202,7 +210,11 @@ async def test_priority_orders_the_claims(
 ) -> None:
     for i, prio in enumerate([0, 10, -5, 10]):
         req = EditRequest.model_validate(
-            {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i, "end": i + 1}], "priority": prio}
+            {
+                "source": {"path": "clip.mp4"},
+                "operations": [{"op": "trim", "start": i, "end": i + 1}],
+                "priority": prio,
+            }
         )
         await service.submit(tenant, req)
     claims = ClaimService(db, settings)

@@ -25,7 +25,11 @@ def edit(**changes: Any) -> EditRequest:
 
 async def count(db: Database, model: Any) -> int:
     async with db.engine.connect() as conn:
-        return int((await conn.execute(sa.select(sa.func.count()).select_from(model.__table__))).scalar_one())
+        return int(
+            (
+                await conn.execute(sa.select(sa.func.count()).select_from(model.__table__))
+            ).scalar_one()
+        )
 
 
 async def test_fifty_concurrent_identical_submissions_make_one_row(
@@ -46,7 +50,9 @@ async def test_fifty_concurrent_identical_submissions_make_one_row(
     assert await count(db, OutboxEvent) == 1
 
 
-async def test_duplicate_returns_existing_or_rejects(service: JobService, tenant: TenantRef) -> None:
+async def test_duplicate_returns_existing_or_rejects(
+    service: JobService, tenant: TenantRef
+) -> None:
     first = await service.submit(tenant, edit())
     again = await service.submit(tenant, edit(priority=5, labels={"x": "y"}))
     assert first.created and again.replayed and again.job.id == first.job.id
@@ -75,7 +81,9 @@ async def test_idempotency_key_binds_the_first_body(service: JobService, tenant:
     with pytest.raises(IdempotencyKeyReused):
         await service.submit(tenant, edit(operations=[{"op": "mute"}]), idempotency_key="req-1")
     # the same header with the same body, even when asked to reject duplicates, is a replay
-    again = await service.submit(tenant, edit(), idempotency_key="req-1", on_duplicate=OnDuplicate.REJECT)
+    again = await service.submit(
+        tenant, edit(), idempotency_key="req-1", on_duplicate=OnDuplicate.REJECT
+    )
     assert again.job.key == first.job.key
 
 
@@ -106,7 +114,7 @@ async def test_tenants_do_not_see_each_others_jobs(
         await service.get(other_tenant, mine.job.key)
     with pytest.raises(JobNotFound):
         await service.cancel(other_tenant, mine.job.key)
-    page = await service.list(other_tenant)
+    page = await service.list_jobs(other_tenant)
     assert [j.key for j in page.jobs] == [theirs.job.key]
 
 
@@ -133,12 +141,14 @@ async def test_symlink_out_of_the_source_root_is_refused(
 async def test_list_paginates_with_a_cursor(service: JobService, tenant: TenantRef) -> None:
     keys = []
     for i in range(7):
-        r = await service.submit(tenant, edit(operations=[{"op": "trim", "start": i, "end": i + 1}]))
+        r = await service.submit(
+            tenant, edit(operations=[{"op": "trim", "start": i, "end": i + 1}])
+        )
         keys.append(r.job.key)
     seen: list[str] = []
     cursor = None
     while True:
-        page = await service.list(tenant, limit=3, cursor=cursor)
+        page = await service.list_jobs(tenant, limit=3, cursor=cursor)
         seen += [j.key for j in page.jobs]
         if page.next_cursor is None:
             break
@@ -174,9 +184,19 @@ async def test_each_transition_writes_one_outbox_row_in_order(
     await claims.succeed(job, {"digest": "sha256:" + "1" * 64, "size": 1})
     events = await service.events(tenant, r.job.key)
     assert [e.type for e in events] == [
-        "job.submitted", "job.claimed", "job.retry_scheduled", "job.claimed", "job.succeeded",
+        "job.submitted",
+        "job.claimed",
+        "job.retry_scheduled",
+        "job.claimed",
+        "job.succeeded",
     ]
-    assert [e.payload["status"] for e in events] == ["pending", "running", "pending", "running", "succeeded"]
+    assert [e.payload["status"] for e in events] == [
+        "pending",
+        "running",
+        "pending",
+        "running",
+        "succeeded",
+    ]
     assert [e.id for e in events] == sorted(e.id for e in events)
     assert len({e.event_id for e in events}) == 5
     async with db.engine.connect() as conn:

@@ -17,18 +17,31 @@ D1 = "sha256:" + "ab" * 32
 D2 = "sha256:" + "cd" * 32
 
 
-def key_of(body: dict[str, Any] | str, tenant: str = "tenant-1", digests: list[str] | None = None) -> str:
-    req = EditRequest.model_validate_json(body) if isinstance(body, str) else EditRequest.model_validate(body)
+def key_of(
+    body: dict[str, Any] | str, tenant: str = "tenant-1", digests: list[str] | None = None
+) -> str:
+    req = (
+        EditRequest.model_validate_json(body)
+        if isinstance(body, str)
+        else EditRequest.model_validate(body)
+    )
     return job_key(tenant, canonical_edit(req, digests or [D1]))
 
 
 GOLDEN = {
     "vj1_2c8147b238b5dedde8bd3772f69f199cbcd57fa8eaba3c9381da27fde87a8f78": (
-        {"source": {"digest": D1}, "operations": [{"op": "trim", "start": 1.5, "end": 4}, {"op": "scale", "width": 640}]},
+        {
+            "source": {"digest": D1},
+            "operations": [{"op": "trim", "start": 1.5, "end": 4}, {"op": "scale", "width": 640}],
+        },
         [D1],
     ),
     "vj1_3faf15e182a103fc5475a219f9d90a39e18d094b9c2f0747aaa3074c6cad79e6": (
-        {"source": {"digest": D1}, "operations": [{"op": "thumbnail", "at": "00:00:02.000"}], "output": {"container": "jpg"}},
+        {
+            "source": {"digest": D1},
+            "operations": [{"op": "thumbnail", "at": "00:00:02.000"}],
+            "output": {"container": "jpg"},
+        },
         [D1],
     ),
     "vj1_050c4ce072aae1a8a7510b6f6e353e36428f0692cf7b4d324603b1f5239880f6": (
@@ -56,22 +69,40 @@ def test_key_is_the_same_in_a_fresh_interpreter() -> None:
     )
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps([body, digests])],
-        capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
         cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == next(iter(GOLDEN))
 
 
 def test_key_ignores_json_key_order() -> None:
-    a = '{"source": {"digest": "%s"}, "operations": [{"op": "scale", "width": 640, "height": 360}], "output": {"container": "mp4", "crf": 20}}' % D1
-    b = '{"output": {"crf": 20, "container": "mp4"}, "operations": [{"height": 360, "width": 640, "op": "scale"}], "source": {"digest": "%s"}}' % D1
+    a = (
+        '{"source": {"digest": "%s"}, "operations": [{"op": "scale", "width": 640, "height": 360}], "output": {"container": "mp4", "crf": 20}}'
+        % D1
+    )
+    b = (
+        '{"output": {"crf": 20, "container": "mp4"}, "operations": [{"height": 360, "width": 640, "op": "scale"}], "source": {"digest": "%s"}}'
+        % D1
+    )
     assert key_of(a) == key_of(b)
 
 
 def test_key_ignores_number_spelling() -> None:
-    a = '{"source": {"digest": "%s"}, "operations": [{"op": "trim", "start": 1.5, "end": 3}, {"op": "speed", "factor": 1.5}]}' % D1
-    b = '{"source": {"digest": "%s"}, "operations": [{"op": "trim", "start": 1.50, "end": 3.000}, {"op": "speed", "factor": 1.500}]}' % D1
-    c = '{"source": {"digest": "%s"}, "operations": [{"op": "trim", "start": "1500ms", "end": "00:00:03"}, {"op": "speed", "factor": 1.5}]}' % D1
+    a = (
+        '{"source": {"digest": "%s"}, "operations": [{"op": "trim", "start": 1.5, "end": 3}, {"op": "speed", "factor": 1.5}]}'
+        % D1
+    )
+    b = (
+        '{"source": {"digest": "%s"}, "operations": [{"op": "trim", "start": 1.50, "end": 3.000}, {"op": "speed", "factor": 1.500}]}'
+        % D1
+    )
+    c = (
+        '{"source": {"digest": "%s"}, "operations": [{"op": "trim", "start": "1500ms", "end": "00:00:03"}, {"op": "speed", "factor": 1.5}]}'
+        % D1
+    )
     assert key_of(a) == key_of(b) == key_of(c)
 
 
@@ -80,13 +111,23 @@ def test_key_ignores_defaults_spelled_out() -> None:
     spelled = {
         "source": {"digest": D1},
         "operations": [{"op": "trim", "start": 0, "end": 2, "fast": False}],
-        "output": {"container": "mp4", "video_codec": "h264", "audio_codec": "aac", "crf": 23, "audio_bitrate_kbps": 128},
+        "output": {
+            "container": "mp4",
+            "video_codec": "h264",
+            "audio_codec": "aac",
+            "crf": 23,
+            "audio_bitrate_kbps": 128,
+        },
     }
     assert key_of(short) == key_of(spelled)
 
 
 def test_canonical_form_resubmits_to_the_same_key() -> None:
-    body = {"source": {"digest": D1}, "operations": [{"op": "trim", "start": 1.25, "end": 2}, {"op": "thumbnail", "at": 0.5}], "output": {"container": "png"}}
+    body = {
+        "source": {"digest": D1},
+        "operations": [{"op": "trim", "start": 1.25, "end": 2}, {"op": "thumbnail", "at": 0.5}],
+        "output": {"container": "png"},
+    }
     canon = canonical_edit(EditRequest.model_validate(body), [D1])
     assert canon["operations"][0]["start_ms"] == 1250
     assert key_of(canon) == key_of(body)
@@ -121,8 +162,14 @@ def test_anything_that_changes_the_output_changes_the_key(change: dict[str, Any]
 
 
 def test_operation_order_is_part_of_the_key() -> None:
-    a = {"source": {"digest": D1}, "operations": [{"op": "crop", "width": 100, "height": 100}, {"op": "scale", "width": 64}]}
-    b = {"source": {"digest": D1}, "operations": [{"op": "scale", "width": 64}, {"op": "crop", "width": 100, "height": 100}]}
+    a = {
+        "source": {"digest": D1},
+        "operations": [{"op": "crop", "width": 100, "height": 100}, {"op": "scale", "width": 64}],
+    }
+    b = {
+        "source": {"digest": D1},
+        "operations": [{"op": "scale", "width": 64}, {"op": "crop", "width": 100, "height": 100}],
+    }
     assert key_of(a) != key_of(b)
 
 

@@ -22,21 +22,33 @@ def errors_of(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("value", "ms"),
-    [(0, 0), (1.5, 1500), ("1.5", 1500), ("1.50", 1500), ("1500ms", 1500), ("2s", 2000),
-     ("00:01:02.5", 62500), ("1:02", 62000)],
+    [
+        (0, 0),
+        (1.5, 1500),
+        ("1.5", 1500),
+        ("1.50", 1500),
+        ("1500ms", 1500),
+        ("2s", 2000),
+        ("00:01:02.5", 62500),
+        ("1:02", 62000),
+    ],
 )
 def test_times_become_integer_milliseconds(value: Any, ms: int) -> None:
     assert parse_ms(value) == ms
 
 
-@pytest.mark.parametrize("value", [-1, "abc", 1.0001, float("nan"), float("inf"), True, "1:61", "99999999999", None])
+@pytest.mark.parametrize(
+    "value", [-1, "abc", 1.0001, float("nan"), float("inf"), True, "1:61", "99999999999", None]
+)
 def test_bad_times_are_refused(value: Any) -> None:
     with pytest.raises(ValueError):
         parse_ms(value)
 
 
 def test_error_names_the_json_path_and_what_is_allowed() -> None:
-    details = errors_of({"source": {"digest": D1}, "operations": [{"op": "mute"}, {"op": "scale", "width": 99999}]})
+    details = errors_of(
+        {"source": {"digest": D1}, "operations": [{"op": "mute"}, {"op": "scale", "width": 99999}]}
+    )
     assert details[0]["path"] == "operations[1].width"
     assert details[0]["allowed"] == {"le": 7680}
 
@@ -48,14 +60,23 @@ def test_unknown_operation_lists_the_known_ones() -> None:
 
 
 def test_unknown_fields_are_refused() -> None:
-    details = errors_of({"source": {"digest": D1}, "operations": [{"op": "mute", "filter": "rm -rf"}]})
+    details = errors_of(
+        {"source": {"digest": D1}, "operations": [{"op": "mute", "filter": "rm -rf"}]}
+    )
     assert details[0]["path"] == "operations[0].filter"
 
 
 @pytest.mark.parametrize(
     "source",
-    [{"path": "../../etc/passwd"}, {"path": "a/../../b"}, {"path": "x\x00y"}, {"path": "a\nb"},
-     {"digest": "sha256:xyz"}, {"digest": D1, "path": "a"}, {}],
+    [
+        {"path": "../../etc/passwd"},
+        {"path": "a/../../b"},
+        {"path": "x\x00y"},
+        {"path": "a\nb"},
+        {"digest": "sha256:xyz"},
+        {"digest": D1, "path": "a"},
+        {},
+    ],
 )
 def test_bad_sources_are_refused(source: dict[str, Any]) -> None:
     details = errors_of({"source": source})
@@ -79,7 +100,9 @@ def test_bad_sources_are_refused(source: dict[str, Any]) -> None:
         ([], {"video_codec": "h264", "crf": 60}, "at most 51"),
     ],
 )
-def test_incoherent_edits_are_refused(ops: list[Any], output: dict[str, Any], fragment: str) -> None:
+def test_incoherent_edits_are_refused(
+    ops: list[Any], output: dict[str, Any], fragment: str
+) -> None:
     details = errors_of({"source": {"digest": D1}, "operations": ops, "output": output})
     assert any(fragment in d["message"] for d in details), details
 
@@ -92,8 +115,12 @@ def test_labels_are_checked() -> None:
 def test_output_defaults_follow_the_container() -> None:
     webm = EditRequest.model_validate({"source": {"digest": D1}, "output": {"container": "webm"}})
     assert canonical_output(webm) == {
-        "container": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32,
-        "video_bitrate_kbps": None, "audio_bitrate_kbps": 128,
+        "container": "webm",
+        "video_codec": "vp9",
+        "audio_codec": "opus",
+        "crf": 32,
+        "video_bitrate_kbps": None,
+        "audio_bitrate_kbps": 128,
     }
     muted = EditRequest.model_validate({"source": {"digest": D1}, "operations": [{"op": "mute"}]})
     assert canonical_output(muted)["audio_codec"] == "none"

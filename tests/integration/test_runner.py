@@ -1,0 +1,211 @@
+"""The worker loop with a test executor, on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.blobstore import BlobStore
+from jobs.claims import ClaimService
+from jobs.db import Database
+from jobs.errors import PermanentError
+from jobs.service import JobService
+from jobs.settings import Settings
+from jobs.spec import EditRequest
+from jobs.tenants import TenantRef
+from workers.executor import ExecutionContext, ExecutionResult, SleepExecutor
+from workers.runner import Runner
+from workers.wakeup import Wakeup
+
+
+def request(i: int = 0, **extra: Any) -> EditRequest:
+    return EditRequest.model_validate(
+        {
+            "source": {"path": "clip.mp4"},
+            "operations": [{"op": "trim", "start": i, "end": i + 1}],
+            **extra,
+        }
+    )
+
+
+async def wait_for(
+    service: JobService, tenant: TenantRef, key: str, statuses: set[str], timeout: float = 10
+) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            job = await service.get(tenant, key)
+            if job.status in statuses:
+                return job
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(runner: Runner) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+def blobs(settings: Settings) -> BlobStore:
+    store = BlobStore(settings.data_dir / "blobs")
+    store.ensure()
+    return store
+
+
+def make_runner(
+    db: Database, settings: Settings, blobs: BlobStore, executor: Any, **kw: Any
+) -> tuple[Runner, Wakeup]:
+    wakeup = Wakeup()
+    claims = ClaimService(db, settings)
+    return Runner(claims, executor, blobs, settings, wakeup=wakeup, **kw), wakeup
+
+
+async def test_jobs_run_once_and_outputs_land_in_the_blob_store(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    executor = SleepExecutor(0.02)
+    runner, wakeup = make_runner(db, settings, blobs, executor, concurrency=3)
+    service.after_commit = lambda events: wakeup.notify()
+    async with running(runner):
+        keys = [(await service.submit(tenant, request(i))).job.key for i in range(10)]
+        await service.submit(tenant, request(0))  # a duplicate: never runs again
+        done = [await wait_for(service, tenant, k, {"succeeded"}) for k in keys]
+    assert sorted(executor.runs) == sorted(keys)
+    for job in done:
+        path = blobs.path_for(job.output["digest"])
+        assert path.is_file() and path.stat().st_size == job.output["size"]
+    assert not list(blobs.tmp.iterdir()), "scratch dirs must be removed"
+
+
+async def test_wakeup_beats_the_poll_interval(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    slow_poll = settings.model_copy(update={"poll_seconds": 30})
+    runner, wakeup = make_runner(db, slow_poll, blobs, SleepExecutor(0.01))
+    service.after_commit = lambda events: wakeup.notify()
+    async with running(runner):
+        await asyncio.sleep(0.1)  # the runner is idle, waiting up to 30 s
+        key = (await service.submit(tenant, request())).job.key
+        await wait_for(service, tenant, key, {"succeeded"}, timeout=5)
+
+
+async def test_retryable_then_permanent_failures(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    flaky = (await service.submit(tenant, request(1, max_attempts=3))).job.key
+    broken = (await service.submit(tenant, request(2))).job.key
+    executor = SleepExecutor(0.01, fail_times={flaky: 2}, permanent_keys={broken})
+    runner, _ = make_runner(db, settings, blobs, executor)
+    async with running(runner):
+        ok = await wait_for(service, tenant, flaky, {"succeeded", "failed"})
+        bad = await wait_for(service, tenant, broken, {"failed"})
+    assert ok.status == "succeeded" and ok.attempts == 3
+    assert bad.attempts == 1 and bad.error_code == "invalid_input"
+    assert executor.runs.count(broken) == 1
+
+
+class BlockingExecutor:
+    """Runs until cancelled; records that cancellation reached it."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        self.started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_cancelling_a_running_job_stops_the_executor(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    executor = BlockingExecutor()
+    runner, _ = make_runner(db, settings, blobs, executor)
+    key = (await service.submit(tenant, request())).job.key
+    async with running(runner):
+        await asyncio.wait_for(executor.started.wait(), 5)
+        await service.cancel(tenant, key)
+        await asyncio.wait_for(executor.cancelled.wait(), 2)
+        job = await wait_for(service, tenant, key, {"cancelled"}, timeout=2)
+    assert job.finished_at is not None
+
+
+async def test_a_worker_that_loses_its_lease_stops_and_attaches_nothing(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    executor = BlockingExecutor()
+    short = settings.model_copy(update={"lease_seconds": 0.3, "heartbeat_seconds": 10})
+    runner, _ = make_runner(db, short, blobs, executor)
+    key = (await service.submit(tenant, request())).job.key
+    async with running(runner):
+        await asyncio.wait_for(executor.started.wait(), 5)
+        # Someone else takes the job over (as after a pause past the lease).
+        async with db.transaction() as conn:
+            from jobs import statements
+
+            await conn.execute(
+                statements.jobs.update()
+                .where(statements.c.key == key)
+                .values(fencing_token=statements.c.fencing_token + 1)
+            )
+        await asyncio.wait_for(executor.cancelled.wait(), 3)
+    job = await service.get(tenant, key)
+    assert job.status == "running" and job.output is None
+    assert runner.stats.lost == 1
+
+
+async def test_graceful_shutdown_releases_unfinished_jobs(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    executor = BlockingExecutor()
+    runner, _ = make_runner(db, settings, blobs, executor, shutdown_grace=0.2)
+    key = (await service.submit(tenant, request())).job.key
+    async with running(runner):
+        await asyncio.wait_for(executor.started.wait(), 5)
+    job = await service.get(tenant, key)
+    assert job.status == "pending" and job.attempts == 0
+    assert runner.stats.released == 1
+
+
+class ExplodingExecutor:
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        raise PermanentError("cannot decode", code="invalid_input")
+
+
+async def test_missing_blob_input_is_a_permanent_failure_not_a_crash(
+    db: Database,
+    service: JobService,
+    tenant: TenantRef,
+    settings: Settings,
+    blobs: BlobStore,
+    tmp_path: Path,
+) -> None:
+    from jobs.models import Blob
+
+    digest = "sha256:" + "e" * 64
+    async with db.transaction() as conn:
+        await conn.execute(
+            Blob.__table__.insert().values(digest=digest, size=1, media_type="video/mp4")
+        )  # type: ignore[attr-defined]
+    key = (
+        await service.submit(tenant, EditRequest.model_validate({"source": {"digest": digest}}))
+    ).job.key
+    runner, _ = make_runner(db, settings, blobs, SleepExecutor(0.01))
+    async with running(runner):
+        job = await wait_for(service, tenant, key, {"failed"})
+    assert "missing" in (job.error_message or "")

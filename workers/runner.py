@@ -163,27 +163,28 @@ class Runner:
                 report_progress=progress.report,
             )
             execution = asyncio.create_task(self.executor.execute(ctx))
-            heartbeat = asyncio.create_task(self._heartbeat(job, execution, progress))
+            beating = asyncio.Event()
+            heartbeat = asyncio.create_task(self._heartbeat(job, execution, progress, beating))
             try:
                 result = await asyncio.shield(execution)
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
-            await self._finish(job, result)
+                # Never cancel a heartbeat mid-transaction: ask it to stop and wait for it.
+                beating.set()
+                await asyncio.shield(heartbeat)
+            await asyncio.shield(self._finish(job, result))
         except asyncio.CancelledError:
             if execution is not None and not execution.done():
                 execution.cancel()
                 with contextlib.suppress(BaseException):
                     await execution
-            await self._stopped(job)
+            await asyncio.shield(self._stopped(job))
         except ExecutionError as exc:
-            await self._failed(
-                job, exc.code, exc.message, exc.retryable, getattr(exc, "delay", None)
-            )
+            delay = getattr(exc, "delay", None)
+            await asyncio.shield(self._failed(job, exc.code, exc.message, exc.retryable, delay))
         except Exception as exc:  # a bug or an unexpected environment error: retry it
             log.exception("job %s raised", job.key)
-            await self._failed(job, "internal_error", f"{type(exc).__name__}: {exc}", True, None)
+            message = f"{type(exc).__name__}: {exc}"
+            await asyncio.shield(self._failed(job, "internal_error", message, True, None))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -199,13 +200,18 @@ class Runner:
                 paths.append(path)
         return paths
 
-    async def _heartbeat(self, job: Job, execution: asyncio.Task[Any], progress: _Progress) -> None:
+    async def _heartbeat(
+        self, job: Job, execution: asyncio.Task[Any], progress: _Progress, done: asyncio.Event
+    ) -> None:
         interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
         tick = min(1.0, interval)
         last = time.monotonic()
         sent = 0.0
-        while not execution.done():
-            await asyncio.sleep(tick)
+        while not execution.done() and not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), tick)
+            if done.is_set():
+                return
             now = time.monotonic()
             moved = progress.value - sent >= 0.05
             if now - last < interval and not moved:

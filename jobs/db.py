@@ -110,7 +110,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def _setup_sqlite(engine: AsyncEngine) -> None:
+def _setup_sqlite(engine: AsyncEngine, immediate: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event decide how transactions start.
@@ -124,7 +124,7 @@ def _setup_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -134,6 +134,14 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
+        # Reads that need no lock. On SQLite a second engine whose transactions start
+        # deferred (WAL readers never block or wait for the writer); elsewhere the same one.
+        self.reader = self.engine
+        if self.dialect == "sqlite":
+            self.reader = create_async_engine(
+                url, **{"connect_args": {"timeout": 30}, **engine_kwargs}
+            )
+            _setup_sqlite(self.reader, immediate=False)
 
     @property
     def is_postgres(self) -> bool:
@@ -146,7 +154,7 @@ class Database:
             yield conn
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def now(self) -> dt.datetime:
@@ -157,3 +165,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()

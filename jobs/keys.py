@@ -62,6 +62,13 @@ class DigestCache:
         self._lock = threading.Lock()
         self.misses = 0
 
+    def cached(self, path: Path) -> str | None:
+        """The digest if this exact file version was hashed before (a stat, no read)."""
+        st = path.stat()
+        ident = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            return self._entries.get(ident)
+
     def digest(self, path: Path) -> str:
         st = path.stat()
         ident = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)

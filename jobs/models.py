@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
@@ -170,3 +171,7 @@ class Blob(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+# Rows are built with `model_construct` (no re-validation of typed database values), which
+# skips SQLAlchemy's lazy mapper set-up: do it once, here.
+sa.orm.configure_mappers()

@@ -54,7 +54,7 @@ async def insert_event(
         .returning(*outbox.c)
     )
     row = (await conn.execute(stmt)).mappings().one()
-    return OutboxEvent.model_validate(dict(row))
+    return OutboxEvent.model_construct(**row)
 
 
 async def select_job_events(
@@ -66,14 +66,14 @@ async def select_job_events(
         .order_by(outbox.c.id)
         .limit(limit)
     )
-    return [OutboxEvent.model_validate(dict(r)) for r in (await conn.execute(stmt)).mappings()]
+    return [OutboxEvent.model_construct(**r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def select_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
     stmt = (
         sa.select(outbox).where(outbox.c.published_at.is_(None)).order_by(outbox.c.id).limit(limit)
     )
-    return [OutboxEvent.model_validate(dict(r)) for r in (await conn.execute(stmt)).mappings()]
+    return [OutboxEvent.model_construct(**r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def mark_published(conn: AsyncConnection, ids: list[int]) -> int:

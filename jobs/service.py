@@ -91,6 +91,7 @@ class JobService:
         self.digests = digests or DigestCache()
         self.after_commit = after_commit
         self.check_edit = check_edit
+        self.source_roots = settings.resolved_source_roots
 
     # --- submission ------------------------------------------------------------------
 
@@ -118,12 +119,13 @@ class JobService:
 
     async def _resolve(self, source: Source, where: str) -> dict[str, Any]:
         if source.path is not None:
-            roots = self.settings.resolved_source_roots
-            path = resolve_source_path(source.path, roots, where)
-            digest = await asyncio.to_thread(self.digests.digest, path)
+            path = resolve_source_path(source.path, self.source_roots, where)
+            digest = self.digests.cached(path)
+            if digest is None:  # hashing a large file must not block the event loop
+                digest = await asyncio.to_thread(self.digests.digest, path)
             return {"digest": digest, "path": str(path)}
         assert source.digest is not None
-        async with self.db.engine.connect() as conn:
+        async with self.db.reader.connect() as conn:
             found = (
                 await conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == source.digest))
             ).first()
@@ -152,6 +154,15 @@ class JobService:
         if idempotency_key is not None:
             _check_idempotency_key(idempotency_key)
         prepared = await self.prepare(tenant, req)
+        if idempotency_key is None:
+            # The common duplicate costs one indexed read and no write. Rows are never
+            # deleted, so an in-flight or succeeded row found here is final for this call.
+            async with self.db.reader.connect() as conn:
+                existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
+            if existing is not None and not JobStatus(existing.status).is_rerunnable:
+                if on_duplicate is OnDuplicate.REJECT:
+                    raise _duplicate(existing)
+                return SubmitResult(job=existing, created=False)
         max_attempts = req.max_attempts or self.settings.default_max_attempts
         events: list[OutboxEvent] = []
         async with self.db.transaction() as conn:
@@ -161,10 +172,7 @@ class JobService:
                     return SubmitResult(job=bound, created=False)
             result = await self._insert_or_reuse(conn, tenant, req, prepared, max_attempts, events)
             if result.replayed and on_duplicate is OnDuplicate.REJECT:
-                raise DuplicateJob(
-                    f"job {result.job.key} already exists and is {result.job.status}",
-                    details={"key": result.job.key, "status": result.job.status},
-                )
+                raise _duplicate(result.job)
             if idempotency_key is not None:
                 await self._bind(conn, tenant, idempotency_key, prepared)
         self._notify(events)
@@ -249,7 +257,7 @@ class JobService:
     # --- reads -----------------------------------------------------------------------
 
     async def get(self, tenant: TenantRef, key: str) -> Job:
-        async with self.db.engine.connect() as conn:
+        async with self.db.reader.connect() as conn:
             job = await statements.select_job_by_key(conn, tenant.id, key)
         if job is None:
             raise JobNotFound(f"no job with key {key[:100]!r}")
@@ -269,7 +277,7 @@ class JobService:
                 details=[{"path": "limit", "message": f"got {limit}", "allowed": "1..500"}],
             )
         before = _decode_cursor(cursor) if cursor else None
-        async with self.db.engine.connect() as conn:
+        async with self.db.reader.connect() as conn:
             rows = await statements.select_jobs_page(conn, tenant.id, status, before, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -278,7 +286,7 @@ class JobService:
 
     async def events(self, tenant: TenantRef, key: str) -> list[OutboxEvent]:
         await self.get(tenant, key)
-        async with self.db.engine.connect() as conn:
+        async with self.db.reader.connect() as conn:
             return await outbox.select_job_events(conn, tenant.id, key)
 
     # --- tenant actions ----------------------------------------------------------------
@@ -333,6 +341,13 @@ class JobService:
     def _notify(self, events: Sequence[OutboxEvent]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
+
+
+def _duplicate(job: Job) -> DuplicateJob:
+    return DuplicateJob(
+        f"job {job.key} already exists and is {job.status}",
+        details={"key": job.key, "status": job.status},
+    )
 
 
 def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:

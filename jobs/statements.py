@@ -34,11 +34,12 @@ RERUNNABLE = (FAILED, CANCELLED)
 
 def _row(result: sa.CursorResult[Any]) -> Job | None:
     row = result.mappings().first()
-    return None if row is None else Job.model_validate(dict(row))
+    return None if row is None else Job.model_construct(**row)
 
 
 def _rows(result: sa.CursorResult[Any]) -> list[Job]:
-    return [Job.model_validate(dict(row)) for row in result.mappings().all()]
+    # Rows come typed from the database: construct without re-validating. Treat as read-only.
+    return [Job.model_construct(**row) for row in result.mappings().all()]
 
 
 # --- submission -------------------------------------------------------------------------

@@ -304,3 +304,15 @@ def _redact(url: str) -> str:
 
 def main(argv: list[str] | None = None) -> Any:
     return app(argv if argv is not None else sys.argv[1:])
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="keep the demo's data dir afterwards")] = False,
+) -> None:
+    """Make a test clip, submit edits (and duplicates) to an embedded vidjobs, show results."""
+    from workers.demo import run_demo
+
+    _logging()
+    logging.getLogger().setLevel(logging.WARNING)
+    raise typer.Exit(asyncio.run(run_demo(get_settings(), console, keep=keep)))

@@ -44,7 +44,7 @@ async def tenant(request: Request) -> TenantRef:
     if scheme.lower() != "bearer" or not token or len(token) > 200 or not token.isascii():
         raise Unauthorized("a valid bearer token is required")
     st = state(request)
-    async with st.db.engine.connect() as conn:
+    async with st.db.reader.connect() as conn:
         found = await tenant_for_token(conn, token)
     if found is None:
         raise Unauthorized("a valid bearer token is required")

@@ -71,7 +71,9 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    page = await deps.state(request).service.list_jobs(tenant, status=status, limit=limit, cursor=cursor)
+    page = await deps.state(request).service.list_jobs(
+        tenant, status=status, limit=limit, cursor=cursor
+    )
     return {"jobs": [job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
 
 

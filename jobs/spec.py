@@ -49,10 +49,10 @@ def _ms_aliases(data: Any, *names: str) -> Any:
                 if name in data:
                     raise ValueError(f"give either '{name}' or '{ms_name}', not both")
                 value = data[ms_name]
-                if not isinstance(value, int) or isinstance(value, bool):
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                     raise ValueError(f"'{ms_name}' must be a whole number of milliseconds")
                 data = {k: v for k, v in data.items() if k != ms_name}
-                data[name] = f"{value}ms"
+                data[name] = None if value is None else f"{value}ms"
     return data
 
 

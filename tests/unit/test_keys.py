@@ -200,3 +200,10 @@ def test_digest_cache_reads_a_file_once_until_it_changes(tmp_path: Path) -> None
     f.write_bytes(b"y" * 10_001)
     assert cache.digest(f) != first
     assert cache.misses == 2
+
+
+def test_canonical_form_with_an_open_ended_trim_validates_again() -> None:
+    body = {"source": {"digest": D1}, "operations": [{"op": "trim", "start": 2}]}
+    canon = canonical_edit(EditRequest.model_validate(body), [D1])
+    assert canon["operations"][0]["end_ms"] is None
+    assert key_of(canon) == key_of(body)

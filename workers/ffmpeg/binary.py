@@ -12,6 +12,9 @@ import shutil
 import subprocess
 from functools import lru_cache
 
+from jobs.errors import PermanentError
+from jobs.spec import Output
+
 ENV_VAR = "VIDJOBS_FFMPEG"
 INSTALL_HINT = (
     "install ffmpeg (Debian/Ubuntu: `apt-get install -y ffmpeg`, macOS: `brew install ffmpeg`), "
@@ -57,7 +60,7 @@ def find_ffmpeg() -> str:
     try:
         import imageio_ffmpeg
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        exe = str(imageio_ffmpeg.get_ffmpeg_exe())
     except Exception as exc:  # the package is optional at runtime
         raise FfmpegNotFound(f"no ffmpeg binary found; {INSTALL_HINT}") from exc
     if exe and os.path.isfile(exe):
@@ -94,3 +97,56 @@ def pick_encoder(ffmpeg: str, table: dict[str, tuple[str, ...]], codec: str) -> 
 def available(ffmpeg: str, table: dict[str, tuple[str, ...]]) -> list[str]:
     """The codecs of `table` this binary can encode."""
     return [codec for codec in table if pick_encoder(ffmpeg, table, codec) is not None]
+
+
+def encoder_args(output: Output, have: frozenset[str], with_audio: bool) -> list[str]:
+    """Codec options for an output: encoder chosen from what the binary has, then quality."""
+    container = output.container
+    if container.value in IMAGE_ENCODERS:
+        enc = IMAGE_ENCODERS[container.value][0]
+        if enc not in have:
+            raise _missing(f"{container.value} images")
+        if container.value == "gif":
+            return ["-c:v", enc, "-an"]
+        quality = ["-q:v", "2"] if container.value == "jpg" else []
+        return ["-frames:v", "1", "-c:v", enc, *quality, "-an"]
+    codec = output.video_codec.value if output.video_codec else ""
+    venc = next((e for e in VIDEO_ENCODERS.get(codec, ()) if e in have), None)
+    if venc is None:
+        raise _missing(f"{codec or 'no'} video")
+    args = ["-c:v", venc, "-pix_fmt", "yuv420p"]
+    if output.video_bitrate_kbps is not None:
+        args += ["-b:v", f"{int(output.video_bitrate_kbps)}k"]
+    elif output.crf is not None:
+        crf = int(output.crf)
+        if venc == "librav1e":
+            args += ["-qp", str(min(255, crf * 4))]
+        else:
+            args += ["-crf", str(crf)]
+            if venc in ("libvpx-vp9", "libaom-av1"):
+                args += ["-b:v", "0"]  # constant quality, not a bitrate cap
+    args += _SPEED.get(venc, [])
+    if codec == "hevc" and container.value in ("mp4", "mov"):
+        args += ["-tag:v", "hvc1"]  # what Apple players look for
+    audio = output.audio_codec.value if output.audio_codec else "none"
+    if not with_audio or audio == "none":
+        return [*args, "-an"]
+    aenc = next((e for e in AUDIO_ENCODERS.get(audio, ()) if e in have), None)
+    if aenc is None:
+        raise _missing(f"{audio} audio")
+    return [*args, "-c:a", aenc, "-b:a", f"{int(output.audio_bitrate_kbps or 128)}k"]
+
+
+# Speed/quality trade-offs fixed per encoder (defaults of libaom and rav1e are very slow).
+_SPEED: dict[str, list[str]] = {
+    "libx265": ["-x265-params", "log-level=error"],
+    "libvpx-vp9": ["-deadline", "good", "-cpu-used", "4", "-row-mt", "1"],
+    "libaom-av1": ["-cpu-used", "6", "-row-mt", "1"],
+    "librav1e": ["-speed", "6"],
+}
+
+
+def _missing(what: str) -> PermanentError:
+    return PermanentError(
+        f"this worker's ffmpeg has no encoder for {what}", code="unsupported_codec"
+    )

@@ -182,7 +182,7 @@ def sanitize(lines: Sequence[str], redact: Mapping[str, str], limit: int = 500) 
         if secret:
             text = text.replace(secret, redact[secret])
     text = re.sub(r"\[(\w+) @ 0x[0-9a-f]+\]", r"[\1]", text)  # drop heap addresses
-    text = re.sub(r"(?<![\w<])(?:file:)?/[^\s'\":,]+", "<path>", text)
+    text = re.sub(r"(?<![\w<>])(?:file:)?/[^\s'\":,]+", "<path>", text)
     return text[-limit:]
 
 
@@ -197,22 +197,27 @@ def raise_for_exit(result: RunResult, redact: Mapping[str, str], limits: Limits)
         sig = -code
         if sig == signal.SIGXCPU:
             raise PermanentError(
-                "ffmpeg used more CPU time than its limit allows", code="limit_exceeded",
+                "ffmpeg used more CPU time than its limit allows",
+                code="limit_exceeded",
                 details=details,
             )
         if sig == signal.SIGXFSZ:
             raise PermanentError(
                 f"the output grew past the limit of {limits.max_output_bytes} bytes",
-                code="limit_exceeded", details=details,
+                code="limit_exceeded",
+                details=details,
             )
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
         raise RetryableError(f"ffmpeg was killed by signal {name}", code="killed", details=details)
     joined = "\n".join(result.stderr[-12:])
     if _TRANSIENT_IO.search(joined):
-        raise RetryableError(f"ffmpeg hit an I/O or resource error: {tail}", code="io_error",
-                             details=details)
+        raise RetryableError(
+            f"ffmpeg hit an I/O or resource error: {tail}", code="io_error", details=details
+        )
     if _INVALID_INPUT.search(joined):
-        raise PermanentError(f"ffmpeg could not process the input: {tail}", code="invalid_input",
-                             details=details)
-    raise RetryableError(f"ffmpeg failed with exit code {code}: {tail}", code="ffmpeg_failed",
-                         details=details)
+        raise PermanentError(
+            f"ffmpeg could not process the input: {tail}", code="invalid_input", details=details
+        )
+    raise RetryableError(
+        f"ffmpeg failed with exit code {code}: {tail}", code="ffmpeg_failed", details=details
+    )

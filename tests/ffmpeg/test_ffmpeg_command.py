@@ -1,0 +1,234 @@
+"""The command builder: argv lists of known tokens only, hardened inputs, stream copy only
+when it is safe, and codec checks at submission."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.errors import InvalidRequest, PermanentError
+from jobs.spec import EditRequest, canonical_edit
+from workers.ffmpeg.binary import encoders
+from workers.ffmpeg.command import build_command, file_arg
+from workers.ffmpeg.executor import check_encoders, make_edit_check
+from workers.ffmpeg.graph import atempo_chain, num
+from workers.ffmpeg.probe import FORMAT_WHITELIST, Probe, Stream
+
+pytestmark = pytest.mark.ffmpeg
+
+DIGEST = "sha256:" + "2" * 64
+MAIN = Probe("mov,mp4,m4a,3gp,3g2,mj2", 2000, (Stream(0, "video", "h264", 320, 240, 25.0),
+             Stream(1, "audio", "aac")), 320, 240, "h264", True, 1000, 0, 25.0)  # fmt: skip
+OTHER = Probe("matroska,webm", 1000, (Stream(0, "video", "vp9", 160, 120, 30.0),), 160, 120,
+              "vp9", False, 500, 0, 30.0)  # fmt: skip
+LOGO = Probe("png_pipe", None, (Stream(0, "video", "png", 64, 32, 25.0),), 64, 32, "png", False,
+             100, 0, 25.0)  # fmt: skip
+ALL_OPS: list[dict[str, Any]] = [
+    {"op": "concat", "sources": [{"digest": DIGEST}]},
+    {"op": "trim", "start": 0.5, "end": 2.5},
+    {"op": "scale", "width": 300},
+    {"op": "crop", "x": 2, "y": 2, "width": 200, "height": 150},
+    {"op": "fps", "fps": 29.97},
+    {"op": "rotate", "degrees": 90},
+    {"op": "flip", "direction": "vertical"},
+    {"op": "speed", "factor": 3.5},
+    {"op": "volume", "db": -7.5},
+    {"op": "watermark", "source": {"digest": DIGEST}, "position": "top_right", "width": 40,
+     "opacity": 0.4},
+]  # fmt: skip
+
+
+def spec_for(
+    operations: list[dict[str, Any]], output: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    req = EditRequest.model_validate(
+        {"source": {"digest": DIGEST}, "operations": operations, "output": output or {}}
+    )
+    return canonical_edit(req, [DIGEST] * len(list(req.sources())))
+
+
+def build(
+    ffmpeg_bin: str,
+    operations: list[dict[str, Any]],
+    output: dict[str, Any] | None = None,
+    probes: list[Probe] | None = None,
+) -> Any:
+    probes = probes or [MAIN]
+    inputs = [Path(f"/data/in{i}.bin") for i in range(len(probes))]
+    return build_command(
+        ffmpeg_bin, spec_for(operations, output), inputs, probes, Path("/work/out.mp4"),
+        encoders(ffmpeg_bin),
+    )  # fmt: skip
+
+
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9_:.+\-/\[\],=]+")
+GRAPH = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-/()]+")
+
+
+def test_argv_holds_only_expected_tokens(ffmpeg_bin: str) -> None:
+    cmd = build(
+        ffmpeg_bin, ALL_OPS, {"container": "mkv", "video_codec": "vp9"}, [MAIN, OTHER, LOGO]
+    )
+    argv = cmd.argv
+    assert argv[0] == ffmpeg_bin
+    for before, token in itertools.pairwise(argv):
+        if before == "-filter_complex":
+            assert GRAPH.fullmatch(token), token
+        elif before == "-i":
+            assert re.fullmatch(r"file:/data/in[0-2]\.bin", token)
+        else:
+            assert SAFE_TOKEN.fullmatch(token), token
+            assert not re.search(r"[\s;&|`$<>\"'\\*?!{}~]", token)
+    assert argv.count("-filter_complex") == 1
+    assert "-safe" not in argv and "concat" not in [
+        argv[i + 1] for i, t in enumerate(argv) if t == "-f"
+    ]
+    # Every input is read through the file protocol only, with the demuxer allowlisted and forced.
+    inputs = [i for i, token in enumerate(argv) if token == "-i"]
+    assert len(inputs) == 3
+    for i in inputs:
+        j = max(k for k in range(i) if argv[k] == "-protocol_whitelist")
+        assert argv[j : j + 5] == [
+            "-protocol_whitelist",
+            "file",
+            "-format_whitelist",
+            FORMAT_WHITELIST,
+            "-f",
+        ]
+        assert argv[j + 5] in ("mov", "matroska", "png_pipe")
+        assert argv[j + 6 : i : 2] in ([], ["-ss"], ["-to"], ["-ss", "-to"])
+    assert {"-nostdin", "-hide_banner", "-y", "-nostats"} <= set(argv)
+    assert argv[argv.index("-progress") + 1] == "pipe:1"
+    assert argv[-3:] == ["-protocol_whitelist", "file", "file:/work/out.mp4"]
+
+
+def test_sizes_are_tracked_through_every_op(ffmpeg_bin: str) -> None:
+    cmd = build(ffmpeg_bin, ALL_OPS, {"container": "mkv"}, [MAIN, OTHER, LOGO])
+    # scale 300 -> 300x226, crop 200x150, rotate -> 150x200
+    assert (cmd.width, cmd.height) == (150, 200)
+    graph = cmd.argv[cmd.argv.index("-filter_complex") + 1]
+    assert "concat=n=2:v=1:a=1" in graph and "atempo=2,atempo=1.75" in graph
+    assert "volume=-7.5dB" in graph and "colorchannelmixer=aa=0.4" in graph
+    assert "overlay=x=94:y=16" in graph  # 150 - 40 - 16
+    # 2 s + 1 s, trimmed to 2 s, at 3.5x speed
+    assert cmd.expected_duration_ms == 571
+
+
+def test_fast_trim_copies_only_when_nothing_needs_decoding(ffmpeg_bin: str) -> None:
+    fast = {"op": "trim", "start": 1, "end": 2, "fast": True}
+    cmd = build(ffmpeg_bin, [fast])
+    assert (
+        cmd.stream_copy
+        and ["-c", "copy"] == cmd.argv[cmd.argv.index("-c") : cmd.argv.index("-c") + 2]
+    )
+    assert cmd.argv[cmd.argv.index("-ss") + 1] == "1.000" and "-filter_complex" not in cmd.argv
+    assert build(ffmpeg_bin, [fast, {"op": "mute"}]).stream_copy
+    assert not build(ffmpeg_bin, [fast, {"op": "scale", "width": 100}]).stream_copy
+    assert not build(ffmpeg_bin, [fast], {"video_codec": "hevc"}).stream_copy
+    assert not build(ffmpeg_bin, [fast], {"audio_codec": "mp3"}).stream_copy
+    assert not build(ffmpeg_bin, [{**fast, "fast": False}]).stream_copy
+
+
+def test_crop_outside_the_frame_fails_before_anything_runs(ffmpeg_bin: str) -> None:
+    with pytest.raises(PermanentError) as err:
+        build(ffmpeg_bin, [{"op": "crop", "x": 100, "y": 100, "width": 300, "height": 100}])
+    assert err.value.code == "invalid_input"
+
+
+def test_trim_past_the_end_fails_before_anything_runs(ffmpeg_bin: str) -> None:
+    with pytest.raises(PermanentError, match=r"lasts 2\.000 s"):
+        build(ffmpeg_bin, [{"op": "trim", "start": 3}])
+
+
+def test_inputs_must_match_the_spec(ffmpeg_bin: str) -> None:
+    with pytest.raises(PermanentError) as err:
+        build(ffmpeg_bin, [{"op": "concat", "sources": [{"digest": DIGEST}]}], probes=[MAIN])
+    assert err.value.code == "invalid_spec"
+
+
+def test_a_tampered_spec_is_revalidated(ffmpeg_bin: str) -> None:
+    spec = spec_for([{"op": "scale", "width": 100}])
+    spec["operations"][0]["width"] = "100:flags=x;movie=/etc/passwd"
+    with pytest.raises(PermanentError) as err:
+        build_command(ffmpeg_bin, spec, [Path("/data/a")], [MAIN], Path("/work/o.mp4"), frozenset())
+    assert err.value.code == "invalid_spec"
+
+
+@pytest.mark.parametrize("path", ["relative.mp4", "-i", "/tmp/a%d.png", "/tmp/x\n.mp4"])
+def test_file_arg_refuses_unsafe_paths(path: str) -> None:
+    with pytest.raises(PermanentError):
+        file_arg(Path(path))
+
+
+def test_file_arg_pins_the_file_protocol() -> None:
+    assert file_arg(Path("/tmp/http:evil.mp4")) == "file:/tmp/http:evil.mp4"
+
+
+@pytest.mark.parametrize("factor", [0.25, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.7, 4.0])
+def test_atempo_chain_stays_in_range_and_multiplies_out(factor: float) -> None:
+    chain = atempo_chain(factor)
+    assert all(0.5 <= f <= 2 for f in chain)
+    product = 1.0
+    for f in chain:
+        product *= f
+    assert abs(product - factor) < 1e-9
+
+
+def test_numbers_never_carry_text() -> None:
+    assert num(29.97) == "29.97" and num(-7.5) == "-7.5" and num(1e-7) == "0" and num(3) == "3"
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            num(bad)
+
+
+@pytest.fixture
+def poor_ffmpeg(tmp_path: Path) -> str:
+    """A fake binary whose `-encoders` lists only h264, aac and the image encoders."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        "#!/bin/sh\ncat <<'EOF'\nEncoders:\n ------\n"
+        " V....D libx264              libx264 H.264\n"
+        " V....D gif                  GIF\n"
+        " VF.... png                  PNG\n"
+        " VFS... mjpeg                MJPEG\n"
+        " A..... aac                  AAC\n"
+        "EOF\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_missing_encoders_are_refused_at_submission(poor_ffmpeg: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        check_encoders(
+            {"container": "mkv", "video_codec": "av1", "audio_codec": "opus"}, poor_ffmpeg
+        )
+    assert err.value.details == [
+        {"path": "output.video_codec", "message": "this server's ffmpeg has no encoder for av1",
+         "allowed": ["h264"]},
+        {"path": "output.audio_codec", "message": "this server's ffmpeg has no encoder for opus",
+         "allowed": ["aac", "none"]},
+    ]  # fmt: skip
+    check = make_edit_check(poor_ffmpeg)
+    check(EditRequest.model_validate({"source": {"digest": DIGEST}}))  # mp4 h264/aac: fine
+    with pytest.raises(InvalidRequest):
+        check(
+            EditRequest.model_validate(
+                {"source": {"digest": DIGEST}, "output": {"container": "webm"}}
+            )
+        )
+
+
+def test_the_real_binary_has_every_codec_of_the_spec(ffmpeg_bin: str) -> None:
+    for container, video, audio in [
+        ("mp4", "h264", "aac"), ("mp4", "hevc", "mp3"), ("webm", "vp9", "opus"), ("mkv", "av1", "opus"),
+    ]:  # fmt: skip
+        check_encoders(
+            {"container": container, "video_codec": video, "audio_codec": audio}, ffmpeg_bin
+        )
+    for container in ("gif", "jpg", "png"):
+        check_encoders({"container": container}, ffmpeg_bin)

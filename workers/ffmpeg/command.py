@@ -1,0 +1,316 @@
+"""The canonical edit spec as one ffmpeg argument list: a pure function, no shell, no I/O.
+
+Every value that reaches the filter graph is a number or an enum of the (re-validated) spec,
+formatted here; paths only ever appear as separate `-i file:/abs/path` arguments. Sizes are
+computed in Python rather than left to ffmpeg expressions, so the builder knows the exact
+output frame size and can refuse a crop outside the frame before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobs.errors import PermanentError
+from jobs.spec import (
+    AudioCodec,
+    Concat,
+    Container,
+    Crop,
+    EditRequest,
+    Flip,
+    FlipDirection,
+    Fps,
+    Mute,
+    Rotate,
+    Scale,
+    Speed,
+    Thumbnail,
+    Trim,
+    Volume,
+    Watermark,
+)
+from workers.ffmpeg.binary import encoder_args
+from workers.ffmpeg.graph import Graph, atempo_chain, concat_inputs, num, overlay, scaled, secs
+from workers.ffmpeg.probe import Probe, input_args, invalid
+
+VIDEO_CONTAINERS = frozenset({Container.MP4, Container.MOV, Container.MKV, Container.WEBM})
+MEDIA_TYPES: dict[Container, str] = {
+    Container.MP4: "video/mp4",
+    Container.MOV: "video/quicktime",
+    Container.MKV: "video/x-matroska",
+    Container.WEBM: "video/webm",
+    Container.GIF: "image/gif",
+    Container.JPG: "image/jpeg",
+    Container.PNG: "image/png",
+}
+GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-y", "-loglevel", "error", "-nostats")
+PROGRESS_ARGS = ("-progress", "pipe:1")
+_PATH_CHARS = re.compile(r"[\x00-\x1f\x7f%]")
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    output: Path
+    media_type: str
+    expected_duration_ms: int | None  # of the output timeline, for progress
+    width: int | None  # the exact frame size the output will have
+    height: int | None
+    stream_copy: bool = False
+
+
+def parse_spec(spec: Mapping[str, Any]) -> EditRequest:
+    """Re-validate a stored canonical spec: every bound and cross-field rule is checked again."""
+    try:
+        # The canonical form writes an open trim end as `end_ms: null`; the request model
+        # only takes `*_ms` keys with a number, so drop the nulls before re-validating.
+        ops = [
+            {k: v for k, v in op.items() if not (k.endswith("_ms") and v is None)}
+            for op in spec["operations"]
+        ]
+        data = {"source": spec["source"], "operations": ops, "output": spec["output"]}
+        return EditRequest.model_validate(data)
+    except (KeyError, TypeError, AttributeError, ValidationError) as exc:
+        raise PermanentError(
+            f"the stored job spec is not a valid edit: {exc}", code="invalid_spec"
+        ) from None
+
+
+def file_arg(path: Path) -> str:
+    text = str(path)
+    if not path.is_absolute() or _PATH_CHARS.search(text):
+        raise invalid("a file path ffmpeg must not be given")
+    return f"file:{text}"
+
+
+def _timeline(req: EditRequest, probes: Sequence[Probe], mains: int) -> int | None:
+    """Duration of the edited timeline in ms (None if a source's duration is unknown);
+    refuses trims and thumbnails that start past the end."""
+    durations = [p.duration_ms for p in probes[:mains]]
+    total = None if None in durations else sum(d for d in durations if d is not None)
+    for op in req.operations:
+        if isinstance(op, Trim):
+            if total is not None and op.start >= total:
+                raise invalid(
+                    f"trim starts at {secs(op.start)} s but the video lasts {secs(total)} s"
+                )
+            end = op.end if op.end is not None else total
+            if end is not None and total is not None:
+                end = min(end, total)
+            total = None if end is None else end - op.start
+        elif isinstance(op, Speed) and total is not None:
+            total = round(total / op.factor)
+        elif isinstance(op, Thumbnail) and total is not None and op.at >= total:
+            raise invalid(
+                f"thumbnail time {secs(op.at)} s is past the end of the video ({secs(total)} s)"
+            )
+    return total
+
+
+def _can_copy(req: EditRequest, probe: Probe, want_audio: bool) -> bool:
+    """A fast trim may stream-copy when nothing else needs decoding and codecs already match."""
+    ops = req.operations
+    if req.output.container not in VIDEO_CONTAINERS or probe.is_image:
+        return False
+    if not all(isinstance(op, Trim | Mute) for op in ops):
+        return False
+    if probe.video_codec != req.output.video_codec:
+        return False
+    audio = next((s for s in probe.streams if s.kind == "audio"), None)
+    return not (want_audio and audio is not None and audio.codec != req.output.audio_codec)
+
+
+def build_command(
+    ffmpeg: str,
+    spec: Mapping[str, Any],
+    inputs: Sequence[Path],
+    probes: Sequence[Probe],
+    output: Path,
+    encoders: frozenset[str],
+) -> Command:
+    """The whole ffmpeg invocation for one job: argv plus what the output will be.
+
+    `inputs` and `probes` follow the spec's input order: main source, concat sources, then
+    the watermark. `encoders` is what the binary has (`binary.encoders`).
+    """
+    req = parse_spec(spec)
+    ops = list(req.operations)
+    container = req.output.container
+    concat = ops[0] if ops and isinstance(ops[0], Concat) else None
+    watermark = next((op for op in ops if isinstance(op, Watermark)), None)
+    mains = 1 + (len(concat.sources) if concat else 0)
+    if len(inputs) != mains + (watermark is not None) or len(probes) != len(inputs):
+        raise PermanentError("the job's inputs do not match its spec", code="invalid_spec")
+    video_out = container in VIDEO_CONTAINERS
+    want_audio = (
+        video_out
+        and req.output.audio_codec not in (None, AudioCodec.NONE)
+        and not any(isinstance(op, Mute) for op in ops)
+    )
+    expected = _timeline(req, probes, mains)
+    trim = next((op for op in ops if isinstance(op, Trim)), None)
+    thumb = next((op for op in ops if isinstance(op, Thumbnail)), None)
+    speed = next((op.factor for op in ops if isinstance(op, Speed)), 1.0)
+    argv = [ffmpeg, *GLOBAL_ARGS, *PROGRESS_ARGS]
+    tail = ["-map_metadata", "-1", "-map_chapters", "-1", *output_args(container)]
+    tail += ["-protocol_whitelist", "file", file_arg(output)]
+    media_type = MEDIA_TYPES[container]
+    main = probes[0]
+
+    if trim is not None and trim.fast and concat is None and _can_copy(req, main, want_audio):
+        argv += [*input_args(inputs[0], main.demuxer), *_seek(trim.start, trim.end)]
+        argv += ["-i", file_arg(inputs[0]), "-map", f"0:{main.video_index}"]
+        argv += ["-map", "0:a:0"] if want_audio and main.has_audio else ["-an"]
+        argv += ["-c", "copy", "-avoid_negative_ts", "make_zero", *tail]
+        return Command(argv, output, media_type, expected, main.width, main.height, True)
+
+    w, h = _display_size(main, concat is not None, video_out)
+    chain = _Chain(Graph(), w, h, video_out, main.fps)
+    if concat is None:
+        start = trim.start if trim else 0
+        if thumb is not None:
+            start += round(thumb.at * speed)  # seek straight to the frame: nothing before it
+        argv += [*input_args(inputs[0], main.demuxer), *_seek(start, trim.end if trim else None)]
+        argv += ["-i", file_arg(inputs[0])]
+        chain.v, chain.a = f"0:{main.video_index}", ("0:a:0" if main.has_audio else None)
+    else:
+        for i in range(mains):
+            argv += [*input_args(inputs[i], probes[i].demuxer), "-i", file_arg(inputs[i])]
+        v, a = concat_inputs(chain.g, probes[:mains], w, h, want_audio)
+        chain.v, chain.a, chain.a_is_label = v, a, True
+        if trim is not None:
+            window = f"start={secs(trim.start)}"
+            window += f":end={secs(trim.end)}" if trim.end is not None else ""
+            chain.vf += [f"trim={window}", "setpts=PTS-STARTPTS"]
+            chain.af += [f"atrim={window}", "asetpts=PTS-STARTPTS"]
+    if watermark is not None:
+        argv += [*input_args(inputs[mains], probes[mains].demuxer), "-i", file_arg(inputs[mains])]
+    for op in ops:
+        if isinstance(op, Watermark):
+            chain.watermark(op, mains, probes[mains])
+        elif isinstance(op, Thumbnail):
+            if concat is not None:  # single inputs seek to the frame instead (above)
+                chain.vf += [f"trim=start={secs(op.at)}", "setpts=PTS-STARTPTS"]
+        else:
+            chain.apply(op)
+    graph, audio_map = chain.finish(container, want_audio)
+    argv += ["-filter_complex", graph, "-map", "[vout]"]
+    if audio_map is not None:
+        argv += ["-map", audio_map]
+    argv += encoder_args(req.output, encoders, audio_map is not None)
+    return Command(argv + tail, output, media_type, None if thumb else expected, chain.w, chain.h)
+
+
+class _Chain:
+    """The video and audio filter chains being built, and the frame size so far."""
+
+    def __init__(self, g: Graph, w: int, h: int, video_out: bool, fps: float | None) -> None:
+        self.g, self.w, self.h, self.video_out = g, w, h, video_out
+        self.fps = fps  # the frame rate so far, kept through speed changes
+        self.v = ""
+        self.a: str | None = None
+        self.a_is_label = False
+        self.vf: list[str] = []
+        self.af: list[str] = []
+
+    def apply(self, op: Any) -> None:
+        if isinstance(op, Scale):
+            self.w, self.h = scaled(self.w, self.h, op, self.video_out)
+            self.vf += [f"scale={self.w}:{self.h}", "setsar=1"]
+        elif isinstance(op, Crop):
+            if op.x + op.width > self.w or op.y + op.height > self.h:
+                raise invalid(
+                    f"crop {op.width}x{op.height} at ({op.x},{op.y}) does not fit in the "
+                    f"{self.w}x{self.h} frame"
+                )
+            cut = 2 if self.video_out else 1  # yuv420p needs even sides: drop an odd pixel
+            self.w, self.h = op.width - op.width % cut, op.height - op.height % cut
+            self.vf.append(f"crop={self.w}:{self.h}:{op.x}:{op.y}")
+        elif isinstance(op, Fps):
+            self.vf.append(f"fps={num(op.fps)}")
+            self.fps = op.fps
+        elif isinstance(op, Rotate):
+            self.vf += _ROTATE[op.degrees]
+            if op.degrees != 180:
+                self.w, self.h = self.h, self.w
+        elif isinstance(op, Flip):
+            self.vf.append("hflip" if op.direction is FlipDirection.HORIZONTAL else "vflip")
+        elif isinstance(op, Speed):
+            self.vf.append(f"setpts=PTS/{num(op.factor)}")
+            if self.fps:  # resample to the frame rate we had: drop or repeat frames
+                self.vf.append(f"fps={num(self.fps)}")
+            self.af += [f"atempo={num(f)}" for f in atempo_chain(op.factor)]
+        elif isinstance(op, Volume):
+            self.af.append(f"volume={num(op.db)}dB")
+        # trim and concat shape the inputs; mute drops the audio map
+
+    def watermark(self, op: Watermark, index: int, probe: Probe) -> None:
+        self.v = overlay(self.g, self.g.chain(self.v, self.vf), op, index, probe, self.w, self.h)
+        self.vf = []
+
+    def finish(self, container: Container, want_audio: bool) -> tuple[str, str | None]:
+        """The rendered graph (video ends in [vout]) and what to map for audio, if any."""
+        if self.video_out and (self.w % 2 or self.h % 2):
+            self.w, self.h = self.w - self.w % 2, self.h - self.h % 2
+            self.vf.append(f"crop={self.w}:{self.h}:0:0")
+        if self.video_out:
+            self.vf.append("format=yuv420p")
+        g = self.g
+        if container is Container.GIF:
+            src = g.chain(self.v, self.vf)
+            g.parts.append(
+                f"[{src}]split[gs1][gs2];[gs1]palettegen[gpal];[gs2][gpal]paletteuse[vout]"
+            )
+        else:
+            g.parts.append(f"[{self.v}]{','.join(self.vf or ['null'])}[vout]")
+        audio_map: str | None = None
+        if want_audio and self.a is not None:
+            if self.af:
+                audio_map = f"[{g.chain(self.a, self.af, 'a')}]"
+            else:
+                audio_map = f"[{self.a}]" if self.a_is_label else self.a
+        return g.render(), audio_map
+
+
+_ROTATE = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
+
+
+def output_args(container: Container) -> list[str]:
+    """Muxer options: the format is always forced from our own allowlist, never guessed."""
+    muxer = {
+        Container.MP4: "mp4",
+        Container.MOV: "mov",
+        Container.MKV: "matroska",
+        Container.WEBM: "webm",
+        Container.GIF: "gif",
+        Container.JPG: "image2",
+        Container.PNG: "image2",
+    }[container]
+    args = ["-f", muxer]
+    if container in (Container.MP4, Container.MOV):
+        args += ["-movflags", "+faststart"]
+    if muxer == "image2":
+        args += ["-update", "1"]  # one file, never a numbered sequence
+    return args
+
+
+def _seek(start_ms: int, end_ms: int | None) -> list[str]:
+    """Input-side seeking: with re-encoding ffmpeg decodes from the keyframe before `start`
+    and drops frames before it, so the cut is frame-accurate; with `-c copy` it is a fast
+    keyframe cut."""
+    args = ["-ss", secs(start_ms)] if start_ms else []
+    return args + (["-to", secs(end_ms)] if end_ms is not None else [])
+
+
+def _display_size(main: Probe, concat: bool, video_out: bool) -> tuple[int, int]:
+    if not main.width or not main.height:
+        raise invalid("the source has no readable frame size")
+    if concat and video_out:
+        return main.width - main.width % 2, main.height - main.height % 2
+    return main.width, main.height

@@ -12,9 +12,10 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +43,9 @@ blobs = Blob.__table__  # type: ignore[attr-defined]
 
 AfterCommit = Callable[[Sequence[OutboxEvent]], None]
 EditCheck = Callable[[EditRequest], None]
+# Preflight of one path source before a new job is stored: (JSON path, file, image allowed).
+# Raises InvalidRequest naming the JSON path when the file is not an acceptable input.
+SourceCheck = Callable[[str, Path, bool], Awaitable[None]]
 
 
 class OnDuplicate(StrEnum):
@@ -74,6 +78,8 @@ class PreparedEdit:
     key: str
     spec: dict[str, Any]
     request_hash: str
+    # (JSON path, local path or None for a blob, may it be an image) of each input
+    checks: tuple[tuple[str, Path | None, bool], ...] = ()
 
 
 class JobService:
@@ -85,12 +91,14 @@ class JobService:
         digests: DigestCache | None = None,
         after_commit: AfterCommit | None = None,
         check_edit: EditCheck | None = None,
+        check_source: SourceCheck | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.digests = digests or DigestCache()
         self.after_commit = after_commit
         self.check_edit = check_edit
+        self.check_source = check_source
         self.source_roots = settings.resolved_source_roots
 
     # --- submission ------------------------------------------------------------------
@@ -100,8 +108,12 @@ class JobService:
         if self.check_edit is not None:
             self.check_edit(req)
         inputs: list[dict[str, Any]] = []
+        checks: list[tuple[str, Path | None, bool]] = []
         for where, source in _source_paths(req):
-            inputs.append(await self._resolve(source, where))
+            resolved = await self._resolve(source, where)
+            inputs.append(resolved)
+            image_ok = where.endswith("].source")  # a watermark
+            checks.append((where, Path(resolved["path"]) if resolved["path"] else None, image_ok))
         edit = canonical_edit(req, [i["digest"] for i in inputs])
         key = job_key(tenant.id, edit)
         spec = {**edit, "inputs": inputs}
@@ -115,7 +127,7 @@ class JobService:
                 }
             )
         ).hexdigest()
-        return PreparedEdit(key=key, spec=spec, request_hash=request_hash)
+        return PreparedEdit(key=key, spec=spec, request_hash=request_hash, checks=tuple(checks))
 
     async def _resolve(self, source: Source, where: str) -> dict[str, Any]:
         if source.path is not None:
@@ -163,6 +175,10 @@ class JobService:
                 if on_duplicate is OnDuplicate.REJECT:
                     raise _duplicate(existing)
                 return SubmitResult(job=existing, created=False)
+        if self.check_source is not None:  # only for what may become a new run
+            for where, path, image_ok in prepared.checks:
+                if path is not None:
+                    await self.check_source(where, path, image_ok)
         max_attempts = req.max_attempts or self.settings.default_max_attempts
         events: list[OutboxEvent] = []
         async with self.db.transaction() as conn:

@@ -316,3 +316,7 @@ def demo(
     _logging()
     logging.getLogger().setLevel(logging.WARNING)
     raise typer.Exit(asyncio.run(run_demo(get_settings(), console, keep=keep)))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.models import OutboxEvent
-from jobs.service import EditCheck, JobService
+from jobs.service import EditCheck, JobService, SourceCheck
 from jobs.settings import Settings
 from jobs.status import WORK_EVENTS
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
@@ -38,10 +38,15 @@ class Components:
     service: JobService = field(init=False)
     claims: ClaimService = field(init=False)
     check_edit: EditCheck | None = None
+    check_source: SourceCheck | None = None
 
     def __post_init__(self) -> None:
         self.service = JobService(
-            self.db, self.settings, after_commit=self._after_commit, check_edit=self.check_edit
+            self.db,
+            self.settings,
+            after_commit=self._after_commit,
+            check_edit=self.check_edit,
+            check_source=self.check_source,
         )
         self.claims = ClaimService(self.db, self.settings, after_commit=self._after_commit)
 
@@ -64,10 +69,47 @@ def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components
     db = Database(settings.resolved_database_url)
     blobs = BlobStore(settings.data_dir / "blobs")
     blobs.ensure()
-    check = None
+    check, source_check = None, None
     if with_ffmpeg_checks:
-        check = ffmpeg_edit_check()
-    return Components(settings=settings, db=db, blobs=blobs, check_edit=check)
+        check, source_check = ffmpeg_edit_check(), ffmpeg_source_check()
+    return Components(
+        settings=settings, db=db, blobs=blobs, check_edit=check, check_source=source_check
+    )
+
+
+def ffmpeg_source_check() -> SourceCheck | None:
+    """Preflight path sources at submission with the ffmpeg prober (results cached)."""
+    try:
+        from workers.ffmpeg import preflight
+    except ImportError:
+        return None
+    from jobs.errors import InvalidRequest, PermanentError
+
+    passed: set[tuple[str, int, int, bool]] = set()
+
+    async def check(where: str, path: Path, image_ok: bool) -> None:
+        st = os.stat(path)  # one stat, cheaper than a thread hop
+        ident = (str(path), st.st_size, st.st_mtime_ns, image_ok)
+        if ident in passed:
+            return
+        try:
+            await preflight(path, allow_image=image_ok, label=where)
+        except PermanentError as exc:
+            raise InvalidRequest(
+                exc.message,
+                details=[
+                    {
+                        "path": where,
+                        "message": exc.message,
+                        "allowed": "a readable video file within the server's limits",
+                    }
+                ],
+            ) from None
+        if len(passed) > 10_000:
+            passed.clear()
+        passed.add(ident)
+
+    return check
 
 
 def ffmpeg_edit_check() -> EditCheck | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import resource
@@ -75,10 +76,20 @@ _TRANSIENT_IO = re.compile(
 )
 
 
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # not glibc-like: no parent-death signal, the closed progress pipe still ends it
+    _LIBC = None
+
+
 def _apply_rlimits(limits: tuple[tuple[int, int], ...]) -> None:
-    # Runs in the child between fork and exec: only plain setrlimit calls here.
+    # Runs in the child between fork and exec: only setrlimit and prctl here.
     for which, value in limits:
         resource.setrlimit(which, (value, value))
+    if _LIBC is not None:
+        # If the worker dies (kill -9), the kernel kills its ffmpeg too: no orphan transcodes.
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 async def _lines(stream: asyncio.StreamReader | None) -> AsyncIterator[str]:

@@ -1,0 +1,153 @@
+"""Orchestration overhead: submit-to-succeeded through vidjobs vs the same ffmpeg run directly.
+
+    .venv/bin/python -m bench.ffmpeg_overhead [--runs 3]
+
+For a 10 s 720p clip: (a) trim + scale (re-encode), (b) a stream-copy trim. "Direct" runs
+the exact argv vidjobs builds for the job; "vidjobs" is an embedded instance (SQLite,
+one worker) from the POST to the job's succeeded row, including preflight, probing, the
+fsync into the blob store and the fenced finish. Medians of --runs, measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jobs.blobstore import BlobStore
+from jobs.claims import ClaimService
+from jobs.db import Database
+from jobs.service import JobService
+from jobs.settings import Settings
+from jobs.spec import EditRequest
+from jobs.tenants import create_tenant
+from migrations import upgrade
+from workers.ffmpeg import FfmpegExecutor, find_ffmpeg, preflight
+from workers.ffmpeg.binary import encoders
+from workers.ffmpeg.command import build_command
+from workers.runner import Runner
+from workers.wakeup import Wakeup
+
+CASES = {
+    "trim 2-8 s + scale 640": {
+        "operations": [{"op": "trim", "start": 2, "end": 8}, {"op": "scale", "width": 640}]
+    },
+    "stream-copy trim 2-8 s": {"operations": [{"op": "trim", "start": 2, "end": 8, "fast": True}]},
+}
+
+
+def make_clip(ffmpeg: str, out: Path) -> None:
+    subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30:duration=10",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(out),
+        ],
+        check=True,
+    )
+
+
+async def direct_seconds(ffmpeg: str, spec: dict[str, Any], clip: Path, tmp: Path) -> float:
+    probes = [await preflight(clip)]
+    out = tmp / f"direct-{uuid.uuid4().hex}.{spec['output']['container']}"
+    cmd = build_command(ffmpeg, spec, [clip], probes, out, encoders(ffmpeg))
+    start = time.perf_counter()
+    subprocess.run(
+        cmd.argv,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    elapsed = time.perf_counter() - start
+    out.unlink()
+    return elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    ffmpeg = find_ffmpeg()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "src").mkdir()
+        clip = tmp / "src" / "clip.mp4"
+        make_clip(ffmpeg, clip)
+        settings = Settings(data_dir=tmp / "data", source_roots=[tmp / "src"], poll_seconds=5)
+        db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
+        await upgrade(db.engine)
+        wakeup = Wakeup()
+        service = JobService(db, settings, after_commit=lambda _e: wakeup.notify())
+        blobs = BlobStore(settings.data_dir / "blobs")
+        runner = Runner(
+            ClaimService(db, settings),
+            FfmpegExecutor(),
+            blobs,
+            settings,
+            wakeup=wakeup,
+            concurrency=1,
+        )
+        stop = asyncio.Event()
+        loop_task = asyncio.create_task(runner.run(stop))
+        results: dict[str, Any] = {}
+        for name, ops in CASES.items():
+            req = EditRequest.model_validate({"source": {"path": "clip.mp4"}, **ops})
+            direct, through = [], []
+            for _ in range(args.runs):
+                async with db.transaction() as conn:  # a fresh tenant: same work, new key
+                    tenant, _ = await create_tenant(conn, f"b{uuid.uuid4().hex[:8]}")
+                spec = (await service.prepare(tenant, req)).spec
+                direct.append(await direct_seconds(ffmpeg, spec, clip, tmp))
+                start = time.perf_counter()
+                key = (await service.submit(tenant, req)).job.key
+                while (job := await service.get(tenant, key)).status not in ("succeeded", "failed"):
+                    await asyncio.sleep(0.005)
+                through.append(time.perf_counter() - start)
+                assert job.status == "succeeded", job.error_message
+            d, t = statistics.median(direct), statistics.median(through)
+            results[name] = {"direct_s": d, "vidjobs_s": t, "ratio": t / d}
+        stop.set()
+        await loop_task
+        await db.dispose()
+    print(f"ffmpeg orchestration overhead, 10 s 720p clip, median of {args.runs} runs")
+    print(f"{'case':<26} {'direct s':>9} {'vidjobs s':>10} {'ratio':>7}")
+    for name, r in results.items():
+        print(f"{name:<26} {r['direct_s']:>9.3f} {r['vidjobs_s']:>10.3f} {r['ratio']:>7.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -81,6 +81,21 @@ class Unavailable(VidjobsError):
         self.retry_after = retry_after
 
 
+class TooManyRequests(VidjobsError):
+    """A tenant is over its request rate or its cap on jobs in flight; retry after a delay."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(
+        self, message: str, *, retry_after: int = 1, code: str | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+        if code is not None:
+            self.code = code
+
+
 class LostFence(VidjobsError):
     """A fenced statement matched no row: this worker no longer holds the job."""
 

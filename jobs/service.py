@@ -30,6 +30,7 @@ from jobs.errors import (
     InvalidTransition,
     JobNotFound,
     SourceNotFound,
+    TooManyRequests,
 )
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
 from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
@@ -175,6 +176,7 @@ class JobService:
                 if on_duplicate is OnDuplicate.REJECT:
                     raise _duplicate(existing)
                 return SubmitResult(job=existing, created=False)
+        await self._check_in_flight(tenant, prepared.key)
         if self.check_source is not None:  # only for what may become a new run
             for where, path, image_ok in prepared.checks:
                 if path is not None:
@@ -193,6 +195,25 @@ class JobService:
                 await self._bind(conn, tenant, idempotency_key, prepared)
         self._notify(events)
         return result
+
+    async def _check_in_flight(self, tenant: TenantRef, key: str) -> None:
+        """Refuse a new run when the tenant already has its cap of pending+running jobs.
+
+        A soft cap: concurrent submissions may overshoot it by their number.
+        """
+        cap = tenant.max_in_flight or self.settings.max_in_flight_per_tenant
+        if cap <= 0:
+            return
+        async with self.db.reader.connect() as conn:
+            in_flight = await statements.count_in_flight(conn, tenant.id)
+        if in_flight >= cap:
+            raise TooManyRequests(
+                f"this tenant has {in_flight} jobs pending or running, its cap is {cap}; "
+                "retry when some have finished",
+                retry_after=5,
+                code="too_many_in_flight",
+                details={"in_flight": in_flight, "cap": cap, "key": key},
+            )
 
     async def _insert_or_reuse(
         self,

@@ -22,11 +22,28 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     kafka_topic: str = "vidjobs.job-events"
     kafka_partitions: int = Field(default=12, ge=1, le=1000)
+    kafka_replication: int = Field(default=1, ge=1, le=10)
+    kafka_worker_group: str = "vidjobs-workers"
+    kafka_ledger_group: str = "vidjobs-ledger"
+    # Relay: rows per batch, how often a standby tries the lock, poll fallback.
+    relay_batch: int = Field(default=500, ge=1, le=10000)
+    relay_standby_seconds: float = Field(default=1.0, gt=0, le=60)
+    relay_poll_seconds: float = Field(default=1.0, gt=0, le=600)
+    # With Kafka the database sweep only catches what a lost event left behind.
+    fleet_sweep_seconds: float = Field(default=5.0, gt=0, le=3600)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Reaper housekeeping: processed-event ids and published outbox rows are pruned after these.
+    processed_retention_hours: float = Field(default=7 * 24.0, gt=0)
+    outbox_retention_hours: float = Field(default=30 * 24.0, gt=0)
+    prune_batch: int = Field(default=1000, ge=1, le=100000)
+    # A worker process serves Prometheus metrics on this port (0: off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
     source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     lease_seconds: float = Field(default=30.0, gt=0, le=3600)
-    heartbeat_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Also how soon a running job notices a cancel request: one UPDATE per second per job.
+    heartbeat_seconds: float = Field(default=1.0, gt=0, le=3600)
     poll_seconds: float = Field(default=2.0, gt=0, le=600)
     retry_base_seconds: float = Field(default=2.0, ge=0, le=3600)
     retry_max_seconds: float = Field(default=300.0, ge=0, le=86400)
@@ -34,6 +51,11 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     worker_concurrency: int = Field(default=2, ge=1, le=256)
+    # Per tenant, per API process: a token bucket (requests/s and burst), and a cap on
+    # pending+running jobs (a tenant's own `max_in_flight` overrides it). 0 turns either off.
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    max_in_flight_per_tenant: int = Field(default=10_000, ge=0)
 
     api_url: str | None = None
     api_token: str | None = None

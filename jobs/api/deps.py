@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 
+from jobs.api.ratelimit import RateLimiter
 from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.errors import Unauthorized
@@ -28,6 +29,12 @@ class ApiState:
     blobs: BlobStore
     probe: Probe | None = None
     max_upload_bytes: int = 2 * 1024**3
+    limiter: RateLimiter | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            s = self.settings
+            self.limiter = RateLimiter(s.rate_limit_per_second, s.rate_limit_burst)
 
 
 def state(request: Request) -> ApiState:
@@ -48,4 +55,6 @@ async def tenant(request: Request) -> TenantRef:
         found = await tenant_for_token(conn, token)
     if found is None:
         raise Unauthorized("a valid bearer token is required")
+    assert st.limiter is not None
+    st.limiter.check(found.id)
     return found

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jobs.errors import Unavailable, VidjobsError
+from jobs.errors import TooManyRequests, Unavailable, VidjobsError
 
 _OP_TAGS = {
     "trim",
@@ -99,7 +99,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(VidjobsError)
     async def _vidjobs(_: Request, exc: VidjobsError) -> JSONResponse:
         headers = {}
-        if isinstance(exc, Unavailable):
+        if isinstance(exc, Unavailable | TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
         if exc.http_status == 401:
             headers["WWW-Authenticate"] = "Bearer"

@@ -34,7 +34,7 @@ KEYS: list[str] = []
 def _setup(url: str, root: Path, data: Path) -> Any:
     # NullPool: each request opens its connection in whatever event loop serves it.
     db = Database(url, poolclass=NullPool)
-    s = Settings(data_dir=data, source_roots=[root])
+    s = Settings(data_dir=data, source_roots=[root], rate_limit_per_second=0)
     service = JobService(db, s)
 
     async def prepare() -> None:

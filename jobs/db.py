@@ -106,7 +106,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_timeout", 10)  # a starved pool is a 503, not a hung request
     kwargs.setdefault("pool_pre_ping", True)
+    # A database that is down or unreachable fails fast instead of hanging a request.
+    kwargs.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **kwargs)
 
 

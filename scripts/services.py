@@ -41,7 +41,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / ".vidjobs-test"
+# VIDJOBS_TEST_STATE gives a second, independent set of services (the fault harness uses one
+# so that restarting its PostgreSQL or Kafka never disturbs the test suite's).
+STATE = Path(os.environ.get("VIDJOBS_TEST_STATE") or REPO / ".vidjobs-test").resolve()
 KAFKA_DIR = STATE / "kafka"
 POM = REPO / "scripts" / "kafka" / "pom.xml"
 KAFKA_CHECK = REPO / "scripts" / "kafka" / "check.py"
@@ -160,7 +162,7 @@ def pg_home(user: str | None) -> Path:
     STATE.mkdir(parents=True, exist_ok=True)
     too_long = len(str(home / "run" / ".s.PGSQL.65535")) > 100
     if too_long or (user and run(["test", "-x", str(STATE)], user=user, check=False).returncode):
-        digest = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(str(STATE).encode()).hexdigest()[:12]
         home = Path(tempfile.gettempdir()) / f"vidjobs-test-{digest}" / "postgres"
     return home
 

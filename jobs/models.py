@@ -170,6 +170,20 @@ class Blob(SQLModel, table=True):
     created_at: dt.datetime | None = _now_default()
 
 
+class Usage(SQLModel, table=True):
+    """A tenant's finished work per UTC day, written by the usage ledger (once per event)."""
+
+    __tablename__ = "usage"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    day: dt.date = Field(sa_column=sa.Column(sa.Date(), primary_key=True))
+    jobs: int = Field(default=0)
+    media_ms: int = Field(
+        default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False, default=0)
+    )
+    updated_at: dt.datetime | None = _ts(nullable=False)
+
+
 metadata = SQLModel.metadata
 
 # Rows are built with `model_construct` (no re-validation of typed database values), which

@@ -98,3 +98,56 @@ async def record_processed_if_new(conn: AsyncConnection, consumer: str, event_id
         consumer=consumer, event_id=event_id, processed_at=db_now()
     ).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
     return bool((await conn.execute(stmt)).rowcount)
+
+
+# --- relay and reaper housekeeping --------------------------------------------------------
+
+
+async def select_backlog(conn: AsyncConnection) -> tuple[int, float]:
+    """Unpublished rows and the age in seconds of the oldest (0 when there are none)."""
+    stmt = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at), db_now()).where(
+        outbox.c.published_at.is_(None)
+    )
+    count, oldest, now = (await conn.execute(stmt)).one()
+    age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+    return int(count), age
+
+
+async def delete_published_before(conn: AsyncConnection, seconds_ago: float, limit: int) -> int:
+    """Delete up to `limit` rows published more than `seconds_ago` seconds ago (oldest first)."""
+    doomed = (
+        sa.select(outbox.c.id)
+        .where(
+            outbox.c.published_at.is_not(None),
+            outbox.c.published_at < db_now(-seconds_ago),
+        )
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    stmt = sa.delete(outbox).where(outbox.c.id.in_(doomed.scalar_subquery()))
+    return int((await conn.execute(stmt)).rowcount)
+
+
+async def delete_processed_before(conn: AsyncConnection, seconds_ago: float, limit: int) -> int:
+    """Delete up to `limit` processed-event records older than `seconds_ago` seconds."""
+    old = (
+        sa.select(processed.c.consumer, processed.c.event_id)
+        .where(processed.c.processed_at < db_now(-seconds_ago))
+        .order_by(processed.c.processed_at)
+        .limit(limit)
+    )
+    stmt = sa.delete(processed).where(
+        sa.tuple_(processed.c.consumer, processed.c.event_id).in_(old)
+    )
+    return int((await conn.execute(stmt)).rowcount)
+
+
+async def latest_event_type(conn: AsyncConnection, tenant_id: str, key: str) -> str | None:
+    """The type of a job's most recent outbox row (uses ix_outbox_job)."""
+    stmt = (
+        sa.select(outbox.c.type)
+        .where(outbox.c.tenant_id == tenant_id, outbox.c.job_key == key)
+        .order_by(outbox.c.id.desc())
+        .limit(1)
+    )
+    return (await conn.execute(stmt)).scalar_one_or_none()

@@ -370,3 +370,23 @@ async def select_due_retries(conn: AsyncConnection, after_id: int, limit: int) -
         .limit(limit)
     )
     return _rows(await conn.execute(stmt))
+
+
+async def touch_due_retry_if_pending(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """pending (retry due) -> pending: lock the row so a `job.requeued` event follows it.
+
+    The reaper announces due retries with this: the row lock orders its outbox row before
+    any claim's, and a job claimed meanwhile (no longer pending) matches no row.
+    """
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.id == job_id,
+            c.status == PENDING,
+            c.fencing_token == token,
+            c.run_after <= db_now(),
+        )
+        .values(updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))

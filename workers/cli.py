@@ -93,15 +93,37 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     uvicorn.run(c.app(compose.make_probe()), host=host, port=port, log_level="info")
 
 
+MetricsPortOpt = Annotated[
+    int | None, typer.Option(help="serve Prometheus metrics on this port (default: off)")
+]
+
+
+def _serve_metrics(port: int | None) -> None:
+    from workers.metrics import serve_metrics
+
+    serve_metrics(port if port is not None else get_settings().metrics_port)
+
+
+def _require_kafka(command: str) -> None:
+    if not get_settings().kafka_bootstrap:
+        err.print(
+            f"error: `vidjobs {command}` runs in a fleet and needs VIDJOBS_KAFKA_BOOTSTRAP "
+            "(host:port of Kafka); the embedded mode (`vidjobs up`) runs it in-process"
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=256)] = 2,
     executor: ExecutorOpt = "ffmpeg",
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
-    """Run a worker: claims due jobs and runs them."""
+    """Run a worker: jobs from Kafka events (when configured) and a database sweep."""
     from workers.runner import Runner
 
     _logging()
+    _serve_metrics(metrics_port)
 
     async def main() -> None:
         settings = get_settings()
@@ -113,20 +135,76 @@ def worker(
             settings,
             concurrency=concurrency,
             wakeup=c.wakeup,
+            shutdown_grace=settings.shutdown_grace_seconds,
         )
-        logging.getLogger("vidjobs").info("worker %s: concurrency %d", runner.owner, concurrency)
-        await runner.run(_stop_event())
+        log = logging.getLogger("vidjobs")
+        log.info("worker %s: concurrency %d", runner.owner, concurrency)
+        stop = _stop_event()
+        if settings.kafka_bootstrap:
+            from workers.bus import make_bus
+            from workers.consumer import BusWorker
+
+            bus = make_bus(settings)
+            log.info("consuming %s as group %s", bus.topic, settings.kafka_worker_group)
+            fleet = BusWorker(
+                runner,
+                bus,
+                settings.kafka_worker_group,
+                sweep_seconds=settings.fleet_sweep_seconds,
+            )
+            await fleet.run(stop)
+        else:
+            await runner.run(stop)
         await c.close()
 
     asyncio.run(main())
 
 
 @app.command()
-def reaper(interval: float = 1.0) -> None:
-    """Run the reaper: expired leases back to pending; stale scratch files removed."""
+def relay(metrics_port: MetricsPortOpt = None) -> None:
+    """Run the outbox relay (one active per fleet; extra replicas stand by)."""
+    from workers.bus import make_bus
+    from workers.relay import Relay
+
+    _require_kafka("relay")
+    _logging()
+    _serve_metrics(metrics_port)
+
+    async def main() -> None:
+        settings = get_settings()
+        c = compose.build(settings)
+        await Relay(c.db, make_bus(settings), settings, wakeup=c.relay_wakeup).run(_stop_event())
+        await c.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def ledger(metrics_port: MetricsPortOpt = None) -> None:
+    """Run the usage ledger: media seconds of succeeded jobs, counted once per event."""
+    from workers.bus import make_bus
+    from workers.ledger import Ledger
+
+    _require_kafka("ledger")
+    _logging()
+    _serve_metrics(metrics_port)
+
+    async def main() -> None:
+        settings = get_settings()
+        c = compose.build(settings)
+        await Ledger(c.db, make_bus(settings), settings.kafka_ledger_group).run(_stop_event())
+        await c.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def reaper(interval: float = 1.0, metrics_port: MetricsPortOpt = None) -> None:
+    """Run the reaper: expired leases and due retries requeued; old records pruned."""
     from workers.reaper import Reaper
 
     _logging()
+    _serve_metrics(metrics_port)
 
     async def main() -> None:
         c = compose.build(get_settings())
@@ -143,7 +221,7 @@ def up(
     concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
     executor: ExecutorOpt = "ffmpeg",
 ) -> None:
-    """Embedded mode: migrate, then API, workers and reaper in one process."""
+    """Embedded mode: migrate, then API, relay, workers, ledger and reaper in one process."""
     _logging()
     asyncio.run(run_embedded(get_settings(), host, port, concurrency, executor))
 
@@ -161,7 +239,11 @@ async def run_embedded(
 ) -> None:
     import uvicorn
 
+    from workers.bus import make_bus
+    from workers.consumer import BusWorker
+    from workers.ledger import Ledger
     from workers.reaper import Reaper
+    from workers.relay import Relay
     from workers.runner import Runner
 
     c = compose.build(settings, with_ffmpeg_checks=executor == "ffmpeg")
@@ -179,8 +261,17 @@ async def run_embedded(
         settings,
         concurrency=concurrency,
         wakeup=c.wakeup,
+        shutdown_grace=settings.shutdown_grace_seconds,
     )
     reaper_loop = Reaper(c.claims, c.blobs, wakeup=c.wakeup)
+    # The in-process bus (Kafka if VIDJOBS_KAFKA_BOOTSTRAP is set): the same relay, bus-driven
+    # runner and ledger as the fleet, with a sweep every poll interval behind them.
+    bus = make_bus(settings)
+    relay_loop = Relay(c.db, bus, settings, wakeup=c.relay_wakeup)
+    worker_loop = BusWorker(
+        runner, bus, settings.kafka_worker_group, sweep_seconds=settings.poll_seconds
+    )
+    ledger_loop = Ledger(c.db, bus, settings.kafka_ledger_group)
     server_task = asyncio.create_task(server.serve())
     while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.02)
@@ -197,7 +288,8 @@ async def run_embedded(
         )
     if ready is not None:
         ready.set()
-    tasks = [asyncio.create_task(runner.run(stop)), asyncio.create_task(reaper_loop.run(stop))]
+    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop)
+    tasks = [asyncio.create_task(loop.run(stop)) for loop in loops]
     await stop.wait()
     server.should_exit = True
     await asyncio.gather(*tasks, server_task, return_exceptions=True)

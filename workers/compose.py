@@ -22,6 +22,7 @@ from jobs.settings import Settings
 from jobs.status import WORK_EVENTS
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
 from migrations import upgrade
+from workers import metrics
 from workers.executor import Executor, SleepExecutor
 from workers.wakeup import Wakeup
 
@@ -35,6 +36,8 @@ class Components:
     db: Database
     blobs: BlobStore
     wakeup: Wakeup = field(default_factory=Wakeup)
+    # Woken by every committed event: the relay of this process publishes it at once.
+    relay_wakeup: Wakeup = field(default_factory=Wakeup)
     service: JobService = field(init=False)
     claims: ClaimService = field(init=False)
     check_edit: EditCheck | None = None
@@ -48,11 +51,16 @@ class Components:
             check_edit=self.check_edit,
             check_source=self.check_source,
         )
-        self.claims = ClaimService(self.db, self.settings, after_commit=self._after_commit)
+        self.claims = metrics.MeteredClaimService(
+            self.db, self.settings, after_commit=self._after_commit
+        )
 
     def _after_commit(self, events: Sequence[OutboxEvent]) -> None:
         if any(e.type in WORK_EVENTS for e in events):
             self.wakeup.notify()
+        if events:
+            self.relay_wakeup.notify()
+        metrics.observe_events(events)
 
     def app(self, probe: Probe | None = None) -> FastAPI:
         state = ApiState(

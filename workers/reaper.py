@@ -1,12 +1,23 @@
-"""The reaper: expired leases back to pending, and scratch files of dead workers removed."""
+"""The reaper: expired leases back to pending, due retries announced, old records pruned.
+
+Each pass rescues expired leases (a `job.requeued` event, or failed when attempts ran out),
+writes a `job.requeued` event for each retry whose backoff has passed (so bus-driven
+workers hear of it), and, at most every `prune_interval` seconds, deletes processed-event
+records older than the retention window and published outbox rows older than the history
+retention, in small batches. Scratch files of dead workers are removed too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from jobs import outbox, statements
 from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
+from jobs.models import OutboxEvent
+from jobs.status import EventType
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.reaper")
@@ -21,13 +32,19 @@ class Reaper:
         interval: float = 1.0,
         temp_max_age: float = 6 * 3600,
         wakeup: Wakeup | None = None,
+        prune_interval: float = 60.0,
     ) -> None:
         self.claims = claims
         self.blobs = blobs
         self.interval = interval
         self.temp_max_age = temp_max_age
         self.wakeup = wakeup
+        self.prune_interval = prune_interval
         self.rescued = 0
+        self.announced = 0
+        self.pruned = 0
+        self._retry_cursor = 0
+        self._last_prune = float("-inf")
 
     async def tick(self) -> int:
         """One pass; returns how many jobs it rescued."""
@@ -35,11 +52,67 @@ class Reaper:
         self.rescued += len(rescued)
         for job in rescued:
             log.info("rescued %s (attempt %s): now %s", job.key, job.attempts, job.status)
-        if rescued and self.wakeup is not None:
+        announced = await self.announce_due_retries()
+        if (rescued or announced) and self.wakeup is not None:
             self.wakeup.notify()
+        if time.monotonic() - self._last_prune >= self.prune_interval:
+            self._last_prune = time.monotonic()
+            await self.prune()
         if self.blobs is not None:
             await asyncio.to_thread(self.blobs.clean_temp, self.temp_max_age)
         return len(rescued)
+
+    async def announce_due_retries(self, limit: int = 200) -> int:
+        """A `job.requeued` event for each retry whose backoff passed and was not announced.
+
+        A retry is unannounced while its job's latest event is `job.retry_scheduled`; the
+        row is locked (conditional touch) before the check that decides, so a concurrent
+        claim either comes first (no event) or after the requeue event.
+        """
+        db = self.claims.db
+        events: list[OutboxEvent] = []
+        async with db.transaction() as conn:
+            due = await statements.select_due_retries(conn, self._retry_cursor, limit)
+            self._retry_cursor = (due[-1].id or 0) if len(due) == limit else 0
+            for job in due:
+                latest = await outbox.latest_event_type(conn, job.tenant_id, job.key)
+                if latest != EventType.RETRY_SCHEDULED or job.id is None:
+                    continue
+                row = await statements.touch_due_retry_if_pending(conn, job.id, job.fencing_token)
+                if row is None:
+                    continue
+                if await outbox.latest_event_type(conn, row.tenant_id, row.key) != (
+                    EventType.RETRY_SCHEDULED
+                ):
+                    continue
+                events.append(
+                    await outbox.insert_event(conn, row, EventType.REQUEUED, reason="retry_due")
+                )
+        if events and self.claims.after_commit is not None:
+            self.claims.after_commit(events)
+        self.announced += len(events)
+        return len(events)
+
+    async def prune(self) -> int:
+        """Delete old processed-event records and old published outbox rows, batch by batch."""
+        settings = self.claims.settings
+        db = self.claims.db
+        total = 0
+        for delete, hours in (
+            (outbox.delete_processed_before, settings.processed_retention_hours),
+            (outbox.delete_published_before, settings.outbox_retention_hours),
+        ):
+            for _ in range(100):  # bounded per pass; the next pass carries on
+                async with db.transaction() as conn:
+                    deleted = await delete(conn, hours * 3600, settings.prune_batch)
+                total += deleted
+                if deleted < settings.prune_batch:
+                    break
+                await asyncio.sleep(0)
+        if total:
+            log.info("pruned %d old processed-event and outbox records", total)
+        self.pruned += total
+        return total
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

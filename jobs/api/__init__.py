@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from jobs import usage
 from jobs.api import errors, routes, sources
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
 __all__ = ["ApiState", "Probe", "create_app"]
+
+SUBMISSIONS = Counter(
+    "vidjobs_submissions_total",
+    "POST /v1/jobs answers: created (new or re-run), duplicate (answered with the existing "
+    "job), rejected (409 on_duplicate=reject) or error",
+    ["result"],
+)
 
 
 def create_app(state: ApiState) -> FastAPI:
@@ -24,6 +33,12 @@ def create_app(state: ApiState) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(sources.router)
+    app.include_router(usage.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
@@ -48,4 +63,38 @@ def create_app(state: ApiState) -> FastAPI:
         max_bytes=state.settings.max_body_bytes,
         overrides={"/v1/sources": state.max_upload_bytes},
     )
+    app.add_middleware(SubmissionMetrics)
     return app
+
+
+class SubmissionMetrics:
+    """Counts POST /v1/jobs answers by what they were (from the status and replay header)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/jobs":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                SUBMISSIONS.labels(_submission_result(message)).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def _submission_result(start: dict[str, Any]) -> str:
+    status = int(start["status"])
+    replayed = (b"idempotent-replayed", b"true") in [
+        (k.lower(), v) for k, v in start.get("headers", [])
+    ]
+    if status == 201:
+        return "created"
+    if status == 200 and replayed:
+        return "duplicate"
+    if status == 409:
+        return "rejected"
+    return "error"

@@ -1,0 +1,234 @@
+"""Relay, bus-driven runner and ledger together, on the in-process bus and on real Kafka.
+
+The fault tests here kill a process (see `faults.Crash`) at the worst moment: the relay
+after the broker's ack but before marking the rows, a consumer after its effect but before
+its offset commit. Messages are then delivered again; every effect still happens once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobs.status import WORK_EVENTS, EventType
+from tests.bus.conftest import Stack
+from tests.bus.faults import Crash, CrashAfterAck, CrashingConsumers
+from tests.bus.helpers import (
+    edit,
+    headers_count,
+    outbox_rows,
+    per_job,
+    processed_ids,
+    read_topic,
+    running,
+    statuses,
+    unpublished,
+    usage_totals,
+    wait_until,
+)
+from tests.support.kafka import unique
+from workers.consumer import BusWorker
+from workers.executor import SleepExecutor
+from workers.ledger import Ledger
+from workers.relay import Relay
+from workers.runner import Runner
+
+
+async def submit(stack: Stack, n: int, start: int = 0) -> list[str]:
+    return [(await stack.service.submit(stack.tenant, edit(i))).job.key for i in range(start, n)]
+
+
+def relay(stack: Stack, **kw: object) -> Relay:
+    return Relay(stack.db, stack.bus, stack.settings, wakeup=stack.c.relay_wakeup, **kw)  # type: ignore[arg-type]
+
+
+def worker(
+    stack: Stack, bus: object = None, concurrency: int = 4, seconds: float = 0.02
+) -> BusWorker:
+    runner = Runner(
+        stack.c.claims,
+        SleepExecutor(seconds),
+        stack.c.blobs,
+        stack.settings,
+        concurrency=concurrency,
+        shutdown_grace=5,
+    )
+    return BusWorker(
+        runner,
+        bus or stack.bus,
+        stack.settings.kafka_worker_group,
+        sweep_seconds=3600,  # type: ignore[arg-type]
+    )
+
+
+def ledger(stack: Stack, bus: object = None) -> Ledger:
+    return Ledger(stack.db, bus or stack.bus, stack.settings.kafka_ledger_group)  # type: ignore[arg-type]
+
+
+async def all_published(stack: Stack) -> bool:
+    return await unpublished(stack.db) == 0
+
+
+async def test_relay_publishes_every_event_once_in_per_job_order(stack: Stack) -> None:
+    keys = await submit(stack, 6)
+    for key in keys[:3]:  # more than one event per job: submitted, cancelled, resubmitted
+        await stack.service.cancel(stack.tenant, key)
+        await stack.service.submit(stack.tenant, edit(keys.index(key)))
+    rows = await outbox_rows(stack.db)
+    async with running(relay(stack)):
+        await wait_until(lambda: all_published(stack), what="the outbox to drain")
+    records = await read_topic(stack.bus, unique("reader"), len(rows))
+    assert sorted(r.headers["event_id"] for r in records) == sorted(r.event_id for r in rows)
+    outbox_id = {r.event_id: r.id for r in rows}
+    for key in keys:
+        order = [outbox_id[r.headers["event_id"]] for r in records if r.key == key]
+        assert order == sorted(order), f"events of {key} out of order"
+
+
+async def test_bus_events_drive_claims_and_each_job_runs_once(stack: Stack) -> None:
+    keys = await submit(stack, 10)
+    w = worker(stack, concurrency=3)
+    async with running(relay(stack), w):
+        await wait_until(lambda: _all_succeeded(stack, len(keys)), what="every job to succeed")
+    rows = await outbox_rows(stack.db)
+    assert set(per_job(rows, EventType.CLAIMED).values()) == {1}
+    submitted = {r.event_id for r in rows if r.type == EventType.SUBMITTED}
+    # Claimed from the bus (the sweep is off): each submitted event id recorded with its claim.
+    assert submitted <= await processed_ids(stack.db, stack.settings.kafka_worker_group)
+    assert w.runner.stats.succeeded == len(keys)
+
+
+async def _all_succeeded(stack: Stack, n: int) -> bool:
+    return (await statuses(stack.db))["succeeded"] == n
+
+
+async def _succeeded(stack: Stack, n: int) -> bool:
+    counts = await statuses(stack.db)
+    return counts["succeeded"] >= n and counts["running"] == 0
+
+
+async def test_relay_killed_after_ack_before_marking_publishes_twice_effects_once(
+    stack: Stack,
+) -> None:
+    n = 6
+    await submit(stack, n)
+    crashing = relay(stack, publisher=CrashAfterAck(stack.bus.publisher()))
+    with pytest.raises(Crash):
+        await asyncio.wait_for(crashing.run(asyncio.Event()), 30)
+    assert await unpublished(stack.db) == n  # acked by the bus, never marked
+
+    counted = ledger(stack)
+    async with running(worker(stack), counted):
+        await wait_until(lambda: _all_succeeded(stack, n), what="every job to succeed")
+        # Everything (submitted again, claimed, succeeded) published, then killed again.
+        again = relay(stack, publisher=CrashAfterAck(stack.bus.publisher()))
+        with pytest.raises(Crash):
+            await asyncio.wait_for(again.run(asyncio.Event()), 30)
+        async with running(relay(stack)):  # a healthy relay publishes it all once more
+            await wait_until(lambda: all_published(stack), what="the outbox to drain")
+            await wait_until(lambda: _ledger_saw(counted, 2 * n), what="the ledger")
+
+    rows = await outbox_rows(stack.db)
+    records = await read_topic(stack.bus, unique("reader"), len(rows) + 4 * n)
+    assert set(headers_count(records, EventType.SUBMITTED).values()) == {3}
+    assert set(headers_count(records, EventType.SUCCEEDED).values()) == {2}
+    assert set(per_job(rows, EventType.CLAIMED).values()) == {1}
+    assert await usage_totals(stack.db, stack.tenant.id) == (n, n * 1000)
+    assert (counted.counted, counted.duplicates) == (n, n)
+
+
+async def _ledger_saw(ledger_: Ledger, events: int) -> bool:
+    return ledger_.counted + ledger_.duplicates >= events
+
+
+async def test_consumers_killed_after_effect_before_offset_commit_do_not_double_apply(
+    stack: Stack,
+) -> None:
+    n = 5
+    await submit(stack, n)
+    first_worker = worker(stack, bus=CrashingConsumers(stack.bus, *WORK_EVENTS))
+    first_ledger = ledger(stack, bus=CrashingConsumers(stack.bus, EventType.SUCCEEDED))
+    async with running(relay(stack)):
+        stop = asyncio.Event()
+        with pytest.raises(Crash):  # claimed (its effect), died before committing offsets
+            await asyncio.wait_for(first_worker.run(stop), 30)
+        first_claims = first_worker.runner.stats.claimed
+        assert first_claims >= 1
+        await wait_until(lambda: _succeeded(stack, first_claims), what="the claimed jobs to finish")
+        with pytest.raises(Crash):  # counted a job.succeeded, died before committing
+            await asyncio.wait_for(first_ledger.run(stop), 30)
+        assert first_ledger.counted >= 1
+
+        second_worker, second_ledger = worker(stack), ledger(stack)
+        async with running(second_worker, second_ledger):
+            await wait_until(lambda: _ledger_done(stack, n), what="the ledger to count all jobs")
+            # The redelivered records reach the new members and are skipped as seen.
+            await wait_until(
+                lambda: _handled(second_worker.loop.handled, n), what="the redelivered events"
+            )
+
+    rows = await outbox_rows(stack.db)
+    assert set(per_job(rows, EventType.CLAIMED).values()) == {1}
+    assert second_worker.runner.stats.claimed == n - first_claims
+    assert (await statuses(stack.db))["succeeded"] == n
+    assert await usage_totals(stack.db, stack.tenant.id) == (n, n * 1000)
+    assert second_ledger.duplicates >= first_ledger.counted
+
+
+async def _handled(count: int, at_least: int) -> bool:
+    return count >= at_least
+
+
+async def _ledger_done(stack: Stack, n: int) -> bool:
+    return await usage_totals(stack.db, stack.tenant.id) == (n, n * 1000)
+
+
+async def test_a_full_pool_pauses_consumption_and_every_job_still_runs(stack: Stack) -> None:
+    keys = await submit(stack, 8)
+    w = worker(stack, concurrency=2, seconds=0.3)
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, w.runner.active)
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with running(relay(stack), w):
+            await wait_until(lambda: _all_succeeded(stack, len(keys)), what="all jobs")
+    finally:
+        watcher.cancel()
+    assert peak == 2
+    submitted = {r.event_id for r in await outbox_rows(stack.db, EventType.SUBMITTED)}
+    assert submitted <= await processed_ids(stack.db, stack.settings.kafka_worker_group)
+
+
+async def test_shutdown_lets_jobs_finish_until_the_grace_then_releases_them(
+    stack: Stack,
+) -> None:
+    await submit(stack, 2)
+    runner = Runner(
+        stack.c.claims,
+        SleepExecutor(30),
+        stack.c.blobs,
+        stack.settings,
+        concurrency=2,
+        shutdown_grace=0.3,
+    )
+    w = BusWorker(runner, stack.bus, stack.settings.kafka_worker_group, sweep_seconds=3600)
+    async with running(relay(stack), w):
+        await wait_until(lambda: _running(stack, 2), what="both jobs to start")
+    assert (await statuses(stack.db))["pending"] == 2
+    released = [
+        r
+        for r in await outbox_rows(stack.db, EventType.REQUEUED)
+        if r.payload.get("reason") == "released"
+    ]
+    assert len(released) == 2
+
+
+async def _running(stack: Stack, n: int) -> bool:
+    return (await statuses(stack.db))["running"] == n

@@ -1,0 +1,86 @@
+"""Prometheus metrics of the worker processes (the API's are in `jobs.api`).
+
+Every process exposes the default registry: the API on `GET /metrics`, the others on
+`--metrics-port`. Claims and outcomes are counted from the outbox events each process
+commits (the after-commit hook), so they are counted once, where they happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from jobs.claims import ClaimService
+from jobs.models import Job, OutboxEvent
+from jobs.status import EventType
+
+CLAIMS = Counter("vidjobs_claims_total", "Claims attempted by this process", ["result"])
+OUTCOMES = Counter("vidjobs_job_outcomes_total", "Job state changes by outcome", ["outcome"])
+JOB_SECONDS = Histogram(
+    "vidjobs_job_duration_seconds",
+    "Run time of jobs that finished (claim to finish, database clock)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+OUTBOX_BACKLOG = Gauge("vidjobs_outbox_backlog", "Outbox rows not yet published")
+RELAY_LAG = Gauge("vidjobs_relay_lag_seconds", "Age of the oldest unpublished outbox row")
+RELAY_PUBLISHED = Counter("vidjobs_relay_published_total", "Outbox rows published and marked")
+RELAY_ACTIVE = Gauge("vidjobs_relay_active", "1 while this relay holds the relay lock")
+CONSUMED = Counter(
+    "vidjobs_events_consumed_total", "Bus events handled by consumers", ["group", "result"]
+)
+CONSUMER_LAG = Gauge("vidjobs_consumer_lag", "Records not yet fetched by this consumer", ["group"])
+LEDGER_SECONDS = Counter(
+    "vidjobs_ledger_media_seconds_total", "Media seconds added to tenants' usage"
+)
+
+_OUTCOME_OF = {
+    EventType.SUCCEEDED.value: "succeeded",
+    EventType.FAILED.value: "failed",
+    EventType.RETRY_SCHEDULED.value: "retry_scheduled",
+    EventType.CANCELLED.value: "cancelled",
+}
+
+
+def observe_events(events: Sequence[OutboxEvent]) -> None:
+    """Count claims won and job outcomes from the events a process just committed."""
+    for event in events:
+        if event.type == EventType.CLAIMED:
+            CLAIMS.labels("won").inc()
+        elif event.type in _OUTCOME_OF:
+            OUTCOMES.labels(_OUTCOME_OF[event.type]).inc()
+        elif event.type == EventType.REQUEUED and event.payload.get("reason") == "released":
+            OUTCOMES.labels("released").inc()
+
+
+def observe_claim_lost() -> None:
+    CLAIMS.labels("lost").inc()
+
+
+class MeteredClaimService(ClaimService):
+    """ClaimService that also records how long each finished job ran."""
+
+    async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
+        row = await super().succeed(job, output)
+        _observe_duration(row)
+        return row
+
+    async def fail(
+        self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None
+    ) -> Job:
+        row = await super().fail(job, code=code, message=message, retryable=retryable, delay=delay)
+        _observe_duration(row)
+        return row
+
+
+def _observe_duration(job: Job) -> None:
+    end = job.finished_at or job.updated_at
+    if job.started_at is not None and end is not None:
+        JOB_SECONDS.observe(max(0.0, (end - job.started_at).total_seconds()))
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a scrape target
+    """Expose this process's metrics on `port` (no-op for 0)."""
+    if port:
+        start_http_server(port, addr=addr)

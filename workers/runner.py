@@ -17,10 +17,18 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
@@ -241,20 +249,39 @@ class Runner:
             **result.metadata,
         }
         try:
-            await self.claims.succeed(job, output)
+            await self._persist(job, "finish", lambda: self.claims.succeed(job, output))
             self.stats.succeeded += 1
         except LostFence:
             self.stats.lost += 1
             log.warning("finished %s after losing it; the output is not attached", job.key)
 
+    async def _persist(self, job: Job, what: str, call: Callable[[], Awaitable[Job]]) -> Job:
+        """Record an outcome, retrying while the database is briefly away (a restart).
+
+        Retries for at most one lease: past that the job is someone else's to rescue anyway,
+        and the fenced statement would refuse it. A lost fence is final at once.
+        """
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self.settings.lease_seconds),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            retry=retry_if_not_exception_type(LostFence),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.info("retrying the %s of %s", what, job.key)
+                return await call()
+        raise AssertionError("unreachable")
+
     async def _stopped(self, job: Job) -> None:
         reason = self._stopping.get(job.id or 0, Stop.SHUTDOWN)
         try:
             if reason is Stop.CANCEL_REQUESTED:
-                await self.claims.cancel(job)
+                await self._persist(job, "cancel", lambda: self.claims.cancel(job))
                 self.stats.cancelled += 1
             elif reason is Stop.SHUTDOWN:
-                await self.claims.release(job)
+                await self._persist(job, "release", lambda: self.claims.release(job))
                 self.stats.released += 1
             else:
                 self.stats.lost += 1
@@ -267,11 +294,18 @@ class Runner:
         self, job: Job, code: str, message: str, retryable: bool, delay: float | None
     ) -> None:
         try:
-            row = await self.claims.fail(
-                job, code=code, message=message, retryable=retryable, delay=delay
+            row = await self._persist(
+                job,
+                "failure",
+                lambda: self.claims.fail(
+                    job, code=code, message=message, retryable=retryable, delay=delay
+                ),
             )
         except LostFence:
             self.stats.lost += 1
+            return
+        except Exception as exc:  # the database stayed away: the lease will run out instead
+            log.warning("could not record the failure of %s: %s", job.key, exc)
             return
         if row.status == "pending":
             self.stats.retried += 1

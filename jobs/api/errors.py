@@ -6,6 +6,7 @@ and what is allowed; a database outage is a 503 with Retry-After.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.errors import TooManyRequests, Unavailable, VidjobsError
+
+log = logging.getLogger("vidjobs.api")
 
 _OP_TAGS = {
     "trim",
@@ -144,10 +147,35 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or is_transient(exc):
             return JSONResponse(
-                error_body("unavailable", "the database connection was lost; retry shortly"),
+                error_body("unavailable", "the database is unavailable; retry shortly"),
                 status_code=503,
                 headers={"Retry-After": "2"},
             )
+        log.error("database error", exc_info=exc)
         return JSONResponse(error_body("internal", "a database error occurred"), 500)
+
+
+# SQLSTATE classes that say "the database is going away or busy", not "your query is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+# cannot connect now), 40001/40P01 serialization failure and deadlock (safe to retry).
+_TRANSIENT_CLASSES = ("08", "53", "57")
+_TRANSIENT_STATES = ("40001", "40P01")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error means "retry later" (a 503), judged by its SQLSTATE."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str) and (
+            state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+        ):
+            return True
+        if isinstance(seen, ConnectionError | TimeoutError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False

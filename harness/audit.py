@@ -1,0 +1,210 @@
+"""The audit: fails on losses and on double effects alike.
+
+Reads the database, the blob store and what the load generator was told, once the fleet
+has drained. Every check is a count that must be exactly right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from harness.load import LoadResult
+from jobs.blobstore import BlobStore
+from jobs.db import Database
+
+
+@dataclass
+class Audit:
+    checks: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        self.checks[name] = (ok, detail)
+
+    @property
+    def passed(self) -> bool:
+        return all(ok for ok, _ in self.checks.values())
+
+
+async def drained(db: Database, keys: set[str], ledger_group: str) -> bool:
+    """Every accepted job terminal, the outbox published, the ledger caught up."""
+    async with db.engine.connect() as conn:
+        open_jobs = (
+            await conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM jobs WHERE key = ANY(:keys) AND status IN ('pending','running')"
+                ),
+                {"keys": list(keys)},
+            )
+        ).scalar_one()
+        unpublished = (
+            await conn.execute(sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        ).scalar_one()
+        succeeded = (
+            await conn.execute(sa.text("SELECT count(*) FROM outbox WHERE type = 'job.succeeded'"))
+        ).scalar_one()
+        counted = (
+            await conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM processed_events p JOIN outbox o ON o.event_id = p.event_id "
+                    "WHERE p.consumer = :g AND o.type = 'job.succeeded'"
+                ),
+                {"g": ledger_group},
+            )
+        ).scalar_one()
+    return bool(open_jobs == 0 and unpublished == 0 and counted >= succeeded)
+
+
+async def run_audit(db: Database, load: LoadResult, blobs: BlobStore, ledger_group: str) -> Audit:
+    audit = Audit()
+    keys = load.accepted_keys
+    async with db.engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT key, status, error_code, output, attempts FROM jobs WHERE key = ANY(:keys)"
+                    ),
+                    {"keys": list(keys)},
+                )
+            )
+            .mappings()
+            .all()
+        )
+        all_rows = (await conn.execute(sa.text("SELECT count(*) FROM jobs"))).scalar_one()
+        events = (
+            (await conn.execute(sa.text("SELECT job_key, type, payload FROM outbox")))
+            .mappings()
+            .all()
+        )
+        unpublished = (
+            await conn.execute(sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        ).scalar_one()
+        usage = (
+            await conn.execute(
+                sa.text("SELECT coalesce(sum(jobs),0), coalesce(sum(media_ms),0) FROM usage")
+            )
+        ).one()
+        ledger_ids = (
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT p.event_id FROM processed_events p JOIN outbox o ON o.event_id = p.event_id "
+                        "WHERE p.consumer = :g AND o.type = 'job.succeeded'"
+                    ),
+                    {"g": ledger_group},
+                )
+            )
+            .scalars()
+            .all()
+        )
+        succeeded_ids = (
+            (
+                await conn.execute(
+                    sa.text("SELECT event_id FROM outbox WHERE type = 'job.succeeded'")
+                )
+            )
+            .scalars()
+            .all()
+        )
+
+    by_key = {r["key"]: r for r in rows}
+    types = Counter((e["job_key"], e["type"]) for e in events)
+    lost = sorted(
+        k for k in keys if k not in by_key or by_key[k]["status"] not in ("succeeded", "failed")
+    )
+    failed_unexplained = sorted(
+        k for k, r in by_key.items() if r["status"] == "failed" and not r["error_code"]
+    )
+    audit.check(
+        "every accepted key ended succeeded or failed with a reason",
+        not lost and not failed_unexplained,
+        f"{len(keys)} keys; lost {len(lost)} {lost[:3]}; failed without reason {len(failed_unexplained)}",
+    )
+
+    succeeded = [r for r in rows if r["status"] == "succeeded"]
+    double = sorted(k for k in keys if types[(k, "job.succeeded")] > 1)
+    missing = sorted(r["key"] for r in succeeded if types[(r["key"], "job.succeeded")] != 1)
+    audit.check(
+        "exactly one committed completion per key",
+        not double and not missing,
+        f"{len(succeeded)} succeeded; keys completed twice {len(double)}; without their completion {len(missing)}",
+    )
+
+    created = Counter(a.key for a in load.answers if a.status == 201)
+    reruns = {k: types[(k, "job.resubmitted")] for k in keys}
+    extra_rows = all_rows - len(keys)
+    second_201 = sorted(k for k in keys if created[k] != 1 + reruns[k])
+    duplicate_reruns = sorted(
+        k
+        for k in keys
+        if reruns[k] and types[(k, "job.failed")] == 0 and types[(k, "job.cancelled")] == 0
+    )
+    audit.check(
+        "no duplicate made a second row or a second run",
+        extra_rows == 0
+        and not second_201
+        and not duplicate_reruns
+        and all(types[(k, "job.submitted")] == 1 for k in keys),
+        f"rows {all_rows} for {len(keys)} keys; keys with a wrong number of 201s {len(second_201)} {second_201[:3]}; "
+        f"re-runs caused by duplicates {len(duplicate_reruns)}",
+    )
+
+    media_ms = sum(int((r["output"] or {}).get("duration_ms", 0)) for r in succeeded)
+    audit.check(
+        "the ledger equals the sum over succeeded jobs",
+        (int(usage[0]), int(usage[1])) == (len(succeeded), media_ms),
+        f"ledger {int(usage[0])} jobs / {int(usage[1])} ms; jobs table {len(succeeded)} jobs / {media_ms} ms",
+    )
+
+    audit.check(
+        "the outbox is fully published",
+        unpublished == 0,
+        f"{unpublished} unpublished rows of {len(events)}",
+    )
+
+    counted = Counter(ledger_ids)
+    audit.check(
+        "every consumed event id recorded once",
+        set(counted) == set(succeeded_ids) and all(n == 1 for n in counted.values()),
+        f"{len(counted)} ledger records for {len(succeeded_ids)} job.succeeded events",
+    )
+
+    bad_outputs = []
+    for r in succeeded:
+        out = r["output"] or {}
+        path = blobs.path_for(out["digest"])
+        data = path.read_bytes() if path.is_file() else b""
+        if "sha256:" + hashlib.sha256(data).hexdigest() != out["digest"] or len(data) != out.get(
+            "size"
+        ):
+            bad_outputs.append(r["key"])
+    audit.check(
+        "no visible output is partial (digest matches bytes)",
+        not bad_outputs,
+        f"{len(succeeded)} outputs checked; bad {len(bad_outputs)}",
+    )
+
+    attempts = Counter(int(r["attempts"]) for r in rows)
+    audit.figures.update(
+        jobs=len(keys),
+        succeeded=len(succeeded),
+        failed=len(keys) - len(succeeded) - len(lost),
+        lost=len(lost),
+        double_effects=len(double)
+        + len(duplicate_reruns)
+        + max(0, len(ledger_ids) - len(set(ledger_ids))),
+        attempts_histogram=dict(sorted(attempts.items())),
+        ledger_media_ms=int(usage[1]),
+    )
+    return audit
+
+
+def blob_store(run_dir: Path) -> BlobStore:
+    return BlobStore(run_dir / "data" / "blobs")

@@ -1,0 +1,131 @@
+"""A seeded fault schedule and its injector, with the time each fault took to recover from.
+
+Kinds: kill -9 of a worker; SIGSTOP of a worker past its lease then SIGCONT (a zombie);
+kill -9 of the active relay; PostgreSQL restarted; the Kafka broker restarted; the ledger
+killed while it is counting. Killed processes are restarted after a second, as a
+supervisor would. Recovery = time from the fault to the next job completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from harness.fleet import Fleet
+
+KINDS = (
+    "kill_worker",
+    "zombie_worker",
+    "kill_relay",
+    "restart_postgres",
+    "restart_kafka",
+    "kill_ledger",
+)
+
+
+@dataclass
+class Fault:
+    at: float  # seconds after the load starts
+    kind: str
+    target: int  # which worker/relay (index), where it applies
+    started: float = 0.0
+    recovered_after: float | None = None
+    note: str = ""
+
+
+def schedule(seed: int, seconds: float, interval: float, workers: int) -> list[Fault]:
+    """Every kind at least once, then worker kills (the most common real fault) and more.
+
+    Faults fall inside the load window, leaving its last ~10 s for recovery to be seen.
+    """
+    rng = random.Random(seed)
+    kinds = list(KINDS)
+    rng.shuffle(kinds)
+    count = max(len(kinds), int((seconds - 10) // interval))
+    while len(kinds) < count:
+        kinds.append("kill_worker" if rng.random() < 0.5 else rng.choice(KINDS))
+    faults = []
+    for n, kind in enumerate(kinds):
+        at = 3.0 + n * interval + rng.uniform(0, interval / 3)
+        faults.append(Fault(at=round(at, 2), kind=kind, target=rng.randrange(workers)))
+    return faults
+
+
+@dataclass
+class Injector:
+    fleet: Fleet
+    faults: list[Fault]
+    completions: Callable[[], Awaitable[int]]  # succeeded jobs so far
+    log: list[str] = field(default_factory=list)
+    measuring: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def run(self, start: float, stop: asyncio.Event) -> None:
+        for fault in self.faults:
+            delay = start + fault.at - time.monotonic()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return
+                except TimeoutError:
+                    pass
+            before = await self._completions()
+            fault.started = time.monotonic()
+            # Measure from the moment of the fault, while the injection (restarts) goes on.
+            self.measuring.append(asyncio.create_task(self._measure(fault, before)))
+            await self._inject(fault)
+            self.log.append(f"t={fault.started - start:6.1f}s {fault.kind} {fault.note}")
+
+    async def _completions(self) -> int:
+        for _ in range(100):
+            try:
+                return await self.completions()
+            except Exception:  # the database may be the thing we just restarted
+                await asyncio.sleep(0.1)
+        return -1
+
+    async def _measure(self, fault: Fault, before: int) -> None:
+        deadline = fault.started + 120
+        while time.monotonic() < deadline:
+            now = await self._completions()
+            if now > before:
+                fault.recovered_after = time.monotonic() - fault.started
+                return
+            await asyncio.sleep(0.05)
+
+    async def _inject(self, fault: Fault) -> None:
+        f = self.fleet
+        if fault.kind == "kill_worker":
+            proc = f.by_role("worker")[fault.target]
+            await asyncio.to_thread(f.kill, proc)
+            fault.note = f"{proc.name} pid {proc.pid}"
+            await asyncio.sleep(1.0)
+            f.start(proc)
+        elif fault.kind == "zombie_worker":
+            proc = f.by_role("worker")[fault.target]
+            f.pause(proc)
+            fault.note = (
+                f"{proc.name} paused {f.lease_seconds + 2:.0f}s (lease {f.lease_seconds:.0f}s)"
+            )
+            await asyncio.sleep(f.lease_seconds + 2)
+            f.resume(proc)
+        elif fault.kind == "kill_relay":
+            proc = f.active_relay() or f.by_role("relay")[0]
+            fault.note = f"{proc.name} (active: {f.active_relay() is proc})"
+            await asyncio.to_thread(f.kill, proc)
+            await asyncio.sleep(1.0)
+            f.start(proc)
+        elif fault.kind == "kill_ledger":
+            proc = f.by_role("ledger")[0]
+            await asyncio.to_thread(f.kill, proc)
+            fault.note = proc.name
+            await asyncio.sleep(1.0)
+            f.start(proc)
+        elif fault.kind == "restart_postgres":
+            await asyncio.to_thread(f.restart_postgres)
+        elif fault.kind == "restart_kafka":
+            await asyncio.to_thread(f.restart_kafka)
+        else:
+            raise ValueError(fault.kind)

@@ -1,0 +1,248 @@
+"""The fleet as real processes on this machine, with its own PostgreSQL and Kafka.
+
+Services come from scripts/services.py with a private state dir (VIDJOBS_TEST_STATE), so
+restarting them never disturbs anything else. Every vidjobs process runs in its own
+session with its own log file; a killed process is restarted like a supervisor would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = REPO / "scripts" / "services.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    role: str
+    index: int
+    argv: list[str]
+    log_dir: Path
+    popen: subprocess.Popen[bytes] | None = None
+    incarnation: int = 0
+    stopped: bool = False  # SIGSTOPped (a zombie in the making)
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+    @property
+    def log(self) -> Path:
+        return self.log_dir / f"{self.name}.{self.incarnation}.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+@dataclass
+class Fleet:
+    run_dir: Path
+    workers: int = 3
+    relays: int = 2
+    worker_concurrency: int = 4
+    executor: str = "sleep"
+    sleep_seconds: float = 0.2
+    lease_seconds: float = 3.0
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+    api_url: str = ""
+    database_url: str = ""
+    kafka: str = ""
+
+    # --- services ------------------------------------------------------------------------
+
+    def _services(self, command: str) -> str:
+        env = {**os.environ, "VIDJOBS_TEST_STATE": str(self.run_dir / "state")}
+        for var in ("VIDJOBS_TEST_DATABASE_URL", "VIDJOBS_TEST_KAFKA_BOOTSTRAP"):
+            env.pop(var, None)
+        out = subprocess.run(
+            [sys.executable, str(SERVICES), command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"services.py {command} failed: {out.stderr[-2000:]}")
+        return out.stdout.strip()
+
+    def start_services(self) -> None:
+        self.database_url = self._services("postgres-start")
+        self.kafka = self._services("kafka-start")
+
+    def restart_postgres(self) -> None:
+        self._services("postgres-restart")
+
+    def restart_kafka(self) -> None:
+        self._services("kafka-restart")
+
+    def stop_services(self) -> None:
+        for command in ("kafka-stop", "postgres-stop"):
+            try:
+                self._services(command)
+            except RuntimeError as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+
+    # --- vidjobs processes ---------------------------------------------------------------
+
+    def configure(self, source_root: Path) -> None:
+        port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("VIDJOBS_")},
+            "VIDJOBS_DATABASE_URL": self.database_url,
+            "VIDJOBS_KAFKA_BOOTSTRAP": self.kafka,
+            "VIDJOBS_KAFKA_TOPIC": f"harness.{self.run_dir.name}",
+            "VIDJOBS_KAFKA_PARTITIONS": "6",
+            "VIDJOBS_DATA_DIR": str(self.run_dir / "data"),
+            "VIDJOBS_SOURCE_ROOTS": str(source_root),
+            "VIDJOBS_LEASE_SECONDS": str(self.lease_seconds),
+            "VIDJOBS_HEARTBEAT_SECONDS": "0.5",
+            "VIDJOBS_POLL_SECONDS": "1",
+            "VIDJOBS_FLEET_SWEEP_SECONDS": "2",
+            "VIDJOBS_RETRY_BASE_SECONDS": "0.5",
+            "VIDJOBS_RETRY_MAX_SECONDS": "2",
+            "VIDJOBS_DEFAULT_MAX_ATTEMPTS": "10",
+            "VIDJOBS_SHUTDOWN_GRACE_SECONDS": "5",
+            "VIDJOBS_RATE_LIMIT_PER_SECOND": "0",
+            "VIDJOBS_SLEEP_SECONDS": str(self.sleep_seconds),
+            "PYTHONUNBUFFERED": "1",
+        }
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        cli = [sys.executable, "-m", "workers.cli"]
+        self.procs = [Proc("api", 0, [*cli, "serve", "--port", str(port)], logs)]
+        self.procs += [Proc("relay", i, [*cli, "relay"], logs) for i in range(self.relays)]
+        self.procs += [
+            Proc(
+                "worker",
+                i,
+                [
+                    *cli,
+                    "worker",
+                    "--executor",
+                    self.executor,
+                    "--concurrency",
+                    str(self.worker_concurrency),
+                ],
+                logs,
+            )
+            for i in range(self.workers)
+        ]
+        self.procs += [
+            Proc("reaper", 0, [*cli, "reaper", "--interval", "0.5"], logs),
+            Proc("ledger", 0, [*cli, "ledger"], logs),
+        ]
+
+    def vidjobs(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "workers.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"vidjobs {' '.join(args)} failed: {out.stderr[-2000:]}")
+        return out.stdout.strip()
+
+    def start(self, proc: Proc) -> None:
+        proc.incarnation += 1
+        with proc.log.open("wb") as log:
+            proc.popen = subprocess.Popen(
+                proc.argv,
+                env=self.env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.stopped = False
+
+    def start_all(self) -> None:
+        for proc in self.procs:
+            self.start(proc)
+
+    def by_role(self, role: str) -> list[Proc]:
+        return [p for p in self.procs if p.role == role]
+
+    def kill(self, proc: Proc) -> None:
+        """SIGKILL the whole process group: the process and anything it started."""
+        if proc.popen is None:
+            return
+        if proc.stopped:
+            os.killpg(proc.pid, signal.SIGCONT)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait(10)
+
+    def pause(self, proc: Proc) -> None:
+        os.killpg(proc.pid, signal.SIGSTOP)
+        proc.stopped = True
+
+    def resume(self, proc: Proc) -> None:
+        os.killpg(proc.pid, signal.SIGCONT)
+        proc.stopped = False
+
+    def active_relay(self) -> Proc | None:
+        """The relay whose current incarnation says it holds the lock (latest line wins)."""
+        for proc in self.by_role("relay"):
+            if not proc.alive() or not proc.log.exists():
+                continue
+            text = proc.log.read_text(errors="replace")
+            if text.rfind("relay is active") > text.rfind("standing by"):
+                return proc
+        return None
+
+    def wait_api(self, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not come up; see {self.procs[0].log}")
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.alive():
+                if proc.stopped:
+                    self.resume(proc)
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 15
+        for proc in self.procs:
+            if proc.popen is not None:
+                try:
+                    proc.popen.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.kill(proc)

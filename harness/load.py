@@ -1,0 +1,181 @@
+"""The load: unique edits plus about 30% duplicate submissions of four kinds.
+
+- twin: the same body sent twice at the same moment
+- reordered: the same edit with keys reordered and times spelled differently
+- idempotent retry: a client resending a request with the same Idempotency-Key
+- after completion: an edit resubmitted once its job has succeeded
+
+Every request is retried on connection errors, 503 and 429 (bounded), as a client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+def body(i: int) -> dict[str, Any]:
+    return {
+        "source": {"path": "clip.mp4"},
+        "operations": [{"op": "trim", "start_ms": i, "end_ms": i + 500}],
+    }
+
+
+def reordered(i: int) -> str:
+    # Same edit: keys in another order, times as seconds with trailing zeros.
+    return (
+        f'{{"operations": [{{"end": {(i + 500) / 1000:.4f}, "op": "trim", "start": "{i}ms"}}],'
+        f' "source": {{"path": "clip.mp4"}}}}'
+    )
+
+
+@dataclass
+class Answer:
+    kind: str  # new, twin, reordered, idempotent, after_completion
+    index: int
+    status: int
+    key: str | None
+    replayed: bool
+    attempts: int
+
+
+@dataclass
+class LoadResult:
+    answers: list[Answer] = field(default_factory=list)
+    gave_up: list[tuple[str, int, str]] = field(default_factory=list)
+    keys: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def accepted_keys(self) -> set[str]:
+        return {a.key for a in self.answers if a.key and a.status in (200, 201)}
+
+    def count(self, kind: str) -> int:
+        return sum(1 for a in self.answers if a.kind == kind)
+
+
+class Load:
+    def __init__(
+        self, url: str, token: str, jobs: int, seconds: float, seed: int, concurrency: int = 8
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.jobs = jobs
+        self.seconds = seconds
+        self.rng = random.Random(seed)
+        self.concurrency = concurrency
+        self.result = LoadResult()
+
+    async def _post(
+        self,
+        http: httpx.AsyncClient,
+        kind: str,
+        index: int,
+        content: str,
+        headers: dict[str, str] | None = None,
+    ) -> Answer | None:
+        for attempt in range(1, 61):
+            try:
+                r = await http.post(
+                    "/v1/jobs",
+                    content=content,
+                    headers={"Content-Type": "application/json", **(headers or {})},
+                )
+            except httpx.HTTPError:
+                await asyncio.sleep(min(2.0, 0.1 * attempt))
+                continue
+            if r.status_code in (429, 502, 503):
+                await asyncio.sleep(min(2.0, float(r.headers.get("Retry-After", "1")) * 0.5))
+                continue
+            data = r.json()
+            answer = Answer(
+                kind,
+                index,
+                r.status_code,
+                data.get("key"),
+                r.headers.get("Idempotent-Replayed") == "true",
+                attempt,
+            )
+            if r.status_code >= 400:
+                self.result.gave_up.append((kind, index, f"HTTP {r.status_code}: {data}"))
+            self.result.answers.append(answer)
+            return answer
+        self.result.gave_up.append((kind, index, "no answer after 60 attempts"))
+        return None
+
+    async def run(self) -> LoadResult:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        limits = httpx.Limits(max_connections=self.concurrency * 2)
+        async with httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=15, limits=limits
+        ) as http:
+            sem = asyncio.Semaphore(self.concurrency)
+            plan = self._plan()
+            start = time.monotonic()
+            tasks = []
+            for n, (kind, index) in enumerate(plan):
+                # Spread the submissions over the load window, so faults meet work in flight.
+                delay = start + self.seconds * n / max(1, len(plan)) - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(self._one(http, sem, kind, index)))
+            await asyncio.gather(*tasks)
+            await self._after_completion(http)
+        return self.result
+
+    def _plan(self) -> list[tuple[str, int]]:
+        unique = round(self.jobs * 0.75)
+        dups = self.jobs - unique
+        plan: list[tuple[str, int]] = [("new", i * 1000) for i in range(unique)]
+        kinds = ["twin", "reordered", "idempotent"]
+        later: list[tuple[str, int]] = []
+        for d in range(dups):
+            kind = kinds[d % 3] if d % 4 else "after_completion"
+            target = self.rng.randrange(unique) * 1000
+            later.append((kind, target))
+        for item in later:
+            if item[0] != "after_completion":
+                plan.insert(self.rng.randrange(len(plan) + 1), item)
+        self._after = [item for item in later if item[0] == "after_completion"]
+        return plan
+
+    async def _one(
+        self, http: httpx.AsyncClient, sem: asyncio.Semaphore, kind: str, index: int
+    ) -> None:
+        async with sem:
+            if kind == "new":
+                a = await self._post(http, "new", index, json.dumps(body(index)))
+                if a and a.key:
+                    self.result.keys[index] = a.key
+            elif kind == "twin":
+                raw = json.dumps(body(index))
+                await asyncio.gather(
+                    self._post(http, "twin", index, raw), self._post(http, "twin", index, raw)
+                )
+            elif kind == "reordered":
+                await self._post(http, "reordered", index, reordered(index))
+            elif kind == "idempotent":
+                header = {"Idempotency-Key": f"client-{index}-{self.rng.randrange(10**9)}"}
+                raw = json.dumps(body(index))
+                await self._post(http, "idempotent", index, raw, header)
+                await self._post(http, "idempotent", index, raw, header)  # the client's retry
+
+    async def _after_completion(self, http: httpx.AsyncClient) -> None:
+        """Resubmit edits whose jobs have succeeded (waits for each, bounded)."""
+        for _, index in self._after:
+            key = self.result.keys.get(index)
+            deadline = time.monotonic() + 120
+            while key and time.monotonic() < deadline:
+                try:
+                    status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
+                except (httpx.HTTPError, ValueError):
+                    status = None
+                if status in ("succeeded", "failed"):
+                    break
+                await asyncio.sleep(0.5)
+            await self._post(http, "after_completion", index, json.dumps(body(index)))

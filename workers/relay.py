@@ -158,6 +158,7 @@ class Relay:
         """Lead (or stand by) and publish until `stop` is set."""
         self._stop = stop
         self.wakeup.bind()
+        stop_watch = asyncio.create_task(self._wake_on_stop(stop))
         try:
             await self._retrying(self.bus.ensure_topic, "creating the topic")
             while not stop.is_set():
@@ -173,8 +174,13 @@ class Relay:
                     metrics.RELAY_ACTIVE.set(0)
                     await self.leadership.release()
         finally:
+            stop_watch.cancel()
             if self._publisher_started:
                 await self.publisher.stop()
+
+    async def _wake_on_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.wakeup.notify()  # an idle relay waits on its wake-up, not on `stop`
 
     async def _acquire(self) -> bool:
         try:

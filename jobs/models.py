@@ -2,7 +2,7 @@
 
 Hot paths and their indexes:
 - submission: unique (tenant_id, key)
-- claim next: partial index on pending jobs by (priority desc, run_after, id)
+- claim next: partial index on pending jobs by (priority DESC, run_after, id)
 - rescue: partial index on running jobs by lease expiry
 - relay: partial index on unpublished outbox rows by id
 """
@@ -59,9 +59,11 @@ class Job(SQLModel, table=True):
     __tablename__ = "jobs"
     __table_args__ = (
         sa.UniqueConstraint("tenant_id", "key", name="uq_jobs_tenant_key"),
+        # Same order as the claim's ORDER BY (priority DESC, run_after, id), so a claim
+        # reads the first due rows of the index instead of sorting every pending job.
         sa.Index(
             "ix_jobs_pending_due",
-            "priority",
+            sa.column("priority").desc(),
             "run_after",
             "id",
             postgresql_where=sa.text("status = 'pending'"),

@@ -7,6 +7,7 @@ holds the job, so a zombie can neither change the job nor publish its output.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from jobs.models import Job, OutboxEvent
 from jobs.service import AfterCommit
 from jobs.settings import Settings
 from jobs.status import EventType, JobStatus
+
+# Most finishes written in one transaction (group commit of concurrent finishes).
+FINISH_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class ClaimService:
         self.db = db
         self.settings = settings
         self.after_commit = after_commit
+        self._finishing: list[tuple[Job, dict[str, Any], asyncio.Future[Job]]] = []
+        self._finisher: asyncio.Task[None] | None = None
 
     def _notify(self, events: Sequence[OutboxEvent]) -> None:
         if events and self.after_commit is not None:
@@ -83,10 +89,9 @@ class ClaimService:
             claimed = await statements.claim_due_pending_batch(
                 conn, owner, self.settings.lease_seconds, limit
             )
-            events = [
-                await outbox.insert_event(conn, job, EventType.CLAIMED, owner=owner)
-                for job in claimed
-            ]
+            events = await outbox.insert_events(
+                conn, [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
+            )
         self._notify(events)
         return claimed
 
@@ -101,16 +106,50 @@ class ClaimService:
         return Heartbeat(job=row, cancel_requested=row.cancel_requested)
 
     async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
+        """running -> succeeded if still fenced, with its `job.succeeded` outbox row.
+
+        Group commit: finishes that arrive while another is being written share the next
+        transaction (one fenced UPDATE for all of them, then their outbox rows), so a busy
+        worker pays one commit per batch, and an idle one waits for nothing.
+        """
         assert job.id is not None
-        async with self.db.transaction() as conn:
-            row = await statements.finish_succeeded_if_fenced(
-                conn, job.id, job.fencing_token, output
-            )
-            if row is None:
-                raise LostFence(f"job {job.key} was taken over; its output is discarded")
-            event = await outbox.insert_event(conn, row, EventType.SUCCEEDED, output=output)
-        self._notify([event])
-        return row
+        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._finishing.append((job, output, done))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._write_finishes())
+        return await done
+
+    async def _write_finishes(self) -> None:
+        while self._finishing:
+            batch = self._finishing[:FINISH_BATCH]
+            del self._finishing[:FINISH_BATCH]
+            try:
+                async with self.db.transaction() as conn:
+                    rows = await statements.finish_succeeded_many_if_fenced(
+                        conn, [(job.id or 0, job.fencing_token, out) for job, out, _ in batch]
+                    )
+                    by_id = {row.id: row for row in rows}
+                    outputs = {job.id: out for job, out, _ in batch}
+                    events = await outbox.insert_events(
+                        conn,
+                        [(row, EventType.SUCCEEDED, {"output": outputs[row.id]}) for row in rows],
+                    )
+            except Exception as exc:  # every caller sees the failure and may retry
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            self._notify(events)
+            for job, _, done in batch:
+                if done.done():
+                    continue
+                row = by_id.get(job.id)
+                if row is None:
+                    done.set_exception(
+                        LostFence(f"job {job.key} was taken over; its output is discarded")
+                    )
+                else:
+                    done.set_result(row)
 
     async def fail(
         self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None

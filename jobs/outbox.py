@@ -7,6 +7,7 @@ rows in id order every time (no high-water mark: transactions commit out of id o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,6 +56,32 @@ async def insert_event(
     )
     row = (await conn.execute(stmt)).mappings().one()
     return OutboxEvent.model_construct(**row)
+
+
+async def insert_events(
+    conn: AsyncConnection, items: Sequence[tuple[Job, EventType, dict[str, Any]]]
+) -> list[OutboxEvent]:
+    """`insert_event` for several state changes of one transaction, in one statement.
+
+    Rows get ids in the order of `items`; each `(job, type, extra)` becomes one row.
+    """
+    if not items:
+        return []
+    rows = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "tenant_id": job.tenant_id,
+            "job_id": job.id,
+            "job_key": job.key,
+            "type": type_.value,
+            "payload": event_payload(job, **extra),
+            "created_at": db_now(),
+        }
+        for job, type_, extra in items
+    ]
+    stmt = sa.insert(outbox).values(rows).returning(*outbox.c)
+    by_event = {r["event_id"]: r for r in (await conn.execute(stmt)).mappings()}
+    return [OutboxEvent.model_construct(**by_event[r["event_id"]]) for r in rows]
 
 
 async def select_job_events(

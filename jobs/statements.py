@@ -9,6 +9,7 @@ write the outbox row (`jobs.outbox.insert_event`) in the same one, after the job
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ SUCCEEDED, FAILED, CANCELLED = (
     JobStatus.CANCELLED.value,
 )
 RERUNNABLE = (FAILED, CANCELLED)
+_PENDING_LITERAL = sa.literal_column(f"'{PENDING}'", sa.String)
 
 
 def _row(result: sa.CursorResult[Any]) -> Job | None:
@@ -185,7 +187,9 @@ async def claim_due_pending_batch(
     """
     due = (
         sa.select(c.id)
-        .where(c.status == PENDING, c.run_after <= db_now())
+        # A literal, not a parameter: a prepared statement's generic plan can only use the
+        # partial index (WHERE status = 'pending') when the predicate is spelled out.
+        .where(c.status == _PENDING_LITERAL, c.run_after <= db_now())
         .order_by(c.priority.desc(), c.run_after, c.id)
         .limit(limit)
     )
@@ -244,6 +248,51 @@ async def finish_succeeded_if_fenced(
         .returning(*c)
     )
     return _row(await conn.execute(stmt))
+
+
+async def finish_succeeded_many_if_fenced(
+    conn: AsyncConnection, finished: Sequence[tuple[int, int, dict[str, Any]]]
+) -> list[Job]:
+    """`finish_succeeded_if_fenced` for several (job id, token, output) in one statement.
+
+    Returns the jobs that were still held; a job missing from the result lost its fence.
+    PostgreSQL: one UPDATE ... FROM unnest(ids, tokens, outputs), each row fenced exactly as
+    the single statement is. SQLite: the single statement once per job.
+    """
+    if not finished:
+        return []
+    if conn.dialect.name != "postgresql":
+        rows = [await finish_succeeded_if_fenced(conn, *item) for item in finished]
+        return [row for row in rows if row is not None]
+    v = sa.select(
+        sa.func.unnest(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger))).label("id"),
+        sa.func.unnest(sa.bindparam("tokens", type_=postgresql.ARRAY(sa.BigInteger))).label(
+            "token"
+        ),
+        sa.func.unnest(sa.bindparam("outputs", type_=postgresql.ARRAY(sa.Text))).label("output"),
+    ).subquery("finished")
+    stmt = (
+        sa.update(jobs)
+        .where(c.id == v.c.id, c.status == RUNNING, c.fencing_token == v.c.token)
+        .values(
+            status=SUCCEEDED,
+            output=sa.cast(v.c.output, postgresql.JSONB),
+            progress=1.0,
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code=None,
+            error_message=None,
+            finished_at=db_now(),
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    params = {
+        "ids": [job_id for job_id, _, _ in finished],
+        "tokens": [token for _, token, _ in finished],
+        "outputs": [json.dumps(output) for _, _, output in finished],
+    }
+    return _rows(await conn.execute(stmt, params))
 
 
 async def fail_if_fenced(

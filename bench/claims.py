@@ -1,0 +1,376 @@
+"""Claim-and-complete throughput of no-op jobs: vidjobs vs pgqueuer vs procrastinate.
+
+    .venv/bin/python -m bench.claims [--jobs 5000] [--procs 1,2,4] [--concurrency 10]
+
+Every system gets the same job count, the same PostgreSQL server, a fresh database per
+run and the same number of worker PROCESSES, each with `--concurrency` jobs in flight
+(vidjobs runner slots, pgqueuer batch size, procrastinate concurrency). Workers start,
+connect and report ready before the clock starts; the clock stops when the database
+shows every job done (polled every 20 ms). Peers run from `.bench-venv` (created on first
+use: `python3.11 -m venv` + pip install of pgqueuer, procrastinate, asyncpg, psycopg),
+never from the project's venv.
+
+vidjobs runs its real worker loop (`workers.runner.Runner`): sweep claim with an outbox
+row per job, a heartbeat task per job, the output stored in the blob store (on /dev/shm,
+so no disk fsync: the peers store no output), a fenced finish with its outbox row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(__file__).resolve().parent / "peers"
+BENCH_VENV = ROOT / ".bench-venv"
+PEER_PACKAGES = ["pgqueuer", "procrastinate", "asyncpg", "psycopg[binary]"]
+
+
+def plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def with_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+async def admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def ensure_bench_venv() -> Path:
+    """The peers' own environment: created once, kept apart from the project's venv."""
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        print("creating .bench-venv for the peers (pgqueuer, procrastinate) ...", flush=True)
+        subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
+        (BENCH_VENV / ".gitignore").write_text("*\n")
+    probe = subprocess.run(
+        [str(python), "-c", "import pgqueuer, procrastinate, asyncpg, psycopg"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
+    # Nothing may phone home: pgqueuer's benchmark tool would report to Sentry if it
+    # could import sentry_sdk (we never run that tool, and keep the SDK out regardless).
+    has_sentry = subprocess.run([str(python), "-c", "import sentry_sdk"], capture_output=True)
+    if has_sentry.returncode == 0:
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "sentry-sdk"])
+    return python
+
+
+def peer_versions(python: Path) -> dict[str, str]:
+    out = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m, json;"
+            "print(json.dumps({p: m.version(p) for p in ('pgqueuer', 'procrastinate', "
+            "'asyncpg', 'psycopg')}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(out.stdout))
+
+
+# --- the systems ---------------------------------------------------------------------------
+
+
+@dataclass
+class System:
+    name: str
+    setup: Callable[[str, int], Awaitable[None]]  # fresh database url, job count
+    workers: Callable[[str, int, int], list[list[str]]]  # url, processes, concurrency
+    done_sql: str  # how many jobs have completed
+    producer: Callable[[str, int], list[str]] | None = None  # enqueues while workers run
+
+
+async def vidjobs_setup(url: str, n: int) -> None:
+    import sqlalchemy as sa
+
+    from jobs.db import Database
+    from jobs.tenants import create_tenant
+    from migrations import upgrade
+
+    db = Database(url)
+    await upgrade(db.engine)
+    async with db.transaction() as conn:
+        tenant, _ = await create_tenant(conn, "bench")
+        # The same rows `JobService.submit` writes, in one statement (setup is not timed).
+        await conn.execute(
+            sa.text(
+                "INSERT INTO jobs (tenant_id, key, status, spec, labels, priority, attempts,"
+                " max_attempts, run_after, fencing_token, cancel_requested, progress,"
+                " created_at, updated_at)"
+                " SELECT :tenant, 'v1:bench:' || lpad(i::text, 8, '0'), 'pending',"
+                ' \'{"inputs": [], "operations": [{"op": "noop"}]}\'::jsonb, \'{}\'::jsonb,'
+                " 0, 0, 3, now(), 0, false, 0.0, now(), now()"
+                " FROM generate_series(1, :n) AS i"
+            ),
+            {"tenant": tenant.id, "n": n},
+        )
+    await db.dispose()
+
+
+def vidjobs_workers(url: str, procs: int, concurrency: int) -> list[list[str]]:
+    cmd = [sys.executable, "-m", "bench.claims", "--worker", url, "--concurrency", str(concurrency)]
+    return [cmd for _ in range(procs)]
+
+
+def peer_system(python: Path, name: str, mode: str | None = None) -> System:
+    driver = str(PEERS / f"{name}_driver.py")
+
+    async def setup(url: str, n: int) -> None:
+        prefill = 0 if mode == "continuous" else n
+        await asyncio.to_thread(
+            subprocess.run,
+            [str(python), driver, "setup", plain_dsn(url), str(prefill)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def workers(url: str, procs: int, concurrency: int) -> list[list[str]]:
+        if name == "pgqueuer":
+            extra = ["--batch", str(concurrency), "--mode", mode or "drain"]
+        else:
+            extra = ["--concurrency", str(concurrency)]
+        return [[str(python), driver, "worker", plain_dsn(url), *extra] for _ in range(procs)]
+
+    producer = None
+    if mode == "continuous":
+
+        def producer(url: str, n: int) -> list[str]:
+            return [str(python), driver, "produce", plain_dsn(url), str(n), "--batch", "10"]
+
+    done = {
+        "pgqueuer": "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
+        "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
+    }[name]
+    label = {"drain": "pgqueuer drain", "continuous": "pgqueuer throughput"}.get(mode or "", name)
+    return System(label, setup, workers, done, producer)
+
+
+def systems(python: Path | None) -> list[System]:
+    out = [
+        System(
+            "vidjobs",
+            vidjobs_setup,
+            vidjobs_workers,
+            "SELECT count(*) FROM jobs WHERE status = 'succeeded'",
+        )
+    ]
+    if python is not None:
+        out += [
+            peer_system(python, "pgqueuer", "drain"),
+            peer_system(python, "pgqueuer", "continuous"),
+            peer_system(python, "procrastinate"),
+        ]
+    return out
+
+
+# --- one measured run ------------------------------------------------------------------------
+
+
+async def _spawn(cmd: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *cmd,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(ROOT),
+        env=env,
+    )
+
+
+async def _await_ready(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    if line.strip() != b"ready":
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode(errors="replace")[-2000:]
+        raise RuntimeError(f"a worker did not start: {line!r}\n{err}")
+
+
+async def measure(server: str, system: System, n: int, procs: int, concurrency: int) -> float:
+    """Jobs per second for one system at one process count, on a fresh database."""
+    import asyncpg
+
+    name = f"vj_claims_{uuid.uuid4().hex[:8]}"
+    await admin(server, f'CREATE DATABASE "{name}"')
+    url = with_database(server, name)
+    procs_started: list[asyncio.subprocess.Process] = []
+    try:
+        await system.setup(url, n)
+        await admin(url, "VACUUM ANALYZE")
+        await admin(url, "CHECKPOINT")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SENTRY_DSN": ""}
+        cmds = system.workers(url, procs, concurrency)
+        if system.producer is not None:
+            cmds.append(system.producer(url, n))
+        procs_started = [await _spawn(cmd, env) for cmd in cmds]
+        await asyncio.gather(*[_await_ready(p) for p in procs_started])
+        watch = await asyncpg.connect(plain_dsn(url))
+        try:
+            start = time.perf_counter()
+            for p in procs_started:
+                assert p.stdin is not None
+                p.stdin.write(b"go\n")
+                await p.stdin.drain()
+            deadline = start + 600
+            while True:
+                done = await watch.fetchval(system.done_sql)
+                if done >= n:
+                    elapsed = time.perf_counter() - start
+                    break
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"{system.name}: only {done}/{n} jobs done in 600 s")
+                for p in procs_started:
+                    if p.returncode not in (None, 0):
+                        raise RuntimeError(f"{system.name}: a worker exited {p.returncode}")
+                await asyncio.sleep(0.02)
+        finally:
+            await watch.close()
+        return n / elapsed
+    finally:
+        await _stop(procs_started)
+        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
+    for p in procs:
+        if p.returncode is None and p.stdin is not None:
+            p.stdin.close()
+    for p in procs:
+        try:
+            await asyncio.wait_for(p.wait(), 30)
+        except TimeoutError:
+            p.kill()
+            await p.wait()
+
+
+async def run_suite(
+    server: str, n: int, proc_counts: list[int], concurrency: int, peers: bool = True
+) -> dict[str, Any]:
+    python = await asyncio.to_thread(ensure_bench_venv) if peers else None
+    results: dict[str, Any] = {
+        "jobs": n,
+        "concurrency_per_process": concurrency,
+        "cores": os.cpu_count(),
+        "peer_versions": peer_versions(python) if python else {},
+        "jobs_per_s": {},
+    }
+    for system in systems(python):
+        row: dict[str, float] = {}
+        for procs in proc_counts:
+            rate = await measure(server, system, n, procs, concurrency)
+            row[str(procs)] = rate
+            print(f"  {system.name:<22} {procs} proc: {rate:8.0f} jobs/s", flush=True)
+        results["jobs_per_s"][system.name] = row
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    procs = list(next(iter(results["jobs_per_s"].values())).keys())
+    lines = [
+        f"claim-and-complete, no-op jobs: {results['jobs']} jobs, "
+        f"{results['concurrency_per_process']} in flight per process, jobs/s",
+        f"{'system':<22}" + "".join(f"{p + ' proc':>10}" for p in procs),
+    ]
+    for name, row in results["jobs_per_s"].items():
+        lines.append(f"{name:<22}" + "".join(f"{row[p]:>10.0f}" for p in procs))
+    ours = results["jobs_per_s"]["vidjobs"]
+    for name, row in results["jobs_per_s"].items():
+        if name != "vidjobs":
+            lines.append(
+                f"{'vidjobs / ' + name:<22}" + "".join(f"{ours[p] / row[p]:>10.2f}" for p in procs)
+            )
+    return "\n".join(lines)
+
+
+# --- the vidjobs worker process -----------------------------------------------------------
+
+
+async def vidjobs_worker(url: str, concurrency: int) -> None:
+    sys.path.insert(0, str(PEERS))
+    from _protocol import ready_then_go, until_stdin_closes
+
+    from jobs.blobstore import BlobStore
+    from jobs.claims import ClaimService
+    from jobs.db import Database
+    from jobs.settings import Settings
+    from workers.executor import ExecutionContext, ExecutionResult
+    from workers.runner import Runner
+
+    class NoopExecutor:
+        async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+            out = ctx.workdir / "out"
+            out.write_bytes(b"")
+            return ExecutionResult(path=out, media_type="application/octet-stream")
+
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    data = Path(tempfile.mkdtemp(prefix="vj-bench-", dir=shm))
+    try:
+        settings = Settings(data_dir=data, database_url=url)
+        db = Database(url)
+        blobs = BlobStore(data / "blobs")
+        blobs.ensure()
+        runner = Runner(
+            ClaimService(db, settings), NoopExecutor(), blobs, settings, concurrency=concurrency
+        )
+        async with db.transaction():
+            pass  # connect before the clock starts
+        await ready_then_go()
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(until_stdin_closes(stop))
+        await runner.run(stop)
+        watcher.cancel()
+        await db.dispose()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--procs", default="1,2,4")
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
+    parser.add_argument("--no-peers", action="store_true", help="measure vidjobs only")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        await vidjobs_worker(args.worker, args.concurrency)
+        return
+    if not args.pg:
+        raise SystemExit("no PostgreSQL: pass --pg URL or set VIDJOBS_TEST_DATABASE_URL")
+    procs = [int(p) for p in args.procs.split(",")]
+    results = await run_suite(args.pg, args.jobs, procs, args.concurrency, not args.no_peers)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -295,15 +295,15 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"claim-and-complete, no-op jobs: {results['jobs']} jobs, "
         f"{results['concurrency_per_process']} in flight per process, jobs/s",
-        f"{'system':<22}" + "".join(f"{p + ' proc':>10}" for p in procs),
+        f"{'system':<30}" + "".join(f"{p + ' proc':>10}" for p in procs),
     ]
     for name, row in results["jobs_per_s"].items():
-        lines.append(f"{name:<22}" + "".join(f"{row[p]:>10.0f}" for p in procs))
+        lines.append(f"{name:<30}" + "".join(f"{row[p]:>10.0f}" for p in procs))
     ours = results["jobs_per_s"]["vidjobs"]
     for name, row in results["jobs_per_s"].items():
         if name != "vidjobs":
             lines.append(
-                f"{'vidjobs / ' + name:<22}" + "".join(f"{ours[p] / row[p]:>10.2f}" for p in procs)
+                f"{'vidjobs / ' + name:<30}" + "".join(f"{ours[p] / row[p]:>10.2f}" for p in procs)
             )
     return "\n".join(lines)
 

@@ -1,0 +1,252 @@
+"""The benchmark suite: one command, one table, one JSON file.
+
+    .venv/bin/python -m bench [--jobs 5000] [--quick] [--skip ffmpeg,relay,...]
+
+Runs, in one process and one run: claim-and-complete throughput against pgqueuer and
+procrastinate (`bench.claims`), the pgbench ceiling for our own claim/finish statements
+(`bench.pgbench`), submissions/s unique vs duplicate (`bench.submit`), embedded dispatch
+latency (submit -> claimed), and, when present, the Kafka engineer's `bench.relay` /
+`bench.dispatch` and the ffmpeg overhead (`bench.ffmpeg_overhead`). Writes
+bench/results/latest.json and bench/results/latest.md. PostgreSQL comes from --pg or
+VIDJOBS_TEST_DATABASE_URL; throwaway databases are created on it and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _run_module_main(
+    module: str, argv: list[str], json_flag: bool = True
+) -> tuple[str, dict[str, Any] | None]:
+    """Run another bench module's CLI in a subprocess; return its output (and its JSON)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out_json = Path(f.name)
+    try:
+        extra = ["--json", str(out_json)] if json_flag else []
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *argv, *extra],
+            capture_output=True,
+            text=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+        text = proc.stdout + (proc.stderr[-2000:] if proc.returncode else "")
+        data = json.loads(out_json.read_text()) if out_json.stat().st_size else None
+        return text, data
+    finally:
+        out_json.unlink(missing_ok=True)
+
+
+def _present(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+async def dispatch_embedded(samples: int = 200) -> dict[str, float]:
+    """Submit -> claimed latency in embedded mode (SQLite, in-process wake-up), ms."""
+    from jobs.claims import ClaimService
+    from jobs.db import Database
+    from jobs.service import JobService
+    from jobs.settings import Settings
+    from jobs.spec import EditRequest
+    from jobs.tenants import create_tenant
+    from migrations import upgrade
+    from workers.wakeup import Wakeup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "clip.mp4").write_bytes(os.urandom(64 * 1024))
+        settings = Settings(data_dir=root / "data", source_roots=[root])
+        db = Database(f"sqlite+aiosqlite:///{root / 'd.db'}")
+        await upgrade(db.engine)
+        wakeup = Wakeup()
+        wakeup.bind()
+        service = JobService(db, settings, after_commit=lambda events: wakeup.notify())
+        claims = ClaimService(db, settings)
+        async with db.transaction() as conn:
+            tenant, _ = await create_tenant(conn, "dispatch")
+        submitted: dict[str, float] = {}
+        latencies: list[float] = []
+        stop = asyncio.Event()
+
+        async def claimer() -> None:  # the runner's sweep: wait for the signal, claim
+            while not stop.is_set():
+                await wakeup.wait(settings.poll_seconds)
+                for job in await claims.claim_batch("bench", 10):
+                    latencies.append(time.perf_counter() - submitted[job.key])
+                    await claims.succeed(job, {"digest": "none", "size": 0})
+
+        task = asyncio.create_task(claimer())
+        for i in range(samples):
+            req = EditRequest.model_validate(
+                {
+                    "source": {"path": "clip.mp4"},
+                    "operations": [{"op": "trim", "start": i, "end": i + 1}],
+                }
+            )
+            t0 = time.perf_counter()
+            result = await service.submit(tenant, req)
+            submitted[result.job.key] = t0
+            await asyncio.sleep(0.005)
+        while len(latencies) < samples:
+            await asyncio.sleep(0.01)
+        stop.set()
+        wakeup.notify()
+        await task
+        await db.dispose()
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "samples": samples,
+        "p50_ms": statistics.median(ms),
+        "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+    }
+
+
+def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's goals, against this run's figures (best over worker-process counts)."""
+    goals: list[dict[str, Any]] = []
+    rates = results.get("claims", {}).get("jobs_per_s", {})
+    if rates:
+        ours = max(rates["vidjobs"].values())
+        pgq = max(max(r.values()) for n, r in rates.items() if n.startswith("pgqueuer"))
+        proc = max(rates["procrastinate"].values())
+        goals.append(
+            {"goal": "claim-and-complete >= pgqueuer", "measured": f"{ours / pgq:.2f}x",
+             "met": ours >= pgq}
+        )  # fmt: skip
+        goals.append(
+            {"goal": "claim-and-complete >= 3x procrastinate", "measured": f"{ours / proc:.2f}x",
+             "met": ours >= 3 * proc}
+        )  # fmt: skip
+    sub = (results.get("submit") or {}).get("postgres")
+    if sub:
+        ratio = sub["unique_per_s"] / sub["duplicate_per_s"]
+        goals.append(
+            {"goal": "duplicate costs <= 0.5 of a new submission (PostgreSQL)",
+             "measured": f"{ratio:.2f}", "met": ratio <= 0.5}
+        )  # fmt: skip
+    disp = results.get("dispatch_embedded")
+    if disp:
+        goals.append(
+            {"goal": "dispatch p50 < 20 ms embedded", "measured": f"{disp['p50_ms']:.1f} ms",
+             "met": disp["p50_ms"] < 20}
+        )  # fmt: skip
+    frac = results.get("ceiling", {}).get("vidjobs_best_fraction")
+    if frac is not None:
+        goals.append(
+            {"goal": "claim path >= 0.5 of the pgbench ceiling", "measured": f"{frac:.2f}",
+             "met": frac >= 0.5}
+        )  # fmt: skip
+    return goals
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs per claim run")
+    parser.add_argument("--procs", default="1,2,4")
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument(
+        "--skip", default="", help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg"
+    )
+    args = parser.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    from bench import claims as claims_bench
+    from bench import pgbench as ceiling_bench
+
+    results: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "skipped": {},
+    }
+    lines: list[str] = []
+    proc_counts = [int(p) for p in args.procs.split(",")]
+
+    if not args.pg:
+        results["skipped"]["claims"] = results["skipped"]["ceiling"] = "no PostgreSQL URL"
+    if args.pg and "claims" not in skip:
+        print("claim-and-complete throughput (vidjobs, pgqueuer, procrastinate) ...", flush=True)
+        c = await claims_bench.run_suite(args.pg, args.jobs, proc_counts, args.concurrency)
+        results["claims"] = c
+        lines += ["```", claims_bench.table(c), "```"]
+    if args.pg and "ceiling" not in skip:
+        print("pgbench ceiling for our claim + finish statements ...", flush=True)
+        ceil: dict[str, float] = {}
+        for clients in sorted({1, *[p * args.concurrency for p in proc_counts]}):
+            ceil[str(clients)] = await ceiling_bench.ceiling(args.pg, args.jobs, clients)
+            print(f"  pgbench {clients:>3} clients: {ceil[str(clients)]:8.0f} jobs/s", flush=True)
+        best = max(ceil.values())
+        results["ceiling"] = {"jobs_per_s_by_clients": ceil, "best": best}
+        lines.append(
+            "pgbench ceiling (our claim + finish statements, batch 1, prepared): "
+            + ", ".join(f"{k} clients {v:.0f}/s" for k, v in ceil.items())
+        )
+        if "claims" in results:
+            ours = max(results["claims"]["jobs_per_s"]["vidjobs"].values())
+            results["ceiling"]["vidjobs_best_fraction"] = ours / best
+            lines.append(f"vidjobs best / ceiling best: {ours / best:.2f}")
+    if "submit" not in skip:
+        print("submissions/s, unique vs duplicate ...", flush=True)
+        argv = ["--pg", args.pg] if args.pg else []
+        text, data = _run_module_main("bench.submit", argv)
+        results["submit"] = data
+        lines += ["```", text.strip(), "```"]
+    if "dispatch" not in skip:
+        print("dispatch latency, embedded ...", flush=True)
+        d = await dispatch_embedded()
+        results["dispatch_embedded"] = d
+        lines.append(
+            f"dispatch (submit -> claimed), embedded: p50 {d['p50_ms']:.1f} ms, "
+            f"p99 {d['p99_ms']:.1f} ms over {d['samples']} jobs"
+        )
+    for key, module in (("relay", "bench.relay"), ("dispatch_kafka", "bench.dispatch")):
+        if "relay" in skip and key == "relay":
+            continue
+        if not _present(module):
+            reason = f"{module} is not present"
+            results["skipped"][key] = reason
+            print(f"skipped {key}: {reason}", flush=True)
+            continue
+        print(f"{module} ...", flush=True)
+        text, data = _run_module_main(module, [], json_flag=False)
+        results[key] = {"output": text}
+        lines += ["```", text.strip(), "```"]
+    if "ffmpeg" not in skip:
+        print("ffmpeg orchestration overhead ...", flush=True)
+        text, data = _run_module_main("bench.ffmpeg_overhead", [])
+        results["ffmpeg_overhead"] = data if data is not None else {"output": text}
+        lines += ["```", text.strip(), "```"]
+
+    goals = check_goals(results)
+    results["goals"] = goals
+    lines += ["", "goals (this run):"] + [
+        f"- {g['goal']}: {g['measured']} -> {'met' if g['met'] else 'NOT met'}" for g in goals
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    print()
+    print("\n".join(line for line in lines if line != "```"))
+    print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.md'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -41,7 +41,8 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
             raise ValueError("naive datetimes are not stored: give a UTC-aware datetime")
         value = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            # Naive UTC: SQLite's DateTime stores it as 'YYYY-MM-DD HH:MM:SS.ffffff'.
+            return value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:

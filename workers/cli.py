@@ -29,11 +29,9 @@ ExecutorOpt = Annotated[str, typer.Option(help="ffmpeg, or sleep (a fixed-time t
 
 
 def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    from workers.logs import setup
+
+    setup(verbose)
 
 
 def _stop_event() -> asyncio.Event:

@@ -44,37 +44,9 @@ CASES = {
 
 
 def make_clip(ffmpeg: str, out: Path) -> None:
-    subprocess.run(
-        [
-            ffmpeg,
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30:duration=10",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=10",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "60",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(out),
-        ],
-        check=True,
-    )
+    from workers.ffmpeg.testmedia import make_clip as clip
+
+    clip(out, seconds=10, size="1280x720", rate=30, preset="veryfast", ffmpeg=ffmpeg)
 
 
 async def direct_seconds(ffmpeg: str, spec: dict[str, Any], clip: Path, tmp: Path) -> float:

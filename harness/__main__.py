@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import random
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,39 +50,9 @@ LEDGER_GROUP = "vidjobs-ledger"
 
 
 def make_clip(folder: Path) -> None:
-    from workers.ffmpeg import find_ffmpeg
+    from workers.ffmpeg.testmedia import make_clip as clip
 
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25:duration=4",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=4",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(folder / "clip.mp4"),
-        ],
-        check=True,
-        timeout=60,
-    )
+    clip(folder / "clip.mp4", seconds=4)
 
 
 async def run(args: argparse.Namespace) -> int:

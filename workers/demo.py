@@ -117,54 +117,11 @@ def edits() -> list[tuple[str, dict[str, Any] | str, str]]:
 
 async def make_media(folder: Path) -> None:
     """A 6 s 720p test clip with a tone, and a small logo image, made by ffmpeg's lavfi."""
-    from workers.ffmpeg import find_ffmpeg
+    from workers.ffmpeg.testmedia import make_clip, make_image
 
-    ffmpeg = find_ffmpeg()
-    clip = [
-        ffmpeg,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc2=size=1280x720:rate=30:duration={CLIP_SECONDS}",
-        "-f",
-        "lavfi",
-        "-i",
-        f"sine=frequency=440:sample_rate=48000:duration={CLIP_SECONDS}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        str(folder / "clip.mp4"),
-    ]
-    logo = [
-        ffmpeg,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=128x128:rate=1:duration=1",
-        "-frames:v",
-        "1",
-        str(folder / "logo.png"),
-    ]
-    for argv in (clip, logo):
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
-        if await proc.wait() != 0:
-            raise RuntimeError(f"ffmpeg could not make the demo media ({argv[-1]})")
+    clip = folder / "clip.mp4"
+    await asyncio.to_thread(make_clip, clip, seconds=CLIP_SECONDS, size="1280x720", rate=30)
+    await asyncio.to_thread(make_image, folder / "logo.png")
 
 
 async def run_demo(base: Settings, console: Console, *, keep: bool = False) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,9 @@ def ffmpeg() -> str:
 
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
-    out = tmp_path / "clip.mp4"
-    subprocess.run(
-        [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
-         "-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-preset", "ultrafast",
-         "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)],
-        check=True, timeout=60,
-    )
-    return out
+    from workers.ffmpeg.testmedia import make_clip
+
+    return make_clip(tmp_path / "clip.mp4", seconds=2, ffmpeg=ffmpeg())
 
 
 @pytest.fixture

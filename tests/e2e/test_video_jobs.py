@@ -48,16 +48,9 @@ def _ffmpeg() -> str:
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 20 s 720p clip with audio: a few seconds of real transcoding work."""
     folder = tmp_path_factory.mktemp("clips")
-    out = folder / "long.mp4"
-    subprocess.run(
-        [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=20",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=20",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-         "-shortest", str(out)],
-        check=True, timeout=120,
-    )
-    return out
+    from workers.ffmpeg.testmedia import make_clip
+
+    return make_clip(folder / "long.mp4", seconds=20, size="1280x720", rate=30, ffmpeg=_ffmpeg())
 
 
 @pytest.fixture

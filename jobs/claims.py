@@ -85,15 +85,12 @@ class ClaimService:
         """Claim up to `limit` due pending jobs (the sweep that needs no message)."""
         if limit <= 0:
             return []
-        async with self.db.transaction() as conn:
-            claimed = await statements.claim_due_pending_batch(
+        async with self.db.single_statement() as conn:
+            claimed = await statements.claim_due_pending_batch_with_events(
                 conn, owner, self.settings.lease_seconds, limit
             )
-            events = await outbox.insert_events(
-                conn, [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
-            )
-        self._notify(events)
-        return claimed
+        self._notify([event for _, event in claimed])
+        return [job for job, _ in claimed]
 
     async def heartbeat(self, job: Job, progress: float | None = None) -> Heartbeat:
         assert job.id is not None
@@ -109,8 +106,9 @@ class ClaimService:
         """running -> succeeded if still fenced, with its `job.succeeded` outbox row.
 
         Group commit: finishes that arrive while another is being written share the next
-        transaction (one fenced UPDATE for all of them, then their outbox rows), so a busy
-        worker pays one commit per batch, and an idle one waits for nothing.
+        transaction (one statement on PostgreSQL: the fenced UPDATE of all of them and their
+        outbox rows), so a busy worker pays one commit per batch, and an idle one waits for
+        nothing.
         """
         assert job.id is not None
         done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
@@ -124,22 +122,17 @@ class ClaimService:
             batch = self._finishing[:FINISH_BATCH]
             del self._finishing[:FINISH_BATCH]
             try:
-                async with self.db.transaction() as conn:
-                    rows = await statements.finish_succeeded_many_if_fenced(
+                async with self.db.single_statement() as conn:
+                    finished = await statements.finish_succeeded_many_if_fenced_with_events(
                         conn, [(job.id or 0, job.fencing_token, out) for job, out, _ in batch]
-                    )
-                    by_id = {row.id: row for row in rows}
-                    outputs = {job.id: out for job, out, _ in batch}
-                    events = await outbox.insert_events(
-                        conn,
-                        [(row, EventType.SUCCEEDED, {"output": outputs[row.id]}) for row in rows],
                     )
             except Exception as exc:  # every caller sees the failure and may retry
                 for _, _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            self._notify(events)
+            self._notify([event for _, event in finished])
+            by_id = {row.id: row for row, _ in finished}
             for job, _, done in batch:
                 if done.done():
                     continue

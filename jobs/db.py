@@ -8,7 +8,7 @@ and makes the claim statements safe without `FOR UPDATE SKIP LOCKED`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,24 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for ONE statement that is its own transaction.
+
+        PostgreSQL: no BEGIN/COMMIT round trips; the block runs one statement through
+        `fetch_prepared`, which PostgreSQL commits atomically on its own (a data-modifying
+        CTE changes the jobs and writes their outbox rows in it). SQLite: `transaction()`,
+        since there the same work takes several statements.
+        """
+        if not self.is_postgres:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            yield conn
+            if conn.in_transaction():  # something ran through SQLAlchemy: keep it
+                await conn.commit()
+
     async def ping(self) -> None:
         async with self.reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
@@ -171,3 +189,28 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+
+
+async def fetch_prepared(
+    conn: AsyncConnection, sql: str, *args: Any
+) -> Sequence[Mapping[str, Any]]:
+    """Run one PostgreSQL statement (`$1` parameters) and return its rows.
+
+    Inside a transaction it joins it, through SQLAlchemy. Outside one
+    (`Database.single_statement`) it goes straight to asyncpg, which prepares the statement
+    once per connection and caches it: no compile or bind in SQLAlchemy, no BEGIN/COMMIT,
+    one round trip. A connection found dead is invalidated, so the pool never hands it out
+    again (SQLAlchemy does the same for the statements it runs itself).
+    """
+    if conn.in_transaction():
+        result = await conn.exec_driver_sql(sql, args)
+        return [dict(row) for row in result.mappings()]
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    try:
+        rows: Sequence[Mapping[str, Any]] = await raw.fetch(sql, *args)
+    except Exception:
+        if raw.is_closed():
+            await conn.invalidate()
+        raise
+    return rows

@@ -35,6 +35,38 @@ def event_payload(job: Job, **extra: Any) -> dict[str, Any]:
     }
 
 
+def insert_events_from_sql(
+    source: str, type_: EventType, extra: dict[str, str], order_by: str
+) -> str:
+    """SQL of the outbox INSERT for a data-modifying CTE: one row per job row of `source`.
+
+    PostgreSQL only. `source` names an earlier CTE that returned changed job rows; `extra`
+    maps payload keys to SQL expressions; rows get their ids in `order_by` order. The
+    payload has exactly the keys of `event_payload`. The rows come from the job UPDATE's
+    RETURNING, so each outbox row is written after its job row changed, while the statement
+    holds that row's lock, in the same transaction.
+    """
+    payload = ", ".join(
+        [
+            f"'job_id', {source}.id",
+            f"'tenant_id', {source}.tenant_id",
+            f"'key', {source}.key",
+            f"'status', {source}.status",
+            f"'attempts', {source}.attempts",
+            f"'fencing_token', {source}.fencing_token",
+            *(f"'{name}', {expr}" for name, expr in extra.items()),
+        ]
+    )
+    # Built once, at import, from the callers' constant fragments: no input reaches it.
+    columns = "event_id, tenant_id, job_id, job_key, type, payload, created_at"
+    values = (
+        f"gen_random_uuid()::text, {source}.tenant_id, {source}.id, {source}.key,"
+        f" '{type_.value}', jsonb_build_object({payload}), statement_timestamp()"
+    )
+    insert = f"INSERT INTO outbox ({columns}) SELECT {values} FROM {source}"  # noqa: S608
+    return f"{insert} ORDER BY {order_by} RETURNING *"
+
+
 async def insert_event(
     conn: AsyncConnection, job: Job, type_: EventType, **extra: Any
 ) -> OutboxEvent:

@@ -10,16 +10,17 @@ write the outbox row (`jobs.outbox.insert_event`) in the same one, after the job
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.db import db_now
-from jobs.models import Job
-from jobs.status import JobStatus
+from jobs import outbox
+from jobs.db import db_now, fetch_prepared
+from jobs.models import Job, OutboxEvent
+from jobs.status import EventType, JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
 c = jobs.c
@@ -42,6 +43,27 @@ def _row(result: sa.CursorResult[Any]) -> Job | None:
 def _rows(result: sa.CursorResult[Any]) -> list[Job]:
     # Rows come typed from the database: construct without re-validating. Treat as read-only.
     return [Job.model_construct(**row) for row in result.mappings().all()]
+
+
+# PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
+# CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) return
+# each job's columns next to its outbox row's, the latter as "event.<column>".
+_JOB_COLUMNS = [col.name for col in c]
+_EVENT_COLUMNS = [col.name for col in outbox.outbox.c]
+_CHANGED_WITH_EVENT = ", ".join(
+    [f"changed.{name}" for name in _JOB_COLUMNS]
+    + [f'event.{name} AS "event.{name}"' for name in _EVENT_COLUMNS]
+)
+
+
+def _jobs_with_events(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Job, OutboxEvent]]:
+    return [
+        (
+            Job.model_construct(**{name: row[name] for name in _JOB_COLUMNS}),
+            OutboxEvent.model_construct(**{name: row[f"event.{name}"] for name in _EVENT_COLUMNS}),
+        )
+        for row in rows
+    ]
 
 
 # --- submission -------------------------------------------------------------------------
@@ -206,6 +228,52 @@ async def claim_due_pending_batch(
     return claimed
 
 
+# Statement texts are built once, at import, from constants: no input reaches them.
+_CLAIMED_EVENTS = outbox.insert_events_from_sql(
+    "changed", EventType.CLAIMED, {"owner": "$1::text"}, "changed.priority DESC, changed.id"
+)
+_CLAIM_DUE_PENDING_BATCH_WITH_EVENTS = f"""
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE status = '{PENDING}' AND run_after <= statement_timestamp()
+    ORDER BY priority DESC, run_after, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), changed AS (
+    UPDATE jobs SET status = '{RUNNING}', lease_owner = $1,
+        lease_expires_at = statement_timestamp() + $2::float8 * interval '1 second',
+        fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
+        started_at = statement_timestamp(), updated_at = statement_timestamp()
+    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
+    RETURNING jobs.*
+), event AS ({_CLAIMED_EVENTS})
+SELECT {_CHANGED_WITH_EVENT} FROM changed JOIN event ON event.job_id = changed.id
+ORDER BY event.id
+"""  # noqa: S608
+
+
+async def claim_due_pending_batch_with_events(
+    conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
+) -> list[tuple[Job, OutboxEvent]]:
+    """`claim_due_pending_batch` and each claimed job's `job.claimed` outbox row.
+
+    Jobs come highest priority first, each with its event. PostgreSQL: one statement, one
+    round trip (a data-modifying CTE: the locked due rows, their conditional UPDATE, the
+    outbox INSERT fed from its RETURNING), prepared once per connection. SQLite: the claim,
+    then `outbox.insert_events`, in the caller's transaction.
+    """
+    if conn.dialect.name != "postgresql":
+        claimed = await claim_due_pending_batch(conn, owner, lease_seconds, limit)
+        events = await outbox.insert_events(
+            conn, [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
+        )
+        return list(zip(claimed, events, strict=True))
+    rows = await fetch_prepared(
+        conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner, float(lease_seconds), limit
+    )
+    return _jobs_with_events(rows)
+
+
 # --- fenced statements: a worker acting on a job it claimed -------------------------------
 
 
@@ -293,6 +361,56 @@ async def finish_succeeded_many_if_fenced(
         "outputs": [json.dumps(output) for _, _, output in finished],
     }
     return _rows(await conn.execute(stmt, params))
+
+
+_SUCCEEDED_EVENTS = outbox.insert_events_from_sql(
+    "changed", EventType.SUCCEEDED, {"output": "changed.output"}, "changed.ord"
+)
+_FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS = f"""
+WITH finished AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])
+        WITH ORDINALITY AS f(id, token, output, ord)
+), changed AS (
+    UPDATE jobs SET status = '{SUCCEEDED}', output = finished.output::jsonb, progress = 1.0,
+        lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL,
+        finished_at = statement_timestamp(), updated_at = statement_timestamp()
+    FROM finished
+    WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'
+        AND jobs.fencing_token = finished.token
+    RETURNING jobs.*, finished.ord
+), event AS ({_SUCCEEDED_EVENTS})
+SELECT {_CHANGED_WITH_EVENT} FROM changed JOIN event ON event.job_id = changed.id
+ORDER BY event.id
+"""  # noqa: S608
+
+
+async def finish_succeeded_many_if_fenced_with_events(
+    conn: AsyncConnection, finished: Sequence[tuple[int, int, dict[str, Any]]]
+) -> list[tuple[Job, OutboxEvent]]:
+    """`finish_succeeded_many_if_fenced` and each finished job's `job.succeeded` outbox row.
+
+    A job missing from the result lost its fence. PostgreSQL: one statement, one round
+    trip (the fenced UPDATE ... FROM unnest, the outbox INSERT fed from its RETURNING),
+    prepared once per connection. SQLite: the finishes, then `outbox.insert_events`, in
+    the caller's transaction.
+    """
+    if not finished:
+        return []
+    if conn.dialect.name != "postgresql":
+        rows = await finish_succeeded_many_if_fenced(conn, finished)
+        events = await outbox.insert_events(
+            conn, [(row, EventType.SUCCEEDED, {"output": row.output}) for row in rows]
+        )
+        return list(zip(rows, events, strict=True))
+    return _jobs_with_events(
+        await fetch_prepared(
+            conn,
+            _FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS,
+            [job_id for job_id, _, _ in finished],
+            [token for _, token, _ in finished],
+            [json.dumps(output) for _, _, output in finished],
+        )
+    )
 
 
 async def fail_if_fenced(

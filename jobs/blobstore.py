@@ -41,8 +41,11 @@ class BlobStore:
 
     def temp_dir(self, prefix: str) -> Path:
         """A private directory for one attempt's scratch files."""
-        self.ensure()
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+        try:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+        except FileNotFoundError:  # the store is new (or its tmp was removed): create it
+            self.ensure()
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
 
     def put_file(self, path: Path) -> tuple[str, int]:
         """Move a finished file into the store (fsynced first). Returns (digest, size)."""

@@ -40,6 +40,10 @@ from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.runner")
 
+# Recording an outcome that failed (the database restarting) is retried after this many
+# seconds, then with exponential backoff up to 2 s, for at most one lease in all.
+FIRST_RETRY_DELAY = 0.1
+
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -194,7 +198,7 @@ class Runner:
             message = f"{type(exc).__name__}: {exc}"
             await asyncio.shield(self._failed(job, "internal_error", message, True, None))
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove_dir(workdir)
 
     def _input_paths(self, job: Job) -> list[Path]:
         paths = []
@@ -261,16 +265,25 @@ class Runner:
         Retries for at most one lease: past that the job is someone else's to rescue anyway,
         and the fenced statement would refuse it. A lost fence is final at once.
         """
+        deadline = time.monotonic() + self.settings.lease_seconds
+        try:
+            return await call()  # the common case: no retry machinery at all
+        except LostFence:
+            raise
+        except Exception as exc:
+            if time.monotonic() + FIRST_RETRY_DELAY >= deadline:
+                raise
+            log.info("the %s of %s failed, will retry: %s", what, job.key, exc)
+        await asyncio.sleep(FIRST_RETRY_DELAY)
         retrying = AsyncRetrying(
-            stop=stop_after_delay(self.settings.lease_seconds),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
+            wait=wait_exponential(multiplier=2 * FIRST_RETRY_DELAY, max=2.0),
             retry=retry_if_not_exception_type(LostFence),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    log.info("retrying the %s of %s", what, job.key)
+                log.info("retrying the %s of %s", what, job.key)
                 return await call()
         raise AssertionError("unreachable")
 
@@ -312,6 +325,14 @@ class Runner:
             self.wakeup.notify()
         else:
             self.stats.failed += 1
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove a job's scratch dir; most are empty by now (the output moved into the store)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class _Progress:

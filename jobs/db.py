@@ -94,6 +94,15 @@ def _sqlite_now(element: db_now, compiler: Any, **kw: Any) -> str:
     return _SQLITE_NOW.format(offset=f", printf('%+.6f seconds', {secs})")
 
 
+def insert_on_conflict(conn: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT of the connection's dialect, which has `on_conflict_do_nothing/_update`."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine set up for vidjobs (SQLite pragmas and BEGIN IMMEDIATE)."""
     if url.startswith("sqlite"):

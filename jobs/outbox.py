@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.db import db_now
+from jobs.db import db_now, insert_on_conflict
 from jobs.models import Job, OutboxEvent, ProcessedEvent
 from jobs.status import EventType
 
@@ -148,14 +147,11 @@ async def mark_published(conn: AsyncConnection, ids: list[int]) -> int:
 
 async def record_processed_if_new(conn: AsyncConnection, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handled `event_id`; False if it already had (skip the effect)."""
-    insert = (
-        postgresql.insert(processed)
-        if conn.dialect.name == "postgresql"
-        else sqlite.insert(processed)
+    stmt = (
+        insert_on_conflict(conn, processed)
+        .values(consumer=consumer, event_id=event_id, processed_at=db_now())
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
     )
-    stmt = insert.values(
-        consumer=consumer, event_id=event_id, processed_at=db_now()
-    ).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
     return bool((await conn.execute(stmt)).rowcount)
 
 

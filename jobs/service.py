@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox, statements
-from jobs.db import Database, db_now
+from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
     IdempotencyKeyReused,
@@ -291,12 +291,16 @@ class JobService:
         self, conn: AsyncConnection, tenant: TenantRef, client_key: str, prepared: PreparedEdit
     ) -> None:
         hours = self.settings.idempotency_key_hours
-        stmt = _insert_ignore(conn, idem).values(
-            tenant_id=tenant.id,
-            client_key=client_key,
-            request_hash=prepared.request_hash,
-            job_key=prepared.key,
-            expires_at=db_now(hours * 3600),
+        stmt = (
+            insert_on_conflict(conn, idem)
+            .on_conflict_do_nothing()
+            .values(
+                tenant_id=tenant.id,
+                client_key=client_key,
+                request_hash=prepared.request_hash,
+                job_key=prepared.key,
+                expires_at=db_now(hours * 3600),
+            )
         )
         result = await conn.execute(stmt)
         if not result.rowcount:
@@ -408,13 +412,6 @@ def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:
         elif op.op == "watermark":
             found.append((f"operations[{i}].source", op.source))
     return found
-
-
-def _insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-    return insert.on_conflict_do_nothing()
 
 
 def _check_idempotency_key(value: str) -> None:

@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox
-from jobs.db import db_now, fetch_prepared
+from jobs.db import db_now, fetch_prepared, insert_on_conflict
 from jobs.models import Job, OutboxEvent
 from jobs.status import EventType, JobStatus
 
@@ -78,8 +77,11 @@ async def insert_job_if_absent(conn: AsyncConnection, values: dict[str, Any]) ->
         "created_at": db_now(),
         "updated_at": db_now(),
     }
-    insert = postgresql.insert(jobs) if conn.dialect.name == "postgresql" else sqlite.insert(jobs)
-    stmt = insert.values(**row).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    stmt = (
+        insert_on_conflict(conn, jobs)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    )
     return _row(await conn.execute(stmt.returning(*c)))
 
 
@@ -318,51 +320,6 @@ async def finish_succeeded_if_fenced(
     return _row(await conn.execute(stmt))
 
 
-async def finish_succeeded_many_if_fenced(
-    conn: AsyncConnection, finished: Sequence[tuple[int, int, dict[str, Any]]]
-) -> list[Job]:
-    """`finish_succeeded_if_fenced` for several (job id, token, output) in one statement.
-
-    Returns the jobs that were still held; a job missing from the result lost its fence.
-    PostgreSQL: one UPDATE ... FROM unnest(ids, tokens, outputs), each row fenced exactly as
-    the single statement is. SQLite: the single statement once per job.
-    """
-    if not finished:
-        return []
-    if conn.dialect.name != "postgresql":
-        rows = [await finish_succeeded_if_fenced(conn, *item) for item in finished]
-        return [row for row in rows if row is not None]
-    v = sa.select(
-        sa.func.unnest(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger))).label("id"),
-        sa.func.unnest(sa.bindparam("tokens", type_=postgresql.ARRAY(sa.BigInteger))).label(
-            "token"
-        ),
-        sa.func.unnest(sa.bindparam("outputs", type_=postgresql.ARRAY(sa.Text))).label("output"),
-    ).subquery("finished")
-    stmt = (
-        sa.update(jobs)
-        .where(c.id == v.c.id, c.status == RUNNING, c.fencing_token == v.c.token)
-        .values(
-            status=SUCCEEDED,
-            output=sa.cast(v.c.output, postgresql.JSONB),
-            progress=1.0,
-            lease_owner=None,
-            lease_expires_at=None,
-            error_code=None,
-            error_message=None,
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
-        .returning(*c)
-    )
-    params = {
-        "ids": [job_id for job_id, _, _ in finished],
-        "tokens": [token for _, token, _ in finished],
-        "outputs": [json.dumps(output) for _, _, output in finished],
-    }
-    return _rows(await conn.execute(stmt, params))
-
-
 _SUCCEEDED_EVENTS = outbox.insert_events_from_sql(
     "changed", EventType.SUCCEEDED, {"output": "changed.output"}, "changed.ord"
 )
@@ -387,17 +344,19 @@ ORDER BY event.id
 async def finish_succeeded_many_if_fenced_with_events(
     conn: AsyncConnection, finished: Sequence[tuple[int, int, dict[str, Any]]]
 ) -> list[tuple[Job, OutboxEvent]]:
-    """`finish_succeeded_many_if_fenced` and each finished job's `job.succeeded` outbox row.
+    """`finish_succeeded_if_fenced` for several (job id, token, output), with each finished
+    job's `job.succeeded` outbox row.
 
     A job missing from the result lost its fence. PostgreSQL: one statement, one round
     trip (the fenced UPDATE ... FROM unnest, the outbox INSERT fed from its RETURNING),
-    prepared once per connection. SQLite: the finishes, then `outbox.insert_events`, in
-    the caller's transaction.
+    prepared once per connection. SQLite: one fenced UPDATE per job, then
+    `outbox.insert_events`, in the caller's transaction.
     """
     if not finished:
         return []
     if conn.dialect.name != "postgresql":
-        rows = await finish_succeeded_many_if_fenced(conn, finished)
+        maybe = [await finish_succeeded_if_fenced(conn, *item) for item in finished]
+        rows = [row for row in maybe if row is not None]
         events = await outbox.insert_events(
             conn, [(row, EventType.SUCCEEDED, {"output": row.output}) for row in rows]
         )

@@ -12,11 +12,10 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.api import deps
-from jobs.db import db_now
+from jobs.db import db_now, insert_on_conflict
 from jobs.models import Usage
 from jobs.tenants import TenantRef
 
@@ -25,8 +24,7 @@ usage = Usage.__table__  # type: ignore[attr-defined]
 
 async def add_usage(conn: AsyncConnection, tenant_id: str, day: dt.date, media_ms: int) -> None:
     """One finished job: +1 job and +media_ms on the tenant's row for `day` (an upsert)."""
-    insert = postgresql.insert(usage) if conn.dialect.name == "postgresql" else sqlite.insert(usage)
-    stmt = insert.values(
+    stmt = insert_on_conflict(conn, usage).values(
         tenant_id=tenant_id, day=day, jobs=1, media_ms=media_ms, updated_at=db_now()
     )
     stmt = stmt.on_conflict_do_update(

@@ -30,7 +30,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _key(key: str) -> str:
+def checked_key(key: str) -> str:
     if not is_job_key(key):
         raise JobNotFound(f"no job with key {key[:100]!r}")
     return key
@@ -60,7 +60,7 @@ async def submit_job(
 
 @router.get("/{key}", responses=ERRORS)
 async def get_job(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
-    return job_view(await deps.state(request).service.get(tenant, _key(key)))
+    return job_view(await deps.state(request).service.get(tenant, checked_key(key)))
 
 
 @router.get("", responses=ERRORS)
@@ -79,15 +79,15 @@ async def list_jobs(
 
 @router.post("/{key}/cancel", responses=ERRORS)
 async def cancel_job(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
-    return job_view(await deps.state(request).service.cancel(tenant, _key(key)))
+    return job_view(await deps.state(request).service.cancel(tenant, checked_key(key)))
 
 
 @router.post("/{key}/retry", responses=ERRORS)
 async def retry_job(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
-    return job_view(await deps.state(request).service.retry(tenant, _key(key)))
+    return job_view(await deps.state(request).service.retry(tenant, checked_key(key)))
 
 
 @router.get("/{key}/events", responses=ERRORS)
 async def job_events(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
-    events = await deps.state(request).service.events(tenant, _key(key))
+    events = await deps.state(request).service.events(tenant, checked_key(key))
     return {"key": key, "events": [event_view(e) for e in events]}

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from jobs.api import deps
-from jobs.api.routes import ERRORS, _key
+from jobs.api.routes import ERRORS, checked_key
+from jobs.db import insert_on_conflict
 from jobs.errors import InvalidRequest, JobNotFound
 from jobs.models import Blob
-from jobs.service import _insert_ignore
 from jobs.tenants import TenantRef
 
 router = APIRouter(tags=["sources"])
@@ -48,9 +48,9 @@ async def upload_source(
         media = "application/octet-stream"
     async with st.db.transaction() as conn:
         await conn.execute(
-            _insert_ignore(conn, blobs_table).values(
-                digest=digest, size=size, media_type=media, probe=probe
-            )
+            insert_on_conflict(conn, blobs_table)
+            .on_conflict_do_nothing()
+            .values(digest=digest, size=size, media_type=media, probe=probe)
         )
     return JSONResponse({"digest": digest, "size": size, "probe": probe}, status_code=201)
 
@@ -59,7 +59,7 @@ async def upload_source(
 async def job_output(request: Request, tenant: Tenant, key: str) -> FileResponse:
     """The finished file of a succeeded job (Range requests are honoured)."""
     st = deps.state(request)
-    job = await st.service.get(tenant, _key(key))
+    job = await st.service.get(tenant, checked_key(key))
     if job.status != "succeeded" or not job.output:
         raise JobNotFound(f"job {key} has no output (it is {job.status})")
     path = st.blobs.path_for(str(job.output["digest"]))

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.relay import throwaway_database
+from bench.db import throwaway_database
 from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.settings import Settings

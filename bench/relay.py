@@ -12,48 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from bench.db import throwaway_database
 from jobs.db import Database
 from jobs.outbox import outbox
 from jobs.settings import Settings
-from migrations import upgrade
 from workers.bus import Bus, InProcessBus, Message
 from workers.relay import Relay
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def throwaway_database(server_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database on the server, dropped afterwards."""
-    name = f"vj_bench_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        db = Database(url)
-        await upgrade(db.engine)
-        await db.dispose()
-        yield url
-    finally:
-        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 FILL = sa.text(
     """

@@ -19,22 +19,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.db import throwaway_database
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.tenants import create_tenant
 from migrations import upgrade
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def measure(url: str, root: Path, n: int, concurrency: int) -> dict[str, float]:
@@ -46,7 +37,10 @@ async def measure(url: str, root: Path, n: int, concurrency: int) -> dict[str, f
         tenant, _ = await create_tenant(conn, f"bench{uuid.uuid4().hex[:6]}")
     requests = [
         EditRequest.model_validate(
-            {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i, "end": i + 1}]}
+            {
+                "source": {"path": "clip.mp4"},
+                "operations": [{"op": "trim", "start": i, "end": i + 1}],
+            }
         )
         for i in range(n)
     ]
@@ -82,15 +76,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "clip.mp4").write_bytes(os.urandom(1024 * 1024))
-        results["sqlite"] = await measure(f"sqlite+aiosqlite:///{root / 'bench.db'}", root, args.n, args.concurrency)
+        results["sqlite"] = await measure(
+            f"sqlite+aiosqlite:///{root / 'bench.db'}", root, args.n, args.concurrency
+        )
         if args.pg:
-            name = f"vj_bench_{uuid.uuid4().hex[:8]}"
-            await _admin(args.pg, f'CREATE DATABASE "{name}"')
-            try:
-                url = args.pg.rsplit("/", 1)[0] + "/" + name
+            async with throwaway_database(args.pg, migrate=False) as url:
                 results["postgres"] = await measure(url, root, args.n, args.concurrency)
-            finally:
-                await _admin(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(f"submissions through the service: n={args.n}, concurrency={args.concurrency}")
     print(f"{'database':<10} {'unique/s':>10} {'duplicate/s':>12} {'dup cost / new cost':>20}")
     for name in ("sqlite", "postgres"):
@@ -98,7 +89,9 @@ async def main() -> None:
             r = results[name]
             ratio = r["unique_per_s"] / r["duplicate_per_s"]
             r["dup_cost_ratio"] = ratio
-            print(f"{name:<10} {r['unique_per_s']:>10.0f} {r['duplicate_per_s']:>12.0f} {ratio:>20.2f}")
+            print(
+                f"{name:<10} {r['unique_per_s']:>10.0f} {r['duplicate_per_s']:>12.0f} {ratio:>20.2f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

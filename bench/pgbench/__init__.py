@@ -30,7 +30,8 @@ def find_pgbench() -> str | None:
 
 async def ceiling(server: str, n: int, clients: int) -> float:
     """Jobs per second (one pgbench transaction = one job) with `clients` connections."""
-    from bench.claims import admin, vidjobs_setup, with_database
+    from bench.claims import vidjobs_setup
+    from bench.db import admin, with_database
 
     pgbench = find_pgbench()
     if pgbench is None:

@@ -158,23 +158,32 @@ def worker(
     asyncio.run(main())
 
 
-@app.command()
-def relay(metrics_port: MetricsPortOpt = None) -> None:
-    """Run the outbox relay (one active per fleet; extra replicas stand by)."""
-    from workers.bus import make_bus
-    from workers.relay import Relay
-
-    _require_kafka("relay")
+def _run_fleet_process(command: str, metrics_port: int | None, make: Any) -> None:
+    """Run one Kafka-side process (`make(components, settings)` has `.run(stop)`)."""
+    _require_kafka(command)
     _logging()
     _serve_metrics(metrics_port)
 
     async def main() -> None:
         settings = get_settings()
         c = compose.build(settings)
-        await Relay(c.db, make_bus(settings), settings, wakeup=c.relay_wakeup).run(_stop_event())
+        await make(c, settings).run(_stop_event())
         await c.close()
 
     asyncio.run(main())
+
+
+@app.command()
+def relay(metrics_port: MetricsPortOpt = None) -> None:
+    """Run the outbox relay (one active per fleet; extra replicas stand by)."""
+    from workers.bus import make_bus
+    from workers.relay import Relay
+
+    _run_fleet_process(
+        "relay",
+        metrics_port,
+        lambda c, s: Relay(c.db, make_bus(s), s, wakeup=c.relay_wakeup),
+    )
 
 
 @app.command()
@@ -183,17 +192,9 @@ def ledger(metrics_port: MetricsPortOpt = None) -> None:
     from workers.bus import make_bus
     from workers.ledger import Ledger
 
-    _require_kafka("ledger")
-    _logging()
-    _serve_metrics(metrics_port)
-
-    async def main() -> None:
-        settings = get_settings()
-        c = compose.build(settings)
-        await Ledger(c.db, make_bus(settings), settings.kafka_ledger_group).run(_stop_event())
-        await c.close()
-
-    asyncio.run(main())
+    _run_fleet_process(
+        "ledger", metrics_port, lambda c, s: Ledger(c.db, make_bus(s), s.kafka_ledger_group)
+    )
 
 
 @app.command()

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     worker_concurrency: int = Field(default=2, ge=1, le=256)
+    # How long the fixed-time test executor (`--executor sleep`) takes per job.
+    sleep_seconds: float = Field(default=0.05, ge=0, le=3600)
     # Per tenant, per API process: a token bucket (requests/s and burst), and a cap on
     # pending+running jobs (a tenant's own `max_in_flight` overrides it). 0 turns either off.
     rate_limit_per_second: float = Field(default=100.0, ge=0)

@@ -131,7 +131,7 @@ def ffmpeg_edit_check() -> EditCheck | None:
 
 def make_executor(name: str, settings: Settings) -> Executor:
     if name == "sleep":
-        return SleepExecutor(seconds=float(os.environ.get("VIDJOBS_SLEEP_SECONDS", "0.05")))
+        return SleepExecutor(seconds=settings.sleep_seconds)
     from workers.ffmpeg.executor import FfmpegExecutor
 
     executor: Executor = FfmpegExecutor()

@@ -10,9 +10,13 @@ shows every job done (polled every 20 ms). Peers run from `.bench-venv` (created
 use: `python3.11 -m venv` + pip install of pgqueuer, procrastinate, asyncpg, psycopg),
 never from the project's venv.
 
-vidjobs runs its real worker loop (`workers.runner.Runner`): sweep claim with an outbox
-row per job, a heartbeat task per job, the output stored in the blob store (on /dev/shm,
-so no disk fsync: the peers store no output), a fenced finish with its outbox row.
+vidjobs runs its real worker (`workers.runner.Runner` in the composition `vidjobs worker`
+builds: metered claims, after-commit hooks): claims with a lease, a fencing token and an
+outbox row per job, a heartbeat per job (a timer: no-op jobs end before it is due), a
+fenced finish with its outbox row, and the successors' claim in the finishes' statement.
+Its no-op job returns metadata only, like the peers' no-op function. The row
+"vidjobs + blob" has each job store an empty output file as well (scratch dir, hash,
+fsync, rename into the blob store on /dev/shm): what a job with an output adds.
 """
 
 from __future__ import annotations
@@ -121,6 +125,10 @@ def vidjobs_workers(url: str, procs: int, concurrency: int) -> list[list[str]]:
     return [cmd for _ in range(procs)]
 
 
+def vidjobs_blob_workers(url: str, procs: int, concurrency: int) -> list[list[str]]:
+    return [[*cmd, "--blob"] for cmd in vidjobs_workers(url, procs, concurrency)]
+
+
 def peer_system(python: Path, name: str, mode: str | None = None) -> System:
     driver = str(PEERS / f"{name}_driver.py")
 
@@ -162,7 +170,13 @@ def systems(python: Path | None) -> list[System]:
             vidjobs_setup,
             vidjobs_workers,
             "SELECT count(*) FROM jobs WHERE status = 'succeeded'",
-        )
+        ),
+        System(
+            "vidjobs + blob",
+            vidjobs_setup,
+            vidjobs_blob_workers,
+            "SELECT count(*) FROM jobs WHERE status = 'succeeded'",
+        ),
     ]
     if python is not None:
         out += [
@@ -285,7 +299,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{name:<30}" + "".join(f"{row[p]:>10.0f}" for p in procs))
     ours = results["jobs_per_s"]["vidjobs"]
     for name, row in results["jobs_per_s"].items():
-        if name != "vidjobs":
+        if not name.startswith("vidjobs"):
             lines.append(
                 f"{'vidjobs / ' + name:<30}" + "".join(f"{ours[p] / row[p]:>10.2f}" for p in procs)
             )
@@ -295,19 +309,21 @@ def table(results: dict[str, Any]) -> str:
 # --- the vidjobs worker process -----------------------------------------------------------
 
 
-async def vidjobs_worker(url: str, concurrency: int) -> None:
+async def vidjobs_worker(url: str, concurrency: int, blob: bool = False) -> None:
     sys.path.insert(0, str(PEERS))
     from _protocol import ready_then_go, until_stdin_closes
 
-    from jobs.blobstore import BlobStore
-    from jobs.claims import ClaimService
-    from jobs.db import Database
     from jobs.settings import Settings
+    from workers import compose
     from workers.executor import ExecutionContext, ExecutionResult
     from workers.runner import Runner
 
     class NoopExecutor:
+        """The peers' job: a function that returns nothing. `blob`: also store an empty file."""
+
         async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+            if not blob:
+                return ExecutionResult(path=None, media_type=None)
             out = ctx.workdir / "out"
             out.write_bytes(b"")
             return ExecutionResult(path=out, media_type="application/octet-stream")
@@ -315,21 +331,17 @@ async def vidjobs_worker(url: str, concurrency: int) -> None:
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     data = Path(tempfile.mkdtemp(prefix="vj-bench-", dir=shm))
     try:
-        settings = Settings(data_dir=data, database_url=url)
-        db = Database(url)
-        blobs = BlobStore(data / "blobs")
-        blobs.ensure()
-        runner = Runner(
-            ClaimService(db, settings), NoopExecutor(), blobs, settings, concurrency=concurrency
-        )
-        async with db.transaction():
+        # The composition `vidjobs worker` runs: metered claims, after-commit hooks.
+        c = compose.build(Settings(data_dir=data, database_url=url))
+        runner = Runner(c.claims, NoopExecutor(), c.blobs, c.settings, concurrency=concurrency)
+        async with c.db.transaction():
             pass  # connect before the clock starts
         await ready_then_go()
         stop = asyncio.Event()
         watcher = asyncio.create_task(until_stdin_closes(stop))
         await runner.run(stop)
         watcher.cancel()
-        await db.dispose()
+        await c.close()
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -343,9 +355,10 @@ async def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="measure vidjobs only")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--blob", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        await vidjobs_worker(args.worker, args.concurrency)
+        await vidjobs_worker(args.worker, args.concurrency, args.blob)
         return
     if not args.pg:
         raise SystemExit("no PostgreSQL: pass --pg URL or set VIDJOBS_TEST_DATABASE_URL")

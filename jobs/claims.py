@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from jobs import outbox, statements
 from jobs.db import Database
@@ -39,8 +39,27 @@ def backoff_seconds(
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+class Refill(Protocol):
+    """A worker that claims the successors of its finished jobs in the same statement."""
+
+    owner: str
+
+    def refill_wanted(self, finishing: int) -> int:
+        """How many due jobs to claim along with `finishing` finishes (0: none)."""
+        ...
+
+    def refill_claimed(self, jobs: list[Job], wanted: int, ended: list[int]) -> None:
+        """Take the jobs claimed for it (possibly fewer than wanted, possibly none). `ended`:
+        the ids whose finishes were just decided (their slots are free from now on)."""
+        ...
+
+
 class ClaimService:
-    """What a worker, the reaper and the fleet consumers do to jobs."""
+    """What a worker, the reaper and the fleet consumers do to jobs.
+
+    With a `refill` set (a sweeping runner), the group commit of finishes also claims that
+    many successors: one round trip and one commit for both.
+    """
 
     def __init__(
         self, db: Database, settings: Settings, *, after_commit: AfterCommit | None = None
@@ -50,6 +69,7 @@ class ClaimService:
         self.after_commit = after_commit
         self._finishing: list[tuple[Job, dict[str, Any], asyncio.Future[Job]]] = []
         self._finisher: asyncio.Task[None] | None = None
+        self.refill: Refill | None = None
 
     def _notify(self, events: Sequence[OutboxEvent]) -> None:
         if events and self.after_commit is not None:
@@ -121,17 +141,35 @@ class ClaimService:
         while self._finishing:
             batch = self._finishing[:FINISH_BATCH]
             del self._finishing[:FINISH_BATCH]
+            items = [(job.id or 0, job.fencing_token, out) for job, out, _ in batch]
+            refill = self.refill
+            wanted = 0 if refill is None else refill.refill_wanted(len(batch))
+            claimed: list[tuple[Job, OutboxEvent]] = []
             try:
                 async with self.db.single_statement() as conn:
-                    finished = await statements.finish_succeeded_many_if_fenced_with_events(
-                        conn, [(job.id or 0, job.fencing_token, out) for job, out, _ in batch]
-                    )
+                    if refill is not None and wanted > 0:
+                        finish_and_claim = (
+                            statements.finish_succeeded_many_if_fenced_and_claim_due_with_events
+                        )
+                        finished, claimed = await finish_and_claim(
+                            conn, items, refill.owner, self.settings.lease_seconds, wanted
+                        )
+                    else:
+                        finished = await statements.finish_succeeded_many_if_fenced_with_events(
+                            conn, items
+                        )
             except Exception as exc:  # every caller sees the failure and may retry
+                if refill is not None and wanted > 0:
+                    refill.refill_claimed([], wanted, [])
                 for _, _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            self._notify([event for _, event in finished])
+            self._notify([event for _, event in finished] + [event for _, event in claimed])
+            if refill is not None:
+                # Before the finishers resume: their slots are taken over, not freed.
+                ended = [job.id or 0 for job, _, _ in batch]
+                refill.refill_claimed([job for job, _ in claimed], wanted, ended)
             by_id = {row.id: row for row, _ in finished}
             for job, _, done in batch:
                 if done.done():

@@ -49,10 +49,16 @@ def _rows(result: sa.CursorResult[Any]) -> list[Job]:
 # each job's columns next to its outbox row's, the latter as "event.<column>".
 _JOB_COLUMNS = [col.name for col in c]
 _EVENT_COLUMNS = [col.name for col in outbox.outbox.c]
-_CHANGED_WITH_EVENT = ", ".join(
-    [f"changed.{name}" for name in _JOB_COLUMNS]
-    + [f'event.{name} AS "event.{name}"' for name in _EVENT_COLUMNS]
-)
+
+
+def _with_event(job: str, event: str) -> str:
+    return ", ".join(
+        [f"{job}.{name}" for name in _JOB_COLUMNS]
+        + [f'{event}.{name} AS "event.{name}"' for name in _EVENT_COLUMNS]
+    )
+
+
+_CHANGED_WITH_EVENT = _with_event("changed", "event")
 
 
 def _jobs_with_events(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Job, OutboxEvent]]:
@@ -370,6 +376,80 @@ async def finish_succeeded_many_if_fenced_with_events(
             [json.dumps(output) for _, _, output in finished],
         )
     )
+
+
+# The finish of a group and the claim of their successors, in one statement: the group's
+# fenced UPDATE (`done`) and its outbox rows, then up to $6 due pending jobs locked,
+# claimed and given their outbox rows. Both parts touch disjoint rows (running vs pending);
+# SKIP LOCKED keeps concurrent workers off each other's due rows.
+_FINISHED_EVENTS = outbox.insert_events_from_sql(
+    "done", EventType.SUCCEEDED, {"output": "done.output"}, "done.ord"
+)
+_FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS = f"""
+WITH finished AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])
+        WITH ORDINALITY AS f(id, token, output, ord)
+), done AS (
+    UPDATE jobs SET status = '{SUCCEEDED}', output = finished.output::jsonb, progress = 1.0,
+        lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL,
+        finished_at = statement_timestamp(), updated_at = statement_timestamp()
+    FROM finished
+    WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'
+        AND jobs.fencing_token = finished.token
+    RETURNING jobs.*, finished.ord
+), done_event AS ({_FINISHED_EVENTS}
+), due AS (
+    SELECT id FROM jobs
+    WHERE status = '{PENDING}' AND run_after <= statement_timestamp()
+    ORDER BY priority DESC, run_after, id
+    LIMIT $6
+    FOR UPDATE SKIP LOCKED
+), changed AS (
+    UPDATE jobs SET status = '{RUNNING}', lease_owner = $4,
+        lease_expires_at = statement_timestamp() + $5::float8 * interval '1 second',
+        fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
+        started_at = statement_timestamp(), updated_at = statement_timestamp()
+    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
+    RETURNING jobs.*
+), event AS ({_CLAIMED_EVENTS.replace("$1::text", "$4::text")})
+SELECT true AS finished, {_with_event("done", "done_event")}
+    FROM done JOIN done_event ON done_event.job_id = done.id
+UNION ALL
+SELECT false AS finished, {_CHANGED_WITH_EVENT}
+    FROM changed JOIN event ON event.job_id = changed.id
+ORDER BY 1 DESC, "event.id"
+"""  # noqa: S608
+
+
+async def finish_succeeded_many_if_fenced_and_claim_due_with_events(
+    conn: AsyncConnection,
+    finished: Sequence[tuple[int, int, dict[str, Any]]],
+    owner: str,
+    lease_seconds: float,
+    limit: int,
+) -> tuple[list[tuple[Job, OutboxEvent]], list[tuple[Job, OutboxEvent]]]:
+    """`finish_succeeded_many_if_fenced_with_events`, then
+    `claim_due_pending_batch_with_events` for up to `limit` jobs, in one transaction.
+
+    A worker that finishes a group claims their successors in the same round trip and
+    commit. Returns (finished, claimed), each job with its outbox row. PostgreSQL: one
+    statement, prepared once per connection. SQLite: the two, in the caller's transaction.
+    """
+    if conn.dialect.name != "postgresql":
+        done = await finish_succeeded_many_if_fenced_with_events(conn, finished)
+        return done, await claim_due_pending_batch_with_events(conn, owner, lease_seconds, limit)
+    rows = await fetch_prepared(
+        conn,
+        _FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS,
+        [job_id for job_id, _, _ in finished],
+        [token for _, token, _ in finished],
+        [json.dumps(output) for _, _, output in finished],
+        owner,
+        float(lease_seconds),
+        limit,
+    )
+    split = next((i for i, row in enumerate(rows) if not row["finished"]), len(rows))
+    return _jobs_with_events(rows[:split]), _jobs_with_events(rows[split:])
 
 
 async def fail_if_fenced(

@@ -20,18 +20,51 @@ from jobs.errors import PermanentError, RetryableError
 from jobs.models import Job
 
 
-@dataclass(frozen=True)
 class ExecutionContext:
-    job: Job
-    workdir: Path  # private scratch directory of this attempt; removed afterwards
-    inputs: list[Path]  # local files of spec["inputs"], main source first
-    report_progress: Callable[[float], None]  # 0..1; cheap, the runner throttles it
+    """One attempt, as an executor sees it.
+
+    `workdir` is the attempt's private scratch directory, made on first use (an executor
+    that writes no file costs no directory) and removed by the runner afterwards.
+    """
+
+    __slots__ = ("_make_workdir", "_workdir", "inputs", "job", "report_progress")
+
+    def __init__(
+        self,
+        job: Job,
+        inputs: list[Path],
+        report_progress: Callable[[float], None],
+        *,
+        workdir: Path | None = None,
+        make_workdir: Callable[[], Path] | None = None,
+    ) -> None:
+        if workdir is None and make_workdir is None:
+            raise ValueError("an ExecutionContext needs a workdir or a way to make one")
+        self.job = job
+        self.inputs = inputs  # local files of spec["inputs"], main source first
+        self.report_progress = report_progress  # 0..1; cheap, the runner throttles it
+        self._workdir = workdir
+        self._make_workdir = make_workdir
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            assert self._make_workdir is not None
+            self._workdir = self._make_workdir()
+        return self._workdir
+
+    @property
+    def workdir_made(self) -> Path | None:
+        """The scratch directory if it exists yet, without making it."""
+        return self._workdir
 
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    path: Path  # the finished file, inside workdir; the runner stores it by digest
-    media_type: str
+    # The finished file, inside workdir; the runner stores it by digest. None: the job
+    # yields metadata only (no file to store, no output to download).
+    path: Path | None
+    media_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)  # e.g. duration_ms, width, height
 
 

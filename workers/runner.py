@@ -92,37 +92,71 @@ class Runner:
         self._active: dict[int, asyncio.Task[None]] = {}
         self._stopping: dict[int, Stop] = {}
         self._slot_freed = asyncio.Event()
+        self._reserved = 0  # slots asked for by claims in flight
+        self._ending: set[int] = set()  # jobs whose outcome is written; their tasks end soon
+        self._sweeping = False
 
     @property
     def active(self) -> int:
         return len(self._active)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set, then let running jobs finish (up to the grace period)."""
+        """Work until `stop` is set, then let running jobs finish (up to the grace period).
+
+        While it runs, finishes written together also claim their successors (the claim
+        service's refill), so a busy worker pays one round trip per group for both.
+        """
         self.wakeup.bind()
         stop_wait = asyncio.create_task(stop.wait())
+        self._sweeping = True
+        if self.claims.refill is None:
+            self.claims.refill = self
         try:
             while not stop.is_set():
                 claimed = await self._fill_slots()
-                if claimed and self.active < self.concurrency:
+                if claimed and self.free_slots() > 0:
                     continue  # there may be more due work
                 await self._idle(stop_wait)
         finally:
+            self._sweeping = False
+            if self.claims.refill is self:
+                self.claims.refill = None
             stop_wait.cancel()
             await self._drain()
 
+    def free_slots(self) -> int:
+        return self.concurrency - (self.active - len(self._ending)) - self._reserved
+
     async def _fill_slots(self) -> int:
-        free = self.concurrency - self.active
+        free = self.free_slots()
         if free <= 0:
             return 0
+        self._reserved += free
         try:
             jobs = await self.claims.claim_batch(self.owner, free)
         except Exception as exc:  # the database is down: wait and try again
             log.warning("claim failed, will retry: %s", exc)
             return 0
+        finally:
+            self._reserved -= free
         for job in jobs:
             self.start(job)
         return len(jobs)
+
+    # --- the claim service's refill (see `ClaimService.refill`) ---------------------------
+
+    def refill_wanted(self, finishing: int) -> int:
+        if not self._sweeping:
+            return 0
+        wanted = max(0, self.free_slots() + finishing)
+        self._reserved += wanted
+        return wanted
+
+    def refill_claimed(self, jobs: list[Job], wanted: int, ended: list[int]) -> None:
+        self._reserved -= wanted
+        self._ending.update(job_id for job_id in ended if job_id in self._active)
+        for job in jobs:
+            self.start(job)
 
     def start(self, job: Job) -> None:
         """Run a job this worker has claimed (by sweep, or by key from a bus event)."""
@@ -134,6 +168,7 @@ class Runner:
         def _done(_: asyncio.Task[None], job_id: int = job.id) -> None:
             self._active.pop(job_id, None)
             self._stopping.pop(job_id, None)
+            self._ending.discard(job_id)
             self._slot_freed.set()
 
         task.add_done_callback(_done)
@@ -149,46 +184,56 @@ class Runner:
                 t.cancel()
 
     async def _drain(self) -> None:
-        if not self._active:
-            return
-        tasks = list(self._active.values())
-        _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace)
-        for job_id, task in list(self._active.items()):
-            if task in pending:
-                self._stopping[job_id] = Stop.SHUTDOWN
-                task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=10)
+        """Wait for the running jobs (and any a refill in flight still starts), up to the
+        grace period; then stop the rest, which releases them."""
+        deadline = time.monotonic() + self.shutdown_grace
+        while self._active or self._reserved:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self._active:
+                await asyncio.wait(list(self._active.values()), timeout=left)
+            else:
+                await asyncio.sleep(0.01)
+        tasks = list(self._active.items())
+        for job_id, task in tasks:
+            self._stopping[job_id] = Stop.SHUTDOWN
+            task.cancel()
+        if tasks:
+            await asyncio.wait([task for _, task in tasks], timeout=10)
 
     # --- one job -----------------------------------------------------------------------
 
     async def _run_job(self, job: Job) -> None:
+        """Execute one claimed job in this task, then record its outcome (fenced).
+
+        Its heartbeat costs nothing until the first beat is due (a timer, not a task), so a
+        job that ends within a heartbeat interval never makes one. A lost fence or a cancel
+        request found by a beat cancels this task, with the reason in `_stopping`.
+        """
         assert job.id is not None
-        workdir = self.blobs.temp_dir(f"job-{job.id}-")
         progress = _Progress()
-        execution: asyncio.Task[ExecutionResult] | None = None
+        ctx: ExecutionContext | None = None
         try:
             ctx = ExecutionContext(
-                job=job,
-                workdir=workdir,
-                inputs=self._input_paths(job),
-                report_progress=progress.report,
+                job,
+                self._input_paths(job),
+                progress.report,
+                make_workdir=lambda: self.blobs.temp_dir(f"job-{job.id}-"),
             )
-            execution = asyncio.create_task(self.executor.execute(ctx))
-            beating = asyncio.Event()
-            heartbeat = asyncio.create_task(self._heartbeat(job, execution, progress, beating))
+            heartbeat = _Heartbeat(self, job, progress)
             try:
-                result = await asyncio.shield(execution)
+                result = await self.executor.execute(ctx)
             finally:
-                # Never cancel a heartbeat mid-transaction: ask it to stop and wait for it.
-                beating.set()
-                await asyncio.shield(heartbeat)
+                # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
+                await heartbeat.stop()
             await asyncio.shield(self._finish(job, result))
         except asyncio.CancelledError:
-            if execution is not None and not execution.done():
-                execution.cancel()
-                with contextlib.suppress(BaseException):
-                    await execution
+            # A beat's finding or the shutdown; handled here, so this task goes on to record
+            # it. The executor has stopped its children by the time the error reaches here.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             await asyncio.shield(self._stopped(job))
         except ExecutionError as exc:
             delay = getattr(exc, "delay", None)
@@ -198,7 +243,8 @@ class Runner:
             message = f"{type(exc).__name__}: {exc}"
             await asyncio.shield(self._failed(job, "internal_error", message, True, None))
         finally:
-            _remove_dir(workdir)
+            if ctx is not None and ctx.workdir_made is not None:
+                _remove_dir(ctx.workdir_made)
 
     def _input_paths(self, job: Job) -> list[Path]:
         paths = []
@@ -212,46 +258,18 @@ class Runner:
                 paths.append(path)
         return paths
 
-    async def _heartbeat(
-        self, job: Job, execution: asyncio.Task[Any], progress: _Progress, done: asyncio.Event
-    ) -> None:
-        interval = min(self.settings.heartbeat_seconds, self.settings.lease_seconds / 3)
-        tick = min(1.0, interval)
-        last = time.monotonic()
-        sent = 0.0
-        while not execution.done() and not done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), tick)
-            if done.is_set():
-                return
-            now = time.monotonic()
-            moved = progress.value - sent >= 0.05
-            if now - last < interval and not moved:
-                continue
-            try:
-                beat = await self.claims.heartbeat(job, progress.value)
-            except LostFence:
-                log.warning("lost the lease on %s; stopping it", job.key)
-                self._stopping[job.id or 0] = Stop.LOST_FENCE
-                execution.cancel()
-                return
-            except Exception as exc:  # database hiccup: keep trying until the lease says no
-                log.warning("heartbeat for %s failed: %s", job.key, exc)
-                continue
-            last, sent = now, progress.value
-            if beat.cancel_requested:
-                self._stopping[job.id or 0] = Stop.CANCEL_REQUESTED
-                execution.cancel()
-                return
+    def _interrupt(self, job: Job, reason: Stop) -> None:
+        """Stop a running job's task from outside it (a heartbeat's finding)."""
+        task = self._active.get(job.id or 0)
+        if task is not None and not task.done():
+            self._stopping[job.id or 0] = reason
+            task.cancel()
 
     async def _finish(self, job: Job, result: ExecutionResult) -> None:
-        digest, size = await asyncio.to_thread(self.blobs.put_file, result.path)
-        output = {
-            "digest": digest,
-            "size": size,
-            "media_type": result.media_type,
-            **result.metadata,
-        }
+        output: dict[str, Any] = dict(result.metadata)
+        if result.path is not None:
+            digest, size = await asyncio.to_thread(self.blobs.put_file, result.path)
+            output = {"digest": digest, "size": size, "media_type": result.media_type, **output}
         try:
             await self._persist(job, "finish", lambda: self.claims.succeed(job, output))
             self.stats.succeeded += 1
@@ -333,6 +351,64 @@ def _remove_dir(path: Path) -> None:
         os.rmdir(path)
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class _Heartbeat:
+    """Renews one running job's lease from the database clock and reports its progress.
+
+    A timer until the first beat is due; from then on a task that beats every interval (or
+    sooner when progress moved by 5 points). A lost fence or a cancel request interrupts
+    the job. `stop` ends it without ever cancelling a beat in flight.
+    """
+
+    def __init__(self, runner: Runner, job: Job, progress: _Progress) -> None:
+        settings = runner.settings
+        self.runner = runner
+        self.job = job
+        self.progress = progress
+        self.interval = min(settings.heartbeat_seconds, settings.lease_seconds / 3)
+        self.tick = min(1.0, self.interval)
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(self.tick, self._start)
+
+    def _start(self) -> None:
+        if not self._stopped.is_set():
+            self._task = asyncio.create_task(self._beat(), name=f"heartbeat-{self.job.id}")
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        self._timer.cancel()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _beat(self) -> None:
+        job, claims = self.job, self.runner.claims
+        last = time.monotonic() - self.tick  # the timer waited one tick already
+        sent = 0.0
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            moved = self.progress.value - sent >= 0.05
+            if now - last >= self.interval or moved:
+                try:
+                    beat = await claims.heartbeat(job, self.progress.value)
+                except LostFence:
+                    log.warning("lost the lease on %s; stopping it", job.key)
+                    self._interrupt(Stop.LOST_FENCE)
+                    return
+                except Exception as exc:  # database hiccup: keep trying until the lease says no
+                    log.warning("heartbeat for %s failed: %s", job.key, exc)
+                else:
+                    last, sent = now, self.progress.value
+                    if beat.cancel_requested:
+                        self._interrupt(Stop.CANCEL_REQUESTED)
+                        return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self.tick)
+
+    def _interrupt(self, reason: Stop) -> None:
+        if not self._stopped.is_set():  # the job has already ended: let its outcome stand
+            self.runner._interrupt(self.job, reason)
 
 
 class _Progress:

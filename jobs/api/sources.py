@@ -62,6 +62,8 @@ async def job_output(request: Request, tenant: Tenant, key: str) -> FileResponse
     job = await st.service.get(tenant, checked_key(key))
     if job.status != "succeeded" or not job.output:
         raise JobNotFound(f"job {key} has no output (it is {job.status})")
+    if "digest" not in job.output:
+        raise JobNotFound(f"job {key} made no file; its result is the job's `output` metadata")
     path = st.blobs.path_for(str(job.output["digest"]))
     if not path.is_file():
         raise JobNotFound(f"the output of job {key} is no longer stored")

@@ -117,9 +117,7 @@ def make_context(
     job = Job(tenant_id="t", key="vj1_" + "0" * 64, status="running", spec=spec)
     workdir.mkdir(parents=True, exist_ok=True)
     sink = progress if progress is not None else []
-    return ExecutionContext(
-        job=job, workdir=workdir, inputs=list(inputs), report_progress=sink.append
-    )
+    return ExecutionContext(job, list(inputs), sink.append, workdir=workdir)
 
 
 RunEdit = Callable[..., Awaitable[tuple[ExecutionResult, Probe]]]

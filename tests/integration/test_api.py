@@ -243,3 +243,18 @@ async def test_running_job_shows_progress(
     await claims.heartbeat(job, 0.42)
     body: dict[str, Any] = (await http.get(f"/v1/jobs/{key}", headers=auth(tokens["acme"]))).json()
     assert body["status"] == "running" and body["progress"] == 0.42
+
+
+async def test_a_metadata_only_result_has_no_file_to_download(
+    http: httpx.AsyncClient, tokens: dict[str, str], db: Database, settings: Settings
+) -> None:
+    key = (await http.post("/v1/jobs", json=EDIT, headers=auth(tokens["acme"]))).json()["key"]
+    claims = ClaimService(db, settings)
+    [job] = await claims.claim_batch("w", 1)
+    await claims.succeed(job, {"duration_ms": 1000})
+    status = await http.get(f"/v1/jobs/{key}", headers=auth(tokens["acme"]))
+    assert status.json()["status"] == "succeeded"
+    assert status.json()["output"] == {"duration_ms": 1000}
+    got = await http.get(f"/v1/jobs/{key}/output", headers=auth(tokens["acme"]))
+    assert got.status_code == 404, got.text
+    assert "made no file" in got.json()["error"]["message"]

@@ -220,3 +220,52 @@ async def test_priority_orders_the_claims(
     claims = ClaimService(db, settings)
     order = [j.priority for _ in range(4) for j in await claims.claim_batch("w", 1)]
     assert order == [10, 10, 0, -5]
+
+
+async def test_a_group_finish_claims_its_successors_in_the_same_transaction(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    import sqlalchemy as sa
+
+    from jobs import outbox
+
+    await submit_many(service, tenant, 7)
+    claims = ClaimService(db, settings)
+    first = await claims.claim_batch("w", 3)
+    zombie = first[2].model_copy(update={"fencing_token": first[2].fencing_token - 1})
+    finishes = [(j.id or 0, j.fencing_token, {"n": i}) for i, j in enumerate(first[:2])]
+    finishes.append((zombie.id or 0, zombie.fencing_token, {"n": 2}))
+    async with db.single_statement() as conn:
+        done, claimed = await statements.finish_succeeded_many_if_fenced_and_claim_due_with_events(
+            conn, finishes, "w", settings.lease_seconds, 3
+        )
+    # The stale token finished nothing; the two fenced ones did, in order, with their rows.
+    assert [(j.id, j.status, j.output) for j, _ in done] == [
+        (first[0].id, "succeeded", {"n": 0}),
+        (first[1].id, "succeeded", {"n": 1}),
+    ]
+    assert all(e.type == "job.succeeded" and e.job_id == j.id for j, e in done)
+    # Three successors claimed (never one of the finished or still-running jobs).
+    assert len(claimed) == 3
+    assert {j.id for j, _ in claimed}.isdisjoint(j.id for j in first)
+    assert all(j.status == "running" and j.lease_owner == "w" for j, _ in claimed)
+    assert all(e.type == "job.claimed" and e.job_id == j.id for j, e in claimed)
+    # Nothing asked for: nothing claimed, and a finish alone still works.
+    async with db.single_statement() as conn:
+        done2, none = await statements.finish_succeeded_many_if_fenced_and_claim_due_with_events(
+            conn, [(first[2].id or 0, first[2].fencing_token, {"n": 2})], "w", 30.0, 0
+        )
+    assert [j.id for j, _ in done2] == [first[2].id] and none == []
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(outbox.outbox.c.job_id, outbox.outbox.c.type).order_by(outbox.outbox.c.id)
+            )
+        ).all()
+    for job_id in {r.job_id for r in rows}:
+        kinds = [r.type for r in rows if r.job_id == job_id]
+        assert kinds in (
+            ["job.submitted"],
+            ["job.submitted", "job.claimed"],
+            ["job.submitted", "job.claimed", "job.succeeded"],
+        ), kinds

@@ -209,3 +209,54 @@ async def test_missing_blob_input_is_a_permanent_failure_not_a_crash(
     async with running(runner):
         job = await wait_for(service, tenant, key, {"failed"})
     assert "missing" in (job.error_message or "")
+
+
+class MetadataExecutor:
+    """A job that yields metadata only: no file, so no scratch dir and no blob."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.running = 0
+        self.most_at_once = 0
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        self.runs += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(0.002)
+        finally:
+            self.running -= 1
+        return ExecutionResult(path=None, media_type=None, metadata={"duration_ms": 5})
+
+
+async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_nothing(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    from jobs import statements
+
+    merged = statements.finish_succeeded_many_if_fenced_and_claim_due_with_events
+    calls: list[tuple[int, int]] = []
+
+    async def counting(*args: Any) -> Any:
+        done, claimed = await merged(*args)
+        calls.append((len(done), len(claimed)))
+        return done, claimed
+
+    keys = [(await service.submit(tenant, request(i))).job.key for i in range(40)]
+    executor = MetadataExecutor()
+    runner, _ = make_runner(db, settings, blobs, executor, concurrency=4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            statements, "finish_succeeded_many_if_fenced_and_claim_due_with_events", counting
+        )
+        async with running(runner):
+            done = [await wait_for(service, tenant, k, {"succeeded"}) for k in keys]
+    assert executor.runs == 40 and runner.stats.succeeded == 40
+    assert all(job.output == {"duration_ms": 5} for job in done)
+    # Successors came with the finishes: most claims rode along (never more than the slots).
+    assert sum(claimed for _, claimed in calls) >= 40 - 2 * 4
+    assert all(claimed <= 4 for _, claimed in calls)
+    assert executor.most_at_once == 4  # the slots were filled, and never overfilled
+    assert runner.active == 0 and runner.free_slots() == runner.concurrency
+    assert not list(blobs.tmp.iterdir()) and not (blobs.root / "sha256").exists()

@@ -141,7 +141,7 @@ class ClaimService:
         while self._finishing:
             batch = self._finishing[:FINISH_BATCH]
             del self._finishing[:FINISH_BATCH]
-            items = [(job.id or 0, job.fencing_token, out) for job, out, _ in batch]
+            items = [(job, out) for job, out, _ in batch]
             refill = self.refill
             wanted = 0 if refill is None else refill.refill_wanted(len(batch))
             claimed: list[tuple[Job, OutboxEvent]] = []

@@ -69,14 +69,15 @@ class Job(SQLModel, table=True):
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),
         ),
+        # The running jobs, for the reaper. Not the lease: a heartbeat then changes no
+        # indexed column and is a HOT update (migration 0004).
         sa.Index(
-            "ix_jobs_running_lease",
-            "lease_expires_at",
+            "ix_jobs_running",
+            "id",
             postgresql_where=sa.text("status = 'running'"),
             sqlite_where=sa.text("status = 'running'"),
         ),
         sa.Index("ix_jobs_tenant_status_id", "tenant_id", "status", "id"),
-        sa.Index("ix_jobs_key", "key"),
     )
 
     id: int | None = Field(

@@ -37,7 +37,8 @@ def event_payload(job: Job, **extra: Any) -> dict[str, Any]:
 def insert_events_from_sql(
     source: str, type_: EventType, extra: dict[str, str], order_by: str
 ) -> str:
-    """SQL of the outbox INSERT for a data-modifying CTE: one row per job row of `source`.
+    """SQL of the outbox INSERT for a data-modifying CTE: one row per job row of `source`,
+    returning each row's id, event_id and job_id.
 
     PostgreSQL only. `source` names an earlier CTE that returned changed job rows; `extra`
     maps payload keys to SQL expressions; rows get their ids in `order_by` order. The
@@ -63,7 +64,7 @@ def insert_events_from_sql(
         f" '{type_.value}', jsonb_build_object({payload}), statement_timestamp()"
     )
     insert = f"INSERT INTO outbox ({columns}) SELECT {values} FROM {source}"  # noqa: S608
-    return f"{insert} ORDER BY {order_by} RETURNING *"
+    return f"{insert} ORDER BY {order_by} RETURNING id, event_id, job_id"
 
 
 async def insert_event(

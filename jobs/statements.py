@@ -45,30 +45,81 @@ def _rows(result: sa.CursorResult[Any]) -> list[Job]:
 
 
 # PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
-# CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) return
-# each job's columns next to its outbox row's, the latter as "event.<column>".
+# CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) send
+# back what the caller does not know yet, and nothing it does: a claim, the claimed jobs'
+# columns; a finish, only what may have changed under the worker (a cancel request) and
+# when; both, their outbox rows' ids as "event.id" and "event.event_id". Each event's
+# payload is rebuilt here by `outbox.event_payload` from the columns the SQL built it from,
+# so no JSON comes back to be decoded.
 _JOB_COLUMNS = [col.name for col in c]
-_EVENT_COLUMNS = [col.name for col in outbox.outbox.c]
+_FINISH_COLUMNS = ("id", "cancel_requested", "finished_at")
 
 
-def _with_event(job: str, event: str) -> str:
-    return ", ".join(
-        [f"{job}.{name}" for name in _JOB_COLUMNS]
-        + [f'{event}.{name} AS "event.{name}"' for name in _EVENT_COLUMNS]
+def _event_ids(event: str) -> list[str]:
+    return [f'{event}.id AS "event.id"', f'{event}.event_id AS "event.event_id"']
+
+
+def _claimed_columns(job: str, event: str) -> str:
+    return ", ".join([f"{job}.{name}" for name in _JOB_COLUMNS] + _event_ids(event))
+
+
+def _finished_columns(job: str, event: str, *, as_claimed: bool = False) -> str:
+    """A finish's columns; `as_claimed`: in the claim's column list (NULL elsewhere)."""
+    if as_claimed:
+        cols = [f"{job}.{n}" if n in _FINISH_COLUMNS else "NULL" for n in _JOB_COLUMNS]
+    else:
+        cols = [f"{job}.{n}" for n in _FINISH_COLUMNS]
+    return ", ".join(cols + _event_ids(event))
+
+
+def _event(row: Mapping[str, Any], job: Job, type_: EventType, **extra: Any) -> OutboxEvent:
+    return OutboxEvent.model_construct(
+        id=row["event.id"],
+        event_id=row["event.event_id"],
+        tenant_id=job.tenant_id,
+        job_id=job.id or 0,
+        job_key=job.key,
+        type=type_.value,
+        payload=outbox.event_payload(job, **extra),
+        created_at=job.updated_at,  # both are the statement's timestamp
+        published_at=None,
     )
 
 
-_CHANGED_WITH_EVENT = _with_event("changed", "event")
+def _claimed(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, OutboxEvent]]:
+    out = []
+    for row in rows:
+        job = Job.model_construct(**{name: row[name] for name in _JOB_COLUMNS})
+        out.append((job, _event(row, job, EventType.CLAIMED, owner=owner)))
+    return out
 
 
-def _jobs_with_events(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Job, OutboxEvent]]:
-    return [
-        (
-            Job.model_construct(**{name: row[name] for name in _JOB_COLUMNS}),
-            OutboxEvent.model_construct(**{name: row[f"event.{name}"] for name in _EVENT_COLUMNS}),
+def _finished(
+    rows: Sequence[Mapping[str, Any]], finished: Sequence[tuple[Job, dict[str, Any]]]
+) -> list[tuple[Job, OutboxEvent]]:
+    """The finished jobs as the finish left them: the worker's claimed row plus what the
+    fenced UPDATE set (the same values, in the same statement) and the columns it returned."""
+    by_id = {job.id: (job, output) for job, output in finished}
+    out = []
+    for row in rows:
+        job, output = by_id[row["id"]]
+        at = row["finished_at"]
+        done = job.model_copy(
+            update={
+                "status": SUCCEEDED,
+                "output": output,
+                "progress": 1.0,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "error_code": None,
+                "error_message": None,
+                "finished_at": at,
+                "updated_at": at,
+                "cancel_requested": row["cancel_requested"],
+            }
         )
-        for row in rows
-    ]
+        out.append((done, _event(row, done, EventType.SUCCEEDED, output=output)))
+    return out
 
 
 # --- submission -------------------------------------------------------------------------
@@ -255,7 +306,7 @@ WITH due AS (
     WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
     RETURNING jobs.*
 ), event AS ({_CLAIMED_EVENTS})
-SELECT {_CHANGED_WITH_EVENT} FROM changed JOIN event ON event.job_id = changed.id
+SELECT {_claimed_columns("changed", "event")} FROM changed JOIN event ON event.job_id = changed.id
 ORDER BY event.id
 """  # noqa: S608
 
@@ -279,7 +330,7 @@ async def claim_due_pending_batch_with_events(
     rows = await fetch_prepared(
         conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner, float(lease_seconds), limit
     )
-    return _jobs_with_events(rows)
+    return _claimed(rows, owner)
 
 
 # --- fenced statements: a worker acting on a job it claimed -------------------------------
@@ -329,7 +380,8 @@ async def finish_succeeded_if_fenced(
 _SUCCEEDED_EVENTS = outbox.insert_events_from_sql(
     "changed", EventType.SUCCEEDED, {"output": "changed.output"}, "changed.ord"
 )
-_FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS = f"""
+# The fenced finish of several jobs (`changed`, from unnest of ids, tokens and outputs).
+_FINISHED_FROM_UNNEST = f"""
 WITH finished AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])
         WITH ORDINALITY AS f(id, token, output, ord)
@@ -340,17 +392,28 @@ WITH finished AS (
     FROM finished
     WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'
         AND jobs.fencing_token = finished.token
-    RETURNING jobs.*, finished.ord
-), event AS ({_SUCCEEDED_EVENTS})
-SELECT {_CHANGED_WITH_EVENT} FROM changed JOIN event ON event.job_id = changed.id
-ORDER BY event.id
+    RETURNING jobs.id, jobs.tenant_id, jobs.key, jobs.status, jobs.attempts,
+        jobs.fencing_token, jobs.output, jobs.cancel_requested, jobs.finished_at, finished.ord
+), done_event AS ({_SUCCEEDED_EVENTS})"""  # noqa: S608
+_FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS = f"""{_FINISHED_FROM_UNNEST}
+SELECT {_finished_columns("changed", "done_event")}
+    FROM changed JOIN done_event ON done_event.job_id = changed.id
+ORDER BY done_event.id
 """  # noqa: S608
 
 
+def _finish_args(finished: Sequence[tuple[Job, dict[str, Any]]]) -> list[list[Any]]:
+    return [
+        [job.id for job, _ in finished],
+        [job.fencing_token for job, _ in finished],
+        [json.dumps(output) for _, output in finished],
+    ]
+
+
 async def finish_succeeded_many_if_fenced_with_events(
-    conn: AsyncConnection, finished: Sequence[tuple[int, int, dict[str, Any]]]
+    conn: AsyncConnection, finished: Sequence[tuple[Job, dict[str, Any]]]
 ) -> list[tuple[Job, OutboxEvent]]:
-    """`finish_succeeded_if_fenced` for several (job id, token, output), with each finished
+    """`finish_succeeded_if_fenced` for several (claimed job, output), with each finished
     job's `job.succeeded` outbox row.
 
     A job missing from the result lost its fence. PostgreSQL: one statement, one round
@@ -361,69 +424,56 @@ async def finish_succeeded_many_if_fenced_with_events(
     if not finished:
         return []
     if conn.dialect.name != "postgresql":
-        maybe = [await finish_succeeded_if_fenced(conn, *item) for item in finished]
-        rows = [row for row in maybe if row is not None]
+        maybe = [
+            await finish_succeeded_if_fenced(conn, job.id or 0, job.fencing_token, output)
+            for job, output in finished
+        ]
+        done = [row for row in maybe if row is not None]
         events = await outbox.insert_events(
-            conn, [(row, EventType.SUCCEEDED, {"output": row.output}) for row in rows]
+            conn, [(row, EventType.SUCCEEDED, {"output": row.output}) for row in done]
         )
-        return list(zip(rows, events, strict=True))
-    return _jobs_with_events(
-        await fetch_prepared(
-            conn,
-            _FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS,
-            [job_id for job_id, _, _ in finished],
-            [token for _, token, _ in finished],
-            [json.dumps(output) for _, _, output in finished],
-        )
+        return list(zip(done, events, strict=True))
+    rows = await fetch_prepared(
+        conn, _FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS, *_finish_args(finished)
     )
+    return _finished(rows, finished)
 
 
 # The finish of a group and the claim of their successors, in one statement: the group's
-# fenced UPDATE (`done`) and its outbox rows, then up to $6 due pending jobs locked,
-# claimed and given their outbox rows. Both parts touch disjoint rows (running vs pending);
-# SKIP LOCKED keeps concurrent workers off each other's due rows.
-_FINISHED_EVENTS = outbox.insert_events_from_sql(
-    "done", EventType.SUCCEEDED, {"output": "done.output"}, "done.ord"
+# fenced UPDATE and its outbox rows, then up to $6 due pending jobs locked, claimed and
+# given their outbox rows. The two parts touch disjoint rows (running vs pending); SKIP
+# LOCKED keeps concurrent workers off each other's due rows. Rows come back claimed first
+# (their columns give the UNION its types), each part in outbox order.
+_CLAIMED_BY_FINISHER_EVENTS = outbox.insert_events_from_sql(
+    "claimed", EventType.CLAIMED, {"owner": "$4::text"}, "claimed.priority DESC, claimed.id"
 )
-_FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS = f"""
-WITH finished AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])
-        WITH ORDINALITY AS f(id, token, output, ord)
-), done AS (
-    UPDATE jobs SET status = '{SUCCEEDED}', output = finished.output::jsonb, progress = 1.0,
-        lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL,
-        finished_at = statement_timestamp(), updated_at = statement_timestamp()
-    FROM finished
-    WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'
-        AND jobs.fencing_token = finished.token
-    RETURNING jobs.*, finished.ord
-), done_event AS ({_FINISHED_EVENTS}
-), due AS (
+_FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS = f"""{_FINISHED_FROM_UNNEST},
+due AS (
     SELECT id FROM jobs
     WHERE status = '{PENDING}' AND run_after <= statement_timestamp()
     ORDER BY priority DESC, run_after, id
     LIMIT $6
     FOR UPDATE SKIP LOCKED
-), changed AS (
+), claimed AS (
     UPDATE jobs SET status = '{RUNNING}', lease_owner = $4,
         lease_expires_at = statement_timestamp() + $5::float8 * interval '1 second',
         fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
         started_at = statement_timestamp(), updated_at = statement_timestamp()
     WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
     RETURNING jobs.*
-), event AS ({_CLAIMED_EVENTS.replace("$1::text", "$4::text")})
-SELECT true AS finished, {_with_event("done", "done_event")}
-    FROM done JOIN done_event ON done_event.job_id = done.id
+), event AS ({_CLAIMED_BY_FINISHER_EVENTS})
+SELECT false AS finished, {_claimed_columns("claimed", "event")}
+    FROM claimed JOIN event ON event.job_id = claimed.id
 UNION ALL
-SELECT false AS finished, {_CHANGED_WITH_EVENT}
-    FROM changed JOIN event ON event.job_id = changed.id
-ORDER BY 1 DESC, "event.id"
+SELECT true AS finished, {_finished_columns("changed", "done_event", as_claimed=True)}
+    FROM changed JOIN done_event ON done_event.job_id = changed.id
+ORDER BY 1, "event.id"
 """  # noqa: S608
 
 
 async def finish_succeeded_many_if_fenced_and_claim_due_with_events(
     conn: AsyncConnection,
-    finished: Sequence[tuple[int, int, dict[str, Any]]],
+    finished: Sequence[tuple[Job, dict[str, Any]]],
     owner: str,
     lease_seconds: float,
     limit: int,
@@ -441,15 +491,13 @@ async def finish_succeeded_many_if_fenced_and_claim_due_with_events(
     rows = await fetch_prepared(
         conn,
         _FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS,
-        [job_id for job_id, _, _ in finished],
-        [token for _, token, _ in finished],
-        [json.dumps(output) for _, _, output in finished],
+        *_finish_args(finished),
         owner,
         float(lease_seconds),
         limit,
     )
-    split = next((i for i, row in enumerate(rows) if not row["finished"]), len(rows))
-    return _jobs_with_events(rows[:split]), _jobs_with_events(rows[split:])
+    split = next((i for i, row in enumerate(rows) if row["finished"]), len(rows))
+    return _finished(rows[split:], finished), _claimed(rows[:split], owner)
 
 
 async def fail_if_fenced(

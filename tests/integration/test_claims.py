@@ -233,8 +233,8 @@ async def test_a_group_finish_claims_its_successors_in_the_same_transaction(
     claims = ClaimService(db, settings)
     first = await claims.claim_batch("w", 3)
     zombie = first[2].model_copy(update={"fencing_token": first[2].fencing_token - 1})
-    finishes = [(j.id or 0, j.fencing_token, {"n": i}) for i, j in enumerate(first[:2])]
-    finishes.append((zombie.id or 0, zombie.fencing_token, {"n": 2}))
+    finishes = [(j, {"n": i}) for i, j in enumerate(first[:2])]
+    finishes.append((zombie, {"n": 2}))
     async with db.single_statement() as conn:
         done, claimed = await statements.finish_succeeded_many_if_fenced_and_claim_due_with_events(
             conn, finishes, "w", settings.lease_seconds, 3
@@ -253,9 +253,26 @@ async def test_a_group_finish_claims_its_successors_in_the_same_transaction(
     # Nothing asked for: nothing claimed, and a finish alone still works.
     async with db.single_statement() as conn:
         done2, none = await statements.finish_succeeded_many_if_fenced_and_claim_due_with_events(
-            conn, [(first[2].id or 0, first[2].fencing_token, {"n": 2})], "w", 30.0, 0
+            conn, [(first[2], {"n": 2})], "w", 30.0, 0
         )
     assert [j.id for j, _ in done2] == [first[2].id] and none == []
+    # What the statement handed back is what it stored: jobs and events, field by field.
+    async with db.engine.connect() as conn:
+        for job, event in [*done, *claimed, *done2]:
+            stored = await statements.select_job_by_key(conn, tenant.id, job.key)
+            assert stored is not None and stored.model_dump() == job.model_dump()
+            row = (
+                await conn.execute(
+                    sa.select(outbox.outbox).where(outbox.outbox.c.event_id == event.event_id)
+                )
+            ).one()
+            assert (row.id, row.job_id, row.type, row.payload) == (
+                event.id,
+                job.id,
+                event.type,
+                event.payload,
+            )
+            assert row.created_at == event.created_at
     async with db.engine.connect() as conn:
         rows = (
             await conn.execute(

@@ -268,7 +268,12 @@ async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
 
 
 async def run_suite(
-    server: str, n: int, proc_counts: list[int], concurrency: int, peers: bool = True
+    server: str,
+    n: int,
+    proc_counts: list[int],
+    concurrency: int,
+    peers: bool = True,
+    only: set[str] | None = None,
 ) -> dict[str, Any]:
     python = await asyncio.to_thread(ensure_bench_venv) if peers else None
     results: dict[str, Any] = {
@@ -279,6 +284,8 @@ async def run_suite(
         "jobs_per_s": {},
     }
     for system in systems(python):
+        if only and system.name not in only:
+            continue
         row: dict[str, float] = {}
         for procs in proc_counts:
             rate = await measure(server, system, n, procs, concurrency)
@@ -297,9 +304,9 @@ def table(results: dict[str, Any]) -> str:
     ]
     for name, row in results["jobs_per_s"].items():
         lines.append(f"{name:<30}" + "".join(f"{row[p]:>10.0f}" for p in procs))
-    ours = results["jobs_per_s"]["vidjobs"]
+    ours = results["jobs_per_s"].get("vidjobs")
     for name, row in results["jobs_per_s"].items():
-        if not name.startswith("vidjobs"):
+        if ours is not None and not name.startswith("vidjobs"):
             lines.append(
                 f"{'vidjobs / ' + name:<30}" + "".join(f"{ours[p] / row[p]:>10.2f}" for p in procs)
             )
@@ -353,6 +360,9 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--no-peers", action="store_true", help="measure vidjobs only")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated system names, e.g. 'vidjobs,pgqueuer drain'"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--blob", action="store_true", help=argparse.SUPPRESS)
@@ -363,7 +373,10 @@ async def main() -> None:
     if not args.pg:
         raise SystemExit("no PostgreSQL: pass --pg URL or set VIDJOBS_TEST_DATABASE_URL")
     procs = [int(p) for p in args.procs.split(",")]
-    results = await run_suite(args.pg, args.jobs, procs, args.concurrency, not args.no_peers)
+    only = set(args.only.split(",")) if args.only else None
+    results = await run_suite(
+        args.pg, args.jobs, procs, args.concurrency, not args.no_peers, only
+    )
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

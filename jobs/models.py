@@ -135,13 +135,16 @@ class OutboxEvent(SQLModel, table=True):
             postgresql_where=sa.text("published_at IS NULL"),
             sqlite_where=sa.text("published_at IS NULL"),
         ),
-        sa.Index("ix_outbox_job", "tenant_id", "job_key", "id"),
+        # A job's events in order (the job is found by tenant and key first).
+        sa.Index("ix_outbox_job", "job_id", "id"),
     )
 
     id: int | None = Field(
         default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True)
     )
-    event_id: str = Field(max_length=36, sa_column_kwargs={"unique": True})
+    # Random (gen_random_uuid / uuid4: 122 random bits), so unique without an index to
+    # say so; nothing looks an event up by it (consumers keep their own processed ids).
+    event_id: str = Field(max_length=36)
     tenant_id: str = Field(max_length=36)
     job_id: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     job_key: str = Field(max_length=80)

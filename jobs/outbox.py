@@ -117,14 +117,10 @@ async def insert_events(
 
 
 async def select_job_events(
-    conn: AsyncConnection, tenant_id: str, key: str, limit: int = 1000
+    conn: AsyncConnection, job_id: int, limit: int = 1000
 ) -> list[OutboxEvent]:
-    stmt = (
-        sa.select(outbox)
-        .where(outbox.c.tenant_id == tenant_id, outbox.c.job_key == key)
-        .order_by(outbox.c.id)
-        .limit(limit)
-    )
+    """One job's events in outbox order (the caller found the job as its tenant's)."""
+    stmt = sa.select(outbox).where(outbox.c.job_id == job_id).order_by(outbox.c.id).limit(limit)
     return [OutboxEvent.model_construct(**r) for r in (await conn.execute(stmt)).mappings()]
 
 

@@ -338,9 +338,9 @@ class JobService:
         return Page(jobs=rows, next_cursor=next_cursor)
 
     async def events(self, tenant: TenantRef, key: str) -> list[OutboxEvent]:
-        await self.get(tenant, key)
+        job = await self.get(tenant, key)
         async with self.db.reader.connect() as conn:
-            return await outbox.select_job_events(conn, tenant.id, key)
+            return await outbox.select_job_events(conn, job.id or 0)
 
     # --- tenant actions ----------------------------------------------------------------
 

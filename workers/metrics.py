@@ -45,13 +45,19 @@ _OUTCOME_OF = {
 
 def observe_events(events: Sequence[OutboxEvent]) -> None:
     """Count claims won and job outcomes from the events a process just committed."""
+    counts: dict[tuple[Counter, str], int] = {}
     for event in events:
         if event.type == EventType.CLAIMED:
-            CLAIMS.labels("won").inc()
+            slot = (CLAIMS, "won")
         elif event.type in _OUTCOME_OF:
-            OUTCOMES.labels(_OUTCOME_OF[event.type]).inc()
+            slot = (OUTCOMES, _OUTCOME_OF[event.type])
         elif event.type == EventType.REQUEUED and event.payload.get("reason") == "released":
-            OUTCOMES.labels("released").inc()
+            slot = (OUTCOMES, "released")
+        else:
+            continue
+        counts[slot] = counts.get(slot, 0) + 1
+    for (metric, label), n in counts.items():  # one labelled increment per kind and batch
+        metric.labels(label).inc(n)
 
 
 def observe_claim_lost() -> None:

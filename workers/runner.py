@@ -10,7 +10,6 @@ at them, so a zombie's output is never visible at any job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -227,7 +226,10 @@ class Runner:
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
                 await heartbeat.stop()
-            await asyncio.shield(self._finish(job, result))
+            # Not shielded: a shutdown that gives up on this job while its outcome is being
+            # written lands in _stopped (a fenced release, which loses to a finish that
+            # committed first); either way the job ends in exactly one state.
+            await self._finish(job, result)
         except asyncio.CancelledError:
             # A beat's finding or the shutdown; handled here, so this task goes on to record
             # it. The executor has stopped its children by the time the error reaches here.
@@ -368,28 +370,34 @@ class _Heartbeat:
         self.progress = progress
         self.interval = min(settings.heartbeat_seconds, settings.lease_seconds / 3)
         self.tick = min(1.0, self.interval)
-        self._stopped = asyncio.Event()
+        self._stopped = False
+        self._beating = False  # a heartbeat transaction is in flight
         self._task: asyncio.Task[None] | None = None
         self._timer = asyncio.get_running_loop().call_later(self.tick, self._start)
 
     def _start(self) -> None:
-        if not self._stopped.is_set():
+        if not self._stopped:
             self._task = asyncio.create_task(self._beat(), name=f"heartbeat-{self.job.id}")
 
     async def stop(self) -> None:
-        self._stopped.set()
+        self._stopped = True
         self._timer.cancel()
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        task = self._task
+        if task is None or task.done():
+            return
+        if not self._beating:
+            task.cancel()  # asleep between beats: nothing to interrupt
+        await asyncio.wait([task])  # a beat in flight ends on its own
 
     async def _beat(self) -> None:
         job, claims = self.job, self.runner.claims
         last = time.monotonic() - self.tick  # the timer waited one tick already
         sent = 0.0
-        while not self._stopped.is_set():
+        while not self._stopped:
             now = time.monotonic()
             moved = self.progress.value - sent >= 0.05
             if now - last >= self.interval or moved:
+                self._beating = True
                 try:
                     beat = await claims.heartbeat(job, self.progress.value)
                 except LostFence:
@@ -403,11 +411,12 @@ class _Heartbeat:
                     if beat.cancel_requested:
                         self._interrupt(Stop.CANCEL_REQUESTED)
                         return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self.tick)
+                finally:
+                    self._beating = False
+            await asyncio.sleep(self.tick)
 
     def _interrupt(self, reason: Stop) -> None:
-        if not self._stopped.is_set():  # the job has already ended: let its outcome stand
+        if not self._stopped:  # the job has already ended: let its outcome stand
             self.runner._interrupt(self.job, reason)
 
 

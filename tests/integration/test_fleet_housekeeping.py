@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from jobs import outbox
+from jobs import outbox, statements
 from jobs.api import ApiState, create_app
 from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
@@ -31,7 +31,9 @@ LONG_AGO = db_now(-3 * 365 * 86400.0)  # SQL: the database clock, three years ba
 
 async def job_events(db: Database, tenant: TenantRef, key: str) -> list[str]:
     async with db.engine.connect() as conn:
-        return [e.type for e in await outbox.select_job_events(conn, tenant.id, key)]
+        job = await statements.select_job_by_key(conn, tenant.id, key)
+        assert job is not None and job.id is not None
+        return [e.type for e in await outbox.select_job_events(conn, job.id)]
 
 
 async def failed_once(

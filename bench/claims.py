@@ -374,13 +374,13 @@ async def main() -> None:
         raise SystemExit("no PostgreSQL: pass --pg URL or set VIDJOBS_TEST_DATABASE_URL")
     procs = [int(p) for p in args.procs.split(",")]
     only = set(args.only.split(",")) if args.only else None
-    results = await run_suite(
-        args.pg, args.jobs, procs, args.concurrency, not args.no_peers, only
-    )
+    results = await run_suite(args.pg, args.jobs, procs, args.concurrency, not args.no_peers, only)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from workers import loop
+
+    loop.run(main())  # the vidjobs worker runs on the loop `vidjobs worker` uses

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobs.settings import Settings, get_settings
-from workers import compose
+from workers import compose, loop
 from workers.client import Client, ClientError, connection
 
 app = typer.Typer(help="vidjobs: video edit jobs with idempotent job keys.", no_args_is_help=True)
@@ -51,7 +51,7 @@ def migrate() -> None:
         await compose.migrate(c.db)
         await c.close()
 
-    asyncio.run(main())
+    loop.run(main())
     console.print(f"database at head: {_redact(get_settings().resolved_database_url)}")
 
 
@@ -74,7 +74,7 @@ def tenant_create(
             await c.close()
 
     try:
-        token = asyncio.run(main())
+        token = loop.run(main())
     except InvalidRequest as exc:
         err.print(f"error: {exc.message}")
         raise typer.Exit(2) from None
@@ -155,7 +155,7 @@ def worker(
             await runner.run(stop)
         await c.close()
 
-    asyncio.run(main())
+    loop.run(main())
 
 
 def _run_fleet_process(command: str, metrics_port: int | None, make: Any) -> None:
@@ -170,7 +170,7 @@ def _run_fleet_process(command: str, metrics_port: int | None, make: Any) -> Non
         await make(c, settings).run(_stop_event())
         await c.close()
 
-    asyncio.run(main())
+    loop.run(main())
 
 
 @app.command()
@@ -210,7 +210,7 @@ def reaper(interval: float = 1.0, metrics_port: MetricsPortOpt = None) -> None:
         await Reaper(c.claims, c.blobs, interval=interval).run(_stop_event())
         await c.close()
 
-    asyncio.run(main())
+    loop.run(main())
 
 
 @app.command()
@@ -222,7 +222,7 @@ def up(
 ) -> None:
     """Embedded mode: migrate, then API, relay, workers, ledger and reaper in one process."""
     _logging()
-    asyncio.run(run_embedded(get_settings(), host, port, concurrency, executor))
+    loop.run(run_embedded(get_settings(), host, port, concurrency, executor))
 
 
 async def run_embedded(
@@ -406,7 +406,7 @@ def demo(
 
     _logging()
     logging.getLogger().setLevel(logging.WARNING)
-    raise typer.Exit(asyncio.run(run_demo(get_settings(), console, keep=keep)))
+    raise typer.Exit(loop.run(run_demo(get_settings(), console, keep=keep)))
 
 
 if __name__ == "__main__":

@@ -90,7 +90,16 @@ def main() -> None:
     if args.command == "setup":
         asyncio.run(setup(args.dsn, args.n))
     elif args.command == "worker":
-        asyncio.run(worker(args.dsn, args.batch, args.mode))
+        # As `pgq run` does (pgqueuer's CLI): on uvloop when it is installed (it is a
+        # dependency of pgqueuer).
+        run = asyncio.run
+        try:
+            import uvloop
+
+            run = uvloop.run
+        except ImportError:
+            pass
+        run(worker(args.dsn, args.batch, args.mode))
     else:
         asyncio.run(produce(args.dsn, args.n, args.batch))
 

@@ -1,0 +1,22 @@
+"""How every vidjobs process runs its asyncio main: on uvloop where it is installed.
+
+uvloop (libuv under asyncio's API) cuts the event loop's own cost per callback, task and
+socket read; a worker pays those per job. uvicorn makes the same choice for the API.
+Without uvloop (Windows, or a build without it) the standard loop runs the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -144,7 +144,10 @@ def peer_system(python: Path, name: str, mode: str | None = None) -> System:
 
     def workers(url: str, procs: int, concurrency: int) -> list[list[str]]:
         if name == "pgqueuer":
-            extra = ["--batch", str(concurrency), "--mode", mode or "drain"]
+            # pgqueuer's batch size is how many jobs one dequeue takes, not how many run at
+            # once: its in-flight cap is max_concurrent_tasks, at least twice the batch.
+            extra = ["--batch", str(max(1, concurrency // 2)), "--mode", mode or "drain"]
+            extra += ["--max-tasks", str(concurrency)]
         else:
             extra = ["--concurrency", str(concurrency)]
         return [[str(python), driver, "worker", plain_dsn(url), *extra] for _ in range(procs)]
@@ -210,8 +213,34 @@ async def _await_ready(proc: asyncio.subprocess.Process) -> None:
         raise RuntimeError(f"a worker did not start: {line!r}\n{err}")
 
 
-async def measure(server: str, system: System, n: int, procs: int, concurrency: int) -> float:
-    """Jobs per second for one system at one process count, on a fresh database."""
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU time of these processes (Linux /proc); None when one of them has
+    gone (a drain-mode peer exits when the queue is empty) or /proc is not there."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _per_job_us(before: float | None, after: float | None, n: int) -> float | None:
+    return None if before is None or after is None else (after - before) / n * 1e6
+
+
+@dataclass
+class Measured:
+    jobs_per_s: float
+    worker_cpu_us: float | None  # per job, the worker processes
+    postgres_cpu_us: float | None  # per job, the database's backends serving them (local)
+
+
+async def measure(server: str, system: System, n: int, procs: int, concurrency: int) -> Measured:
+    """Jobs per second for one system at one process count, on a fresh database, and the
+    CPU it cost per job on each side (workers; PostgreSQL backends, when local)."""
     import asyncpg
 
     name = f"vj_claims_{uuid.uuid4().hex[:8]}"
@@ -230,6 +259,16 @@ async def measure(server: str, system: System, n: int, procs: int, concurrency: 
         await asyncio.gather(*[_await_ready(p) for p in procs_started])
         watch = await asyncpg.connect(plain_dsn(url))
         try:
+            backends = [
+                int(pid)
+                for pid in await watch.fetch(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                for pid in pid
+            ]
+            workers = [p.pid for p in procs_started]
+            cpu_before = _cpu_seconds(workers), _cpu_seconds(backends)
             start = time.perf_counter()
             for p in procs_started:
                 assert p.stdin is not None
@@ -240,6 +279,7 @@ async def measure(server: str, system: System, n: int, procs: int, concurrency: 
                 done = await watch.fetchval(system.done_sql)
                 if done >= n:
                     elapsed = time.perf_counter() - start
+                    cpu_after = _cpu_seconds(workers), _cpu_seconds(backends)
                     break
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"{system.name}: only {done}/{n} jobs done in 600 s")
@@ -249,7 +289,11 @@ async def measure(server: str, system: System, n: int, procs: int, concurrency: 
                 await asyncio.sleep(0.02)
         finally:
             await watch.close()
-        return n / elapsed
+        return Measured(
+            n / elapsed,
+            _per_job_us(cpu_before[0], cpu_after[0], n),
+            _per_job_us(cpu_before[1], cpu_after[1], n),
+        )
     finally:
         await _stop(procs_started)
         await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -282,17 +326,30 @@ async def run_suite(
         "cores": os.cpu_count(),
         "peer_versions": peer_versions(python) if python else {},
         "jobs_per_s": {},
+        "cpu_us_per_job": {},
     }
     for system in systems(python):
         if only and system.name not in only:
             continue
         row: dict[str, float] = {}
+        cpu: dict[str, dict[str, float]] = {}
         for procs in proc_counts:
-            rate = await measure(server, system, n, procs, concurrency)
-            row[str(procs)] = rate
-            print(f"  {system.name:<22} {procs} proc: {rate:8.0f} jobs/s", flush=True)
+            m = await measure(server, system, n, procs, concurrency)
+            row[str(procs)] = m.jobs_per_s
+            cpu[str(procs)] = {"workers": m.worker_cpu_us, "postgres": m.postgres_cpu_us}
+            print(
+                f"  {system.name:<22} {procs} proc: {m.jobs_per_s:8.0f} jobs/s"
+                f"  (CPU per job, us: workers {_us(m.worker_cpu_us)},"
+                f" PostgreSQL {_us(m.postgres_cpu_us)})",
+                flush=True,
+            )
         results["jobs_per_s"][system.name] = row
+        results["cpu_us_per_job"][system.name] = cpu
     return results
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -304,6 +361,13 @@ def table(results: dict[str, Any]) -> str:
     ]
     for name, row in results["jobs_per_s"].items():
         lines.append(f"{name:<30}" + "".join(f"{row[p]:>10.0f}" for p in procs))
+    if results.get("cpu_us_per_job"):
+        lines.append("CPU per job, us (workers + PostgreSQL backends), by process count")
+        for name, by_procs in results["cpu_us_per_job"].items():
+            cells = "".join(
+                f"{_us(by_procs[p]['workers']):>5}+{_us(by_procs[p]['postgres']):<4}" for p in procs
+            )
+            lines.append(f"{'  ' + name:<30}{cells}")
     ours = results["jobs_per_s"].get("vidjobs")
     for name, row in results["jobs_per_s"].items():
         if ours is not None and not name.startswith("vidjobs"):

@@ -8,10 +8,13 @@ holds the job, so a zombie can neither change the job nor publish its output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox, statements
 from jobs.db import Database
@@ -70,6 +73,7 @@ class ClaimService:
         self._finishing: list[tuple[Job, dict[str, Any], asyncio.Future[Job]]] = []
         self._finisher: asyncio.Task[None] | None = None
         self.refill: Refill | None = None
+        self._held: AsyncConnection | None = None  # the finisher's, while a refill is set
 
     def _notify(self, events: Sequence[OutboxEvent]) -> None:
         if events and self.after_commit is not None:
@@ -146,7 +150,7 @@ class ClaimService:
             wanted = 0 if refill is None else refill.refill_wanted(len(batch))
             claimed: list[tuple[Job, OutboxEvent]] = []
             try:
-                async with self.db.single_statement() as conn:
+                async with self._finisher_connection() as conn:
                     if refill is not None and wanted > 0:
                         finish_and_claim = (
                             statements.finish_succeeded_many_if_fenced_and_claim_due_with_events
@@ -181,6 +185,35 @@ class ClaimService:
                     )
                 else:
                     done.set_result(row)
+
+    @contextlib.asynccontextmanager
+    async def _finisher_connection(self) -> AsyncIterator[AsyncConnection]:
+        """The group commit's connection for one batch. While a sweeping runner is attached
+        (`refill`) on PostgreSQL, one pooled connection stays checked out between batches:
+        no pool round trip per batch. A failed batch gives it back (the pool invalidates a
+        dead one) and the next batch checks out another."""
+        if self.refill is None or not self.db.is_postgres:
+            async with self.db.single_statement() as conn:
+                yield conn
+            return
+        if self._held is None:
+            self._held = await self.db.engine.connect()
+        held = self._held
+        try:
+            yield held
+        except BaseException:
+            self._held = None
+            with contextlib.suppress(Exception):
+                await held.close()
+            raise
+
+    async def release_connection(self) -> None:
+        """Give the finisher's held connection back to the pool (when a runner stops)."""
+        if self._finisher is not None and not self._finisher.done():
+            await asyncio.wait([self._finisher])
+        held, self._held = self._held, None
+        if held is not None:
+            await held.close()
 
     async def fail(
         self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None

@@ -118,10 +118,11 @@ class Runner:
                 await self._idle(stop_wait)
         finally:
             self._sweeping = False
-            if self.claims.refill is self:
-                self.claims.refill = None
             stop_wait.cancel()
             await self._drain()
+            if self.claims.refill is self:
+                self.claims.refill = None
+                await self.claims.release_connection()
 
     def free_slots(self) -> int:
         return self.concurrency - (self.active - len(self._ending)) - self._reserved

@@ -44,7 +44,7 @@ async def setup(dsn: str, n: int) -> None:
     await conn.close()
 
 
-async def worker(dsn: str, batch: int, mode: str) -> None:
+async def worker(dsn: str, batch: int, mode: str, max_tasks: int | None) -> None:
     conn = await asyncpg.connect(dsn)
     pgq = PgQueuer(AsyncpgDriver(conn))
 
@@ -56,7 +56,12 @@ async def worker(dsn: str, batch: int, mode: str) -> None:
     stop = asyncio.Event()
     watcher = asyncio.create_task(until_stdin_closes(stop))
     run = asyncio.create_task(
-        pgq.run(batch_size=batch, mode=QueueExecutionMode(mode), log_aggregation_interval=_zero())
+        pgq.run(
+            batch_size=batch,
+            mode=QueueExecutionMode(mode),
+            max_concurrent_tasks=max_tasks,
+            log_aggregation_interval=_zero(),
+        )
     )
     await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
     pgq.shutdown.set()
@@ -86,6 +91,7 @@ def main() -> None:
     parser.add_argument("n", type=int, nargs="?", default=0)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--mode", default="continuous", choices=["drain", "continuous"])
+    parser.add_argument("--max-tasks", type=int, default=None, help="jobs in flight at most")
     args = parser.parse_args()
     if args.command == "setup":
         asyncio.run(setup(args.dsn, args.n))
@@ -99,7 +105,7 @@ def main() -> None:
             run = uvloop.run
         except ImportError:
             pass
-        run(worker(args.dsn, args.batch, args.mode))
+        run(worker(args.dsn, args.batch, args.mode, args.max_tasks))
     else:
         asyncio.run(produce(args.dsn, args.n, args.batch))
 

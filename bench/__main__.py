@@ -125,16 +125,25 @@ def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     goals: list[dict[str, Any]] = []
     rates = results.get("claims", {}).get("jobs_per_s", {})
     if rates:
-        ours = max(rates["vidjobs"].values())
-        pgq = max(max(r.values()) for n, r in rates.items() if n.startswith("pgqueuer"))
-        proc = max(rates["procrastinate"].values())
+        ours = rates["vidjobs"]
+        pgq = {n: r for n, r in rates.items() if n.startswith("pgqueuer")}
+        best_pgq = max(max(r.values()) for r in pgq.values())
+        # Per process count, against the best pgqueuer configuration at that count.
+        worst = min(ours[p] / max(r[p] for r in pgq.values()) for p in ours)
         goals.append(
-            {"goal": "claim-and-complete >= pgqueuer", "measured": f"{ours / pgq:.2f}x",
-             "met": ours >= pgq}
+            {"goal": "claim-and-complete >= pgqueuer (best vs best)",
+             "measured": f"{max(ours.values()) / best_pgq:.2f}x",
+             "met": max(ours.values()) >= best_pgq}
         )  # fmt: skip
         goals.append(
-            {"goal": "claim-and-complete >= 3x procrastinate", "measured": f"{ours / proc:.2f}x",
-             "met": ours >= 3 * proc}
+            {"goal": "claim-and-complete >= pgqueuer (at every process count)",
+             "measured": f"{worst:.2f}x at worst", "met": worst >= 1.0}
+        )  # fmt: skip
+        proc = max(rates["procrastinate"].values())
+        goals.append(
+            {"goal": "claim-and-complete >= 3x procrastinate",
+             "measured": f"{max(ours.values()) / proc:.2f}x",
+             "met": max(ours.values()) >= 3 * proc}
         )  # fmt: skip
     sub = (results.get("submit") or {}).get("postgres")
     if sub:
@@ -163,7 +172,7 @@ async def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per claim run")
     parser.add_argument("--procs", default="1,2,4")
-    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=20, help="cap on jobs in flight")
     parser.add_argument(
         "--skip", default="", help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg"
     )
@@ -190,13 +199,17 @@ async def main() -> None:
     if args.pg and "ceiling" not in skip:
         print("pgbench ceiling for our claim + finish statements ...", flush=True)
         ceil: dict[str, float] = {}
-        for clients in sorted({1, *[p * args.concurrency for p in proc_counts]}):
-            ceil[str(clients)] = await ceiling_bench.ceiling(args.pg, args.jobs, clients)
+        # One client per worker process (a worker's finish-and-claim chain), and more.
+        for clients in sorted({1, 2, 4, 8, *proc_counts}):
+            ceil[str(clients)] = await ceiling_bench.ceiling(
+                args.pg, args.jobs, clients, args.concurrency
+            )
             print(f"  pgbench {clients:>3} clients: {ceil[str(clients)]:8.0f} jobs/s", flush=True)
         best = max(ceil.values())
         results["ceiling"] = {"jobs_per_s_by_clients": ceil, "best": best}
         lines.append(
-            "pgbench ceiling (our claim + finish statements, batch 1, prepared): "
+            f"pgbench ceiling (the worker's finish-and-claim statement, groups of "
+            f"{args.concurrency}, prepared): "
             + ", ".join(f"{k} clients {v:.0f}/s" for k, v in ceil.items())
         )
         if "claims" in results:

@@ -1,10 +1,13 @@
 """Claim-and-complete throughput of no-op jobs: vidjobs vs pgqueuer vs procrastinate.
 
-    .venv/bin/python -m bench.claims [--jobs 5000] [--procs 1,2,4] [--concurrency 10]
+    .venv/bin/python -m bench.claims [--jobs 5000] [--procs 1,2,4] [--concurrency 20]
 
 Every system gets the same job count, the same PostgreSQL server, a fresh database per
-run and the same number of worker PROCESSES, each with `--concurrency` jobs in flight
-(vidjobs runner slots, pgqueuer batch size, procrastinate concurrency). Workers start,
+run and the same number of worker PROCESSES, each with the same cap of `--concurrency`
+jobs in flight: vidjobs runner slots; pgqueuer `max_concurrent_tasks` (its batch size is
+how many jobs one dequeue takes, and may be at most half the cap); procrastinate
+concurrency. "pgqueuer drain, uncapped" runs pgqueuer as configured out of the box
+(batch 10, no cap on jobs in flight), for reference. Workers start,
 connect and report ready before the clock starts; the clock stops when the database
 shows every job done (polled every 20 ms). Peers run from `.bench-venv` (created on first
 use: `python3.11 -m venv` + pip install of pgqueuer, procrastinate, asyncpg, psycopg),
@@ -129,7 +132,7 @@ def vidjobs_blob_workers(url: str, procs: int, concurrency: int) -> list[list[st
     return [[*cmd, "--blob"] for cmd in vidjobs_workers(url, procs, concurrency)]
 
 
-def peer_system(python: Path, name: str, mode: str | None = None) -> System:
+def peer_system(python: Path, name: str, mode: str | None = None, capped: bool = True) -> System:
     driver = str(PEERS / f"{name}_driver.py")
 
     async def setup(url: str, n: int) -> None:
@@ -143,11 +146,13 @@ def peer_system(python: Path, name: str, mode: str | None = None) -> System:
         )
 
     def workers(url: str, procs: int, concurrency: int) -> list[list[str]]:
-        if name == "pgqueuer":
+        if name == "pgqueuer" and capped:
             # pgqueuer's batch size is how many jobs one dequeue takes, not how many run at
             # once: its in-flight cap is max_concurrent_tasks, at least twice the batch.
             extra = ["--batch", str(max(1, concurrency // 2)), "--mode", mode or "drain"]
             extra += ["--max-tasks", str(concurrency)]
+        elif name == "pgqueuer":
+            extra = ["--batch", "10", "--mode", mode or "drain"]  # its defaults: no cap
         else:
             extra = ["--concurrency", str(concurrency)]
         return [[str(python), driver, "worker", plain_dsn(url), *extra] for _ in range(procs)]
@@ -163,6 +168,8 @@ def peer_system(python: Path, name: str, mode: str | None = None) -> System:
         "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
     }[name]
     label = {"drain": "pgqueuer drain", "continuous": "pgqueuer throughput"}.get(mode or "", name)
+    if not capped:
+        label += ", uncapped"
     return System(label, setup, workers, done, producer)
 
 
@@ -185,6 +192,7 @@ def systems(python: Path | None) -> list[System]:
         out += [
             peer_system(python, "pgqueuer", "drain"),
             peer_system(python, "pgqueuer", "continuous"),
+            peer_system(python, "pgqueuer", "drain", capped=False),
             peer_system(python, "procrastinate"),
         ]
     return out
@@ -421,7 +429,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--procs", default="1,2,4")
-    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=20, help="cap on jobs in flight")
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--no-peers", action="store_true", help="measure vidjobs only")
     parser.add_argument(

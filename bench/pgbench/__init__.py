@@ -1,9 +1,13 @@
-"""The ceiling: pgbench running our own claim and finish statements, no Python in the loop.
+"""The ceiling: pgbench running the statement a busy vidjobs worker runs, no Python in the loop.
 
-`claim_finish.sql` is one job's life as the runner sends it (claim + outbox row, fenced
-finish + outbox row, two transactions), prepared. Each run gets a fresh database migrated
-by vidjobs and filled with the same no-op jobs as `bench.claims`; pgbench clients each run
-jobs/clients transactions, so every job is claimed and finished exactly once.
+A sweeping worker's steady state is one statement per group of jobs: the fenced finish of
+the group that just ran, with its `job.succeeded` outbox rows, and the claim of as many
+successors, with their `job.claimed` outbox rows
+(`statements.finish_succeeded_many_if_fenced_and_claim_due_with_events`). The pgbench
+script is generated from that very SQL text, so it cannot drift from the code: each client
+carries the ids and fencing tokens it claimed into its next transaction (pgbench variables,
+`\\gset`), exactly as a worker carries its jobs. Prepared (`-M prepared`), on a fresh
+database migrated and filled like `bench.claims`; one transaction = `batch` jobs.
 """
 
 from __future__ import annotations
@@ -12,12 +16,10 @@ import asyncio
 import re
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
-
-HERE = Path(__file__).resolve().parent
-SCRIPT = HERE / "claim_finish.sql"
 
 
 def find_pgbench() -> str | None:
@@ -28,8 +30,33 @@ def find_pgbench() -> str | None:
     return str(candidates[0]) if candidates else None
 
 
-async def ceiling(server: str, n: int, clients: int) -> float:
-    """Jobs per second (one pgbench transaction = one job) with `clients` connections."""
+def script(batch: int) -> str:
+    """The pgbench script: the worker's finish-and-claim statement, variables for `$n`."""
+    from jobs import statements
+
+    sql = statements._FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS
+    head = sql[: sql.index("SELECT false AS finished")]
+    for param, value in (
+        ("$1", ":ids"),
+        ("$2", ":tokens"),
+        ("$3", ":outputs"),
+        ("$4", "'pgbench'"),
+        ("$5", "30.0"),
+        ("$6", str(batch)),
+    ):
+        head = head.replace(param, value)
+    # What the client keeps for its next transaction: the jobs it just claimed.
+    tail = (
+        "SELECT coalesce(array_agg(claimed.id), '{}')::text AS ids,"
+        " coalesce(array_agg(claimed.fencing_token), '{}')::text AS tokens,"
+        ' coalesce(array_agg(\'{"digest": "sha256:0", "size": 0}\'::text), \'{}\')::text'
+        " AS outputs FROM claimed JOIN event ON event.job_id = claimed.id"
+    )
+    return " ".join((head + tail).split()) + "\n\\gset\n"
+
+
+async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
+    """Jobs per second with `clients` connections, each finishing and claiming `batch`."""
     from bench.claims import vidjobs_setup
     from bench.db import admin, with_database
 
@@ -38,22 +65,29 @@ async def ceiling(server: str, n: int, clients: int) -> float:
         raise RuntimeError("pgbench not found (apt-get install postgresql-client)")
     name = f"vj_ceiling_{uuid.uuid4().hex[:8]}"
     await admin(server, f'CREATE DATABASE "{name}"')
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script(batch))
     try:
         url = with_database(server, name)
         await vidjobs_setup(url, n)
         await admin(url, "VACUUM ANALYZE")
         await admin(url, "CHECKPOINT")
         u = urlparse(url.replace("postgresql+asyncpg://", "postgresql://"))
+        # Each client's transactions claim n / clients jobs in all (the first one only
+        # claims; the last batch stays claimed, as a worker's would at a stop).
+        per_client = max(1, n // clients // batch)
         cmd = [
             pgbench, "-n", "-M", "prepared", "-h", u.hostname or "127.0.0.1",
             "-p", str(u.port or 5432), "-U", u.username or "postgres",
-            "-c", str(clients), "-j", "1", "-t", str(n // clients),
-            "-f", str(SCRIPT), name,
+            "-c", str(clients), "-j", "1", "-t", str(per_client),
+            "-D", "ids={}", "-D", "tokens={}", "-D", "outputs={}",
+            "-f", f.name, name,
         ]  # fmt: skip
         out = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True)
         match = re.search(r"tps = ([0-9.]+)", out.stdout)
         if out.returncode != 0 or match is None:
             raise RuntimeError(f"pgbench failed: {out.stderr[-1000:]}")
-        return float(match.group(1))
+        return float(match.group(1)) * batch
     finally:
+        Path(f.name).unlink(missing_ok=True)
         await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -75,7 +75,7 @@ class ClaimService:
         self.refill: Refill | None = None
         self._held: AsyncConnection | None = None  # the finisher's, while a refill is set
 
-    def _notify(self, events: Sequence[OutboxEvent]) -> None:
+    def _notify(self, events: Sequence[outbox.Event]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
 
@@ -148,7 +148,7 @@ class ClaimService:
             items = [(job, out) for job, out, _ in batch]
             refill = self.refill
             wanted = 0 if refill is None else refill.refill_wanted(len(batch))
-            claimed: list[tuple[Job, OutboxEvent]] = []
+            claimed: list[tuple[Job, outbox.Event]] = []
             try:
                 async with self._finisher_connection() as conn:
                     if refill is not None and wanted > 0:

@@ -6,8 +6,10 @@ rows in id order every time (no high-water mark: transactions commit out of id o
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,48 @@ from jobs.status import EventType
 
 outbox = OutboxEvent.__table__  # type: ignore[attr-defined]
 processed = ProcessedEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True, eq=False)
+class CommittedEvent:
+    """An outbox row that one of the worker's one-statement changes just wrote, as the
+    writer knows it without reading it back: its ids from the statement, everything else
+    from the job row the same statement changed (the SQL built the row from those very
+    columns). Reads like an `OutboxEvent`; the payload is built only if someone asks."""
+
+    id: int
+    event_id: str
+    type: str
+    job: Job
+    extra: dict[str, Any]
+
+    @property
+    def tenant_id(self) -> str:
+        return self.job.tenant_id
+
+    @property
+    def job_id(self) -> int:
+        return self.job.id or 0
+
+    @property
+    def job_key(self) -> str:
+        return self.job.key
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return event_payload(self.job, **self.extra)
+
+    @property
+    def created_at(self) -> dt.datetime | None:
+        return self.job.updated_at  # both are the statement's timestamp
+
+    @property
+    def published_at(self) -> dt.datetime | None:
+        return None
+
+
+# What a transaction's after-commit hook is handed: the events it wrote.
+Event = OutboxEvent | CommittedEvent
 
 
 def event_payload(job: Job, **extra: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from jobs.tenants import TenantRef
 idem = IdempotencyKey.__table__  # type: ignore[attr-defined]
 blobs = Blob.__table__  # type: ignore[attr-defined]
 
-AfterCommit = Callable[[Sequence[OutboxEvent]], None]
+AfterCommit = Callable[[Sequence[outbox.Event]], None]
 EditCheck = Callable[[EditRequest], None]
 # Preflight of one path source before a new job is stored: (JSON path, file, image allowed).
 # Raises InvalidRequest naming the JSON path when the file is not an acceptable input.
@@ -391,7 +391,7 @@ class JobService:
         self._notify(events)
         return changed
 
-    def _notify(self, events: Sequence[OutboxEvent]) -> None:
+    def _notify(self, events: Sequence[outbox.Event]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox
 from jobs.db import db_now, fetch_prepared, insert_on_conflict
-from jobs.models import Job, OutboxEvent
+from jobs.models import Job
 from jobs.status import EventType, JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
@@ -72,22 +72,14 @@ def _finished_columns(job: str, event: str, *, as_claimed: bool = False) -> str:
     return ", ".join(cols + _event_ids(event))
 
 
-def _event(row: Mapping[str, Any], job: Job, type_: EventType, **extra: Any) -> OutboxEvent:
-    return OutboxEvent.model_construct(
-        id=row["event.id"],
-        event_id=row["event.event_id"],
-        tenant_id=job.tenant_id,
-        job_id=job.id or 0,
-        job_key=job.key,
-        type=type_.value,
-        payload=outbox.event_payload(job, **extra),
-        created_at=job.updated_at,  # both are the statement's timestamp
-        published_at=None,
-    )
+def _event(
+    row: Mapping[str, Any], job: Job, type_: EventType, **extra: Any
+) -> outbox.CommittedEvent:
+    return outbox.CommittedEvent(row["event.id"], row["event.event_id"], type_.value, job, extra)
 
 
-def _claimed(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, OutboxEvent]]:
-    out = []
+def _claimed(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, outbox.Event]]:
+    out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
         job = Job.model_construct(**{name: row[name] for name in _JOB_COLUMNS})
         out.append((job, _event(row, job, EventType.CLAIMED, owner=owner)))
@@ -96,11 +88,11 @@ def _claimed(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, O
 
 def _finished(
     rows: Sequence[Mapping[str, Any]], finished: Sequence[tuple[Job, dict[str, Any]]]
-) -> list[tuple[Job, OutboxEvent]]:
+) -> list[tuple[Job, outbox.Event]]:
     """The finished jobs as the finish left them: the worker's claimed row plus what the
     fenced UPDATE set (the same values, in the same statement) and the columns it returned."""
     by_id = {job.id: (job, output) for job, output in finished}
-    out = []
+    out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
         job, output = by_id[row["id"]]
         at = row["finished_at"]
@@ -313,7 +305,7 @@ ORDER BY event.id
 
 async def claim_due_pending_batch_with_events(
     conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
-) -> list[tuple[Job, OutboxEvent]]:
+) -> list[tuple[Job, outbox.Event]]:
     """`claim_due_pending_batch` and each claimed job's `job.claimed` outbox row.
 
     Jobs come highest priority first, each with its event. PostgreSQL: one statement, one
@@ -412,7 +404,7 @@ def _finish_args(finished: Sequence[tuple[Job, dict[str, Any]]]) -> list[list[An
 
 async def finish_succeeded_many_if_fenced_with_events(
     conn: AsyncConnection, finished: Sequence[tuple[Job, dict[str, Any]]]
-) -> list[tuple[Job, OutboxEvent]]:
+) -> list[tuple[Job, outbox.Event]]:
     """`finish_succeeded_if_fenced` for several (claimed job, output), with each finished
     job's `job.succeeded` outbox row.
 
@@ -477,7 +469,7 @@ async def finish_succeeded_many_if_fenced_and_claim_due_with_events(
     owner: str,
     lease_seconds: float,
     limit: int,
-) -> tuple[list[tuple[Job, OutboxEvent]], list[tuple[Job, OutboxEvent]]]:
+) -> tuple[list[tuple[Job, outbox.Event]], list[tuple[Job, outbox.Event]]]:
     """`finish_succeeded_many_if_fenced_with_events`, then
     `claim_due_pending_batch_with_events` for up to `limit` jobs, in one transaction.
 

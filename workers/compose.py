@@ -16,7 +16,7 @@ from jobs.api import ApiState, Probe, create_app
 from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
-from jobs.models import OutboxEvent
+from jobs.outbox import Event
 from jobs.service import EditCheck, JobService, SourceCheck
 from jobs.settings import Settings
 from jobs.status import WORK_EVENTS
@@ -55,7 +55,7 @@ class Components:
             self.db, self.settings, after_commit=self._after_commit
         )
 
-    def _after_commit(self, events: Sequence[OutboxEvent]) -> None:
+    def _after_commit(self, events: Sequence[Event]) -> None:
         if any(e.type in WORK_EVENTS for e in events):
             self.wakeup.notify()
         if events:

@@ -13,7 +13,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from jobs.claims import ClaimService
-from jobs.models import Job, OutboxEvent
+from jobs.models import Job
+from jobs.outbox import Event
 from jobs.status import EventType
 
 CLAIMS = Counter("vidjobs_claims_total", "Claims attempted by this process", ["result"])
@@ -43,7 +44,7 @@ _OUTCOME_OF = {
 }
 
 
-def observe_events(events: Sequence[OutboxEvent]) -> None:
+def observe_events(events: Sequence[Event]) -> None:
     """Count claims won and job outcomes from the events a process just committed."""
     counts: dict[tuple[Counter, str], int] = {}
     for event in events:

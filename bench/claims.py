@@ -235,6 +235,21 @@ def _cpu_seconds(pids: list[int]) -> float | None:
     return total
 
 
+async def _backend_cpu(watch: Any) -> dict[int, float] | None:
+    """CPU seconds so far of each backend on the benchmark's database (but ours)."""
+    rows = await watch.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    out: dict[int, float] = {}
+    for row in rows:
+        cpu = _cpu_seconds([int(row["pid"])])
+        if cpu is None:
+            return None
+        out[int(row["pid"])] = cpu
+    return out
+
+
 def _per_job_us(before: float | None, after: float | None, n: int) -> float | None:
     return None if before is None or after is None else (after - before) / n * 1e6
 
@@ -267,16 +282,9 @@ async def measure(server: str, system: System, n: int, procs: int, concurrency: 
         await asyncio.gather(*[_await_ready(p) for p in procs_started])
         watch = await asyncpg.connect(plain_dsn(url))
         try:
-            backends = [
-                int(pid)
-                for pid in await watch.fetch(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-                for pid in pid
-            ]
             workers = [p.pid for p in procs_started]
-            cpu_before = _cpu_seconds(workers), _cpu_seconds(backends)
+            backends_before = await _backend_cpu(watch)
+            cpu_before = _cpu_seconds(workers)
             start = time.perf_counter()
             for p in procs_started:
                 assert p.stdin is not None
@@ -287,7 +295,8 @@ async def measure(server: str, system: System, n: int, procs: int, concurrency: 
                 done = await watch.fetchval(system.done_sql)
                 if done >= n:
                     elapsed = time.perf_counter() - start
-                    cpu_after = _cpu_seconds(workers), _cpu_seconds(backends)
+                    cpu_after = _cpu_seconds(workers)
+                    backends_after = await _backend_cpu(watch)
                     break
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"{system.name}: only {done}/{n} jobs done in 600 s")
@@ -297,11 +306,12 @@ async def measure(server: str, system: System, n: int, procs: int, concurrency: 
                 await asyncio.sleep(0.02)
         finally:
             await watch.close()
-        return Measured(
-            n / elapsed,
-            _per_job_us(cpu_before[0], cpu_after[0], n),
-            _per_job_us(cpu_before[1], cpu_after[1], n),
-        )
+        postgres_us = None
+        if backends_before is not None and backends_after is not None:
+            if set(backends_before) <= set(backends_after):  # none ended: all accounted for
+                spent = sum(t - backends_before.get(pid, 0.0) for pid, t in backends_after.items())
+                postgres_us = spent / n * 1e6
+        return Measured(n / elapsed, _per_job_us(cpu_before, cpu_after, n), postgres_us)
     finally:
         await _stop(procs_started)
         await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,23 +1,37 @@
-"""Submissions per second through the service: unique keys vs duplicates, per database.
+"""Submissions per second, unique keys vs duplicates, per database, two ways.
 
-    .venv/bin/python -m bench.submit [--n 2000] [--concurrency 16] [--pg URL]
+    .venv/bin/python -m bench.submit [--n 2000] [--concurrency 16] [--pg URL] [--no-http]
 
-PostgreSQL comes from --pg or VIDJOBS_TEST_DATABASE_URL (a throwaway database is created
-on that server and dropped afterwards); SQLite is a temp file. Both run in the same process
-and the same run, so the ratios are comparable.
+- Through the service: `JobService.submit` called in this process (no HTTP, no preflight).
+- Through HTTP: one `vidjobs serve` process (uvicorn, as deployed: source preflight with
+  ffmpeg on, rate limit and in-flight cap off so they do not throttle the load) and an
+  httpx client in this process with `--concurrency` connections, POSTing /v1/jobs. The
+  source is a real 3 s clip (made with ffmpeg) so the preflight passes; every unique
+  request trims it differently.
+
+Unique requests first (each a new key: 201), then the same requests again (each a
+duplicate: 200). PostgreSQL comes from --pg or VIDJOBS_TEST_DATABASE_URL (a throwaway
+database per measurement, dropped afterwards); SQLite is a temp file. Everything runs in
+the same run, so the ratios are comparable.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import socket
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.db import throwaway_database
 from jobs.db import Database
@@ -65,12 +79,113 @@ async def measure(url: str, root: Path, n: int, concurrency: int) -> dict[str, f
     return {"unique_per_s": unique, "duplicate_per_s": duplicate}
 
 
+def _trim(clip: Path, i: int) -> dict[str, Any]:
+    start = i / 1000  # milliseconds apart: every i is a different edit, hence a new key
+    return {"source": {"path": str(clip)}, "operations": [{"op": "trim", "start": start,
+            "end": start + 0.5}]}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(url: str, root: Path) -> AsyncIterator[tuple[str, str]]:
+    """One `vidjobs serve` process on a migrated database; yields (base URL, token)."""
+    db = Database(url)
+    await upgrade(db.engine)
+    async with db.transaction() as conn:
+        _, token = await create_tenant(conn, f"http{uuid.uuid4().hex[:6]}")
+    await db.dispose()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "VIDJOBS_DATABASE_URL": url,
+        "VIDJOBS_DATA_DIR": str(root / f"serve-{port}"),
+        "VIDJOBS_SOURCE_ROOTS": str(root),
+        "VIDJOBS_RATE_LIMIT_PER_SECOND": "0",
+        "VIDJOBS_MAX_IN_FLIGHT_PER_TENANT": "0",
+    }
+    vidjobs = str(Path(sys.executable).with_name("vidjobs"))
+    log = (root / f"serve-{port}.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        vidjobs, "serve", "--host", "127.0.0.1", "--port", str(port),
+        env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as probe:
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await probe.get("/readyz")).status_code == 200:
+                        break
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"vidjobs serve did not start; see {log.name}")
+                await asyncio.sleep(0.1)
+        yield base, token
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+
+
+async def measure_http(
+    url: str, root: Path, clip: Path, n: int, concurrency: int
+) -> dict[str, float]:
+    async with serving(url, root) as (base, token):
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as http:
+            bodies = [_trim(clip, i) for i in range(n + 20)]
+            for body in bodies[:20]:  # warm up: connections, preflight cache, statements
+                (await http.post("/v1/jobs", json=body)).raise_for_status()
+
+            async def run(items: list[dict[str, Any]], expect: int) -> float:
+                queue = list(reversed(items))
+
+                async def worker() -> None:
+                    while queue:
+                        r = await http.post("/v1/jobs", json=queue.pop())
+                        if r.status_code != expect:
+                            raise RuntimeError(f"expected {expect}, got {r.status_code}: {r.text}")
+
+                start = time.perf_counter()
+                await asyncio.gather(*[worker() for _ in range(concurrency)])
+                return len(items) / (time.perf_counter() - start)
+
+            unique = await run(bodies[20:], 201)
+            duplicate = await run(bodies[20:], 200)
+    return {"unique_per_s": unique, "duplicate_per_s": duplicate}
+
+
+def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
+    print(title)
+    print(f"{'database':<10} {'unique/s':>10} {'duplicate/s':>12} {'dup cost / new cost':>20}")
+    for name in ("sqlite", "postgres"):
+        if name in rows:
+            r = rows[name]
+            ratio = r["unique_per_s"] / r["duplicate_per_s"]
+            r["dup_cost_ratio"] = ratio
+            print(
+                f"{name:<10} {r['unique_per_s']:>10.0f} {r['duplicate_per_s']:>12.0f} {ratio:>20.2f}"
+            )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--no-http", action="store_true", help="only through the service")
     args = parser.parse_args()
     results: dict[str, Any] = {"n": args.n, "concurrency": args.concurrency}
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,16 +197,35 @@ async def main() -> None:
         if args.pg:
             async with throwaway_database(args.pg, migrate=False) as url:
                 results["postgres"] = await measure(url, root, args.n, args.concurrency)
-    print(f"submissions through the service: n={args.n}, concurrency={args.concurrency}")
-    print(f"{'database':<10} {'unique/s':>10} {'duplicate/s':>12} {'dup cost / new cost':>20}")
-    for name in ("sqlite", "postgres"):
-        if name in results:
-            r = results[name]
-            ratio = r["unique_per_s"] / r["duplicate_per_s"]
-            r["dup_cost_ratio"] = ratio
-            print(
-                f"{name:<10} {r['unique_per_s']:>10.0f} {r['duplicate_per_s']:>12.0f} {ratio:>20.2f}"
+        if not args.no_http:
+            from workers.ffmpeg.testmedia import make_clip
+
+            clip = make_clip(root / "real.mp4", seconds=3)
+            http: dict[str, Any] = {}
+            http["sqlite"] = await measure_http(
+                f"sqlite+aiosqlite:///{root / 'http.db'}", root, clip, args.n, args.concurrency
             )
+            if args.pg:
+                async with throwaway_database(args.pg, migrate=False) as url:
+                    http["postgres"] = await measure_http(url, root, clip, args.n, args.concurrency)
+            results["http"] = http
+    _table(
+        f"submissions through the service: n={args.n}, concurrency={args.concurrency}",
+        {k: v for k, v in results.items() if k in ("sqlite", "postgres")},
+    )
+    if "http" in results:
+        _table(
+            f"submissions through HTTP (one uvicorn process, preflight on): n={args.n}, "
+            f"{args.concurrency} connections",
+            results["http"],
+        )
+        for name in ("sqlite", "postgres"):
+            if name in results and name in results["http"]:
+                svc, web = results[name], results["http"][name]
+                print(
+                    f"HTTP / service on {name}: unique {web['unique_per_s'] / svc['unique_per_s']:.2f},"
+                    f" duplicate {web['duplicate_per_s'] / svc['duplicate_per_s']:.2f}"
+                )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -114,7 +114,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         _setup_sqlite(engine)
         return engine
     if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("pool_size", 20)  # Settings.db_pool_size / db_max_overflow
         kwargs.setdefault("max_overflow", 20)
         kwargs.setdefault("pool_timeout", 10)  # a starved pool is a 503, not a hung request
     # A database that is down or unreachable fails fast instead of hanging a request.

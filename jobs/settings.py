@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
     max_in_flight_per_tenant: int = Field(default=10_000, ge=0)
 
+    # PostgreSQL connections per process: kept open, and allowed beyond that under bursts
+    # (closed again when returned). Size the pool for the process's concurrency (an API
+    # process: its concurrent requests) so a steady load never opens and closes connections.
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+
     api_url: str | None = None
     api_token: str | None = None
 

@@ -134,7 +134,15 @@ async def insert_job_if_absent(conn: AsyncConnection, values: dict[str, Any]) ->
     return _row(await conn.execute(stmt.returning(*c)))
 
 
+_SELECT_JOB_BY_KEY = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND key = $2"  # noqa: S608
+
+
 async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
+    """The tenant's job with this key. On PostgreSQL, outside a transaction (a status
+    lookup, a duplicate's one read), a single prepared statement with no BEGIN/ROLLBACK."""
+    if conn.dialect.name == "postgresql" and not conn.in_transaction():
+        rows = await fetch_prepared(conn, _SELECT_JOB_BY_KEY, tenant_id, key)
+        return Job.model_construct(**rows[0]) if rows else None
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return _row(await conn.execute(stmt))
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobs.db import fetch_prepared
 from jobs.errors import InvalidRequest
 from jobs.models import ApiKey, Tenant
 
@@ -64,7 +65,22 @@ async def issue_token(conn: AsyncConnection, tenant_id: str) -> str:
     return token
 
 
+_TENANT_BY_API_KEY_SQL = (
+    "SELECT tenants.id, tenants.name, tenants.max_in_flight FROM tenants"
+    " JOIN api_keys ON api_keys.tenant_id = tenants.id"
+    " WHERE api_keys.token_hash = $1 AND api_keys.revoked_at IS NULL"
+)
+
+
 async def tenant_for_token(conn: AsyncConnection, token: str) -> TenantRef | None:
+    """The tenant of a live (not revoked) token. On PostgreSQL, outside a transaction (every
+    API request), a single prepared statement with no BEGIN/ROLLBACK."""
+    if conn.dialect.name == "postgresql" and not conn.in_transaction():
+        rows = await fetch_prepared(conn, _TENANT_BY_API_KEY_SQL, hash_token(token))
+        if not rows:
+            return None
+        found = rows[0]
+        return TenantRef(id=found["id"], name=found["name"], max_in_flight=found["max_in_flight"])
     stmt = (
         sa.select(tenants.c.id, tenants.c.name, tenants.c.max_in_flight)
         .join(api_keys, api_keys.c.tenant_id == tenants.c.id)

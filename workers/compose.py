@@ -74,7 +74,10 @@ class Components:
 
 def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url)
+    pool: dict[str, int] = {}
+    if not settings.resolved_database_url.startswith("sqlite"):
+        pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+    db = Database(settings.resolved_database_url, **pool)
     blobs = BlobStore(settings.data_dir / "blobs")
     blobs.ensure()
     check, source_check = None, None

@@ -258,3 +258,24 @@ async def test_a_metadata_only_result_has_no_file_to_download(
     got = await http.get(f"/v1/jobs/{key}/output", headers=auth(tokens["acme"]))
     assert got.status_code == 404, got.text
     assert "made no file" in got.json()["error"]["message"]
+
+
+async def test_a_revoked_token_is_refused_at_once(
+    http: httpx.AsyncClient, tokens: dict[str, str], db: Database
+) -> None:
+    import sqlalchemy as sa
+
+    from jobs.tenants import api_keys, hash_token
+
+    ok = await http.get("/v1/jobs", headers=auth(tokens["acme"]))
+    assert ok.status_code == 200
+    async with db.transaction() as conn:
+        await conn.execute(
+            api_keys.update()
+            .where(api_keys.c.token_hash == hash_token(tokens["acme"]))
+            .values(revoked_at=sa.func.now())
+        )
+    refused = await http.get("/v1/jobs", headers=auth(tokens["acme"]))
+    assert refused.status_code == 401, refused.text
+    other = await http.get("/v1/jobs", headers=auth(tokens["globex"]))
+    assert other.status_code == 200

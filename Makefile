@@ -29,7 +29,7 @@ test:
 	scripts/test $(ARGS)
 
 bench: install
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench --jobs 10000
 
 # Start (or reuse) the test PostgreSQL and Kafka and print their export lines.
 services:

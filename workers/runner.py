@@ -119,10 +119,12 @@ class Runner:
         finally:
             self._sweeping = False
             stop_wait.cancel()
-            await self._drain()
-            if self.claims.refill is self:
-                self.claims.refill = None
-                await self.claims.release_connection()
+            try:
+                await self._drain()
+            finally:
+                if self.claims.refill is self:
+                    self.claims.refill = None
+                    await self.claims.release_connection()
 
     def free_slots(self) -> int:
         return self.concurrency - (self.active - len(self._ending)) - self._reserved

@@ -190,8 +190,8 @@ class ClaimService:
     async def _finisher_connection(self) -> AsyncIterator[AsyncConnection]:
         """The group commit's connection for one batch. While a sweeping runner is attached
         (`refill`) on PostgreSQL, one pooled connection stays checked out between batches:
-        no pool round trip per batch. A failed batch gives it back (the pool invalidates a
-        dead one) and the next batch checks out another."""
+        no pool round trip per batch. A failed batch discards it (invalidated, never handed
+        out again) and the next batch checks out another."""
         if self.refill is None or not self.db.is_postgres:
             async with self.db.single_statement() as conn:
                 yield conn
@@ -202,7 +202,11 @@ class ClaimService:
         try:
             yield held
         except BaseException:
+            # Whatever failed, this connection is not trusted again: a server that killed it
+            # can leave the driver mid-protocol before it notices the socket is gone.
             self._held = None
+            with contextlib.suppress(Exception):
+                await held.invalidate()
             with contextlib.suppress(Exception):
                 await held.close()
             raise

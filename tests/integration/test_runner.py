@@ -260,3 +260,41 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
     assert executor.most_at_once == 4  # the slots were filled, and never overfilled
     assert runner.active == 0 and runner.free_slots() == runner.concurrency
     assert not list(blobs.tmp.iterdir()) and not (blobs.root / "sha256").exists()
+
+
+async def test_a_sweeping_worker_survives_its_connections_being_killed(
+    pg_db_url: str, settings: Settings, blobs: BlobStore
+) -> None:
+    """The finisher's held connection (and every pooled one) terminated by the server
+    mid-run: the outcomes are retried on fresh connections and every job ends once."""
+    import sqlalchemy as sa
+
+    from jobs.tenants import create_tenant
+
+    db = Database(pg_db_url)
+    try:
+        async with db.transaction() as conn:
+            tenant, _ = await create_tenant(conn, "acme")
+        service = JobService(db, settings)
+        keys = [(await service.submit(tenant, request(i))).job.key for i in range(30)]
+        executor = MetadataExecutor()
+        runner, _ = make_runner(db, settings, blobs, executor, concurrency=3)
+        async with running(runner):
+            await wait_for(service, tenant, keys[5], {"succeeded"})
+            async with db.engine.connect() as conn:
+                killed = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                ).scalar_one()
+            assert killed >= 1  # at least the finisher's held connection
+            done = [await wait_for(service, tenant, k, {"succeeded"}, timeout=30) for k in keys]
+        assert all(job.status == "succeeded" for job in done)
+        # Each job ran once: the failed writes were retried, not the jobs.
+        assert executor.runs == 30 and runner.stats.succeeded == 30
+        assert executor.most_at_once <= 3
+    finally:
+        await db.dispose()

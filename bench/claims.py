@@ -405,7 +405,6 @@ async def vidjobs_worker(url: str, concurrency: int, blob: bool = False) -> None
     from jobs.settings import Settings
     from workers import compose
     from workers.executor import ExecutionContext, ExecutionResult
-    from workers.runner import Runner
 
     class NoopExecutor:
         """The peers' job: a function that returns nothing. `blob`: also store an empty file."""
@@ -422,7 +421,7 @@ async def vidjobs_worker(url: str, concurrency: int, blob: bool = False) -> None
     try:
         # The composition `vidjobs worker` runs: metered claims, after-commit hooks.
         c = compose.build(Settings(data_dir=data, database_url=url))
-        runner = Runner(c.claims, NoopExecutor(), c.blobs, c.settings, concurrency=concurrency)
+        runner = c.runner(NoopExecutor(), concurrency)
         async with c.db.transaction():
             pass  # connect before the clock starts
         await ready_then_go()

@@ -27,9 +27,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -40,6 +40,23 @@ from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.tenants import create_tenant
 from migrations import upgrade
+
+T = TypeVar("T")
+
+
+async def _rate(
+    items: Sequence[T], concurrency: int, send: Callable[[T], Awaitable[None]]
+) -> float:
+    """Items per second, sent by `concurrency` workers taking them in order."""
+    queue = list(reversed(items))
+
+    async def worker() -> None:
+        while queue:
+            await send(queue.pop())
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return len(items) / (time.perf_counter() - start)
 
 
 async def measure(url: str, root: Path, n: int, concurrency: int) -> dict[str, float]:
@@ -62,19 +79,11 @@ async def measure(url: str, root: Path, n: int, concurrency: int) -> dict[str, f
     for r in requests[:20]:
         await service.submit(tenant, r)
 
-    async def run(reqs: list[EditRequest]) -> float:
-        queue = list(reversed(reqs))
+    async def submit(req: EditRequest) -> None:
+        await service.submit(tenant, req)
 
-        async def worker() -> None:
-            while queue:
-                await service.submit(tenant, queue.pop())
-
-        start = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        return len(reqs) / (time.perf_counter() - start)
-
-    unique = await run(requests[20:])
-    duplicate = await run(requests[20:])  # every key now exists
+    unique = await _rate(requests[20:], concurrency, submit)
+    duplicate = await _rate(requests[20:], concurrency, submit)  # every key now exists
     await db.dispose()
     return {"unique_per_s": unique, "duplicate_per_s": duplicate}
 
@@ -153,22 +162,17 @@ async def measure_http(
                 async with http.post("/v1/jobs", data=body) as r:
                     r.raise_for_status()
 
-            async def run(items: list[bytes], expect: int) -> float:
-                queue = list(reversed(items))
+            def post(expect: int) -> Callable[[bytes], Awaitable[None]]:
+                async def one(body: bytes) -> None:
+                    async with http.post("/v1/jobs", data=body) as r:
+                        text = await r.read()
+                        if r.status != expect:
+                            raise RuntimeError(f"expected {expect}, got {r.status}: {text!r}")
 
-                async def worker() -> None:
-                    while queue:
-                        async with http.post("/v1/jobs", data=queue.pop()) as r:
-                            text = await r.read()
-                            if r.status != expect:
-                                raise RuntimeError(f"expected {expect}, got {r.status}: {text!r}")
+                return one
 
-                start = time.perf_counter()
-                await asyncio.gather(*[worker() for _ in range(concurrency)])
-                return len(items) / (time.perf_counter() - start)
-
-            unique = await run(bodies[20:], 201)
-            duplicate = await run(bodies[20:], 200)
+            unique = await _rate(bodies[20:], concurrency, post(201))
+            duplicate = await _rate(bodies[20:], concurrency, post(200))
     return {"unique_per_s": unique, "duplicate_per_s": duplicate}
 
 

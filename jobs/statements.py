@@ -288,24 +288,34 @@ async def claim_due_pending_batch(
 
 
 # Statement texts are built once, at import, from constants: no input reaches them.
-_CLAIMED_EVENTS = outbox.insert_events_from_sql(
-    "changed", EventType.CLAIMED, {"owner": "$1::text"}, "changed.priority DESC, changed.id"
-)
-_CLAIM_DUE_PENDING_BATCH_WITH_EVENTS = f"""
-WITH due AS (
+def _claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> str:
+    """CTEs `due` (the next due pending ids, locked, SKIP LOCKED), `claimed` (their
+    conditional claim UPDATE) and `event` (their `job.claimed` outbox rows), with the given
+    CTE name for the claimed rows and parameter placeholders for owner, lease and limit."""
+    events = outbox.insert_events_from_sql(
+        claimed,
+        EventType.CLAIMED,
+        {"owner": f"{owner}::text"},
+        f"{claimed}.priority DESC, {claimed}.id",
+    )
+    return f"""due AS (
     SELECT id FROM jobs
     WHERE status = '{PENDING}' AND run_after <= statement_timestamp()
     ORDER BY priority DESC, run_after, id
-    LIMIT $3
+    LIMIT {limit}
     FOR UPDATE SKIP LOCKED
-), changed AS (
-    UPDATE jobs SET status = '{RUNNING}', lease_owner = $1,
-        lease_expires_at = statement_timestamp() + $2::float8 * interval '1 second',
+), {claimed} AS (
+    UPDATE jobs SET status = '{RUNNING}', lease_owner = {owner},
+        lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',
         fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
         started_at = statement_timestamp(), updated_at = statement_timestamp()
     WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
     RETURNING jobs.*
-), event AS ({_CLAIMED_EVENTS})
+), event AS ({events})"""  # noqa: S608
+
+
+_CLAIM_DUE_PENDING_BATCH_WITH_EVENTS = f"""
+WITH {_claim_due_ctes("changed", "$1", "$2", "$3")}
 SELECT {_claimed_columns("changed", "event")} FROM changed JOIN event ON event.job_id = changed.id
 ORDER BY event.id
 """  # noqa: S608
@@ -444,24 +454,8 @@ async def finish_succeeded_many_if_fenced_with_events(
 # given their outbox rows. The two parts touch disjoint rows (running vs pending); SKIP
 # LOCKED keeps concurrent workers off each other's due rows. Rows come back claimed first
 # (their columns give the UNION its types), each part in outbox order.
-_CLAIMED_BY_FINISHER_EVENTS = outbox.insert_events_from_sql(
-    "claimed", EventType.CLAIMED, {"owner": "$4::text"}, "claimed.priority DESC, claimed.id"
-)
 _FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS = f"""{_FINISHED_FROM_UNNEST},
-due AS (
-    SELECT id FROM jobs
-    WHERE status = '{PENDING}' AND run_after <= statement_timestamp()
-    ORDER BY priority DESC, run_after, id
-    LIMIT $6
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE jobs SET status = '{RUNNING}', lease_owner = $4,
-        lease_expires_at = statement_timestamp() + $5::float8 * interval '1 second',
-        fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
-        started_at = statement_timestamp(), updated_at = statement_timestamp()
-    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
-    RETURNING jobs.*
-), event AS ({_CLAIMED_BY_FINISHER_EVENTS})
+{_claim_due_ctes("claimed", "$4", "$5", "$6")}
 SELECT false AS finished, {_claimed_columns("claimed", "event")}
     FROM claimed JOIN event ON event.job_id = claimed.id
 UNION ALL

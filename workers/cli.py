@@ -118,7 +118,6 @@ def worker(
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Run a worker: jobs from Kafka events (when configured) and a database sweep."""
-    from workers.runner import Runner
 
     _logging()
     _serve_metrics(metrics_port)
@@ -126,15 +125,7 @@ def worker(
     async def main() -> None:
         settings = get_settings()
         c = compose.build(settings)
-        runner = Runner(
-            c.claims,
-            compose.make_executor(executor, settings),
-            c.blobs,
-            settings,
-            concurrency=concurrency,
-            wakeup=c.wakeup,
-            shutdown_grace=settings.shutdown_grace_seconds,
-        )
+        runner = c.runner(compose.make_executor(executor, settings), concurrency)
         log = logging.getLogger("vidjobs")
         log.info("worker %s: concurrency %d", runner.owner, concurrency)
         stop = _stop_event()
@@ -243,7 +234,6 @@ async def run_embedded(
     from workers.ledger import Ledger
     from workers.reaper import Reaper
     from workers.relay import Relay
-    from workers.runner import Runner
 
     c = compose.build(settings, with_ffmpeg_checks=executor == "ffmpeg")
     await compose.migrate(c.db)
@@ -253,15 +243,7 @@ async def run_embedded(
     )
     server = uvicorn.Server(config)
     stop = stop or _stop_event()
-    runner = Runner(
-        c.claims,
-        compose.make_executor(executor, settings),
-        c.blobs,
-        settings,
-        concurrency=concurrency,
-        wakeup=c.wakeup,
-        shutdown_grace=settings.shutdown_grace_seconds,
-    )
+    runner = c.runner(compose.make_executor(executor, settings), concurrency)
     reaper_loop = Reaper(c.claims, c.blobs, wakeup=c.wakeup)
     # The in-process bus (Kafka if VIDJOBS_KAFKA_BOOTSTRAP is set): the same relay, bus-driven
     # runner and ledger as the fleet, with a sweep every poll interval behind them.

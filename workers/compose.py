@@ -24,6 +24,7 @@ from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_
 from migrations import upgrade
 from workers import metrics
 from workers.executor import Executor, SleepExecutor
+from workers.runner import Runner
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs")
@@ -61,6 +62,18 @@ class Components:
         if events:
             self.relay_wakeup.notify()
         metrics.observe_events(events)
+
+    def runner(self, executor: Executor, concurrency: int) -> Runner:
+        """The worker loop every worker process runs (`vidjobs worker`, `vidjobs up`)."""
+        return Runner(
+            self.claims,
+            executor,
+            self.blobs,
+            self.settings,
+            concurrency=concurrency,
+            wakeup=self.wakeup,
+            shutdown_grace=self.settings.shutdown_grace_seconds,
+        )
 
     def app(self, probe: Probe | None = None) -> FastAPI:
         state = ApiState(

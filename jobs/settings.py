@@ -76,6 +76,11 @@ class Settings(BaseSettings):
             return [Path(p) for p in parts if p.strip()]
         return value
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _driver_url(cls, value: str | None) -> str | None:
+        return None if value is None else driver_url(value)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -85,6 +90,32 @@ class Settings(BaseSettings):
     @property
     def resolved_source_roots(self) -> list[Path]:
         return [p.resolve() for p in self.source_roots]
+
+
+# The URL forms platforms hand out, and the async driver each one means here.
+_SCHEMES = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def driver_url(url: str) -> str:
+    """`postgres://` and `postgresql://` mean asyncpg (whose SSL option is `ssl`, not libpq's
+    `sslmode`), `sqlite://` means aiosqlite; any other scheme is refused by name."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        allowed = "postgresql://, postgres://, postgresql+asyncpg://, sqlite:///, sqlite+aiosqlite:///"
+        raise ValueError(f"scheme {scheme[:40]!r} is not supported; use one of {allowed}")
+    driver = _SCHEMES[scheme.lower()]
+    if driver.startswith("postgresql"):
+        base, q, query = rest.partition("?")
+        params = [("ssl" if k == "sslmode" else k, v) for k, _, v in
+                  (part.partition("=") for part in query.split("&") if part)]
+        rest = base + (q + "&".join(f"{k}={v}" for k, v in params) if params else "")
+    return f"{driver}://{rest}"
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # process: its concurrent requests) so a steady load never opens and closes connections.
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_max_overflow: int = Field(default=20, ge=0, le=1000)
+
+    # json (one object a line) or console; unset: console on a terminal, json otherwise.
+    log_format: Literal["json", "console"] | None = None
 
     api_url: str | None = None
     api_token: str | None = None

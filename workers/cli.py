@@ -58,7 +58,7 @@ def _startup(
 def _logging(verbose: bool = False) -> None:
     from workers.logs import setup
 
-    setup(verbose)
+    setup(verbose, get_settings().log_format)
 
 
 def _stop_event() -> asyncio.Event:
@@ -115,7 +115,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     _logging()
     c = compose.build(get_settings(), with_ffmpeg_checks=True)
-    uvicorn.run(c.app(compose.make_probe()), host=host, port=port, log_level="info")
+    uvicorn.run(
+        c.app(compose.make_probe()), host=host, port=port, log_level="info", log_config=None
+    )
 
 
 MetricsPortOpt = Annotated[
@@ -266,7 +268,8 @@ async def run_embedded(
     await compose.migrate(c.db)
     creds = await compose.local_credentials(c)
     config = uvicorn.Config(
-        c.app(compose.make_probe()), host=host, port=port, log_level="warning", lifespan="off"
+        c.app(compose.make_probe()), host=host, port=port, log_level="warning", lifespan="off",
+        log_config=None,
     )
     server = uvicorn.Server(config)
     stop = stop or _stop_event()

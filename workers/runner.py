@@ -35,6 +35,7 @@ from jobs.errors import ExecutionError, LostFence, PermanentError
 from jobs.models import Job
 from jobs.settings import Settings
 from workers.executor import ExecutionContext, ExecutionResult, Executor
+from workers.logs import job_context
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.runner")
@@ -164,7 +165,9 @@ class Runner:
         """Run a job this worker has claimed (by sweep, or by key from a bus event)."""
         assert job.id is not None
         self.stats.claimed += 1
-        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        task = asyncio.create_task(
+            self._run_job(job), name=f"job-{job.id}", context=job_context(job)
+        )
         self._active[job.id] = task
 
         def _done(_: asyncio.Task[None], job_id: int = job.id) -> None:

@@ -36,8 +36,11 @@ class Settings(BaseSettings):
     processed_retention_hours: float = Field(default=7 * 24.0, gt=0)
     outbox_retention_hours: float = Field(default=30 * 24.0, gt=0)
     prune_batch: int = Field(default=1000, ge=1, le=100000)
-    # A worker process serves Prometheus metrics on this port (0: off).
+    # Any process serves Prometheus metrics on this port (0: off). The API also answers
+    # GET /metrics unless api_metrics is off; with metrics_token set it asks for that bearer.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    api_metrics: bool = True
+    metrics_token: str | None = Field(default=None, min_length=16)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
     source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
@@ -51,6 +54,12 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     worker_concurrency: int = Field(default=2, ge=1, le=256)
+    # ffmpeg's limits per run: wall clock, address space, largest file written; and the longest
+    # source accepted (preflight refuses longer ones).
+    ffmpeg_timeout_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    ffmpeg_memory_mib: int = Field(default=4096, ge=256, le=1024 * 1024)
+    ffmpeg_max_output_mib: int = Field(default=16 * 1024, ge=1, le=1024 * 1024 * 1024)
+    max_source_duration_seconds: float = Field(default=4 * 3600.0, gt=0, le=7 * 86400)
     # How long the fixed-time test executor (`--executor sleep`) takes per job.
     sleep_seconds: float = Field(default=0.05, ge=0, le=3600)
     # Per tenant, per API process: a token bucket (requests/s and burst), and a cap on

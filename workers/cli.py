@@ -110,14 +110,14 @@ def tenant_create(
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (and Prometheus metrics on VIDJOBS_METRICS_PORT when set)."""
     import uvicorn
 
     _logging()
+    _serve_metrics(None)
     c = compose.build(get_settings(), with_ffmpeg_checks=True)
-    uvicorn.run(
-        c.app(compose.make_probe()), host=host, port=port, log_level="info", log_config=None
-    )
+    app_ = c.app(compose.make_probe(c.settings))
+    uvicorn.run(app_, host=host, port=port, log_level="info", log_config=None)
 
 
 MetricsPortOpt = Annotated[
@@ -268,8 +268,8 @@ async def run_embedded(
     await compose.migrate(c.db)
     creds = await compose.local_credentials(c)
     config = uvicorn.Config(
-        c.app(compose.make_probe()), host=host, port=port, log_level="warning", lifespan="off",
-        log_config=None,
+        c.app(compose.make_probe(c.settings)),
+        host=host, port=port, log_level="warning", lifespan="off", log_config=None,
     )
     server = uvicorn.Server(config)
     stop = stop or _stop_event()

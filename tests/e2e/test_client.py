@@ -188,3 +188,29 @@ def test_cancel_and_retry(tmp_path: Path, source_root: Path) -> None:
             assert {vj.wait(j.key, timeout=30).status for j in jobs} == {"cancelled"}
     finally:
         stop_embedded(proc)
+
+
+def test_ffmpeg_limits_are_settings(tmp_path: Path, source_root: Path, clip: Path) -> None:
+    """A 1 s duration cap refuses a 2 s upload; a tiny ffmpeg timeout stops the run."""
+    data = tmp_path / "limited"
+    env = {**embedded_env(data, source_root), "VIDJOBS_MAX_SOURCE_DURATION_SECONDS": "1", "VIDJOBS_FFMPEG_TIMEOUT_SECONDS": "0.01", "VIDJOBS_DEFAULT_MAX_ATTEMPTS": "1"}
+    proc = start_embedded(env, data, "--executor", "ffmpeg")
+    try:
+        creds = credentials(data)
+        with vidjobs.Client(creds["url"], creds["token"]) as vj:
+            with pytest.raises(errors.InvalidRequest) as long:
+                vj.upload(clip)
+            assert "over the limit of 1 s" in long.value.message
+    finally:
+        stop_embedded(proc)
+    env |= {"VIDJOBS_MAX_SOURCE_DURATION_SECONDS": "60"}
+    (data / "credentials.json").unlink()
+    proc = start_embedded(env, data, "--executor", "ffmpeg")
+    try:
+        creds = credentials(data)
+        with vidjobs.Client(creds["url"], creds["token"]) as vj:
+            src = vj.upload(clip)
+            job = vj.wait(vj.submit({"source": {"digest": src.digest}, "operations": [{"op": "scale", "width": 320}]}).key, timeout=60)
+        assert job.status == "failed" and job.error is not None and job.error.code == "timeout"
+    finally:
+        stop_embedded(proc)

@@ -23,6 +23,18 @@ def submit(
     return Call("POST", "/v1/jobs", params=params, json=edit, headers={"Idempotency-Key": key})
 
 
+def submit_many(
+    edits: list[dict[str, Any]], *, on_duplicate: str | None, idempotency_key: str | None
+) -> Call:
+    """`POST /v1/jobs/batch`: up to 1,000 edits answered item by item, in order."""
+    params = {"on_duplicate": on_duplicate} if on_duplicate else None
+    key = idempotency_key or f"vjc_{uuid.uuid4().hex}"
+    return Call(
+        "POST", "/v1/jobs/batch", params=params, json={"jobs": edits},
+        headers={"Idempotency-Key": key},
+    )
+
+
 def get(key: str) -> Call:
     return Call("GET", _job(key))
 

@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, Retrying
 
 from vidjobs import _api, _http, errors
 from vidjobs._download import Download
-from vidjobs.models import Event, Job, Page, Source
+from vidjobs.models import BatchItem, Event, Job, Page, Source
 
 DEFAULT_TIMEOUT = 30.0
 UPLOAD_CHUNK = 1024 * 1024
@@ -27,6 +27,18 @@ UPLOAD_CHUNK = 1024 * 1024
 
 def _jobs_page(body: dict[str, Any]) -> Page:
     return Page([Job.from_wire(j) for j in body["jobs"]], body.get("next_cursor"))
+
+
+def _batch(body: dict[str, Any]) -> builtins.list[BatchItem]:
+    items = []
+    for item in body["results"]:
+        status = int(item["status"])
+        if "job" in item and item["job"] is not None:
+            replayed = status == 200
+            items.append(BatchItem(status, Job.from_wire(item["job"], replayed=replayed), None))
+        else:
+            items.append(BatchItem(status, None, errors.from_response(status, item, None)))
+    return items
 
 
 def _submitted(ans: _http.Answer) -> Job:
@@ -76,6 +88,15 @@ class Client:
         """Submit an edit. `job.replayed` is True when the key already had a job."""
         return _submitted(self._send(_api.submit(
             edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key)))
+
+    def submit_many(
+        self, edits: builtins.list[dict[str, Any]], *, on_duplicate: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[BatchItem]:
+        """Submit up to 1,000 edits in one request; one answer per edit, in order (an
+        invalid edit fails alone; in-batch duplicates get the first one's job)."""
+        return _batch(self._send(_api.submit_many(
+            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key)).body)
 
     def get(self, key: str) -> Job:
         return Job.from_wire(self._send(_api.get(key)).body)
@@ -201,6 +222,13 @@ class AsyncClient:
     ) -> Job:
         return _submitted(await self._send(_api.submit(
             edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key)))
+
+    async def submit_many(
+        self, edits: builtins.list[dict[str, Any]], *, on_duplicate: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[BatchItem]:
+        return _batch((await self._send(_api.submit_many(
+            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key))).body)
 
     async def get(self, key: str) -> Job:
         return Job.from_wire((await self._send(_api.get(key))).body)

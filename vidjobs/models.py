@@ -113,3 +113,14 @@ class Page:
 
     jobs: list[Job]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One answer of `submit_many`, in the order of the edits: `status` is 201 (created or
+    run again), 200 (an existing job), 409 (rejected duplicate) or 422 (invalid); `job` is
+    set unless the item failed, `error` is set when it did."""
+
+    status: int
+    job: Job | None
+    error: Exception | None

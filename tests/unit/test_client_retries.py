@@ -94,3 +94,19 @@ async def test_the_async_client_retries_the_same_way() -> None:
     async with vidjobs.AsyncClient("http://vj.test", "vjt_x", transport=transport) as vj:
         assert (await vj.submit({"source": {"path": "a.mp4"}})).key == JOB["key"]
     assert len(seen) == 2
+
+
+def test_batch_answers_map_item_by_item() -> None:
+    other = {**JOB, "key": "vj1_" + "b" * 64, "status": "succeeded"}
+    body = {"results": [
+        {"status": 201, "job": JOB},
+        {"status": 200, "job": other},
+        {"status": 422, "error": {"code": "invalid_request", "message": "bad width", "details": [{"path": "operations[0].width"}]}},
+    ]}
+    transport, seen = scripted(status(200, body=body))
+    items = client(transport).submit_many([{"a": 1}, {"b": 2}, {"c": 3}])
+    assert seen[0].url.path == "/v1/jobs/batch" and "Idempotency-Key" in seen[0].headers
+    assert [i.status for i in items] == [201, 200, 422]
+    assert items[0].job is not None and items[0].job.replayed is False
+    assert items[1].job is not None and items[1].job.replayed is True
+    assert isinstance(items[2].error, errors.InvalidRequest) and items[2].error.details == [{"path": "operations[0].width"}]

@@ -232,3 +232,40 @@ async def test_shutdown_lets_jobs_finish_until_the_grace_then_releases_them(
 
 async def _running(stack: Stack, n: int) -> bool:
     return (await statuses(stack.db))["running"] == n
+
+
+async def test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed(
+    stack: Stack,
+) -> None:
+    """A relay that published twice can hand a worker an old `job.submitted` after the job
+    went back to pending (released here): the event id was seen, so it claims nothing. The
+    `job.requeued` that the release wrote is a new id, and that one is claimed."""
+    [key] = await submit(stack, 1)
+    async with running(relay(stack)):
+        await wait_until(lambda: all_published(stack), what="the submitted event")
+    [old] = await read_topic(stack.bus, unique("reader"), 1)
+    assert (old.key, old.headers["type"]) == (key, EventType.SUBMITTED)
+    group = stack.settings.kafka_worker_group
+
+    w = worker(stack, seconds=60)
+    w.runner.shutdown_grace = 0.1
+    assert await w.handle(old) == "claimed"
+    drained = asyncio.Event()
+    drained.set()
+    await w.runner.run(drained)  # shutdown: the running job is released, pending again
+    assert (await statuses(stack.db))["pending"] == 1
+
+    again = worker(stack, seconds=60)
+    again.runner.shutdown_grace = 0.1
+    assert await again.handle(old) == "not_claimed"
+    assert (await statuses(stack.db))["pending"] == 1
+    assert again.runner.stats.claimed == 0
+    assert old.headers["event_id"] in await processed_ids(stack.db, group)
+
+    async with running(relay(stack)):
+        await wait_until(lambda: all_published(stack), what="the requeued event")
+    records = await read_topic(stack.bus, unique("reader"), 3)
+    [requeued] = [r for r in records if r.headers["type"] == EventType.REQUEUED]
+    assert await again.handle(requeued) == "claimed"
+    await again.runner.run(drained)
+    assert set(per_job(await outbox_rows(stack.db), EventType.CLAIMED).values()) == {2}

@@ -100,6 +100,12 @@ async def test_zombie_worker_cannot_heartbeat_or_finish(
         await a.succeed(zombie, {"digest": "sha256:" + "a" * 64})
     with pytest.raises(LostFence):
         await a.fail(zombie, code="x", message="y", retryable=False)
+    with pytest.raises(LostFence):
+        await a.cancel(zombie)
+    with pytest.raises(LostFence):
+        await a.release(zombie)
+    beat = await b.heartbeat(fresh, 0.5)  # the holder is untouched by all of that
+    assert (beat.job.status, beat.job.lease_owner, beat.job.attempts) == ("running", "B", 2)
     done = await b.succeed(fresh, {"digest": "sha256:" + "b" * 64})
     assert done.status == "succeeded"
     assert done.output == {"digest": "sha256:" + "b" * 64}

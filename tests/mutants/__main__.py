@@ -26,6 +26,7 @@ class Outcome:
     status: str  # caught, survived, equivalent, caught (equivalent?), error
     seconds: float
     detail: str = ""
+    output: str = ""  # the end of pytest's output
 
     @property
     def bad(self) -> bool:
@@ -114,15 +115,15 @@ def run_mutant(tree: Path, mutant: Mutant, timeout: float) -> Outcome:
             (tree / name).write_text(text)
     seconds = time.monotonic() - started
     if code is None:
-        return Outcome(mutant, "caught", seconds, f"tests timed out after {timeout:.0f} s")
+        return Outcome(mutant, "caught", seconds, f"tests timed out after {timeout:.0f} s", tail)
     if code == 0:
         status = "equivalent" if mutant.equivalent else "survived"
-        return Outcome(mutant, status, seconds, tail.strip().splitlines()[-1] if tail else "")
+        return Outcome(mutant, status, seconds, tail.strip().splitlines()[-1] if tail else "", tail)
     if code == 1:
         status = "caught (equivalent?)" if mutant.equivalent else "caught"
         failed = [line for line in tail.splitlines() if line.startswith(("FAILED", "ERROR"))]
-        return Outcome(mutant, status, seconds, failed[0] if failed else "")
-    return Outcome(mutant, "error", seconds, f"pytest exit {code}: {tail[-600:]}")
+        return Outcome(mutant, status, seconds, failed[0] if failed else "", tail)
+    return Outcome(mutant, "error", seconds, f"pytest exit {code}: {tail[-600:]}", tail)
 
 
 def table(outcomes: Sequence[Outcome], total: float) -> str:
@@ -165,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check the snippets")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
+    parser.add_argument("--show", action="store_true", help="print each run's pytest output")
     args = parser.parse_args(argv)
 
     unknown = [n for n in args.names if n not in BY_NAME]
@@ -206,8 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = run_mutant(tree, mutant, args.timeout)
             outcomes.append(outcome)
             print(f"{outcome.status:>20}  {mutant.name}  {outcome.seconds:.1f} s", flush=True)
-            if outcome.bad and outcome.detail:
+            if outcome.detail:
                 print(f"    {outcome.detail}", flush=True)
+            if args.show:
+                print(outcome.output, flush=True)
     total = time.monotonic() - started
     print()
     print(table(outcomes, total))

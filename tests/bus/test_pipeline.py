@@ -214,7 +214,9 @@ async def test_consumers_killed_after_effect_before_offset_commit_do_not_double_
         second_worker, second_ledger = worker(stack), ledger(stack)
         async with running(second_worker, second_ledger):
             await wait_until(lambda: _ledger_done(stack, n), what="the ledger to count all jobs")
-            # The redelivered records reach the new members and are skipped as seen.
+            # The redelivered records reach the new members and claim nothing: their jobs are
+            # no longer pending (a replay after its job is pending again is the case of
+            # test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed).
             await wait_until(
                 lambda: _handled(second_worker.loop.handled, n), what="the redelivered events"
             )

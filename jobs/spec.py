@@ -448,6 +448,12 @@ def check_coherent(req: EditRequest) -> None:
         raise SpecError(
             "output.audio_bitrate_kbps", f"audio_bitrate_kbps does not apply to lossless {audio}"
         )
+    rates = _RATES.get(audio)
+    if out.audio_sample_rate is not None and rates and out.audio_sample_rate not in rates:
+        raise SpecError(
+            "output.audio_sample_rate",
+            f"{audio} takes sample rates {', '.join(map(str, rates))}, not {out.audio_sample_rate}",
+        )
     if "mute" in kinds or audio is AudioCodec.NONE:
         for name in ("audio_sample_rate", "audio_channels"):
             if getattr(out, name) is not None:
@@ -455,6 +461,10 @@ def check_coherent(req: EditRequest) -> None:
         _check_audio_ops(req, "the output has no audio ('mute' or audio_codec 'none')")
 
 
+_RATES = {  # what the encoders take; others have every rate of the enum
+    AudioCodec.OPUS: (8000, 16000, 24000, 48000),
+    AudioCodec.MP3: (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000),
+}
 # Output fields that only video encoding uses.
 _CODEC_FIELDS = (
     "crf", "video_bitrate_kbps", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels",

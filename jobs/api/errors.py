@@ -35,6 +35,10 @@ _OP_TAGS = {
     "thumbnail",
     "concat",
     "watermark",
+    "deinterlace",
+    "pad",
+    "fade",
+    "loudnorm",
 }
 _LOC_ROOTS = {"body", "query", "path", "header"}
 

@@ -109,5 +109,36 @@ class Loudnorm(Strict):
         return round(v, 1)
 
 
+class SubtitleMode(StrEnum):
+    BURN = "burn"  # drawn into the picture
+    SOFT = "soft"  # a subtitle track (mov_text in mp4/mov, srt in mkv, webvtt in webm)
+
+
+class SubtitleColor(StrEnum):
+    WHITE = "white"
+    YELLOW = "yellow"
+    CYAN = "cyan"
+    GREEN = "green"
+    BLACK = "black"
+
+
+class SubtitlePosition(StrEnum):
+    BOTTOM = "bottom"
+    MIDDLE = "middle"
+    TOP = "top"
+
+
+class SubtitleStyle(Strict):
+    """How burned-in subtitles look; sizes are percent of the frame height."""
+
+    size: int = Field(default=6, ge=2, le=20)
+    color: SubtitleColor = SubtitleColor.WHITE
+    outline: int = Field(default=2, ge=0, le=8)
+    position: SubtitlePosition = SubtitlePosition.BOTTOM
+    margin: int = Field(default=5, ge=0, le=40)
+    bold: bool = False
+    background: bool = False  # an opaque box behind the text
+
+
 AUDIO_OPS = frozenset({"volume", "loudnorm"})  # need an audio track in and out
 TIMED_FIELDS = {"fade_in": "fade_in_ms", "fade_out": "fade_out_ms"}

@@ -31,7 +31,16 @@ from jobs.encoding import (
     Preset,
     Profile,
 )
-from jobs.media_ops import AUDIO_OPS, TIMED_FIELDS, Deinterlace, Fade, Loudnorm, Pad
+from jobs.media_ops import (
+    AUDIO_OPS,
+    TIMED_FIELDS,
+    Deinterlace,
+    Fade,
+    Loudnorm,
+    Pad,
+    SubtitleMode,
+    SubtitleStyle,
+)
 from jobs.specbase import SpecError, Strict, ms_aliases
 from jobs.timecode import Millis
 
@@ -210,6 +219,35 @@ class Watermark(_Strict):
         return round(v, 3)
 
 
+class Subtitles(_Strict):
+    """Subtitles from an uploaded SRT or WebVTT file (by digest): burned into the picture
+    with `style`, or as a soft track with an ISO 639-2 `language`."""
+
+    op: Literal["subtitles"]
+    source: Source
+    mode: SubtitleMode = SubtitleMode.BURN
+    style: SubtitleStyle | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{3}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_style(cls, data: Any) -> Any:
+        # Burned subtitles always have a style (the defaults if none is given), so leaving
+        # it out and spelling the defaults give one canonical form.
+        burn = isinstance(data, dict) and data.get("mode", "burn") == "burn"
+        if burn and data.get("style") is None:
+            data = {**data, "style": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> Subtitles:
+        if self.mode is SubtitleMode.SOFT and self.style is not None:
+            raise ValueError("'style' is for burned subtitles; players style a soft track")
+        if self.mode is SubtitleMode.BURN and self.language is not None:
+            raise ValueError("'language' is for a soft subtitle track")
+        return self
+
+
 Operation = Annotated[
     Trim
     | Scale
@@ -226,7 +264,8 @@ Operation = Annotated[
     | Deinterlace
     | Pad
     | Fade
-    | Loudnorm,
+    | Loudnorm
+    | Subtitles,
     Field(discriminator="op"),
 ]
 
@@ -376,7 +415,7 @@ class EditRequest(_Strict):
         for op in self.operations:
             if isinstance(op, Concat):
                 yield from op.sources
-            elif isinstance(op, Watermark):
+            elif isinstance(op, Watermark | Subtitles):
                 yield op.source
 
 
@@ -397,6 +436,7 @@ def check_coherent(req: EditRequest) -> None:
     if "mute" in kinds and "volume" in kinds:
         raise ValueError("'mute' and 'volume' cannot be combined")
     out = req.output
+    _check_subtitles(req)
     thumbnail = bool(ops) and isinstance(ops[-1], Thumbnail)
     if thumbnail != (out.container in IMAGE_CONTAINERS):
         raise ValueError(
@@ -465,6 +505,30 @@ _RATES = {  # what the encoders take; others have every rate of the enum
     AudioCodec.OPUS: (8000, 16000, 24000, 48000),
     AudioCodec.MP3: (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000),
 }
+
+
+def _check_subtitles(req: EditRequest) -> None:
+    for i, op in enumerate(req.operations):
+        if not isinstance(op, Subtitles):
+            continue
+        if op.source.digest is None:
+            raise SpecError(
+                f"operations[{i}].source",
+                "a subtitle file is uploaded first (POST /v1/sources) and given by its digest",
+            )
+        out = req.output
+        if out.container not in SUBTITLE_CONTAINERS or out.video_codec is VideoCodec.NONE:
+            allowed = ", ".join(c.value for c in SUBTITLE_CONTAINERS)
+            raise SpecError(
+                f"operations[{i}]",
+                f"subtitles need a video output (allowed containers: {allowed}), "
+                f"not '{out.container}'",
+            )
+        if any(isinstance(o, Speed) for o in req.operations):
+            raise SpecError(f"operations[{i}]", "'subtitles' cannot be combined with 'speed'")
+
+
+SUBTITLE_CONTAINERS = (Container.MP4, Container.MOV, Container.MKV, Container.WEBM)
 # Output fields that only video encoding uses.
 _CODEC_FIELDS = (
     "crf", "video_bitrate_kbps", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels",

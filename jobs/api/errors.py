@@ -39,6 +39,7 @@ _OP_TAGS = {
     "pad",
     "fade",
     "loudnorm",
+    "subtitles",
 }
 _LOC_ROOTS = {"body", "query", "path", "header"}
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobs.errors import PermanentError
-from jobs.media_ops import Deinterlace, Fade, Loudnorm, Pad
+from jobs.media_ops import Deinterlace, Fade, Loudnorm, Pad, SubtitleMode
 from jobs.spec import (
     AUDIO_CONTAINERS,
     AudioCodec,
@@ -32,6 +32,7 @@ from jobs.spec import (
     Rotate,
     Scale,
     Speed,
+    Subtitles,
     Thumbnail,
     Trim,
     VideoCodec,
@@ -43,6 +44,7 @@ from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args
 from workers.ffmpeg.graph import Graph, atempo_chain, concat_inputs, num, overlay, scaled, secs
 from workers.ffmpeg.probe import Probe, input_args, invalid
+from workers.ffmpeg.subfile import PLAIN_PATH, SubtitleFile
 
 VIDEO_CONTAINERS = frozenset({Container.MP4, Container.MOV, Container.MKV, Container.WEBM})
 MEDIA_TYPES: dict[Container, str] = {
@@ -158,6 +160,7 @@ def build_command(
     measured: loudness.Measured | None = None,
     measure: bool = False,
     stats: Path | None = None,
+    subtitles: SubtitleFile | None = None,
 ) -> Command:
     """The whole ffmpeg invocation for one job: argv plus what the output will be.
 
@@ -243,6 +246,11 @@ def build_command(
             chain.af += [f"atrim={window}", "asetpts=PTS-STARTPTS"]
     if watermark is not None:
         argv += [*input_args(inputs[mains], probes[mains].demuxer), "-i", file_arg(inputs[mains])]
+    soft = subtitles is not None and subtitles.mode is SubtitleMode.SOFT and not measure
+    if soft and subtitles is not None:
+        argv += ["-protocol_whitelist", "file", "-format_whitelist", subtitles.demuxer]
+        argv += ["-f", subtitles.demuxer, "-i", file_arg(subtitles.path)]
+    chain.subtitles = subtitles
     for i, op in enumerate(ops):
         if isinstance(op, Watermark):
             if chain.video and not measure:
@@ -280,6 +288,10 @@ def build_command(
         first_pass = [*argv, "-map", "[vout]", *first, *tags, "-f", "null", "-"]
         first_pass = [a for a in first_pass if a not in PROGRESS_ARGS]
     passes = (2, str(stats)) if first_pass is not None else None
+    if soft and subtitles is not None:
+        maps += ["-map", f"{len(inputs)}:0", "-c:s", subtitles.codec]
+        if subtitles.language is not None:
+            maps += ["-metadata:s:s:0", f"language={subtitles.language}"]
     argv += maps + encoder_args(
         req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes
     )
@@ -314,6 +326,7 @@ class _Chain:
         self.measured: loudness.Measured | None = None
         self.audio_done = False  # measuring: nothing after loudnorm matters
         self.notes = filters.Notes()
+        self.subtitles: SubtitleFile | None = None
 
     def apply(self, op: Any, duration_ms: int | None) -> None:
         self._audio(op, duration_ms)
@@ -351,6 +364,10 @@ class _Chain:
             self.vf += pad
         elif isinstance(op, Fade) and op.video:
             self.vf += filters.fades(op, duration_ms, "video")
+        elif isinstance(op, Subtitles) and op.mode is SubtitleMode.BURN:
+            if self.subtitles is None or not PLAIN_PATH.match(str(self.subtitles.path)):
+                raise PermanentError("burned subtitles need their file", code="invalid_spec")
+            self.vf.append(f"ass=filename={self.subtitles.path}")
         # trim and concat shape the inputs; mute drops the audio map
 
     def _audio(self, op: Any, duration_ms: int | None) -> None:

@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from jobs.errors import InvalidRequest, PermanentError
@@ -25,12 +26,13 @@ from jobs.spec import (
     Container,
     EditRequest,
     Output,
+    Subtitles,
     VideoCodec,
     Watermark,
     canonical_output,
 )
 from workers.executor import ExecutionContext, ExecutionResult
-from workers.ffmpeg import loudness
+from workers.ffmpeg import loudness, subfile
 from workers.ffmpeg.avprobe import media_info
 from workers.ffmpeg.binary import (
     AUDIO_ENCODERS,
@@ -71,7 +73,13 @@ class FfmpegExecutor:
             raise PermanentError("the job's input files do not match its spec", code="invalid_spec")
         audio_out = is_audio_only(req)
         probes: list[Probe] = []
+        media_inputs: list[Path] = []
+        subs_source: Path | None = None
         for i, (path, (label, allow_image)) in enumerate(zip(ctx.inputs, roles, strict=True)):
+            if label == SUBTITLE_ROLE:
+                subs_source = path  # not media: read (strictly) below, never probed
+                continue
+            media_inputs.append(path)
             probes.append(
                 await preflight(
                     path,
@@ -94,25 +102,29 @@ class FfmpegExecutor:
         stats = ctx.workdir / f"passlog-{secrets.token_hex(8)}"
         redact = {str(ctx.workdir): "<workdir>", exe: "ffmpeg"}
         redact.update({str(p): f"<input{i}>" for i, p in enumerate(ctx.inputs)})
+        subs_file = None
+        if subs_source is not None:
+            subs_file = await asyncio.to_thread(subfile.prepare, subs_source, req, ctx.workdir)
         build = partial(
             build_command,
             exe,
             spec,
-            ctx.inputs,
+            media_inputs,
             probes,
             out,
             have,
             media=[info],
             filters_have=have_filters,
             stats=stats,
+            subtitles=subs_file,
         )
         ctx.report_progress(0.0)
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)
         measured = None
-        if norm is not None:
-            measured = await self._measure(build(measure=True).argv, redact)
-        cmd = build(measured=measured)
         try:
+            if norm is not None:
+                measured = await self._measure(build(measure=True).argv, redact)
+            cmd = build(measured=measured)
             if cmd.first_pass is not None:
                 first = await run_ffmpeg(
                     cmd.first_pass, self.limits, timeout_s=self.limits.timeout_s
@@ -134,6 +146,8 @@ class FfmpegExecutor:
         finally:
             for leftover in ctx.workdir.glob(f"{stats.name}*"):
                 leftover.unlink(missing_ok=True)
+            if subs_file is not None:
+                subs_file.path.unlink(missing_ok=True)
         ctx.report_progress(1.0)
         metadata = {
             "duration_ms": made.duration_ms,
@@ -145,6 +159,12 @@ class FfmpegExecutor:
             **cmd.notes,
             **extra,
         }
+        if subs_file is not None:
+            metadata["subtitles"] = {
+                "mode": subs_file.mode.value,
+                "codec": subs_file.codec,
+                "cues": subs_file.cues,
+            }
         if cmd.audio_only:
             metadata["audio_codec"] = next(
                 (s.codec for s in made.streams if s.kind == "audio"), None
@@ -226,7 +246,12 @@ def input_roles(req: EditRequest) -> list[tuple[str, bool]]:
             roles += [(f"concat source {i}", False) for i in range(1, len(op.sources) + 1)]
         elif isinstance(op, Watermark):
             roles.append(("the watermark", True))
+        elif isinstance(op, Subtitles):
+            roles.append((SUBTITLE_ROLE, False))
     return roles
+
+
+SUBTITLE_ROLE = "the subtitle file"
 
 
 def check_encoders(output: Output | Mapping[str, Any], ffmpeg: str | None = None) -> None:

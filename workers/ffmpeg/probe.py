@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs import subtitles
 from jobs.errors import InvalidRequest, PermanentError
 from workers.ffmpeg.binary import find_ffmpeg
 from workers.ffmpeg.run import Limits, run_ffmpeg, sanitize
@@ -297,6 +298,9 @@ def probe_upload(path: Path, limits: Limits | None = None) -> dict[str, Any]:
     Images pass (an upload may become a watermark); jobs refuse them as main sources.
     Returns the probe summary; a file we would never run raises InvalidRequest (422).
     """
+    cues = _subtitle_upload(path)
+    if cues is not None:
+        return cues
     try:
         result = asyncio.run(
             preflight(path, limits, allow_image=True, allow_audio=True, label="the upload")
@@ -309,8 +313,28 @@ def probe_upload(path: Path, limits: Limits | None = None) -> dict[str, Any]:
     return {**result.metadata(), "is_image": result.is_image}
 
 
+def _subtitle_upload(path: Path) -> dict[str, Any] | None:
+    """An SRT or WebVTT upload, read strictly (no ffmpeg): its summary, or None if the file
+    is not subtitles at all (then it is probed as media)."""
+    st = check_input_path(path, "the upload")
+    if st.st_size > subtitles.MAX_BYTES:
+        return None
+    data = path.read_bytes()
+    head = data[:64].lstrip(b"\xef\xbb\xbf")
+    if not (head.startswith(b"WEBVTT") or (head[:1].isdigit() and b"-->" in data[:400])):
+        return None
+    try:
+        kind, cues = subtitles.parse(data)
+    except subtitles.SubtitleError as exc:
+        raise InvalidRequest(
+            f"the upload looks like subtitles but is not usable: {exc}",
+            details=[{"path": "body", "message": str(exc), "allowed": UPLOAD_ALLOWED}],
+        ) from None
+    return {"format_name": kind, "subtitles": True, "cues": len(cues), "size_bytes": st.st_size}
+
+
 UPLOAD_ALLOWED = (
     "a video (mp4, mov, mkv, webm, avi, ts, flv, ogg, gif) with a video stream within the "
-    "server's limits, an audio file (mp3, m4a, ogg, wav, flac) for audio outputs, or a "
-    "png/jpeg image for watermarks"
+    "server's limits, an audio file (mp3, m4a, ogg, wav, flac) for audio outputs, a "
+    "png/jpeg image for watermarks, or an SRT/WebVTT file (UTF-8, at most 1 MiB) for subtitles"
 )

@@ -160,3 +160,17 @@ async def test_oversized_subtitle_file_is_refused(
     subs.write_bytes(SRT.encode() + b"x" * (1024 * 1024))
     with pytest.raises(PermanentError, match="over the limit"):
         await run_edit([SUB], {}, inputs=[media.clip, subs])
+
+
+def test_subtitle_uploads_are_read_by_vidjobs_not_ffmpeg(tmp_path: Path) -> None:
+    from jobs.errors import InvalidRequest
+    from workers.ffmpeg.probe import probe_upload
+
+    good = probe_upload(write(tmp_path, "a.vtt", VTT))
+    assert good == {"format_name": "webvtt", "subtitles": True, "cues": 1,
+                    "size_bytes": len(VTT.encode())}  # fmt: skip
+    with pytest.raises(InvalidRequest) as err:
+        probe_upload(write(tmp_path, "b.srt", "1\n00:00:09,000 --> 00:00:01,000\nx\n"))
+    assert "looks like subtitles" in err.value.message
+    with pytest.raises(InvalidRequest):  # not subtitles, not media
+        probe_upload(write(tmp_path, "c.srt", "hello --> world\n"))

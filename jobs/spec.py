@@ -118,11 +118,24 @@ class Scale(_Strict):
 
 
 class Crop(_Strict):
+    """A rectangle of the frame, or `"crop": "auto"`: the picture area that cropdetect
+    finds (black borders removed), which must come first or right after `trim`."""
+
     op: Literal["crop"]
     x: int = Field(default=0, ge=0, le=7680)
     y: int = Field(default=0, ge=0, le=4320)
-    width: int = Field(ge=16, le=7680)
-    height: int = Field(ge=16, le=4320)
+    width: int | None = Field(default=None, ge=16, le=7680)
+    height: int | None = Field(default=None, ge=16, le=4320)
+    crop: Literal["auto"] | None = None
+
+    @model_validator(mode="after")
+    def _rect_or_auto(self) -> Crop:
+        rect = (self.x, self.y, self.width, self.height) != (0, 0, None, None)
+        if self.crop == "auto" and rect:
+            raise ValueError("give either \"crop\": \"auto\" or a rectangle, not both")
+        if self.crop is None and (self.width is None or self.height is None):
+            raise ValueError("crop needs 'width' and 'height' (or \"crop\": \"auto\")")
+        return self
 
 
 class Fps(_Strict):
@@ -433,6 +446,12 @@ def check_coherent(req: EditRequest) -> None:
             raise ValueError("'trim' must come first, or right after 'concat'")
         if isinstance(op, Thumbnail) and i != len(ops) - 1:
             raise ValueError("'thumbnail' must be the last operation")
+        if isinstance(op, Crop) and op.crop == "auto" and any(k != "trim" for k in kinds[:i]):
+            raise SpecError(
+                f"operations[{i}]",
+                "\"crop\": \"auto\" must come first or right after 'trim' (it measures the "
+                "source's frame), and cannot follow 'concat'",
+            )
     if "mute" in kinds and "volume" in kinds:
         raise ValueError("'mute' and 'volume' cannot be combined")
     out = req.output
@@ -652,6 +671,8 @@ def canonical_operation(op: BaseModel, digests: Iterator[str]) -> dict[str, Any]
             data[f"{name}_ms"] = value
         elif isinstance(op, Fade) and name in TIMED_FIELDS:
             data[TIMED_FIELDS[name]] = value
+        elif isinstance(op, Crop) and name == "crop" and value is None:
+            continue  # a rectangle keeps the canonical form it had before "auto" existed
         elif name == "sources":
             data[name] = [{"digest": next(digests)} for _ in value]
         elif name == "source":

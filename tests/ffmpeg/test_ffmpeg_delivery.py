@@ -373,3 +373,42 @@ async def test_plain_edits_stay_eight_bit_with_no_extra_metadata(run_edit: Any) 
     result, made = await run_edit([{"op": "scale", "width": 160}])
     info = await info_of(result.path, "mov", made.video_index, None)
     assert info.pix_fmt == "yuv420p" and "video_processing" not in result.metadata
+
+
+# --- crop detection -----------------------------------------------------------------------
+
+
+async def test_auto_crop_removes_black_borders(run_edit: Any, clip_maker: Any) -> None:
+    boxed = clip_maker(
+        "boxed.mp4", "-f", "lavfi", "-i",
+        "testsrc2=size=160x90:rate=25:duration=1,pad=160:120:0:15:color=black",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+    )  # fmt: skip
+    result, made = await run_edit([{"op": "crop", "crop": "auto"}], inputs=[boxed])
+    assert (made.width, made.height) == (160, 90)
+    assert result.metadata["video_processing"]["crop"].startswith("auto: 160x90 at 0,")
+
+
+async def test_auto_crop_of_an_all_black_source_leaves_the_frame(
+    run_edit: Any, clip_maker: Any
+) -> None:
+    black = clip_maker(
+        "black.mp4", "-f", "lavfi", "-i", "color=c=black:size=160x120:rate=25:duration=1",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+    )  # fmt: skip
+    result, made = await run_edit(
+        [{"op": "trim", "start": 0.2}, {"op": "crop", "crop": "auto"}], inputs=[black]
+    )
+    assert (made.width, made.height) == (160, 120)
+    assert "not cropped" in result.metadata["video_processing"]["crop"]
+
+
+def test_cropdetect_output_is_read_strictly() -> None:
+    from workers.ffmpeg.cropdetect import Detected, parse
+
+    good = "[Parsed_cropdetect_0 @ 0x5616] x1:0 x2:159 y1:14 y2:103 w:160 h:90 x:0 y:14 pts:1 t:0.04 crop=160:90:0:14"
+    assert parse(["noise", good], 160, 120) == Detected(160, 90, 0, 14)
+    assert parse([good.replace("crop=160:90:0:14", "crop=160:90:0:40")], 160, 120) is None
+    for lines in ([], ["crop=1:1:0:0"], [good + ";movie=x"], [good.replace("0x5616", "zz")]):
+        with pytest.raises(PermanentError, match="printed no result"):
+            parse(lines, 160, 120)

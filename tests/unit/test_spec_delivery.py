@@ -183,3 +183,17 @@ def test_golden_keys_of_new_edits_are_pinned() -> None:
     broadcast = edit([{"op": "deinterlace", "auto": True}, {"op": "pad", "aspect": "16:9"}],
                      video_codec="hevc", preset="slow", gop_length=50)  # fmt: skip
     assert [key(podcast), key(broadcast)] == PINNED
+
+
+def test_auto_crop_rules_and_a_rectangle_keeps_its_canonical_form() -> None:
+    rect = canon(edit([{"op": "crop", "x": 2, "y": 4, "width": 100, "height": 50}]))
+    assert rect["operations"][0] == {"op": "crop", "x": 2, "y": 4, "width": 100, "height": 50}
+    auto = canon(edit([{"op": "trim", "start": 1}, {"op": "crop", "crop": "auto"}]))
+    assert auto["operations"][1]["crop"] == "auto"
+    assert (
+        errors_of(edit([{"op": "scale", "width": 64}, {"op": "crop", "crop": "auto"}]))[0]["path"]
+        == "operations[1]"
+    )
+    assert errors_of(edit([{"op": "crop", "crop": "auto", "width": 64, "height": 64}]))
+    assert errors_of(edit([{"op": "crop", "crop": "yes"}]))[0]["path"] == "operations[0].crop"
+    assert errors_of(edit([{"op": "crop", "width": 64}]))

@@ -42,6 +42,7 @@ from jobs.spec import (
 from workers.ffmpeg import filters, loudness
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args
+from workers.ffmpeg.cropdetect import Detected
 from workers.ffmpeg.graph import Graph, atempo_chain, concat_inputs, num, overlay, scaled, secs
 from workers.ffmpeg.probe import Probe, input_args, invalid
 from workers.ffmpeg.subfile import PLAIN_PATH, SubtitleFile
@@ -161,6 +162,7 @@ def build_command(
     measure: bool = False,
     stats: Path | None = None,
     subtitles: SubtitleFile | None = None,
+    detected: Detected | None = None,
 ) -> Command:
     """The whole ffmpeg invocation for one job: argv plus what the output will be.
 
@@ -250,7 +252,7 @@ def build_command(
     if soft and subtitles is not None:
         argv += ["-protocol_whitelist", "file", "-format_whitelist", subtitles.demuxer]
         argv += ["-f", subtitles.demuxer, "-i", file_arg(subtitles.path)]
-    chain.subtitles = subtitles
+    chain.subtitles, chain.detected = subtitles, detected
     for i, op in enumerate(ops):
         if isinstance(op, Watermark):
             if chain.video and not measure:
@@ -327,6 +329,7 @@ class _Chain:
         self.audio_done = False  # measuring: nothing after loudnorm matters
         self.notes = filters.Notes()
         self.subtitles: SubtitleFile | None = None
+        self.detected: Detected | None = None  # what cropdetect found, for "crop": "auto"
 
     def apply(self, op: Any, duration_ms: int | None) -> None:
         self._audio(op, duration_ms)
@@ -335,7 +338,16 @@ class _Chain:
         if isinstance(op, Scale):
             self.w, self.h = scaled(self.w, self.h, op, self.video_out)
             self.vf += [f"scale={self.w}:{self.h}", "setsar=1"]
+        elif isinstance(op, Crop) and op.crop == "auto":
+            found = self.detected
+            if found is None:
+                self.notes.video["crop"] = "auto: no picture area detected, not cropped"
+                return
+            self.notes.video["crop"] = f"auto: {found.width}x{found.height} at {found.x},{found.y}"
+            self.w, self.h = found.width, found.height
+            self.vf.append(f"crop={found.width}:{found.height}:{found.x}:{found.y}")
         elif isinstance(op, Crop):
+            assert op.width is not None and op.height is not None
             if op.x + op.width > self.w or op.y + op.height > self.h:
                 raise invalid(
                     f"crop {op.width}x{op.height} at ({op.x},{op.y}) does not fit in the "

@@ -24,15 +24,17 @@ from jobs.spec import (
     AUDIO_CONTAINERS,
     Concat,
     Container,
+    Crop,
     EditRequest,
     Output,
     Subtitles,
+    Trim,
     VideoCodec,
     Watermark,
     canonical_output,
 )
 from workers.executor import ExecutionContext, ExecutionResult
-from workers.ffmpeg import loudness, subfile
+from workers.ffmpeg import cropdetect, loudness, subfile
 from workers.ffmpeg.avprobe import media_info
 from workers.ffmpeg.binary import (
     AUDIO_ENCODERS,
@@ -102,6 +104,7 @@ class FfmpegExecutor:
         stats = ctx.workdir / f"passlog-{secrets.token_hex(8)}"
         redact = {str(ctx.workdir): "<workdir>", exe: "ffmpeg"}
         redact.update({str(p): f"<input{i}>" for i, p in enumerate(ctx.inputs)})
+        detected = await self._detect_crop(req, media_inputs[0], main, exe)
         subs_file = None
         if subs_source is not None:
             subs_file = await asyncio.to_thread(subfile.prepare, subs_source, req, ctx.workdir)
@@ -117,6 +120,7 @@ class FfmpegExecutor:
             filters_have=have_filters,
             stats=stats,
             subtitles=subs_file,
+            detected=detected,
         )
         ctx.report_progress(0.0)
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)
@@ -170,6 +174,23 @@ class FfmpegExecutor:
                 (s.codec for s in made.streams if s.kind == "audio"), None
             )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
+
+    async def _detect_crop(
+        self, req: EditRequest, source: Path, main: Probe, exe: str
+    ) -> cropdetect.Detected | None:
+        """For `"crop": "auto"`: run cropdetect over the (trimmed) source."""
+        if not any(isinstance(op, Crop) and op.crop == "auto" for op in req.operations):
+            return None
+        if not main.width or not main.height or main.video_index is None:
+            raise PermanentError("crop detection needs a video stream", code="invalid_input")
+        trim = next((op for op in req.operations if isinstance(op, Trim)), None)
+        start, end = (trim.start, trim.end) if trim else (0, None)
+        argv = cropdetect.argv(exe, source, main, start, end)
+        result = await run_ffmpeg(
+            argv, self.limits, timeout_s=self.limits.timeout_s, keep_lines=cropdetect.KEEP_LINES
+        )
+        raise_for_exit(result, {str(source): "<input0>", exe: "ffmpeg"}, self.limits)
+        return cropdetect.parse(result.stderr, main.width, main.height)
 
     async def _measure(self, argv: list[str], redact: Mapping[str, str]) -> Measured:
         """Run a loudnorm measuring pass and read its result strictly."""

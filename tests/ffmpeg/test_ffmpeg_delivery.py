@@ -333,13 +333,15 @@ async def test_encoder_controls_reach_the_stream(run_edit: Any, tmp_path: Path) 
 
 
 async def test_two_pass_bitrate(run_edit: Any) -> None:
-    for codec in ("h264", "vp9"):
+    for codec in ("h264", "hevc", "vp9"):
         container = "webm" if codec == "vp9" else "mp4"
         out = {"container": container, "video_codec": codec, "video_bitrate_kbps": 300,
                "two_pass": True}  # fmt: skip
         result, made = await run_edit([], out)
         assert made.video_codec == codec and near(made.duration_ms, 2000)
         assert [p.name for p in result.path.parent.iterdir() if "passlog" in p.name] == []
+        kbps = made.size_bytes * 8 / 1000 / 2
+        assert 150 < kbps < 600, (codec, kbps)  # near the 300 kb/s aimed at (+ audio)
 
 
 async def test_ten_bit_hdr_source_stays_ten_bit_with_hevc(run_edit: Any, hdr: Path) -> None:

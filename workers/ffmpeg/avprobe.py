@@ -60,10 +60,6 @@ class MediaInfo:
         """'pq' or 'hlg' for an HDR transfer, else None."""
         return HDR_TRANSFERS.get(self.color_transfer or "")
 
-    @property
-    def interlaced(self) -> bool:
-        return self.field_order not in (None, "progressive")
-
 
 def parse_info(text: str) -> MediaInfo:
     """Strictly read the child's JSON: known names and bounded numbers only."""

@@ -45,7 +45,14 @@ from workers.ffmpeg.binary import (
     find_ffmpeg,
     pick_encoder,
 )
-from workers.ffmpeg.command import MEDIA_TYPES, Command, build_command, file_arg, parse_spec
+from workers.ffmpeg.command import (
+    MEDIA_TYPES,
+    Command,
+    build_command,
+    file_arg,
+    needs_stream_details,
+    parse_spec,
+)
 from workers.ffmpeg.loudness import Measured
 from workers.ffmpeg.probe import Probe, input_args, preflight, probe
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
@@ -94,9 +101,11 @@ class FfmpegExecutor:
             )
         main = probes[0]
         audio_index = next((s.index for s in main.streams if s.kind == "audio"), None)
-        info = await media_info(
-            ctx.inputs[0], main.demuxer, main.video_index, audio_index, self.limits
-        )
+        info = None
+        if needs_stream_details(req, main):
+            info = await media_info(
+                media_inputs[0], main.demuxer, main.video_index, audio_index, self.limits
+            )
         have = await asyncio.to_thread(encoders, exe)
         have_filters = await asyncio.to_thread(filters, exe)
         container = Container(spec["output"]["container"])
@@ -116,7 +125,7 @@ class FfmpegExecutor:
             probes,
             out,
             have,
-            media=[info],
+            media=[info] if info is not None else [],
             filters_have=have_filters,
             stats=stats,
             subtitles=subs_file,

@@ -111,7 +111,7 @@ class Loudnorm(Strict):
 
 class SubtitleMode(StrEnum):
     BURN = "burn"  # drawn into the picture
-    SOFT = "soft"  # a subtitle track (mov_text in mp4/mov, srt in mkv, webvtt in webm)
+    SOFT = "soft"  # a subtitle track (mov_text in mp4/mov, subrip in mkv, webvtt in webm)
 
 
 class SubtitleColor(StrEnum):

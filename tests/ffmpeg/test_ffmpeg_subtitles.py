@@ -92,6 +92,7 @@ async def test_soft_subtitles_are_readable_back(
     op = {**SUB, "mode": "soft", "language": "fra"}
     result, made = await run_edit([op], {"container": container}, inputs=[media.clip, subs])
     kinds = [(s.kind, s.codec) for s in made.streams]
+    assert result.metadata["subtitles"] == {"mode": "soft", "codec": codec, "cues": 2}
     assert ("subtitle", codec) in kinds and made.video_index is not None and made.has_audio
     back = subprocess.run(
         [ffmpeg_bin, "-nostdin", "-loglevel", "error", "-i", str(result.path), "-map", "0:s:0",

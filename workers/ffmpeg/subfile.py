@@ -25,7 +25,7 @@ PLAIN_PATH = re.compile(r"^/[A-Za-z0-9/_.-]+$")
 _SOFT = {
     Container.MP4: ("srt", "srt", "mov_text"),
     Container.MOV: ("srt", "srt", "mov_text"),
-    Container.MKV: ("srt", "srt", "srt"),
+    Container.MKV: ("srt", "srt", "subrip"),
     Container.WEBM: ("vtt", "webvtt", "webvtt"),
 }
 

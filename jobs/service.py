@@ -127,6 +127,7 @@ class JobService:
                     "priority": req.priority,
                     "max_attempts": req.max_attempts,
                     "labels": req.labels,
+                    "run_at": None if req.run_at is None else req.run_at.isoformat(),
                 }
             )
         ).hexdigest()
@@ -244,14 +245,20 @@ class JobService:
             "priority": req.priority,
             "max_attempts": max_attempts,
         }
-        job = await statements.insert_job_if_absent(conn, values)
+        job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
         if job is not None:
             events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
         if JobStatus(existing.status).is_rerunnable:
-            changes = {"labels": req.labels, "priority": req.priority, "max_attempts": max_attempts}
+            changes: dict[str, Any] = {
+                "labels": req.labels,
+                "priority": req.priority,
+                "max_attempts": max_attempts,
+            }
+            if req.run_at is not None:
+                changes["run_after"] = req.run_at
             rerun = await statements.requeue_if_failed_or_cancelled(
                 conn, tenant.id, prepared.key, changes
             )

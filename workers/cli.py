@@ -59,6 +59,9 @@ def migrate() -> None:
 def tenant_create(
     name: str,
     max_in_flight: Annotated[int | None, typer.Option(help="cap on pending+running jobs")] = None,
+    max_running: Annotated[
+        int | None, typer.Option(min=1, help="cap on running jobs (fair share beside it)")
+    ] = None,
 ) -> None:
     """Create a tenant and print its API token (shown only this once)."""
     from jobs.errors import InvalidRequest
@@ -68,7 +71,7 @@ def tenant_create(
         c = compose.build(get_settings())
         try:
             async with c.db.transaction() as conn:
-                _, token = await create_tenant(conn, name, max_in_flight)
+                _, token = await create_tenant(conn, name, max_in_flight, max_running=max_running)
             return token
         finally:
             await c.close()

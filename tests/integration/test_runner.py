@@ -235,7 +235,7 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
 ) -> None:
     from jobs import statements
 
-    merged = statements.finish_succeeded_many_if_fenced_and_claim_due_with_events
+    merged = statements.record_outcomes_and_claim_due
     calls: list[tuple[int, int]] = []
 
     async def counting(*args: Any) -> Any:
@@ -247,15 +247,13 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
     executor = MetadataExecutor()
     runner, _ = make_runner(db, settings, blobs, executor, concurrency=4)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            statements, "finish_succeeded_many_if_fenced_and_claim_due_with_events", counting
-        )
+        mp.setattr(statements, "record_outcomes_and_claim_due", counting)
         async with running(runner):
             done = [await wait_for(service, tenant, k, {"succeeded"}) for k in keys]
     assert executor.runs == 40 and runner.stats.succeeded == 40
     assert all(job.output == {"duration_ms": 5} for job in done)
     # Successors came with the finishes: most claims rode along (never more than the slots).
-    assert sum(claimed for _, claimed in calls) >= 40 - 2 * 4
+    assert sum(claimed for done, claimed in calls if done) >= 40 - 2 * 4
     assert all(claimed <= 4 for _, claimed in calls)
     assert executor.most_at_once == 4  # the slots were filled, and never overfilled
     assert runner.active == 0 and runner.free_slots() == runner.concurrency

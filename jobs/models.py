@@ -127,6 +127,18 @@ class IdempotencyKey(SQLModel, table=True):
     expires_at: dt.datetime | None = _ts(nullable=False, index=True)
 
 
+class BatchAnswer(SQLModel, table=True):
+    """The whole answer a batch submission with an `Idempotency-Key` got, for replays."""
+
+    __tablename__ = "batch_answers"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    client_key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    answer: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    expires_at: dt.datetime | None = _ts(nullable=False, index=True)
+
+
 class OutboxEvent(SQLModel, table=True):
     """One row per state change, written in the transaction of the change."""
 

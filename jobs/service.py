@@ -168,7 +168,7 @@ class JobService:
     ) -> SubmitResult:
         """Store the job once per key. A duplicate is answered with the existing job."""
         if idempotency_key is not None:
-            _check_idempotency_key(idempotency_key)
+            check_idempotency_key(idempotency_key)
         prepared = await self.prepare(tenant, req)
         if idempotency_key is None:
             # The common duplicate costs one indexed read and no write. Rows are never
@@ -421,7 +421,7 @@ def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:
     return found
 
 
-def _check_idempotency_key(value: str) -> None:
+def check_idempotency_key(value: str) -> None:
     if not 1 <= len(value) <= 255 or not value.isprintable() or not value.isascii():
         raise InvalidRequest(
             "Idempotency-Key must be 1-255 printable ASCII characters",

@@ -734,7 +734,8 @@ async def rescue_if_expired(conn: AsyncConnection, job_id: int, token: int) -> J
     """running with an expired lease -> pending (attempts left) or failed.
 
     Fenced and re-checked in its own WHERE clause, so a job that finished or was
-    re-claimed since `select_expired_leases` read it is left alone.
+    re-claimed since `select_expired_leases` read it is left alone. The job keeps its
+    `run_after`, so among its priority it is claimed before jobs that came after it.
     """
     again = c.attempts < c.max_attempts
     stmt = (
@@ -742,7 +743,8 @@ async def rescue_if_expired(conn: AsyncConnection, job_id: int, token: int) -> J
         .where(*_fenced(job_id, token), c.lease_expires_at < db_now())
         .values(
             status=sa.case((again, PENDING), else_=FAILED),
-            run_after=db_now(),
+            # `run_after` stays: it was due when it was claimed, and keeps its place in the
+            # queue (a rescued job is not sent behind the backlog that came after it).
             finished_at=sa.case((again, None), else_=db_now()),
             lease_owner=None,
             lease_expires_at=None,

@@ -300,13 +300,16 @@ def submit(
     on_duplicate: str = "return_existing",
     idempotency_key: str | None = None,
 ) -> None:
-    """Submit an edit request from a JSON file."""
+    """Submit an edit request from a JSON file (a JSON list: up to 1,000, as one batch)."""
     try:
         edit = json.loads(file.read_text())
     except ValueError as exc:
         err.print(f"error: {file} is not valid JSON: {exc}")
         raise typer.Exit(2) from None
     client = _client()
+    if isinstance(edit, list):
+        _submit_batch(client, edit, wait, as_json, on_duplicate, idempotency_key)
+        return
     try:
         _, job, replayed = client.submit(
             edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key
@@ -322,6 +325,38 @@ def submit(
     else:
         what = "duplicate: existing job" if replayed else "submitted"
         console.print(f"{what} {job['key']} ({job['status']})")
+
+
+def _submit_batch(
+    client: Client,
+    edits: list[Any],
+    wait: bool,
+    as_json: bool,
+    on_duplicate: str,
+    idempotency_key: str | None,
+) -> None:
+    try:
+        results, replayed = client.submit_batch(
+            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key
+        )
+        if wait:
+            for res in results:
+                while "job" in res and res["job"]["status"] in ("pending", "running"):
+                    time.sleep(0.5)
+                    res["job"] = client.get(res["job"]["key"])
+    except ClientError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"results": results, "replayed": replayed}, indent=2))
+    else:
+        for i, res in enumerate(results):
+            if "job" in res:
+                what = {201: "submitted", 200: "duplicate: existing job"}.get(res["status"], "")
+                console.print(f"[{i}] {what} {res['job']['key']} ({res['job']['status']})")
+            else:
+                console.print(f"[{i}] error {res['status']}: {res['error']['message']}")
+    if any("error" in res for res in results):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -60,6 +60,18 @@ class Client:
         )
         return status, body, hdrs.get("Idempotent-Replayed") == "true"
 
+    def submit_batch(
+        self, edits: list[Any], **params: Any
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """POST /v1/jobs/batch: each edit's result in order, and whether it was replayed."""
+        headers = {}
+        if key := params.pop("idempotency_key", None):
+            headers["Idempotency-Key"] = key
+        _, body, hdrs = self._call(
+            "POST", "/v1/jobs/batch", json={"jobs": edits}, params=params, headers=headers
+        )
+        return list(body["results"]), hdrs.get("Idempotent-Replayed") == "true"
+
     def get(self, key: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{key}")[1]
 

@@ -71,3 +71,23 @@ def test_tenant_create_prints_a_working_token(embedded: dict[str, str]) -> None:
     assert listed["jobs"] == []
     dup = vidjobs("tenant", "create", "newsroom", env=embedded, check=False)
     assert dup.returncode == 2 and "already exists" in dup.stderr
+
+
+def test_submit_of_a_json_list_is_one_batch_answered_item_by_item(
+    embedded: dict[str, str], tmp_path: Path
+) -> None:
+    trims = [{"op": "trim", "start": i, "end": i + 1} for i in (10, 11)]
+    edits = [
+        {"source": {"path": "clip.mp4"}, "operations": [trims[0]]},
+        {"source": {"path": "clip.mp4"}, "operations": [trims[1]]},
+        {"source": {"path": "clip.mp4"}, "operations": [trims[0]]},  # a duplicate of [0]
+        {"source": {"path": "clip.mp4"}, "operations": [{"op": "scale"}]},  # invalid
+    ]
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps(edits))
+    r = vidjobs("submit", str(batch), "--json", env=embedded, check=False)
+    assert r.returncode == 1, r.stderr  # one item failed: said in the exit status
+    results = json.loads(r.stdout)["results"]
+    assert [x["status"] for x in results] == [201, 201, 200, 422]
+    assert results[2]["job"]["key"] == results[0]["job"]["key"]
+    assert results[3]["error"]["details"][0]["path"].startswith("jobs[3].operations[0]")

@@ -248,11 +248,11 @@ async def delete_processed_before(conn: AsyncConnection, seconds_ago: float, lim
     return int((await conn.execute(stmt)).rowcount)
 
 
-async def latest_event_type(conn: AsyncConnection, tenant_id: str, key: str) -> str | None:
-    """The type of a job's most recent outbox row (uses ix_outbox_job)."""
+async def latest_event_type(conn: AsyncConnection, job_id: int) -> str | None:
+    """The type of a job's most recent outbox row (ix_outbox_job: job_id, id)."""
     stmt = (
         sa.select(outbox.c.type)
-        .where(outbox.c.tenant_id == tenant_id, outbox.c.job_key == key)
+        .where(outbox.c.job_id == job_id)
         .order_by(outbox.c.id.desc())
         .limit(1)
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import datetime as dt
 import hashlib
 import json
 import time
@@ -451,11 +450,6 @@ def _decode_cursor(cursor: str) -> int:
             }
         ],
     )
-
-
-def utcnow() -> dt.datetime:
-    """Wall-clock time of this process: for display only, never for leases."""
-    return dt.datetime.now(dt.UTC)
 
 
 __all__ = ["JobService", "OnDuplicate", "Page", "SubmitResult"]

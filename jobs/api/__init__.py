@@ -8,8 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from jobs import usage
-from jobs.api import batch, errors, routes, sources
+from jobs.api import batch, errors, routes, sources, usage
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 

@@ -94,11 +94,6 @@ def pick_encoder(ffmpeg: str, table: dict[str, tuple[str, ...]], codec: str) -> 
     return next((name for name in table.get(codec, ()) if name in have), None)
 
 
-def available(ffmpeg: str, table: dict[str, tuple[str, ...]]) -> list[str]:
-    """The codecs of `table` this binary can encode."""
-    return [codec for codec in table if pick_encoder(ffmpeg, table, codec) is not None]
-
-
 def encoder_args(output: Output, have: frozenset[str], with_audio: bool) -> list[str]:
     """Codec options for an output: encoder chosen from what the binary has, then quality."""
     container = output.container

@@ -9,7 +9,6 @@ neither change the job nor publish its output.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox, outcomes, statements
+from jobs.backoff import backoff_seconds
 from jobs.db import Database
 from jobs.errors import LostFence
 from jobs.models import Job, OutboxEvent
@@ -39,15 +39,6 @@ class Cycle:
 
     recorded: list[Job | None]
     claimed: list[Job]
-
-
-def backoff_seconds(
-    attempt: int, base: float, cap: float, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with jitter: uniform in [ceiling / 2, ceiling], where
-    ceiling = min(cap, base * 2**(attempt-1))."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class ClaimService:

@@ -20,11 +20,11 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 
+from jobs.backoff import backoff_seconds
 from jobs.status import WORK_EVENTS
-from workers import metrics
+from workers import loop, metrics
 from workers.bus import Bus, CommitFailed, Consumer, Record
 from workers.bus.events import event_type
 from workers.runner import Runner
@@ -130,14 +130,12 @@ class ConsumerLoop:
             metrics.CONSUMER_LAG.labels(self.group).set(await consumer.lag())
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        await loop.sleep_unless_stopped(self._stop, seconds)
 
 
 def _backoff(attempt: int) -> float:
-    """Exponential with jitter, 0.1 s doubling up to 5 s."""
-    ceiling = min(5.0, 0.1 * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    """0.1 s doubling up to 5 s, jittered."""
+    return backoff_seconds(attempt, 0.1, 5.0)
 
 
 class BusWorker:

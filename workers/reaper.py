@@ -18,6 +18,7 @@ from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.models import OutboxEvent
 from jobs.status import EventType
+from workers import loop
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.reaper")
@@ -119,7 +120,4 @@ class Reaper:
                 await self.tick()
             except Exception as exc:
                 log.warning("reaper pass failed, will retry: %s", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except TimeoutError:
-                pass
+            await loop.sleep_unless_stopped(stop, self.interval)

@@ -35,8 +35,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outcomes
+from jobs.backoff import backoff_seconds
 from jobs.blobstore import BlobStore
-from jobs.claims import ClaimService, backoff_seconds
+from jobs.claims import ClaimService
 from jobs.errors import ExecutionError, LostFence, PermanentError
 from jobs.models import Job
 from jobs.outcomes import Outcome, OutcomeKind

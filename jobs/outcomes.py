@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from jobs.models import Job
+from jobs.status import EventType, JobStatus
 
 
 class OutcomeKind(StrEnum):
@@ -61,3 +62,24 @@ def cancelled(job: Job) -> Outcome:
 
 def released(job: Job) -> Outcome:
     return Outcome(job, OutcomeKind.RELEASED)
+
+
+def event_type(o: Outcome, status: str) -> EventType:
+    """The outbox row an outcome writes (the SQL's `pgsql.OUTCOME_EVENT_TYPE`)."""
+    if o.kind is OutcomeKind.SUCCEEDED:
+        return EventType.SUCCEEDED
+    if o.kind is OutcomeKind.CANCELLED:
+        return EventType.CANCELLED
+    if o.kind is OutcomeKind.RELEASED:
+        return EventType.REQUEUED
+    return EventType.RETRY_SCHEDULED if status == JobStatus.PENDING else EventType.FAILED
+
+
+def event_extra(o: Outcome) -> dict[str, Any]:
+    """What an outcome's event adds to the job's payload (`pgsql.OUTCOME_EVENT_EXTRA`)."""
+    if o.kind is OutcomeKind.SUCCEEDED:
+        return {"output": o.output}
+    if o.kind is OutcomeKind.RELEASED:
+        return {"reason": "released"}
+    error = o.error
+    return {} if error is None else {"error": error}

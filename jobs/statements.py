@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox
+from jobs import outbox, pgsql
 from jobs.db import db_now, fetch_prepared, insert_on_conflict
 from jobs.models import Job, Tenant
-from jobs.outcomes import Outcome, OutcomeKind
+from jobs.outcomes import Outcome, OutcomeKind, event_extra, event_type
 from jobs.status import EventType, JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
@@ -47,98 +47,6 @@ def _rows(result: sa.CursorResult[Any]) -> list[Job]:
     return [Job.model_construct(**row) for row in result.mappings().all()]
 
 
-# PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
-# CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) send
-# back what the caller does not know yet, and nothing it does: a claim, the claimed jobs'
-# columns; a finish, only what may have changed under the worker (a cancel request) and
-# when; both, their outbox rows' ids as "event.id" and "event.event_id". Each event's
-# payload is rebuilt here by `outbox.event_payload` from the columns the SQL built it from,
-# so no JSON comes back to be decoded.
-_JOB_COLUMNS = [col.name for col in c]
-_RECORDED_COLUMNS = (
-    "id",
-    "status",
-    "attempts",
-    "run_after",
-    "cancel_requested",
-    "finished_at",
-    "updated_at",
-)
-
-
-def _event_ids(event: str) -> list[str]:
-    return [f'{event}.id AS "event.id"', f'{event}.event_id AS "event.event_id"']
-
-
-def _claimed_columns(job: str, event: str) -> str:
-    return ", ".join([f"{job}.{name}" for name in _JOB_COLUMNS] + _event_ids(event))
-
-
-def _recorded_columns(job: str, event: str) -> str:
-    """A recorded outcome's columns, in the claim's column list (NULL elsewhere)."""
-    cols = [f"{job}.{n}" if n in _RECORDED_COLUMNS else "NULL" for n in _JOB_COLUMNS]
-    return ", ".join(cols + _event_ids(event))
-
-
-def _event(
-    row: Mapping[str, Any], job: Job, type_: EventType, **extra: Any
-) -> outbox.CommittedEvent:
-    return outbox.CommittedEvent(row["event.id"], row["event.event_id"], type_.value, job, extra)
-
-
-def _claimed(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, outbox.Event]]:
-    out: list[tuple[Job, outbox.Event]] = []
-    for row in rows:
-        job = Job.model_construct(**{name: row[name] for name in _JOB_COLUMNS})
-        out.append((job, _event(row, job, EventType.CLAIMED, owner=owner)))
-    return out
-
-
-def _event_type(o: Outcome, status: str) -> EventType:
-    """The outbox row an outcome writes (the SQL's `_OUTCOME_EVENT_TYPE`)."""
-    if o.kind is OutcomeKind.SUCCEEDED:
-        return EventType.SUCCEEDED
-    if o.kind is OutcomeKind.CANCELLED:
-        return EventType.CANCELLED
-    if o.kind is OutcomeKind.RELEASED:
-        return EventType.REQUEUED
-    return EventType.RETRY_SCHEDULED if status == PENDING else EventType.FAILED
-
-
-def _event_extra(o: Outcome) -> dict[str, Any]:
-    """What an outcome's event adds to the job's payload (the SQL's `_OUTCOME_EVENT_EXTRA`)."""
-    if o.kind is OutcomeKind.SUCCEEDED:
-        return {"output": o.output}
-    if o.kind is OutcomeKind.RELEASED:
-        return {"reason": "released"}
-    error = o.error
-    return {} if error is None else {"error": error}
-
-
-def _recorded(
-    rows: Sequence[Mapping[str, Any]], outcomes: Sequence[Outcome]
-) -> list[tuple[Job, outbox.Event]]:
-    """The jobs as the outcomes left them: the worker's claimed row plus what the fenced
-    UPDATE set (the same values, in the same statement) and the columns it returned."""
-    by_id = {o.job.id: o for o in outcomes}
-    out: list[tuple[Job, outbox.Event]] = []
-    for row in rows:
-        o = by_id[row["id"]]
-        update: dict[str, Any] = {name: row[name] for name in _RECORDED_COLUMNS}
-        update.update(lease_owner=None, lease_expires_at=None)
-        if o.kind is OutcomeKind.SUCCEEDED:
-            update.update(output=o.output, progress=1.0, error_code=None, error_message=None)
-        elif o.kind is OutcomeKind.RELEASED:
-            update.update(progress=0.0)
-        elif o.kind is not OutcomeKind.CANCELLED:
-            update.update(
-                error_code=(o.error_code or "")[:64], error_message=(o.error_message or "")[:2000]
-            )
-        job = o.job.model_copy(update=update)
-        out.append((job, _event(row, job, _event_type(o, job.status), **_event_extra(o))))
-    return out
-
-
 # --- submission -------------------------------------------------------------------------
 
 
@@ -163,14 +71,11 @@ async def insert_job_if_absent(
     return _row(await conn.execute(stmt.returning(*c)))
 
 
-_SELECT_JOB_BY_KEY = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND key = $2"  # noqa: S608
-
-
 async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
     """The tenant's job with this key. On PostgreSQL, outside a transaction (a status
     lookup, a duplicate's one read), a single prepared statement with no BEGIN/ROLLBACK."""
     if conn.dialect.name == "postgresql" and not conn.in_transaction():
-        rows = await fetch_prepared(conn, _SELECT_JOB_BY_KEY, tenant_id, key)
+        rows = await fetch_prepared(conn, pgsql.SELECT_JOB_BY_KEY, tenant_id, key)
         return Job.model_construct(**rows[0]) if rows else None
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return _row(await conn.execute(stmt))
@@ -349,53 +254,6 @@ async def claim_due_pending_batch(
     return claimed
 
 
-# Statement texts are built once, at import, from constants: no input reaches them.
-def _claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> str:
-    """CTEs `turn` (each tenant's running jobs and cap), `candidate` (per tenant, its next
-    due pending jobs, locked with SKIP LOCKED, each with its turn), `due` (the chosen ids),
-    `{claimed}` (their conditional claim UPDATE) and `event` (their `job.claimed` outbox
-    rows), with parameter placeholders for owner, lease and limit.
-
-    Order: priority first; among equal priority the tenants take turns (turn = the tenant's
-    running jobs + the job's rank among its tenant's due jobs), then age. Each tenant offers
-    at most `limit` candidates (and no more than its `max_running` leaves free), read from
-    its own slice of the pending index, so a claim costs the same with one job due or a
-    million. Candidates that are not chosen stay locked only until the statement commits.
-    """
-    events = outbox.insert_events_from_sql(
-        claimed,
-        f"'{EventType.CLAIMED.value}'",
-        {"owner": f"{owner}::text"},
-        f"{claimed}.priority DESC, {claimed}.id",
-    )
-    return f"""turn AS (
-    SELECT t.id AS tenant_id, t.max_running, count(r.id) AS running
-    FROM tenants t LEFT JOIN jobs r ON r.tenant_id = t.id AND r.status = '{RUNNING}'
-    GROUP BY t.id, t.max_running
-), candidate AS (
-    SELECT p.id, p.priority, p.run_after, turn.running + row_number() OVER (
-            PARTITION BY turn.tenant_id ORDER BY p.priority DESC, p.run_after, p.id) AS turn
-    FROM turn CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_after FROM jobs j
-        WHERE j.tenant_id = turn.tenant_id AND j.status = '{PENDING}'
-            AND j.run_after <= statement_timestamp()
-        ORDER BY j.priority DESC, j.run_after, j.id
-        LIMIT CASE WHEN turn.max_running IS NULL THEN {limit}
-            ELSE least({limit}, greatest(turn.max_running - turn.running, 0)) END
-        FOR UPDATE SKIP LOCKED
-    ) p
-), due AS (
-    SELECT id FROM candidate ORDER BY priority DESC, turn, run_after, id LIMIT {limit}
-), {claimed} AS (
-    UPDATE jobs SET status = '{RUNNING}', lease_owner = {owner},
-        lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',
-        fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
-        started_at = statement_timestamp(), updated_at = statement_timestamp()
-    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
-    RETURNING jobs.*
-), event AS ({events})"""  # noqa: S608
-
-
 # --- fenced statements: a worker acting on a job it claimed -------------------------------
 
 
@@ -440,144 +298,14 @@ async def finish_succeeded_if_fenced(
     return _row(await conn.execute(stmt))
 
 
-# The outcomes a worker records in one statement: the fenced UPDATE of every job that ended,
-# with one outbox row each whose type follows from the kind and the new status. The SET list
-# is written once, as (any kind, a batch of successes only): a busy worker's usual batch is
-# all successes, and its statement then skips every CASE (a second prepared text, built
-# from the same table).
-_AGAIN = "(o.kind = 'retry' AND jobs.attempts < jobs.max_attempts)"
-_TERMINAL = (
-    f"(o.kind IN ('succeeded', 'failed', 'cancelled') OR (o.kind = 'retry' AND NOT {_AGAIN}))"
-)
-_NOW = "statement_timestamp()"
-_RECORD_SET: list[tuple[str, str, str]] = [
-    (
-        "status",
-        f"CASE WHEN o.kind = 'succeeded' THEN '{SUCCEEDED}' WHEN o.kind = 'cancelled'"
-        f" THEN '{CANCELLED}' WHEN o.kind = 'released' OR {_AGAIN} THEN '{PENDING}'"
-        f" ELSE '{FAILED}' END",
-        f"'{SUCCEEDED}'",
-    ),
-    (
-        "output",
-        "CASE WHEN o.kind = 'succeeded' THEN o.output::jsonb ELSE jobs.output END",
-        "o.output::jsonb",
-    ),
-    (
-        "progress",
-        "CASE o.kind WHEN 'succeeded' THEN 1.0 WHEN 'released' THEN 0.0 ELSE jobs.progress END",
-        "1.0",
-    ),
-    (
-        "attempts",
-        "CASE WHEN o.kind = 'released' THEN greatest(jobs.attempts - 1, 0) ELSE jobs.attempts END",
-        "jobs.attempts",
-    ),
-    (
-        "run_after",
-        f"CASE WHEN o.kind = 'released' THEN {_NOW} WHEN {_AGAIN}"
-        f" THEN {_NOW} + o.delay_s * interval '1 second' ELSE jobs.run_after END",
-        "jobs.run_after",
-    ),
-    (
-        "error_code",
-        "CASE WHEN o.kind IN ('retry', 'failed') THEN o.error_code"
-        " WHEN o.kind = 'succeeded' THEN NULL ELSE jobs.error_code END",
-        "NULL",
-    ),
-    (
-        "error_message",
-        "CASE WHEN o.kind IN ('retry', 'failed') THEN o.error_message"
-        " WHEN o.kind = 'succeeded' THEN NULL ELSE jobs.error_message END",
-        "NULL",
-    ),
-    ("finished_at", f"CASE WHEN {_TERMINAL} THEN {_NOW} ELSE NULL END", _NOW),
-    ("lease_owner", "NULL", "NULL"),
-    ("lease_expires_at", "NULL", "NULL"),
-    ("updated_at", _NOW, _NOW),
-]
-_OUTCOME_EVENT_TYPE = (
-    f"CASE recorded.kind WHEN 'succeeded' THEN '{EventType.SUCCEEDED.value}'"
-    f" WHEN 'cancelled' THEN '{EventType.CANCELLED.value}'"
-    f" WHEN 'released' THEN '{EventType.REQUEUED.value}'"
-    f" ELSE CASE WHEN recorded.status = '{PENDING}' THEN '{EventType.RETRY_SCHEDULED.value}'"
-    f" ELSE '{EventType.FAILED.value}' END END"
-)
-_OUTCOME_EVENT_EXTRA = (
-    "CASE recorded.kind WHEN 'succeeded' THEN jsonb_build_object('output', recorded.output)"
-    " WHEN 'cancelled' THEN '{}'::jsonb"
-    " WHEN 'released' THEN jsonb_build_object('reason', 'released')"
-    " ELSE jsonb_build_object('error', jsonb_build_object('code', recorded.error_code,"
-    " 'message', left(recorded.error_message, 500), 'retryable', recorded.kind = 'retry')) END"
-)
-# The outcome arrays ($1..) of each form, and what each element is.
-_ANY_OUTCOME = ["id bigint", "token bigint", "kind text", "output text", "error_code text",
-                "error_message text", "delay_s float8"]  # fmt: skip
-_SUCCESS = ["id bigint", "token bigint", "output text"]
-
-
-def _record_and_claim_sql(successes_only: bool) -> str:
-    """The statement text: the outcomes' fenced UPDATE and outbox rows, then the claim of
-    up to `limit` due jobs (`_claim_due_ctes`). The two parts touch disjoint rows (running
-    vs pending). Rows come back claimed first (their columns give the UNION its types),
-    each part in outbox order."""
-    cols = _SUCCESS if successes_only else _ANY_OUTCOME
-    arrays = ", ".join(f"${i}::{col.split()[1]}[]" for i, col in enumerate(cols, 1))
-    names = ", ".join(col.split()[0] for col in cols)
-    n = len(cols)
-    set_list = ",\n        ".join(
-        f"{col} = {only if successes_only else any_}"
-        for col, any_, only in _RECORD_SET
-        if not (successes_only and only == f"jobs.{col}")  # unchanged: not in the SET list
-    )
-    if successes_only:
-        events = outbox.insert_events_from_sql(
-            "recorded",
-            f"'{EventType.SUCCEEDED.value}'",
-            {"output": "recorded.output"},
-            "recorded.ord",
-        )
-        extra = ""
-    else:
-        events = outbox.insert_events_from_sql(
-            "recorded", _OUTCOME_EVENT_TYPE, {}, "recorded.ord", extra_sql=_OUTCOME_EVENT_EXTRA
-        )
-        extra = ", o.kind, o.error_code, o.error_message"
-    claim = _claim_due_ctes("claimed", f"${n + 1}", f"${n + 2}", f"${n + 3}")
-    return f"""
-WITH o AS (
-    SELECT * FROM unnest({arrays}) WITH ORDINALITY AS o({names}, ord)
-), recorded AS (
-    UPDATE jobs SET
-        {set_list}
-    FROM o
-    WHERE jobs.id = o.id AND jobs.status = '{RUNNING}' AND jobs.fencing_token = o.token
-    RETURNING jobs.id, jobs.tenant_id, jobs.key, jobs.status, jobs.attempts,
-        jobs.fencing_token, jobs.output, jobs.run_after, jobs.cancel_requested,
-        jobs.finished_at, jobs.updated_at, o.ord{extra}
-), done_event AS ({events}),
-{claim}
-SELECT false AS recorded, {_claimed_columns("claimed", "event")}
-    FROM claimed JOIN event ON event.job_id = claimed.id
-UNION ALL
-SELECT true AS recorded, {_recorded_columns("recorded", "done_event")}
-    FROM recorded JOIN done_event ON done_event.job_id = recorded.id
-ORDER BY 1, "event.id"
-"""  # noqa: S608
-
-
-_RECORD_OUTCOMES_AND_CLAIM_DUE = _record_and_claim_sql(successes_only=False)
-_RECORD_SUCCESSES_AND_CLAIM_DUE = _record_and_claim_sql(successes_only=True)
-
-
 def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
     """The statement for these outcomes and its outcome arrays."""
     ids = [o.job.id for o in outcomes]
     tokens = [o.job.fencing_token for o in outcomes]
     outputs = [None if o.output is None else json.dumps(o.output) for o in outcomes]
     if all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes):
-        return _RECORD_SUCCESSES_AND_CLAIM_DUE, [ids, tokens, outputs]
-    return _RECORD_OUTCOMES_AND_CLAIM_DUE, [
+        return pgsql.RECORD_SUCCESSES_AND_CLAIM_DUE, [ids, tokens, outputs]
+    return pgsql.RECORD_OUTCOMES_AND_CLAIM_DUE, [
         ids,
         tokens,
         [o.kind.value for o in outcomes],
@@ -614,7 +342,7 @@ async def record_outcomes_and_claim_due(
         events = await outbox.insert_events(
             conn,
             [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
-            + [(row, _event_type(o, row.status), _event_extra(o)) for o, row in recorded],
+            + [(row, event_type(o, row.status), event_extra(o)) for o, row in recorded],
         )
         return (
             list(zip([row for _, row in recorded], events[len(claimed) :], strict=True)),
@@ -623,7 +351,7 @@ async def record_outcomes_and_claim_due(
     sql, arrays = _outcome_args(outcomes)
     rows = await fetch_prepared(conn, sql, *arrays, owner, float(lease_seconds), max(0, limit))
     split = next((i for i, row in enumerate(rows) if row["recorded"]), len(rows))
-    return _recorded(rows[split:], outcomes), _claimed(rows[:split], owner)
+    return pgsql.recorded_rows(rows[split:], outcomes), pgsql.claimed_rows(rows[:split], owner)
 
 
 async def _record_one(conn: AsyncConnection, o: Outcome) -> Job | None:

@@ -32,9 +32,9 @@ def find_pgbench() -> str | None:
 
 def script(batch: int) -> str:
     """The pgbench script: the worker's finish-and-claim statement, variables for `$n`."""
-    from jobs import statements
+    from jobs import pgsql
 
-    sql = statements._RECORD_SUCCESSES_AND_CLAIM_DUE
+    sql = pgsql.RECORD_SUCCESSES_AND_CLAIM_DUE
     head = sql[: sql.index("SELECT false AS recorded")]
     for param, value in (
         ("$1", ":ids"),

@@ -20,7 +20,6 @@ before the fenced outcome points the job at them, so a zombie's output is never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -179,21 +178,15 @@ class Runner:
         return len(cycle.claimed)
 
     async def _connection(self) -> AsyncConnection | None:
-        """The loop's own PostgreSQL connection for its statements (none on SQLite): one
-        pool checkout per worker, not per cycle."""
-        if self._conn is None and self.claims.db.is_postgres:
-            self._conn = await self.claims.db.engine.connect()
+        """The loop's own connection for its statements (PostgreSQL; none on SQLite)."""
+        if self._conn is None:
+            self._conn = await self.claims.loop_connection()
         return self._conn
 
-    async def _drop_connection(self) -> None:
-        """After a failure the loop's connection is not trusted again (a server that killed
-        it can leave the driver mid-protocol): invalidated, never handed out again."""
+    async def _drop_connection(self, *, broken: bool = True) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await self.claims.release_loop_connection(conn, broken=broken)
 
     def _count(self, outcome: Outcome, row: Job | None) -> None:
         kind = outcome.kind
@@ -285,9 +278,7 @@ class Runner:
             await asyncio.wait([task for _, task in tasks], timeout=10)
         while self._queued:
             await self._cycle(claim=False)
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+        await self._drop_connection(broken=False)
 
     # --- one job -----------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,8 +39,11 @@ class Settings(BaseSettings):
     processed_retention_hours: float = Field(default=7 * 24.0, gt=0)
     outbox_retention_hours: float = Field(default=30 * 24.0, gt=0)
     prune_batch: int = Field(default=1000, ge=1, le=100000)
-    # A worker process serves Prometheus metrics on this port (0: off).
+    # Any process serves Prometheus metrics on this port (0: off). The API also answers
+    # GET /metrics unless api_metrics is off; with metrics_token set it asks for that bearer.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    api_metrics: bool = True
+    metrics_token: str | None = Field(default=None, min_length=16)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
     source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
@@ -54,6 +57,12 @@ class Settings(BaseSettings):
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     worker_concurrency: int = Field(default=2, ge=1, le=256)
+    # ffmpeg's limits per run: wall clock, address space, largest file written; and the longest
+    # source accepted (preflight refuses longer ones).
+    ffmpeg_timeout_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    ffmpeg_memory_mib: int = Field(default=4096, ge=256, le=1024 * 1024)
+    ffmpeg_max_output_mib: int = Field(default=16 * 1024, ge=1, le=1024 * 1024 * 1024)
+    max_source_duration_seconds: float = Field(default=4 * 3600.0, gt=0, le=7 * 86400)
     # How long the fixed-time test executor (`--executor sleep`) takes per job.
     sleep_seconds: float = Field(default=0.05, ge=0, le=3600)
     # Per tenant, per API process: a token bucket (requests/s and burst), and a cap on
@@ -68,6 +77,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_max_overflow: int = Field(default=20, ge=0, le=1000)
 
+    # json (one object a line) or console; unset: console on a terminal, json otherwise.
+    log_format: Literal["json", "console"] | None = None
+
     api_url: str | None = None
     api_token: str | None = None
 
@@ -79,6 +91,11 @@ class Settings(BaseSettings):
             return [Path(p) for p in parts if p.strip()]
         return value
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _driver_url(cls, value: str | None) -> str | None:
+        return None if value is None else driver_url(value)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -88,6 +105,32 @@ class Settings(BaseSettings):
     @property
     def resolved_source_roots(self) -> list[Path]:
         return [p.resolve() for p in self.source_roots]
+
+
+# The URL forms platforms hand out, and the async driver each one means here.
+_SCHEMES = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def driver_url(url: str) -> str:
+    """`postgres://` and `postgresql://` mean asyncpg (whose SSL option is `ssl`, not libpq's
+    `sslmode`), `sqlite://` means aiosqlite; any other scheme is refused by name."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        allowed = "postgresql://, postgres://, postgresql+asyncpg://, sqlite:///, sqlite+aiosqlite:///"
+        raise ValueError(f"scheme {scheme[:40]!r} is not supported; use one of {allowed}")
+    driver = _SCHEMES[scheme.lower()]
+    if driver.startswith("postgresql"):
+        base, q, query = rest.partition("?")
+        params = [("ssl" if k == "sslmode" else k, v) for k, _, v in
+                  (part.partition("=") for part in query.split("&") if part)]
+        rest = base + (q + "&".join(f"{k}={v}" for k, v in params) if params else "")
+    return f"{driver}://{rest}"
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -26,10 +27,36 @@ err = Console(stderr=True)
 ExecutorOpt = Annotated[str, typer.Option(help="ffmpeg, or sleep (a fixed-time test executor)")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from vidjobs import __version__
+
+        console.print(f"vidjobs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _startup(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Every command starts by reading the settings: a bad one is one line, exit 2."""
+    try:
+        get_settings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            name = "VIDJOBS_" + "_".join(str(part) for part in problem["loc"]).upper()
+            value = str(problem.get("input"))[:80]
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            err.print(f"{name}={value!r}: {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def _logging(verbose: bool = False) -> None:
     from workers.logs import setup
 
-    setup(verbose)
+    setup(verbose, get_settings().log_format)
 
 
 @app.command()
@@ -80,14 +107,16 @@ def tenant_create(
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (and Prometheus metrics on VIDJOBS_METRICS_PORT when set)."""
     import uvicorn
 
     from workers import compose
 
     _logging()
+    _serve_metrics(None)
     c = compose.build(get_settings(), with_ffmpeg_checks=True)
-    uvicorn.run(c.app(compose.make_probe()), host=host, port=port, log_level="info")
+    app_ = c.app(compose.make_probe(c.settings))
+    uvicorn.run(app_, host=host, port=port, log_level="info", log_config=None)
 
 
 MetricsPortOpt = Annotated[

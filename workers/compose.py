@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -95,18 +96,19 @@ def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components
     blobs.ensure()
     check, source_check = None, None
     if with_ffmpeg_checks:
-        check, source_check = ffmpeg_edit_check(), ffmpeg_source_check()
+        check, source_check = ffmpeg_edit_check(), ffmpeg_source_check(settings)
     return Components(
         settings=settings, db=db, blobs=blobs, check_edit=check, check_source=source_check
     )
 
 
-def ffmpeg_source_check() -> SourceCheck | None:
+def ffmpeg_source_check(settings: Settings) -> SourceCheck | None:
     """Preflight path sources at submission with the ffmpeg prober (results cached)."""
     try:
-        from workers.ffmpeg import preflight
+        from workers.ffmpeg import Limits, preflight
     except ImportError:
         return None
+    limits = Limits.from_settings(settings)
     from jobs.errors import InvalidRequest, PermanentError
 
     passed: set[tuple[str, int, int, bool]] = set()
@@ -117,7 +119,7 @@ def ffmpeg_source_check() -> SourceCheck | None:
         if ident in passed:
             return
         try:
-            await preflight(path, allow_image=image_ok, label=where)
+            await preflight(path, limits, allow_image=image_ok, label=where)
         except PermanentError as exc:
             raise InvalidRequest(
                 exc.message,
@@ -149,17 +151,21 @@ def make_executor(name: str, settings: Settings) -> Executor:
     if name == "sleep":
         return SleepExecutor(seconds=settings.sleep_seconds)
     from workers.ffmpeg.executor import FfmpegExecutor
+    from workers.ffmpeg.run import Limits
 
-    executor: Executor = FfmpegExecutor()
+    executor: Executor = FfmpegExecutor(Limits.from_settings(settings))
     return executor
 
 
-def make_probe() -> Probe | None:
+def make_probe(settings: Settings | None = None) -> Probe | None:
+    """The upload prober, under the settings' limits (the defaults without settings)."""
     try:
         from workers.ffmpeg.probe import probe_upload
+        from workers.ffmpeg.run import Limits
     except ImportError:
         return None
-    probe: Probe = probe_upload
+    limits = Limits.from_settings(settings) if settings is not None else None
+    probe: Probe = functools.partial(probe_upload, limits=limits)
     return probe
 
 
@@ -221,7 +227,12 @@ async def run_embedded(
     await migrate(c.db)
     creds = await local_credentials(c)
     config = uvicorn.Config(
-        c.app(make_probe()), host=host, port=port, log_level="warning", lifespan="off"
+        c.app(make_probe(c.settings)),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        log_config=None,
     )
     server = uvicorn.Server(config)
     stop = stop or loop.stop_on_signals()

@@ -42,6 +42,7 @@ from jobs.models import Job
 from jobs.outcomes import Outcome, OutcomeKind
 from jobs.settings import Settings
 from workers.executor import ExecutionContext, ExecutionResult, Executor
+from workers.logs import job_context
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.runner")
@@ -221,7 +222,9 @@ class Runner:
         assert job.id is not None
         self.stats.claimed += 1
         self._lease_until[job.id] = time.monotonic() + self.settings.lease_seconds
-        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        task = asyncio.create_task(
+            self._run_job(job), name=f"job-{job.id}", context=job_context(job)
+        )
         self._running[job.id] = task
 
         def _done(_: asyncio.Task[None], job_id: int = job.id) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,10 +36,20 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(sources.router)
     app.include_router(usage.router)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if state.settings.api_metrics:
+        metrics_token = state.settings.metrics_token
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics(request: Request) -> Response:
+            """Prometheus metrics of this process (behind VIDJOBS_METRICS_TOKEN when set)."""
+            if metrics_token is not None:
+                given = request.headers.get("authorization", "").removeprefix("Bearer ")
+                if not hmac.compare_digest(given.encode(), metrics_token.encode()):
+                    return JSONResponse(
+                        errors.error_body("unauthorized", "metrics need the metrics token"),
+                        status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                    )
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from jobs.errors import TooManyRequests, Unavailable, VidjobsError
 
@@ -132,6 +133,12 @@ def install(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # Nobody is left to answer; nothing was stored (an upload's temp file is removed).
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("client_disconnected", "the client went away"), 400)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

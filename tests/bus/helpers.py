@@ -104,3 +104,16 @@ async def read_topic(bus: Bus, group: str, count: int, timeout: float = 30) -> l
 
 def headers_count(records: list[Record], type_: str) -> collections.Counter[str]:
     return collections.Counter(r.headers["event_id"] for r in records if r.headers["type"] == type_)
+
+
+def delivered(records: list[Record]) -> dict[str, list[str]]:
+    """Per job key: the event types in the order they were first delivered (an event id
+    delivered again, by a relay that published twice, counts once)."""
+    seen: set[str] = set()
+    out: dict[str, list[str]] = {}
+    for record in records:
+        event_id = record.headers["event_id"]
+        if event_id not in seen:
+            seen.add(event_id)
+            out.setdefault(record.key, []).append(record.headers["type"])
+    return out

@@ -8,6 +8,8 @@ its offset commit. Messages are then delivered again; every effect still happens
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Sequence
 
 import pytest
 
@@ -15,6 +17,7 @@ from jobs.status import WORK_EVENTS, EventType
 from tests.bus.conftest import Stack
 from tests.bus.faults import Crash, CrashAfterAck, CrashingConsumers
 from tests.bus.helpers import (
+    delivered,
     edit,
     headers_count,
     outbox_rows,
@@ -28,6 +31,7 @@ from tests.bus.helpers import (
     wait_until,
 )
 from tests.support.kafka import unique
+from workers.bus import BusError, Message, Publisher
 from workers.consumer import BusWorker
 from workers.executor import SleepExecutor
 from workers.ledger import Ledger
@@ -72,20 +76,67 @@ async def all_published(stack: Stack) -> bool:
     return await unpublished(stack.db) == 0
 
 
+async def churn(stack: Stack, n: int) -> dict[str, list[str]]:
+    """Submit n jobs; cancel and resubmit every other one. Returns the events this caused,
+    per job key in order: what the topic must carry, whatever the outbox holds."""
+    caused: dict[str, list[str]] = {}
+    for i in range(n):
+        key = (await stack.service.submit(stack.tenant, edit(i))).job.key
+        caused[key] = [EventType.SUBMITTED]
+        if i % 2 == 0:
+            await stack.service.cancel(stack.tenant, key)
+            await stack.service.submit(stack.tenant, edit(i))
+            caused[key] += [EventType.CANCELLED, EventType.RESUBMITTED]
+    return caused
+
+
 async def test_relay_publishes_every_event_once_in_per_job_order(stack: Stack) -> None:
-    keys = await submit(stack, 6)
-    for key in keys[:3]:  # more than one event per job: submitted, cancelled, resubmitted
-        await stack.service.cancel(stack.tenant, key)
-        await stack.service.submit(stack.tenant, edit(keys.index(key)))
-    rows = await outbox_rows(stack.db)
+    caused = await churn(stack, 6)
+    total = sum(map(len, caused.values()))
     async with running(relay(stack)):
         await wait_until(lambda: all_published(stack), what="the outbox to drain")
-    records = await read_topic(stack.bus, unique("reader"), len(rows))
-    assert sorted(r.headers["event_id"] for r in records) == sorted(r.event_id for r in rows)
-    outbox_id = {r.event_id: r.id for r in rows}
-    for key in keys:
-        order = [outbox_id[r.headers["event_id"]] for r in records if r.key == key]
+    records = await read_topic(stack.bus, unique("reader"), total, timeout=10)
+    assert len(records) == total, "an event was published twice without a fault"
+    assert delivered(records) == caused
+    ids = {r.headers["event_id"]: r for r in records}
+    assert len(ids) == total
+    for key in caused:  # per-job order is outbox order too
+        order = [json.loads(r.value)["outbox_id"] for r in records if r.key == key]
         assert order == sorted(order), f"events of {key} out of order"
+
+
+class FailsOnce:
+    """A publisher whose first batch fails before anything reaches the broker (a broker
+    that is briefly away): the relay retries it."""
+
+    def __init__(self, inner: Publisher) -> None:
+        self.inner = inner
+        self.failed = False
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise BusError("the broker is not reachable (injected)")
+        await self.inner.publish(messages)
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+
+async def test_a_failed_publish_is_retried_and_every_event_arrives(stack: Stack) -> None:
+    """Rows are marked published only after the broker acknowledged them: a batch whose
+    publish failed is still unpublished and goes out on the retry."""
+    caused = await churn(stack, 4)
+    total = sum(map(len, caused.values()))
+    flaky = FailsOnce(stack.bus.publisher())
+    async with running(relay(stack, publisher=flaky)):
+        await wait_until(lambda: all_published(stack), what="the outbox to drain")
+    assert flaky.failed
+    records = await read_topic(stack.bus, unique("reader"), total, timeout=10)
+    assert delivered(records) == caused
 
 
 async def test_bus_events_drive_claims_and_each_job_runs_once(stack: Stack) -> None:
@@ -171,7 +222,9 @@ async def test_consumers_killed_after_effect_before_offset_commit_do_not_double_
         second_worker, second_ledger = worker(stack), ledger(stack)
         async with running(second_worker, second_ledger):
             await wait_until(lambda: _ledger_done(stack, n), what="the ledger to count all jobs")
-            # The redelivered records reach the new members and are skipped as seen.
+            # The redelivered records reach the new members and claim nothing: their jobs are
+            # no longer pending (a replay after its job is pending again is the case of
+            # test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed).
             await wait_until(
                 lambda: _handled(second_worker.loop.handled, n), what="the redelivered events"
             )
@@ -243,3 +296,40 @@ async def test_shutdown_lets_jobs_finish_until_the_grace_then_releases_them(
 
 async def _running(stack: Stack, n: int) -> bool:
     return (await statuses(stack.db))["running"] == n
+
+
+async def test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed(
+    stack: Stack,
+) -> None:
+    """A relay that published twice can hand a worker an old `job.submitted` after the job
+    went back to pending (released here): the event id was seen, so it claims nothing. The
+    `job.requeued` that the release wrote is a new id, and that one is claimed."""
+    [key] = await submit(stack, 1)
+    async with running(relay(stack)):
+        await wait_until(lambda: all_published(stack), what="the submitted event")
+    [old] = await read_topic(stack.bus, unique("reader"), 1)
+    assert (old.key, old.headers["type"]) == (key, EventType.SUBMITTED)
+    group = stack.settings.kafka_worker_group
+
+    w = worker(stack, seconds=60)
+    w.runner.shutdown_grace = 0.1
+    assert await w.handle(old) == "claimed"
+    drained = asyncio.Event()
+    drained.set()
+    await w.runner.run(drained)  # shutdown: the running job is released, pending again
+    assert (await statuses(stack.db))["pending"] == 1
+
+    again = worker(stack, seconds=60)
+    again.runner.shutdown_grace = 0.1
+    assert await again.handle(old) == "not_claimed"
+    assert (await statuses(stack.db))["pending"] == 1
+    assert again.runner.stats.claimed == 0
+    assert old.headers["event_id"] in await processed_ids(stack.db, group)
+
+    async with running(relay(stack)):
+        await wait_until(lambda: all_published(stack), what="the requeued event")
+    records = await read_topic(stack.bus, unique("reader"), 3)
+    [requeued] = [r for r in records if r.headers["type"] == EventType.REQUEUED]
+    assert await again.handle(requeued) == "claimed"
+    await again.runner.run(drained)
+    assert set(per_job(await outbox_rows(stack.db), EventType.CLAIMED).values()) == {2}

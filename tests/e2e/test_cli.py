@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 
 def vidjobs(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=check)
-
-
-@pytest.fixture
-def embedded(tmp_path: Path, source_root: Path) -> dict[str, str]:
-    env = {**os.environ, "VIDJOBS_DATA_DIR": str(tmp_path / "data"), "VIDJOBS_SOURCE_ROOTS": str(source_root), "VIDJOBS_SLEEP_SECONDS": "0.05"}
-    for var in ("VIDJOBS_DATABASE_URL", "VIDJOBS_API_URL", "VIDJOBS_API_TOKEN", "VIDJOBS_KAFKA_BOOTSTRAP"):
-        env.pop(var, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "up", "--port", "0", "--executor", "sleep"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    creds = tmp_path / "data" / "credentials.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (creds.exists() and "url" in creds.read_text()):
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        time.sleep(0.1)
-    assert "url" in creds.read_text(), "vidjobs up did not come up"
-    yield env
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
 
 
 def test_up_submit_status_jobs(embedded: dict[str, str], tmp_path: Path) -> None:

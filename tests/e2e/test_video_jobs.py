@@ -105,7 +105,7 @@ async def runner_running(db: Database, settings: Settings) -> AsyncIterator[Runn
 
 async def test_submission_refuses_files_that_are_not_videos(db: Database, settings: Settings, tenant: TenantRef, video_root: Path) -> None:
     _ffmpeg()
-    service = JobService(db, settings, check_source=ffmpeg_source_check())
+    service = JobService(db, settings, check_source=ffmpeg_source_check(settings))
     for name in ("notes.mp4", "empty.mp4"):
         with pytest.raises(InvalidRequest) as info:
             await service.submit(tenant, EditRequest.model_validate({"source": {"path": name}}))

@@ -3,7 +3,10 @@ server path, and leaves no ffmpeg process behind."""
 
 from __future__ import annotations
 
+import base64
+import importlib
 import os
+import socket
 import struct
 import subprocess
 import threading
@@ -19,6 +22,9 @@ from workers.ffmpeg.probe import preflight
 from workers.ffmpeg.run import Limits
 
 pytestmark = pytest.mark.ffmpeg
+
+# The module, not the `probe` function that `workers.ffmpeg` exports under the same name.
+probe_module = importlib.import_module("workers.ffmpeg.probe")
 
 
 class Canary:
@@ -49,6 +55,40 @@ class Canary:
         self._thread.join(5)
         os.close(fd)
         return self.opened_by_other
+
+
+class HttpCanary:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._done.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> int:
+        self._done.set()
+        self._thread.join(5)
+        self._sock.close()
+        return self.connections
 
 
 def png(width: int, height: int) -> bytes:
@@ -97,6 +137,37 @@ def test_the_canary_does_see_an_unguarded_ffmpeg_follow_a_playlist(
         [ffmpeg_bin, "-nostdin", "-loglevel", "quiet", "-i", str(target)], timeout=30, check=False
     )
     assert canary.close()
+
+
+async def test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file(
+    tmp_path: Path, ffmpeg_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defense in depth: with a hole opened on purpose in the demuxer allowlist (hls let
+    through), `-protocol_whitelist file` on its own still keeps the playlist from opening
+    anything but plain files. The playlist names an http canary on 127.0.0.1 and an
+    AES-128 segment (read through the `crypto:` protocol) that is a FIFO canary; neither
+    may be touched. (ffmpeg's own default for a `file:` input, `file,crypto,data`, stops
+    the http fetch but lets `crypto:` open the FIFO: only our allowlist stops that.)"""
+    monkeypatch.setattr(probe_module, "FORMAT_WHITELIST", probe_module.FORMAT_WHITELIST + ",hls")
+    http = HttpCanary()
+    fifo = Canary(tmp_path / "canary.ts")
+    key = base64.b64encode(bytes(16)).decode()
+    target = tmp_path / "playlist.m3u8"
+    target.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n"
+        f'#EXT-X-KEY:METHOD=AES-128,URI="data:application/octet-stream;base64,{key}"\n'
+        f"#EXTINF:10,\n{fifo.path.name}\n"
+        "#EXT-X-KEY:METHOD=NONE\n"
+        f"#EXTINF:10,\n{http.url}/segment.ts\n#EXT-X-ENDLIST\n"
+    )
+    try:
+        with pytest.raises(PermanentError) as err:
+            await preflight(target, ffmpeg=ffmpeg_bin)
+    finally:
+        opened, connections = fifo.close(), http.close()
+    assert not opened, "the crypto: protocol opened the FIFO segment"
+    assert connections == 0, "ffmpeg connected to the http canary"
+    assert_clean(err.value, str(tmp_path))
 
 
 async def test_concat_list_with_absolute_paths_is_refused(tmp_path: Path, ffmpeg_bin: str) -> None:

@@ -100,6 +100,12 @@ async def test_zombie_worker_cannot_heartbeat_or_finish(
         await a.succeed(zombie, {"digest": "sha256:" + "a" * 64})
     with pytest.raises(LostFence):
         await a.fail(zombie, code="x", message="y", retryable=False)
+    with pytest.raises(LostFence):
+        await a.cancel(zombie)
+    with pytest.raises(LostFence):
+        await a.release(zombie)
+    beat = await b.heartbeat(fresh, 0.5)  # the holder is untouched by all of that
+    assert (beat.job.status, beat.job.lease_owner, beat.job.attempts) == ("running", "B", 2)
     done = await b.succeed(fresh, {"digest": "sha256:" + "b" * 64})
     assert done.status == "succeeded"
     assert done.output == {"digest": "sha256:" + "b" * 64}
@@ -124,6 +130,12 @@ async def test_rescue_does_not_undo_a_finish_between_its_read_and_write(
     assert final is not None and final.status == "succeeded"
 
 
+def lease_left(job: Any, db_now: dt.datetime) -> float:
+    """Seconds from the database's now to the job's lease expiry."""
+    assert job.lease_expires_at is not None
+    return float((job.lease_expires_at - db_now).total_seconds())
+
+
 async def test_lease_expiry_uses_the_database_clock(
     db: Database,
     service: JobService,
@@ -131,30 +143,48 @@ async def test_lease_expiry_uses_the_database_clock(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    [key] = await submit_many(service, tenant, 1)
+    """A worker whose clock runs ten minutes fast cannot take an unexpired lease, and the
+    leases it takes and renews end one lease after the database's now, not its own."""
+    taken, by_key, _ = await submit_many(service, tenant, 3)
     owner = ClaimService(db, settings)  # lease of 30 s
     [held] = await owner.claim_batch("A", 1)
-    db_now = await db.now()
-    assert held.lease_expires_at is not None
-    assert abs((held.lease_expires_at - db_now).total_seconds() - 30) < 5
+    assert held.key == taken
 
-    # Worker B's clock runs ten minutes fast: every Python-side clock says so.
+    # Worker B's clock runs ten minutes fast: every Python-side clock says so. The real
+    # functions are bound before the patch, so the fakes cannot call themselves.
     skew = dt.timedelta(minutes=10)
-    real_time = time.time
+    real_time, real_datetime = time.time, dt.datetime
 
-    class FastDatetime(dt.datetime):
+    class FastDatetime(real_datetime):  # type: ignore[misc,valid-type]
         @classmethod
         def now(cls, tz: Any = None) -> Any:
-            return dt.datetime.now(tz) + skew
+            return real_datetime.now(tz) + skew
+
+        @classmethod
+        def utcnow(cls) -> Any:
+            return real_datetime.now(dt.UTC).replace(tzinfo=None) + skew
 
     monkeypatch.setattr(time, "time", lambda: real_time() + skew.total_seconds())
     monkeypatch.setattr(dt, "datetime", FastDatetime)
+    assert time.time() - real_time() > 590
+    assert (dt.datetime.now(dt.UTC) - real_datetime.now(dt.UTC)).total_seconds() > 590
+
     fast = ClaimService(db, settings)
-    assert await fast.rescue_expired() == []
-    assert await fast.claim_by_key(tenant.id, key, "B") is None
-    assert await fast.claim_batch("B", 10) == []
-    beat = await owner.heartbeat(held, 0.5)
-    assert beat.job.lease_owner == "A"
+    assert await fast.rescue_expired() == []  # A's lease has not run out by the database
+    assert await fast.claim_by_key(tenant.id, taken, "B") is None
+    mine = await fast.claim_by_key(tenant.id, by_key, "B")
+    assert mine is not None
+    [swept] = await fast.claim_batch("B", 10)
+    beat = await fast.heartbeat(mine, 0.5)
+    monkeypatch.undo()  # Database.now checks its result with isinstance(dt.datetime)
+    now = await db.now()
+    for job in (mine, swept, beat.job):
+        left = lease_left(job, now)
+        assert settings.lease_seconds - 5 < left <= settings.lease_seconds + 0.5, (
+            f"{job.key}: lease ends {left:.1f} s after the database's now, "
+            f"not {settings.lease_seconds} s"
+        )
+    assert (await owner.heartbeat(held, 0.5)).job.lease_owner == "A"
 
 
 async def test_retryable_failure_backs_off_then_fails_when_attempts_run_out(

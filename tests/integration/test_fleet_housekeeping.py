@@ -159,3 +159,19 @@ async def test_metrics_count_submissions_and_duplicates(
     assert after.headers["content-type"].startswith("text/plain")
     for result in ("created", "duplicate", "rejected"):
         assert counter(after.text, result) == counter(before, result) + 1, result
+
+
+async def test_metrics_behind_a_token_or_off(db: Database, service: JobService, settings: Settings) -> None:
+    blobs = BlobStore(settings.data_dir / "blobs")
+    guarded = settings.model_copy(update={"metrics_token": "s3cret-metrics-token"})
+    off = settings.model_copy(update={"api_metrics": False})
+    for s, anonymous, with_token in ((guarded, 401, 200), (off, 404, 404)):
+        app = create_app(ApiState(db=db, service=service, settings=s, blobs=blobs))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            assert (await http.get("/metrics")).status_code == anonymous
+            wrong = await http.get("/metrics", headers={"Authorization": "Bearer nope-nope-nope-nope"})
+            assert wrong.status_code == anonymous
+            good = await http.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics-token"})
+            assert good.status_code == with_token
+            if with_token == 200:
+                assert "vidjobs_submissions_total" in good.text

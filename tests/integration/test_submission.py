@@ -74,6 +74,23 @@ async def test_failed_key_runs_again_on_the_same_row(
     assert await count(db, Job) == 1
 
 
+async def test_a_succeeded_key_is_answered_and_not_run_again(
+    service: JobService, claims: Any, tenant: TenantRef
+) -> None:
+    first = await service.submit(tenant, edit())
+    [job] = await claims.claim_batch("w", 1)
+    done = await claims.succeed(job, {"digest": "sha256:" + "5" * 64, "size": 5})
+    before = await service.events(tenant, first.job.key)
+    for again in (edit(), edit(priority=7)):
+        r = await service.submit(tenant, again)
+        assert (r.created, r.rerun, r.replayed) == (False, False, True)
+        assert (r.job.id, r.job.status, r.job.output) == (done.id, "succeeded", done.output)
+    with pytest.raises(DuplicateJob):
+        await service.submit(tenant, edit(), on_duplicate=OnDuplicate.REJECT)
+    assert await claims.claim_batch("w", 1) == []  # nothing to run
+    assert await service.events(tenant, first.job.key) == before  # and nothing written
+
+
 async def test_idempotency_key_binds_the_first_body(service: JobService, tenant: TenantRef) -> None:
     first = await service.submit(tenant, edit(), idempotency_key="req-1")
     replay = await service.submit(tenant, edit(), idempotency_key="req-1")

@@ -27,3 +27,48 @@ def test_the_next_line_after_the_interval_says_how_many_were_dropped() -> None:
     throttle.seconds = 0
     r = record("aiokafka", "x")
     assert throttle.filter(r) and "1 more like it" in str(r.msg)
+
+
+def _json_lines(capsys: object) -> list[dict[str, object]]:
+    import json
+
+    out = capsys.readouterr().err  # type: ignore[attr-defined]
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_json_lines_carry_the_job_of_the_task_that_logged_them(capsys: object) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from workers.logs import job_context, setup
+
+    setup(fmt="json")
+    log = logging.getLogger("vidjobs.runner")
+
+    async def job_task(n: int) -> None:
+        await asyncio.sleep(0)
+        log.warning("lost the lease on %s", f"job{n}")
+
+    async def main() -> None:
+        jobs = [SimpleNamespace(key=f"vj1_{n}", tenant_id=f"t{n}", attempts=n, fencing_token=10 + n) for n in (1, 2)]
+        await asyncio.gather(*(asyncio.create_task(job_task(n), context=job_context(j)) for n, j in zip((1, 2), jobs, strict=True)))
+        log.info("not about a job", extra={"owner": "w1"})
+
+    asyncio.run(main())
+    lines = _json_lines(capsys)
+    about = {line["job_key"]: line for line in lines if "job_key" in line}
+    assert about["vj1_1"]["tenant"] == "t1" and about["vj1_1"]["attempt"] == 1 and about["vj1_1"]["fencing_token"] == 11
+    assert about["vj1_2"]["event"] == "lost the lease on job2" and about["vj1_2"]["level"] == "warning"
+    plain = next(line for line in lines if line["event"] == "not about a job")
+    assert "job_key" not in plain and plain["owner"] == "w1" and plain["logger"] == "vidjobs.runner"
+    logging.getLogger().handlers.clear()
+
+
+def test_console_format_is_one_readable_line(capsys: object) -> None:
+    from workers.logs import setup
+
+    setup(fmt="console")
+    logging.getLogger("vidjobs.relay").info("relay is active")
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "relay is active" in err and "[vidjobs.relay]" in err and not err.lstrip().startswith("{")
+    logging.getLogger().handlers.clear()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from jobs.errors import PermanentError, RetryableError
+from jobs.settings import Settings
 
 GiB = 1024**3
 
@@ -38,6 +39,18 @@ class Limits:
     max_pixels: int = 7680 * 4320
     max_streams: int = 16
     max_input_bytes: int = 16 * GiB
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The operator's limits (VIDJOBS_FFMPEG_*, VIDJOBS_MAX_SOURCE_DURATION_SECONDS)."""
+        out = settings.ffmpeg_max_output_mib * 1024 * 1024
+        return cls(
+            timeout_s=settings.ffmpeg_timeout_seconds,
+            memory_bytes=settings.ffmpeg_memory_mib * 1024 * 1024,
+            max_output_bytes=out,
+            max_input_bytes=max(out, cls.max_input_bytes),
+            max_duration_ms=int(settings.max_source_duration_seconds * 1000),
+        )
 
     def rlimits(self, timeout_s: float) -> tuple[tuple[int, int], ...]:
         cpu = self.cpu_seconds or max(60, int(timeout_s * (os.cpu_count() or 1)) + 60)

@@ -1,0 +1,526 @@
+"""The named mutants: one or more per DESIGN.md invariant and per security rule.
+
+Each breaks exactly one guarantee, in the code that carries it, and names the tests that
+must fail. Tests are behaviour-level (events, rows, what a client or consumer sees), so a
+refactor that keeps the behaviour only has to move a snippet, not the test list.
+"""
+
+from __future__ import annotations
+
+from tests.mutants.model import Edit, Mutant, m
+
+ST = "jobs/statements.py"
+SV = "jobs/service.py"
+CL = "jobs/claims.py"
+RUN = "workers/ffmpeg/run.py"
+PROBE = "workers/ffmpeg/probe.py"
+CMD = "workers/ffmpeg/command.py"
+
+T_CLAIMS = "tests/integration/test_claims.py"
+T_SUBMIT = "tests/integration/test_submission.py"
+T_EVENTS = "tests/integration/test_event_sequences.py"
+T_API = "tests/integration/test_api.py"
+T_PIPE = "tests/bus/test_pipeline.py"
+T_HOSTILE = "tests/ffmpeg/test_ffmpeg_hostile.py"
+T_RUN = "tests/ffmpeg/test_ffmpeg_run.py"
+
+ZOMBIE = f"{T_CLAIMS}::test_zombie_worker_cannot_heartbeat_or_finish"
+LOST_LEASE = "tests/integration/test_runner.py::test_a_worker_that_loses_its_lease_stops_and_attaches_nothing"
+CLOCK = f"{T_CLAIMS}::test_lease_expiry_uses_the_database_clock"
+CANCEL_EVENTS = f"{T_EVENTS}::test_cancels_and_a_cancel_request_each_write_their_event"
+RESCUE_EVENTS = f"{T_EVENTS}::test_rescues_write_requeued_then_failed_when_attempts_run_out"
+PROTOCOL = f"{T_HOSTILE}::test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file"
+
+# A lease computed by the worker's own clock instead of the database's (mutants only).
+_WORKER_CLOCK = """
+
+def _worker_clock(seconds: float) -> Any:  # MUTANT: this process's clock, not the database's
+    import datetime
+    import time
+
+    at = datetime.datetime.fromtimestamp(time.time() + seconds, datetime.UTC)
+    return sa.literal(at, db_now.type)
+"""
+
+MUTANTS: tuple[Mutant, ...] = (
+    # --- 1. deterministic keys ---------------------------------------------------------
+    m(
+        "key-ignores-tenant",
+        "inv 1: keys derive from the tenant",
+        "jobs/keys.py",
+        'canonical_json({"v": KEY_VERSION, "tenant": tenant_id, "edit": edit})',
+        'canonical_json({"v": KEY_VERSION, "edit": edit})',
+        "tests/unit/test_keys.py::test_tenants_get_different_keys",
+    ),
+    m(
+        "key-json-unsorted",
+        "inv 1: canonical JSON (sorted keys)",
+        "jobs/keys.py",
+        "value, sort_keys=True, separators",
+        "value, sort_keys=False, separators",
+        "tests/unit/test_keys.py::test_golden_keys_are_pinned",
+        "tests/unit/test_keys.py::test_canonical_json_is_byte_stable",
+    ),
+    m(
+        "key-includes-priority",
+        "inv 1: fields that do not change the output are not in the key",
+        "jobs/spec.py",
+        'return {"source": source, "operations": ops, "output": canonical_output(req)}',
+        'return {"source": source, "operations": ops, "output": canonical_output(req),'
+        ' "priority": req.priority}',
+        "tests/unit/test_keys.py::test_key_ignores_priority_attempts_and_labels",
+    ),
+    # --- 2. one row per key --------------------------------------------------------------
+    m(
+        "insert-without-on-conflict",
+        "inv 2: INSERT ... ON CONFLICT DO NOTHING",
+        ST,
+        '        .values(**row)\n        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])\n',
+        "        .values(**row)\n",
+        f"{T_SUBMIT}::test_fifty_concurrent_identical_submissions_make_one_row",
+        "tests/integration/test_api.py::test_fifty_concurrent_posts_one_201",
+    ),
+    # --- 3. duplicates are answered, not re-processed ------------------------------------
+    m(
+        "succeeded-duplicate-runs-again",
+        "inv 3: a succeeded key is answered with its job",
+        "jobs/status.py",
+        "RERUNNABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})",
+        "RERUNNABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUCCEEDED})",
+        f"{T_SUBMIT}::test_a_succeeded_key_is_answered_and_not_run_again",
+        more=(
+            Edit(
+                ST,
+                "RERUNNABLE = (FAILED, CANCELLED)",
+                "RERUNNABLE = (FAILED, CANCELLED, SUCCEEDED)",
+            ),
+        ),
+    ),
+    m(
+        "duplicate-reject-ignored",
+        "inv 3: on_duplicate=reject answers 409",
+        SV,
+        "                if on_duplicate is OnDuplicate.REJECT:\n                    raise _duplicate(existing)\n",
+        "",
+        f"{T_SUBMIT}::test_duplicate_returns_existing_or_rejects",
+        f"{T_API}::test_submit_then_duplicate_then_reject",
+    ),
+    m(
+        "duplicate-not-marked-replayed",
+        "inv 3: Idempotent-Replayed: true on a duplicate",
+        "jobs/api/routes.py",
+        '"Idempotent-Replayed": "true" if result.replayed else "false",',
+        '"Idempotent-Replayed": "false",',
+        f"{T_API}::test_submit_then_duplicate_then_reject",
+    ),
+    # --- 4. claims are conditional updates -----------------------------------------------
+    m(
+        "claim-by-key-ignores-status",
+        "inv 4: claim only WHERE status = 'pending'",
+        ST,
+        "            c.key == key,\n            c.status == PENDING,\n            c.run_after <= db_now(),\n",
+        "            c.key == key,\n            c.run_after <= db_now(),\n",
+        f"{T_CLAIMS}::test_claim_by_key_has_one_winner",
+    ),
+    m(
+        "batch-claim-neither-locks-nor-rechecks",
+        "inv 4: batch claims lock (SKIP LOCKED) or re-check pending",
+        ST,
+        "    LIMIT {limit}\n    FOR UPDATE SKIP LOCKED\n), {claimed} AS (",
+        "    LIMIT {limit}\n), {claimed} AS (",
+        f"{T_CLAIMS}::test_eight_concurrent_claimers_take_each_job_once[postgres]",
+        more=(
+            Edit(
+                ST,
+                "    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'\n",
+                "    WHERE jobs.id IN (SELECT id FROM due)\n",
+            ),
+        ),
+    ),
+    m(
+        "claim-keeps-fencing-token",
+        "inv 4: a claim increments the fencing token",
+        ST,
+        '"fencing_token": c.fencing_token + 1,',
+        '"fencing_token": c.fencing_token,',
+        ZOMBIE,
+        more=(
+            Edit(
+                ST, "fencing_token = jobs.fencing_token + 1,", "fencing_token = jobs.fencing_token,"
+            ),
+        ),
+    ),
+    m(
+        "lease-from-worker-clock",
+        "inv 4: lease expiry from the database clock (claim by key, SQLite batch, heartbeat)",
+        ST,
+        '        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),\n'
+        '        "fencing_token": c.fencing_token + 1,\n',
+        '        "lease_expires_at": _worker_clock(lease_seconds),\n'
+        '        "fencing_token": c.fencing_token + 1,\n',
+        CLOCK,
+        more=(
+            Edit(
+                ST,
+                '        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),\n'
+                '        "updated_at": db_now(),\n',
+                '        "lease_expires_at": _worker_clock(lease_seconds),\n'
+                '        "updated_at": db_now(),\n',
+            ),
+            Edit(
+                ST,
+                "_PENDING_LITERAL = sa.literal_column(f\"'{PENDING}'\", sa.String)\n",
+                "_PENDING_LITERAL = sa.literal_column(f\"'{PENDING}'\", sa.String)\n"
+                + _WORKER_CLOCK,
+            ),
+        ),
+    ),
+    m(
+        "lease-from-worker-clock-pg-statement",
+        "inv 4: lease expiry from the database clock (PostgreSQL one-statement claims)",
+        ST,
+        "lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',",
+        "lease_expires_at = to_timestamp({lease_seconds}::float8),",
+        f"{CLOCK}[postgres]",
+        more=(
+            Edit(
+                ST,
+                "conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner, float(lease_seconds), limit",
+                "conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner,"
+                ' __import__("time").time() + float(lease_seconds), limit',
+            ),
+            Edit(
+                ST,
+                "        float(lease_seconds),\n        limit,\n    )\n    split",
+                '        __import__("time").time() + float(lease_seconds),\n        limit,\n    )\n    split',
+            ),
+        ),
+    ),
+    # --- 5. fencing ------------------------------------------------------------------------
+    m(
+        "heartbeat-unfenced",
+        "inv 5: heartbeats carry the fencing token",
+        ST,
+        "stmt = sa.update(jobs).where(*_fenced(job_id, token)).values(**values).returning(*c)",
+        "stmt = sa.update(jobs).where(c.id == job_id).values(**values).returning(*c)",
+        ZOMBIE,
+        LOST_LEASE,
+    ),
+    m(
+        "finish-unfenced",
+        "inv 5: a finish carries the fencing token",
+        ST,
+        "    WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'\n"
+        "        AND jobs.fencing_token = finished.token\n",
+        "    WHERE jobs.id = finished.id\n",
+        ZOMBIE,
+        LOST_LEASE,
+        more=(
+            Edit(
+                ST,
+                '    """running -> succeeded, pointing the job at its stored output."""\n'
+                "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
+                '    """running -> succeeded, pointing the job at its stored output."""\n'
+                "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
+            ),
+        ),
+    ),
+    m(
+        "fail-unfenced",
+        "inv 5: a failure carries the fencing token",
+        ST,
+        "    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)\n"
+        "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
+        "    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)\n"
+        "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
+        ZOMBIE,
+    ),
+    m(
+        "cancel-unfenced",
+        "inv 5: the worker's cancel carries the fencing token",
+        ST,
+        '    """running -> cancelled, when the worker honours a cancel request."""\n'
+        "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
+        '    """running -> cancelled, when the worker honours a cancel request."""\n'
+        "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
+        ZOMBIE,
+    ),
+    m(
+        "release-unfenced",
+        "inv 5: a release carries the fencing token",
+        ST,
+        '    """running -> pending at once, attempt not counted (graceful shutdown)."""\n'
+        "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
+        '    """running -> pending at once, attempt not counted (graceful shutdown)."""\n'
+        "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
+        ZOMBIE,
+    ),
+    m(
+        "rescue-without-status-and-token",
+        "inv 5: a rescue re-checks status and token",
+        ST,
+        ".where(*_fenced(job_id, token), c.lease_expires_at < db_now())",
+        ".where(c.id == job_id, c.lease_expires_at < db_now())",
+        f"{T_CLAIMS}::test_rescue_does_not_undo_a_finish_between_its_read_and_write",
+        equivalent=(
+            "every transition out of running clears lease_expires_at (NULL never compares "
+            "< now), and a re-claim sets a fresh lease; so the expiry check alone already "
+            "matches only the expired run that select_expired_leases saw, or a later run "
+            "whose lease also expired (rescuing that one is right too)"
+        ),
+    ),
+    # --- 6. transactional outbox -------------------------------------------------------------
+    m(
+        "cancel-pending-writes-no-event",
+        "inv 6: every state change writes its outbox row",
+        SV,
+        "            events.append(await outbox.insert_event(conn, changed, event))\n",
+        "            if event is not EventType.CANCELLED:\n"
+        "                events.append(await outbox.insert_event(conn, changed, event))\n",
+        CANCEL_EVENTS,
+    ),
+    m(
+        "cancel-request-writes-no-event",
+        "inv 6: every state change writes its outbox row",
+        SV,
+        "            events.append(await outbox.insert_event(conn, changed, event))\n",
+        "            if event is not EventType.CANCEL_REQUESTED:\n"
+        "                events.append(await outbox.insert_event(conn, changed, event))\n",
+        CANCEL_EVENTS,
+    ),
+    m(
+        "worker-cancel-writes-no-event",
+        "inv 6: every state change writes its outbox row",
+        CL,
+        "            event = await outbox.insert_event(conn, row, EventType.CANCELLED)\n"
+        "        self._notify([event])\n",
+        "",
+        CANCEL_EVENTS,
+    ),
+    m(
+        "rescue-writes-no-event",
+        "inv 6: every state change writes its outbox row",
+        CL,
+        '                events.append(await outbox.insert_event(conn, row, type_, reason="lease_expired"))\n',
+        "                pass  # MUTANT: no outbox row\n",
+        RESCUE_EVENTS,
+    ),
+    m(
+        "submit-row-commits-before-its-event",
+        "inv 6: the outbox row is written in the transaction of the change",
+        SV,
+        "        job = await statements.insert_job_if_absent(conn, values)\n",
+        "        async with self.db.engine.begin() as own:  # MUTANT: its own transaction\n"
+        "            job = await statements.insert_job_if_absent(own, values)\n",
+        f"{T_SUBMIT}::test_rolled_back_submission_leaves_no_job_and_no_outbox_row[postgres]",
+    ),
+    m(
+        "relay-marks-before-publishing",
+        "inv 6/7: rows are marked published only after the broker's ack",
+        "workers/relay.py",
+        "            await self.publisher.publish([message_for(row) for row in rows])\n"
+        "            ids = [row.id for row in rows if row.id is not None]\n"
+        "            async with self.leadership.transaction() as conn:\n"
+        "                await outbox.mark_published(conn, ids)\n",
+        "            ids = [row.id for row in rows if row.id is not None]\n"
+        "            async with self.leadership.transaction() as conn:\n"
+        "                await outbox.mark_published(conn, ids)\n"
+        "            await self.publisher.publish([message_for(row) for row in rows])\n",
+        f"{T_PIPE}::test_a_failed_publish_is_retried_and_every_event_arrives",
+    ),
+    m(
+        "relay-high-water-mark",
+        "inv 6: the relay never uses a high-water mark",
+        "jobs/outbox.py",
+        "    stmt = (\n"
+        "        sa.select(outbox).where(outbox.c.published_at.is_(None)).order_by(outbox.c.id).limit(limit)\n",
+        "    hw = outbox.alias('hw')  # MUTANT: only ids above the highest published one\n"
+        "    mark = sa.select(sa.func.coalesce(sa.func.max(hw.c.id), 0))"
+        ".where(hw.c.published_at.is_not(None)).scalar_subquery()\n"
+        "    stmt = (\n"
+        "        sa.select(outbox).where(outbox.c.published_at.is_(None), outbox.c.id > mark)"
+        ".order_by(outbox.c.id).limit(limit)\n",
+        "tests/kafka/test_relay_fleet.py::test_a_row_committed_after_a_later_one_is_still_published",
+    ),
+    # --- 7. at-least-once delivery, exactly-once effect ----------------------------------------
+    m(
+        "worker-skips-seen-check",
+        "inv 7: consumers skip event ids they have seen",
+        CL,
+        "                if not await outbox.record_processed_if_new(conn, consumer, event_id):\n"
+        "                    return None\n",
+        "                await outbox.record_processed_if_new(conn, consumer, event_id)\n",
+        f"{T_PIPE}::test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed",
+    ),
+    m(
+        "worker-records-no-event-id",
+        "inv 7: consumers record the event id with the effect",
+        CL,
+        "            if consumer is not None and event_id is not None:\n",
+        "            if consumer is not None and event_id is not None and False:  # MUTANT\n",
+        f"{T_PIPE}::test_bus_events_drive_claims_and_each_job_runs_once",
+    ),
+    m(
+        "ledger-skips-seen-check",
+        "inv 7: the ledger counts each event id once",
+        "workers/ledger.py",
+        "            if not await outbox.record_processed_if_new(conn, self.group, event.event_id):\n"
+        "                self.duplicates += 1\n"
+        '                return "duplicate"\n',
+        "            await outbox.record_processed_if_new(conn, self.group, event.event_id)\n",
+        f"{T_PIPE}::test_relay_killed_after_ack_before_marking_publishes_twice_effects_once",
+    ),
+    # --- 8. outputs are immutable ------------------------------------------------------------
+    m(
+        "ffmpeg-writes-outside-its-workdir",
+        "inv 8: ffmpeg writes to a private temp path",
+        "workers/ffmpeg/executor.py",
+        'out = ctx.workdir / f"output-{secrets.token_hex(8)}.{container.value}"',
+        'out = ctx.workdir.parent / f"output.{container.value}"  # MUTANT: shared, predictable',
+        "tests/ffmpeg/test_ffmpeg_ops.py::test_plain_transcode_keeps_size_duration_and_audio",
+    ),
+    m(
+        "stored-output-rewritten-in-place",
+        "inv 8: a stored output is never rewritten",
+        "jobs/blobstore.py",
+        "        if final.exists():\n"
+        "            path.unlink(missing_ok=True)\n"
+        "            return\n"
+        "        os.chmod(path, 0o444)\n"
+        "        os.replace(path, final)\n",
+        "        with path.open('rb') as src, final.open('wb') as dst:  # MUTANT: in place\n"
+        "            dst.write(src.read())\n"
+        "        path.unlink()\n",
+        "tests/unit/test_stored_outputs.py",
+    ),
+    # --- 9 and security: untrusted input ---------------------------------------------------------
+    m(
+        "ffmpeg-through-a-shell",
+        "sec: no user text reaches a shell (argv only)",
+        RUN,
+        "    proc = await asyncio.create_subprocess_exec(\n        *argv,\n",
+        '    proc = await asyncio.create_subprocess_shell(\n        " ".join(argv),\n',
+        "tests/ffmpeg/test_ffmpeg_ops.py::test_watermark_in_a_corner",
+    ),
+    m(
+        "ffmpeg-reads-stdin",
+        "inv 9: ffmpeg runs with no stdin",
+        CMD,
+        'GLOBAL_ARGS = ("-nostdin", "-hide_banner",',
+        'GLOBAL_ARGS = ("-hide_banner",',
+        "tests/ffmpeg/test_ffmpeg_command.py::test_argv_holds_only_expected_tokens",
+        more=(Edit(RUN, "        stdin=asyncio.subprocess.DEVNULL,\n", "        stdin=None,\n"),),
+        note="caught by an argv-shape test only",
+    ),
+    m(
+        "stored-spec-not-revalidated",
+        "sec: nothing reaches a filter graph unchecked",
+        CMD,
+        "        return EditRequest.model_validate(data)\n",
+        "        return EditRequest.model_construct(**data)\n",
+        "tests/ffmpeg/test_ffmpeg_command.py::test_a_tampered_spec_is_revalidated",
+    ),
+    m(
+        "unbounded-scale",
+        "inv 9: operations have bounded numbers",
+        "jobs/spec.py",
+        "    width: int | None = Field(default=None, ge=16, le=7680)\n"
+        "    height: int | None = Field(default=None, ge=16, le=4320)\n\n"
+        '    @model_validator(mode="after")\n    def _one_side(self) -> Scale:',
+        "    width: int | None = Field(default=None, ge=16)\n"
+        "    height: int | None = Field(default=None, ge=16)\n\n"
+        '    @model_validator(mode="after")\n    def _one_side(self) -> Scale:',
+        "tests/unit/test_spec.py::test_error_names_the_json_path_and_what_is_allowed",
+    ),
+    m(
+        "no-format-whitelist",
+        "inv 9: a demuxer allowlist on every input",
+        PROBE,
+        '    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]',
+        '    args = ["-protocol_whitelist", "file"]',
+        f"{T_HOSTILE}::test_hls_playlist_is_refused_without_reading_what_it_names",
+        f"{T_HOSTILE}::test_concat_list_with_absolute_paths_is_refused",
+    ),
+    m(
+        "no-protocol-whitelist-on-inputs",
+        "inv 9: -protocol_whitelist file on every input",
+        PROBE,
+        '    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]',
+        '    args = ["-format_whitelist", FORMAT_WHITELIST]',
+        PROTOCOL,
+    ),
+    m(
+        "no-protocol-whitelist-anywhere",
+        "inv 9: -protocol_whitelist file on inputs and output",
+        PROBE,
+        '    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]',
+        '    args = ["-format_whitelist", FORMAT_WHITELIST]',
+        PROTOCOL,
+        more=(
+            Edit(
+                CMD,
+                '    tail += ["-protocol_whitelist", "file", file_arg(output)]',
+                "    tail += [file_arg(output)]",
+            ),
+        ),
+    ),
+    m(
+        "no-rlimits",
+        "inv 9: ffmpeg runs under resource limits",
+        RUN,
+        "        preexec_fn=partial(_apply_rlimits, limits.rlimits(timeout_s)),\n",
+        "",
+        f"{T_RUN}::test_cpu_limit_stops_a_runaway_encode",
+        f"{T_RUN}::test_file_size_limit_stops_a_growing_output",
+    ),
+    m(
+        "no-wall-clock-limit",
+        "inv 9: ffmpeg runs under a wall-clock limit",
+        RUN,
+        "        async with asyncio.timeout(timeout_s):\n",
+        "        async with asyncio.timeout(None):\n",
+        f"{T_RUN}::test_timeout_kills_the_process_group",
+    ),
+    m(
+        "source-path-outside-roots",
+        "sec: paths only inside the configured source roots",
+        "jobs/keys.py",
+        "        if any(real.is_relative_to(root) for root in roots) and real.is_file():\n",
+        "        if real.is_file():\n",
+        f"{T_SUBMIT}::test_symlink_out_of_the_source_root_is_refused",
+        "tests/integration/test_security.py::test_path_traversal_is_refused",
+    ),
+    m(
+        "job-lookup-ignores-tenant",
+        "sec: tenants see only their own jobs",
+        ST,
+        "    stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)\n",
+        "    stmt = sa.select(jobs).where(c.key == key)\n",
+        f"{T_SUBMIT}::test_tenants_do_not_see_each_others_jobs",
+        f"{T_API}::test_another_tenants_job_looks_missing",
+        more=(
+            Edit(
+                ST,
+                "FROM jobs WHERE tenant_id = $1 AND key = $2",
+                "FROM jobs WHERE $1::text IS NOT NULL AND key = $2",
+            ),
+        ),
+    ),
+    m(
+        "revoked-token-accepted",
+        "sec: only live tokens authenticate a tenant",
+        "jobs/tenants.py",
+        '    " WHERE api_keys.token_hash = $1 AND api_keys.revoked_at IS NULL"\n',
+        '    " WHERE api_keys.token_hash = $1"\n',
+        f"{T_API}::test_a_revoked_token_is_refused_at_once",
+        more=(
+            Edit(
+                "jobs/tenants.py",
+                ".where(api_keys.c.token_hash == hash_token(token), api_keys.c.revoked_at.is_(None))",
+                ".where(api_keys.c.token_hash == hash_token(token))",
+            ),
+        ),
+    ),
+)
+
+BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

@@ -1,0 +1,319 @@
+"""`Client` and `AsyncClient`: the vidjobs HTTP API as Python calls.
+
+Both take the server's URL and a tenant token, retry connection errors, 429 and 503 (with
+the server's Retry-After), and give typed results (`Job`, `Event`, `Source`) or one
+exception per error family (`vidjobs.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, Retrying
+
+from vidjobs import _api, _http, errors
+from vidjobs._download import Download
+from vidjobs.models import BatchItem, Event, Job, Page, Source
+
+DEFAULT_TIMEOUT = 30.0
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def _jobs_page(body: dict[str, Any]) -> Page:
+    return Page([Job.from_wire(j) for j in body["jobs"]], body.get("next_cursor"))
+
+
+def _batch(body: dict[str, Any]) -> builtins.list[BatchItem]:
+    items = []
+    for item in body["results"]:
+        status = int(item["status"])
+        if "job" in item and item["job"] is not None:
+            replayed = status == 200
+            items.append(BatchItem(status, Job.from_wire(item["job"], replayed=replayed), None))
+        else:
+            items.append(BatchItem(status, None, errors.from_response(status, item, None)))
+    return items
+
+
+def _submitted(ans: _http.Answer) -> Job:
+    return Job.from_wire(ans.body, replayed=ans.headers.get("Idempotent-Replayed") == "true")
+
+
+class Client:
+    """The synchronous client. Use it as a context manager, or call `close()`."""
+
+    def __init__(
+        self, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
+        retries: _http.RetryPolicy | None = None, user_agent: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.retries = retries or _http.RetryPolicy()
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"), headers=_http.headers(token, user_agent),
+            timeout=timeout, transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _send(self, call: _http.Call) -> _http.Answer:
+        for attempt in Retrying(**self.retries.tenacity_kwargs(call)):
+            with attempt:
+                try:
+                    resp = self.http.request(
+                        call.method, call.path, params=call.params, json=call.json,
+                        headers=call.headers,
+                    )
+                except httpx.TransportError as exc:
+                    raise _http.transport_error(exc) from exc
+                return _http.answer(resp)
+        raise AssertionError("unreachable")
+
+    def submit(
+        self, edit: dict[str, Any], *, on_duplicate: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit an edit. `job.replayed` is True when the key already had a job."""
+        return _submitted(self._send(_api.submit(
+            edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key)))
+
+    def submit_many(
+        self, edits: builtins.list[dict[str, Any]], *, on_duplicate: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[BatchItem]:
+        """Submit up to 1,000 edits in one request; one answer per edit, in order (an
+        invalid edit fails alone; in-batch duplicates get the first one's job)."""
+        return _batch(self._send(_api.submit_many(
+            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key)).body)
+
+    def get(self, key: str) -> Job:
+        return Job.from_wire(self._send(_api.get(key)).body)
+
+    def list(
+        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        return _jobs_page(self._send(_api.list_jobs(status, limit, cursor)).body)
+
+    def iter_jobs(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
+        """Every job (newest first), fetching pages as it goes."""
+        cursor: str | None = None
+        while True:
+            page = self.list(status=status, limit=page_size, cursor=cursor)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, key: str) -> Job:
+        return Job.from_wire(self._send(_api.cancel(key)).body)
+
+    def retry(self, key: str) -> Job:
+        return Job.from_wire(self._send(_api.retry(key)).body)
+
+    def events(self, key: str) -> builtins.list[Event]:
+        return [Event.from_wire(e) for e in self._send(_api.events(key)).body["events"]]
+
+    def wait(self, key: str, *, timeout: float = 3600.0) -> Job:
+        """Poll until the job is succeeded, failed or cancelled (backoff 0.2 s to 2 s).
+        Raises TimeoutError when it is still going after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        delay = _http.poll_delays()
+        while True:
+            job = self.get(key)
+            if job.done:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {key} is still {job.status} after {timeout:g} s")
+            time.sleep(min(delay(), max(0.0, deadline - time.monotonic())))
+
+    def upload(self, path: str | Path, *, media_type: str = "application/octet-stream") -> Source:
+        """Upload a local file as a source (streamed); use ``{"digest": source.digest}``."""
+        file = Path(path)
+
+        def chunks() -> Iterator[bytes]:
+            with file.open("rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    yield chunk
+
+        call = _http.Call("POST", "/v1/sources", headers={"Content-Type": media_type})
+        for attempt in Retrying(**self.retries.tenacity_kwargs(call)):
+            with attempt:
+                try:
+                    resp = self.http.post(call.path, content=chunks(), headers=call.headers)
+                except httpx.TransportError as exc:
+                    raise _http.transport_error(exc) from exc
+                return Source.from_wire(_http.answer(resp).body)
+        raise AssertionError("unreachable")
+
+    def download(self, key: str, path: str | Path) -> Path:
+        """Save a job's output at `path`. A broken transfer resumes where it stopped (Range),
+        and the file appears at `path` only once complete and matching the output's digest."""
+        job = self.get(key)
+        dl = Download.start(job, Path(path))
+        for attempt in Retrying(**self.retries.tenacity_kwargs(_http.Call("GET", ""))):
+            with attempt:
+                try:
+                    with self.http.stream(
+                        "GET", _api.output_path(key), headers=dl.request_headers(),
+                        follow_redirects=True,
+                    ) as resp:
+                        if resp.status_code >= 400:
+                            resp.read()
+                            _http.answer(resp)
+                        with dl.open(resp.status_code, resp.headers) as out:
+                            for chunk in resp.iter_bytes(UPLOAD_CHUNK):
+                                out.write(chunk)
+                except httpx.TransportError as exc:
+                    raise _http.transport_error(exc) from exc
+        return dl.finish()
+
+
+class AsyncClient:
+    """The asyncio client: the same calls as `Client`, awaited."""
+
+    def __init__(
+        self, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
+        retries: _http.RetryPolicy | None = None, user_agent: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.retries = retries or _http.RetryPolicy()
+        self.http = httpx.AsyncClient(
+            base_url=url.rstrip("/"), headers=_http.headers(token, user_agent),
+            timeout=timeout, transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _send(self, call: _http.Call) -> _http.Answer:
+        async for attempt in AsyncRetrying(**self.retries.tenacity_kwargs(call)):
+            with attempt:
+                try:
+                    resp = await self.http.request(
+                        call.method, call.path, params=call.params, json=call.json,
+                        headers=call.headers,
+                    )
+                except httpx.TransportError as exc:
+                    raise _http.transport_error(exc) from exc
+                return _http.answer(resp)
+        raise AssertionError("unreachable")
+
+    async def submit(
+        self, edit: dict[str, Any], *, on_duplicate: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        return _submitted(await self._send(_api.submit(
+            edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key)))
+
+    async def submit_many(
+        self, edits: builtins.list[dict[str, Any]], *, on_duplicate: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[BatchItem]:
+        return _batch((await self._send(_api.submit_many(
+            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key))).body)
+
+    async def get(self, key: str) -> Job:
+        return Job.from_wire((await self._send(_api.get(key))).body)
+
+    async def list(
+        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        return _jobs_page((await self._send(_api.list_jobs(status, limit, cursor))).body)
+
+    async def iter_jobs(
+        self, *, status: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[Job]:
+        cursor: str | None = None
+        while True:
+            page = await self.list(status=status, limit=page_size, cursor=cursor)
+            for job in page.jobs:
+                yield job
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def cancel(self, key: str) -> Job:
+        return Job.from_wire((await self._send(_api.cancel(key))).body)
+
+    async def retry(self, key: str) -> Job:
+        return Job.from_wire((await self._send(_api.retry(key))).body)
+
+    async def events(self, key: str) -> builtins.list[Event]:
+        body = (await self._send(_api.events(key))).body
+        return [Event.from_wire(e) for e in body["events"]]
+
+    # The same signature as Client.wait; asyncio.timeout around it works as well.
+    async def wait(self, key: str, *, timeout: float = 3600.0) -> Job:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        delay = _http.poll_delays()
+        while True:
+            job = await self.get(key)
+            if job.done:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {key} is still {job.status} after {timeout:g} s")
+            await asyncio.sleep(min(delay(), max(0.0, deadline - time.monotonic())))
+
+    async def upload(
+        self, path: str | Path, *, media_type: str = "application/octet-stream"
+    ) -> Source:
+        file = Path(path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            f = await asyncio.to_thread(file.open, "rb")
+            try:
+                while chunk := await asyncio.to_thread(f.read, UPLOAD_CHUNK):
+                    yield chunk
+            finally:
+                f.close()
+
+        call = _http.Call("POST", "/v1/sources", headers={"Content-Type": media_type})
+        async for attempt in AsyncRetrying(**self.retries.tenacity_kwargs(call)):
+            with attempt:
+                try:
+                    resp = await self.http.post(call.path, content=chunks(), headers=call.headers)
+                except httpx.TransportError as exc:
+                    raise _http.transport_error(exc) from exc
+                return Source.from_wire(_http.answer(resp).body)
+        raise AssertionError("unreachable")
+
+    async def download(self, key: str, path: str | Path) -> Path:
+        job = await self.get(key)
+        dl = Download.start(job, Path(path))
+        async for attempt in AsyncRetrying(**self.retries.tenacity_kwargs(_http.Call("GET", ""))):
+            with attempt:
+                try:
+                    async with self.http.stream(
+                        "GET", _api.output_path(key), headers=dl.request_headers(),
+                        follow_redirects=True,
+                    ) as resp:
+                        if resp.status_code >= 400:
+                            await resp.aread()
+                            _http.answer(resp)
+                        with dl.open(resp.status_code, resp.headers) as out:
+                            async for chunk in resp.aiter_bytes(UPLOAD_CHUNK):
+                                out.write(chunk)
+                except httpx.TransportError as exc:
+                    raise _http.transport_error(exc) from exc
+        return dl.finish()
+
+
+__all__ = ["AsyncClient", "Client", "errors"]

@@ -298,12 +298,13 @@ async def _running(stack: Stack, n: int) -> bool:
     return (await statuses(stack.db))["running"] == n
 
 
-async def test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed(
+async def test_an_old_event_replayed_is_a_hint_and_never_claims_a_job_twice(
     stack: Stack,
 ) -> None:
-    """A relay that published twice can hand a worker an old `job.submitted` after the job
-    went back to pending (released here): the event id was seen, so it claims nothing. The
-    `job.requeued` that the release wrote is a new id, and that one is claimed."""
+    """A relay that published twice can hand a worker an old `job.submitted` again, also
+    after the job went back to pending (released here). An event is a hint: it wakes the
+    loop, whose conditional claim takes only what is due, so a replay while the job runs
+    claims nothing, and a replay after it is pending again claims it once (it is due)."""
     [key] = await submit(stack, 1)
     async with running(relay(stack)):
         await wait_until(lambda: all_published(stack), what="the submitted event")
@@ -311,25 +312,27 @@ async def test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claim
     assert (old.key, old.headers["type"]) == (key, EventType.SUBMITTED)
     group = stack.settings.kafka_worker_group
 
-    w = worker(stack, seconds=60)
-    w.runner.shutdown_grace = 0.1
-    assert await w.handle(old) == "claimed"
-    drained = asyncio.Event()
-    drained.set()
-    await w.runner.run(drained)  # shutdown: the running job is released, pending again
-    assert (await statuses(stack.db))["pending"] == 1
-
-    again = worker(stack, seconds=60)
-    again.runner.shutdown_grace = 0.1
-    assert await again.handle(old) == "not_claimed"
-    assert (await statuses(stack.db))["pending"] == 1
-    assert again.runner.stats.claimed == 0
-    assert old.headers["event_id"] in await processed_ids(stack.db, group)
-
-    async with running(relay(stack)):
-        await wait_until(lambda: all_published(stack), what="the requeued event")
-    records = await read_topic(stack.bus, unique("reader"), 3)
-    [requeued] = [r for r in records if r.headers["type"] == EventType.REQUEUED]
-    assert await again.handle(requeued) == "claimed"
-    await again.runner.run(drained)
+    first, second = worker(stack, seconds=60), worker(stack, seconds=60)
+    first.runner.shutdown_grace = 0.1
+    second.runner.shutdown_grace = 0.1
+    stop_first, stop_second = asyncio.Event(), asyncio.Event()
+    runs = [asyncio.create_task(first.runner.run(stop_first))]
+    await wait_until(lambda: _running(stack, 1), what="the first worker's claim")
+    runs.append(asyncio.create_task(second.runner.run(stop_second)))
+    for _ in range(3):  # replays while the job runs: hints that find nothing due
+        assert await second.handle(old) == "hinted"
+    await asyncio.sleep(0.3)
+    assert second.runner.stats.claimed == 0
+    stop_first.set()  # shutdown: the running job is released, pending again
+    await runs[0]
+    assert first.runner.stats.released == 1
+    assert await second.handle(old) == "hinted"  # the same old event, once more
+    await wait_until(lambda: _running(stack, 1), what="the second worker's claim")
+    for _ in range(3):
+        assert await second.handle(old) == "hinted"
+    await asyncio.sleep(0.3)
+    stop_second.set()
+    await runs[1]
+    assert second.runner.stats.claimed == 1
     assert set(per_job(await outbox_rows(stack.db), EventType.CLAIMED).values()) == {2}
+    assert await processed_ids(stack.db, group) == set()  # hints record nothing

@@ -347,3 +347,26 @@ async def test_every_outcome_kind_is_recorded_fenced_in_one_statement_with_the_c
         zombie_ids = {z.id for z in zombies}
         rows = (await conn.execute(sa.select(outbox.outbox.c.job_id, outbox.outbox.c.type))).all()
     assert {r.type for r in rows if r.job_id in zombie_ids} == {"job.submitted", "job.claimed"}
+
+
+async def test_claim_by_key_records_the_event_id_and_skips_it_when_seen_again(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    """A consumer that claims by key (`ClaimService.claim_by_key` with an event id) records
+    the id in the claim's transaction, and an id seen before claims nothing, even once the
+    job is pending and due again."""
+    import sqlalchemy as sa
+
+    from jobs.outbox import processed
+
+    [key] = await submit_many(service, tenant, 1)
+    claims = ClaimService(db, settings)
+    job = await claims.claim_by_key(tenant.id, key, "w1", consumer="c", event_id="e-1")
+    assert job is not None and job.status == "running"
+    async with db.engine.connect() as conn:
+        seen = (await conn.execute(sa.select(processed.c.event_id))).scalars().all()
+    assert seen == ["e-1"]
+    await claims.release(job)  # pending and due again
+    assert await claims.claim_by_key(tenant.id, key, "w2", consumer="c", event_id="e-1") is None
+    again = await claims.claim_by_key(tenant.id, key, "w2", consumer="c", event_id="e-2")
+    assert again is not None and again.fencing_token == job.fencing_token + 1

@@ -351,7 +351,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "                if not await outbox.record_processed_if_new(conn, consumer, event_id):\n"
         "                    return None\n",
         "                await outbox.record_processed_if_new(conn, consumer, event_id)\n",
-        f"{T_PIPE}::test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed",
+        f"{T_CLAIMS}::test_claim_by_key_records_the_event_id_and_skips_it_when_seen_again",
     ),
     m(
         "worker-records-no-event-id",
@@ -359,7 +359,7 @@ MUTANTS: tuple[Mutant, ...] = (
         CL,
         "            if consumer is not None and event_id is not None:\n",
         "            if consumer is not None and event_id is not None and False:  # MUTANT\n",
-        f"{T_PIPE}::test_bus_events_drive_claims_and_each_job_runs_once",
+        f"{T_CLAIMS}::test_claim_by_key_records_the_event_id_and_skips_it_when_seen_again",
     ),
     m(
         "ledger-skips-seen-check",

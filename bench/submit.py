@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.submit [--n 2000] [--concurrency 16] [--pg URL] [--no-http]
 
 - Through the service: `JobService.submit` called in this process (no HTTP, no preflight).
+- Through HTTP as batches: the same number of new edits in `POST /v1/jobs/batch` requests
+  of 100 each (4 connections), beside the single requests' figure.
 - Through HTTP: one `vidjobs serve` process (uvicorn, as deployed: source preflight with
   ffmpeg on, rate limit and in-flight cap off so they do not throttle the load) and an
   aiohttp client in this process with `--concurrency` connections, POSTing /v1/jobs. The
@@ -42,6 +44,8 @@ from jobs.tenants import create_tenant
 from migrations import upgrade
 
 T = TypeVar("T")
+BATCH = 100  # edits per POST /v1/jobs/batch in the batch measurement
+BATCH_CONNECTIONS = 4
 
 
 async def _rate(
@@ -173,7 +177,24 @@ async def measure_http(
 
             unique = await _rate(bodies[20:], concurrency, post(201))
             duplicate = await _rate(bodies[20:], concurrency, post(200))
-    return {"unique_per_s": unique, "duplicate_per_s": duplicate}
+            # The same number of new edits again, as POST /v1/jobs/batch of BATCH each.
+            fresh = [_trim(clip, 2 * n + 40 + i) for i in range(n)]
+            batches = [
+                json.dumps({"jobs": fresh[i : i + BATCH]}).encode() for i in range(0, n, BATCH)
+            ]
+
+            async def one_batch(body: bytes) -> None:
+                async with http.post("/v1/jobs/batch", data=body) as r:
+                    results = (await r.json())["results"]
+                    if r.status != 200 or any(x["status"] != 201 for x in results):
+                        raise RuntimeError(f"batch failed: {r.status} {results[:2]!r}")
+
+            per_s = await _rate(batches, min(concurrency, BATCH_CONNECTIONS), one_batch)
+    return {
+        "unique_per_s": unique,
+        "duplicate_per_s": duplicate,
+        "batch_unique_per_s": per_s * BATCH,
+    }
 
 
 def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
@@ -236,6 +257,12 @@ async def main() -> None:
                     f"HTTP / service on {name}: unique {web['unique_per_s'] / svc['unique_per_s']:.2f},"
                     f" duplicate {web['duplicate_per_s'] / svc['duplicate_per_s']:.2f}"
                 )
+        for name, web in results["http"].items():
+            print(
+                f"HTTP on {name}: POST /v1/jobs/batch of {BATCH} ({BATCH_CONNECTIONS} connections)"
+                f" {web['batch_unique_per_s']:.0f} new jobs/s vs single POST /v1/jobs"
+                f" {web['unique_per_s']:.0f}/s: {web['batch_unique_per_s'] / web['unique_per_s']:.2f}x"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -23,6 +23,7 @@ KINDS = (
     "restart_postgres",
     "restart_kafka",
     "kill_ledger",
+    "kill_reaper",
 )
 
 
@@ -123,6 +124,12 @@ class Injector:
             fault.note = proc.name
             await asyncio.sleep(1.0)
             f.start(proc)
+        elif fault.kind == "kill_reaper":
+            # Killed for good: from here on the workers alone rescue expired leases (each
+            # worker's loop does), so later worker kills and zombies still recover.
+            proc = f.by_role("reaper")[0]
+            await asyncio.to_thread(f.kill, proc)
+            fault.note = f"{proc.name} (not restarted)"
         elif fault.kind == "restart_postgres":
             await asyncio.to_thread(f.restart_postgres)
         elif fault.kind == "restart_kafka":

@@ -1,31 +1,30 @@
-"""Worker-side transactions: claim, heartbeat, finish, fail, cancel, release, rescue.
+"""Worker-side transactions: record outcomes and claim, heartbeat, claim by key, rescue.
 
-Each method is one transaction: a named statement from `jobs.statements` and, when the
-state changed, its outbox row. Fenced methods raise `LostFence` when the worker no longer
-holds the job, so a zombie can neither change the job nor publish its output.
+Each method is one transaction and keeps no state between calls: a named statement from
+`jobs.statements` and, when the state changed, its outbox row. A worker's loop records the
+outcomes of its ended jobs and claims their successors with `complete` (one statement on
+PostgreSQL); a fenced outcome that no longer matches changes nothing, so a zombie can
+neither change the job nor publish its output.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox, statements
-from jobs.db import Database
+from jobs import outbox, outcomes, statements
+from jobs.backoff import backoff_seconds
+from jobs.db import Database, execute_outside_transaction
 from jobs.errors import LostFence
 from jobs.models import Job, OutboxEvent
+from jobs.outcomes import Outcome
 from jobs.service import AfterCommit
 from jobs.settings import Settings
 from jobs.status import EventType, JobStatus
-
-# Most finishes written in one transaction (group commit of concurrent finishes).
-FINISH_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -34,35 +33,17 @@ class Heartbeat:
     cancel_requested: bool
 
 
-def backoff_seconds(
-    attempt: int, base: float, cap: float, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
+@dataclass(frozen=True)
+class Cycle:
+    """What one `complete` did: each outcome's job as recorded (None: it lost its fence),
+    in the order given, and the jobs claimed, in claim order."""
 
-
-class Refill(Protocol):
-    """A worker that claims the successors of its finished jobs in the same statement."""
-
-    owner: str
-
-    def refill_wanted(self, finishing: int) -> int:
-        """How many due jobs to claim along with `finishing` finishes (0: none)."""
-        ...
-
-    def refill_claimed(self, jobs: list[Job], wanted: int, ended: list[int]) -> None:
-        """Take the jobs claimed for it (possibly fewer than wanted, possibly none). `ended`:
-        the ids whose finishes were just decided (their slots are free from now on)."""
-        ...
+    recorded: list[Job | None]
+    claimed: list[Job]
 
 
 class ClaimService:
-    """What a worker, the reaper and the fleet consumers do to jobs.
-
-    With a `refill` set (a sweeping runner), the group commit of finishes also claims that
-    many successors: one round trip and one commit for both.
-    """
+    """What a worker, the reaper and the fleet consumers do to jobs, one transaction each."""
 
     def __init__(
         self, db: Database, settings: Settings, *, after_commit: AfterCommit | None = None
@@ -70,14 +51,105 @@ class ClaimService:
         self.db = db
         self.settings = settings
         self.after_commit = after_commit
-        self._finishing: list[tuple[Job, dict[str, Any], asyncio.Future[Job]]] = []
-        self._finisher: asyncio.Task[None] | None = None
-        self.refill: Refill | None = None
-        self._held: AsyncConnection | None = None  # the finisher's, while a refill is set
 
     def _notify(self, events: Sequence[outbox.Event]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
+
+    async def complete(
+        self,
+        ended: Sequence[Outcome],
+        owner: str,
+        claim: int,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> Cycle:
+        """Record the outcomes (each fenced, with its outbox row) and claim up to `claim`
+        due jobs for `owner`, in one transaction: on PostgreSQL one statement.
+
+        Claims take the highest priority first, tenants of equal priority in turn, then
+        the oldest; a tenant's `max_running` caps it. `conn`: the caller's PostgreSQL
+        connection, outside a transaction (a worker loop keeps one); SQLite ignores it.
+        """
+        if not ended and claim <= 0:
+            return Cycle([], [])
+        if conn is not None and self.db.is_postgres:
+            recorded, claimed = await statements.record_outcomes_and_claim_due(
+                conn, ended, owner, self.settings.lease_seconds, claim
+            )
+        else:
+            async with self.db.single_statement() as own:
+                recorded, claimed = await statements.record_outcomes_and_claim_due(
+                    own, ended, owner, self.settings.lease_seconds, claim
+                )
+        self._notify([event for _, event in claimed] + [event for _, event in recorded])
+        by_id = {job.id: job for job, _ in recorded}
+        return Cycle([by_id.get(o.job.id) for o in ended], [job for job, _ in claimed])
+
+    async def loop_connection(self) -> AsyncConnection | None:
+        """A PostgreSQL connection for a worker loop's `complete` statements, kept by the
+        loop (None on SQLite): no pool checkout per cycle. Its session plans statements
+        generically: left to choose, PostgreSQL re-plans the record-and-claim statement on
+        every call (custom plans), which costs about a third of its CPU."""
+        if not self.db.is_postgres:
+            return None
+        conn = await self.db.engine.connect()
+        try:
+            await execute_outside_transaction(conn, "SET plan_cache_mode = force_generic_plan")
+        except BaseException:
+            await self.release_loop_connection(conn, broken=True)
+            raise
+        return conn
+
+    async def release_loop_connection(self, conn: AsyncConnection, *, broken: bool) -> None:
+        """Give a loop's connection back: reset, to the pool; or, after a failure (a server
+        that killed it can leave the driver mid-protocol), invalidated and never reused."""
+        if not broken:
+            try:
+                await execute_outside_transaction(conn, "RESET plan_cache_mode")
+            except Exception:
+                broken = True
+        if broken:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+    async def claim_batch(self, owner: str, limit: int) -> list[Job]:
+        """Claim up to `limit` due pending jobs (no outcomes to record)."""
+        return (await self.complete([], owner, limit)).claimed
+
+    async def _one(self, outcome: Outcome, what: str) -> Job:
+        [row] = (await self.complete([outcome], outcome.job.lease_owner or "", 0)).recorded
+        if row is None:
+            raise LostFence(f"job {outcome.job.key} was taken over; its {what} is not recorded")
+        return row
+
+    async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
+        """running -> succeeded if still fenced, with its `job.succeeded` outbox row."""
+        return await self._one(outcomes.succeeded(job, output), "output")
+
+    async def fail(
+        self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None
+    ) -> Job:
+        """Retryable with attempts left: back to pending after a backoff. Else failed."""
+        if delay is None:
+            delay = self.retry_delay(job)
+        return await self._one(
+            outcomes.failed(job, code, message, retryable=retryable, delay=delay), "failure"
+        )
+
+    def retry_delay(self, job: Job) -> float:
+        """The backoff before a retryable failure's next attempt."""
+        return backoff_seconds(
+            job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
+        )
+
+    async def cancel(self, job: Job) -> Job:
+        return await self._one(outcomes.cancelled(job), "cancel")
+
+    async def release(self, job: Job) -> Job:
+        return await self._one(outcomes.released(job), "release")
 
     async def claim_by_key(
         self,
@@ -105,17 +177,6 @@ class ClaimService:
             self._notify([event])
         return job
 
-    async def claim_batch(self, owner: str, limit: int) -> list[Job]:
-        """Claim up to `limit` due pending jobs (the sweep that needs no message)."""
-        if limit <= 0:
-            return []
-        async with self.db.single_statement() as conn:
-            claimed = await statements.claim_due_pending_batch_with_events(
-                conn, owner, self.settings.lease_seconds, limit
-            )
-        self._notify([event for _, event in claimed])
-        return [job for job, _ in claimed]
-
     async def heartbeat(self, job: Job, progress: float | None = None) -> Heartbeat:
         assert job.id is not None
         async with self.db.transaction() as conn:
@@ -125,152 +186,6 @@ class ClaimService:
         if row is None:
             raise LostFence(f"job {job.key} is no longer held with token {job.fencing_token}")
         return Heartbeat(job=row, cancel_requested=row.cancel_requested)
-
-    async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
-        """running -> succeeded if still fenced, with its `job.succeeded` outbox row.
-
-        Group commit: finishes that arrive while another is being written share the next
-        transaction (one statement on PostgreSQL: the fenced UPDATE of all of them and their
-        outbox rows), so a busy worker pays one commit per batch, and an idle one waits for
-        nothing.
-        """
-        assert job.id is not None
-        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._finishing.append((job, output, done))
-        if self._finisher is None or self._finisher.done():
-            self._finisher = asyncio.create_task(self._write_finishes())
-        return await done
-
-    async def _write_finishes(self) -> None:
-        while self._finishing:
-            batch = self._finishing[:FINISH_BATCH]
-            del self._finishing[:FINISH_BATCH]
-            items = [(job, out) for job, out, _ in batch]
-            refill = self.refill
-            wanted = 0 if refill is None else refill.refill_wanted(len(batch))
-            claimed: list[tuple[Job, outbox.Event]] = []
-            try:
-                async with self._finisher_connection() as conn:
-                    if refill is not None and wanted > 0:
-                        finish_and_claim = (
-                            statements.finish_succeeded_many_if_fenced_and_claim_due_with_events
-                        )
-                        finished, claimed = await finish_and_claim(
-                            conn, items, refill.owner, self.settings.lease_seconds, wanted
-                        )
-                    else:
-                        finished = await statements.finish_succeeded_many_if_fenced_with_events(
-                            conn, items
-                        )
-            except Exception as exc:  # every caller sees the failure and may retry
-                if refill is not None and wanted > 0:
-                    refill.refill_claimed([], wanted, [])
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            self._notify([event for _, event in finished] + [event for _, event in claimed])
-            if refill is not None:
-                # Before the finishers resume: their slots are taken over, not freed.
-                ended = [job.id or 0 for job, _, _ in batch]
-                refill.refill_claimed([job for job, _ in claimed], wanted, ended)
-            by_id = {row.id: row for row, _ in finished}
-            for job, _, done in batch:
-                if done.done():
-                    continue
-                row = by_id.get(job.id)
-                if row is None:
-                    done.set_exception(
-                        LostFence(f"job {job.key} was taken over; its output is discarded")
-                    )
-                else:
-                    done.set_result(row)
-
-    @contextlib.asynccontextmanager
-    async def _finisher_connection(self) -> AsyncIterator[AsyncConnection]:
-        """The group commit's connection for one batch. While a sweeping runner is attached
-        (`refill`) on PostgreSQL, one pooled connection stays checked out between batches:
-        no pool round trip per batch. A failed batch discards it (invalidated, never handed
-        out again) and the next batch checks out another."""
-        if self.refill is None or not self.db.is_postgres:
-            async with self.db.single_statement() as conn:
-                yield conn
-            return
-        if self._held is None:
-            self._held = await self.db.engine.connect()
-        held = self._held
-        try:
-            yield held
-        except BaseException:
-            # Whatever failed, this connection is not trusted again: a server that killed it
-            # can leave the driver mid-protocol before it notices the socket is gone.
-            self._held = None
-            with contextlib.suppress(Exception):
-                await held.invalidate()
-            with contextlib.suppress(Exception):
-                await held.close()
-            raise
-
-    async def release_connection(self) -> None:
-        """Give the finisher's held connection back to the pool (when a runner stops)."""
-        if self._finisher is not None and not self._finisher.done():
-            await asyncio.wait([self._finisher])
-        held, self._held = self._held, None
-        if held is not None:
-            await held.close()
-
-    async def fail(
-        self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None
-    ) -> Job:
-        """Retryable with attempts left: back to pending after a backoff. Else failed."""
-        assert job.id is not None
-        if delay is None:
-            delay = backoff_seconds(
-                job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
-            )
-        async with self.db.transaction() as conn:
-            row = await statements.fail_if_fenced(
-                conn,
-                job.id,
-                job.fencing_token,
-                code=code,
-                message=message,
-                retryable=retryable,
-                delay_seconds=delay,
-            )
-            if row is None:
-                raise LostFence(f"job {job.key} was taken over; its failure is not recorded")
-            type_ = (
-                EventType.RETRY_SCHEDULED if row.status == JobStatus.PENDING else EventType.FAILED
-            )
-            event = await outbox.insert_event(
-                conn,
-                row,
-                type_,
-                error={"code": code, "message": message[:500], "retryable": retryable},
-            )
-        self._notify([event])
-        return row
-
-    async def cancel(self, job: Job) -> Job:
-        assert job.id is not None
-        async with self.db.transaction() as conn:
-            row = await statements.cancel_if_fenced(conn, job.id, job.fencing_token)
-            if row is None:
-                raise LostFence(f"job {job.key} is no longer held")
-            event = await outbox.insert_event(conn, row, EventType.CANCELLED)
-        self._notify([event])
-        return row
-
-    async def release(self, job: Job) -> Job:
-        assert job.id is not None
-        async with self.db.transaction() as conn:
-            row = await statements.release_if_fenced(conn, job.id, job.fencing_token)
-            if row is None:
-                raise LostFence(f"job {job.key} is no longer held")
-            event = await outbox.insert_event(conn, row, EventType.REQUEUED, reason="released")
-        self._notify([event])
-        return row
 
     async def rescue_expired(self, limit: int = 100) -> list[Job]:
         """Expired leases: back to pending (a `job.requeued` event) or failed when exhausted."""

@@ -242,3 +242,11 @@ async def fetch_prepared(
             await conn.invalidate()
         raise
     return rows
+
+
+async def execute_outside_transaction(conn: AsyncConnection, sql: str) -> None:
+    """Run one PostgreSQL command straight through asyncpg, outside any transaction (a
+    session setting: SET / RESET)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.execute(sql)

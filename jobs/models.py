@@ -2,7 +2,7 @@
 
 Hot paths and their indexes:
 - submission: unique (tenant_id, key)
-- claim next: partial index on pending jobs by (priority DESC, run_after, id)
+- claim next: partial index on pending jobs by (tenant_id, priority DESC, run_after, id)
 - rescue: partial index on running jobs by lease expiry
 - relay: partial index on unpublished outbox rows by id
 """
@@ -40,6 +40,8 @@ class Tenant(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
     max_in_flight: int | None = Field(default=None)
+    # At most this many of the tenant's jobs run at once (NULL: no cap; checked by each claim).
+    max_running: int | None = Field(default=None)
     created_at: dt.datetime | None = _now_default()
 
 
@@ -59,10 +61,11 @@ class Job(SQLModel, table=True):
     __tablename__ = "jobs"
     __table_args__ = (
         sa.UniqueConstraint("tenant_id", "key", name="uq_jobs_tenant_key"),
-        # Same order as the claim's ORDER BY (priority DESC, run_after, id), so a claim
-        # reads the first due rows of the index instead of sorting every pending job.
+        # Per tenant, the claim's order (priority DESC, run_after, id): a claim reads each
+        # tenant's first due rows of the index instead of sorting every pending job.
         sa.Index(
             "ix_jobs_pending_due",
+            "tenant_id",
             sa.column("priority").desc(),
             "run_after",
             "id",
@@ -121,6 +124,18 @@ class IdempotencyKey(SQLModel, table=True):
     client_key: str = Field(primary_key=True, max_length=255)
     request_hash: str = Field(max_length=64)
     job_key: str = Field(max_length=80)
+    expires_at: dt.datetime | None = _ts(nullable=False, index=True)
+
+
+class BatchAnswer(SQLModel, table=True):
+    """The whole answer a batch submission with an `Idempotency-Key` got, for replays."""
+
+    __tablename__ = "batch_answers"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    client_key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    answer: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
     expires_at: dt.datetime | None = _ts(nullable=False, index=True)
 
 

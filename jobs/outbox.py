@@ -79,13 +79,20 @@ def event_payload(job: Job, **extra: Any) -> dict[str, Any]:
 
 
 def insert_events_from_sql(
-    source: str, type_: EventType, extra: dict[str, str], order_by: str
+    source: str,
+    type_sql: str,
+    extra: dict[str, str],
+    order_by: str,
+    *,
+    extra_sql: str | None = None,
 ) -> str:
     """SQL of the outbox INSERT for a data-modifying CTE: one row per job row of `source`,
     returning each row's id, event_id and job_id.
 
-    PostgreSQL only. `source` names an earlier CTE that returned changed job rows; `extra`
-    maps payload keys to SQL expressions; rows get their ids in `order_by` order. The
+    PostgreSQL only. `source` names an earlier CTE that returned changed job rows;
+    `type_sql` is the event type (an SQL expression: a quoted literal or a CASE); `extra`
+    maps payload keys to SQL expressions and `extra_sql` (a jsonb expression) adds keys
+    per row; rows get their ids in `order_by` order. The
     payload has exactly the keys of `event_payload`. The rows come from the job UPDATE's
     RETURNING, so each outbox row is written after its job row changed, while the statement
     holds that row's lock, in the same transaction.
@@ -103,9 +110,12 @@ def insert_events_from_sql(
     )
     # Built once, at import, from the callers' constant fragments: no input reaches it.
     columns = "event_id, tenant_id, job_id, job_key, type, payload, created_at"
+    body = f"jsonb_build_object({payload})"
+    if extra_sql is not None:
+        body = f"{body} || {extra_sql}"
     values = (
         f"gen_random_uuid()::text, {source}.tenant_id, {source}.id, {source}.key,"
-        f" '{type_.value}', jsonb_build_object({payload}), statement_timestamp()"
+        f" {type_sql}, {body}, statement_timestamp()"
     )
     insert = f"INSERT INTO outbox ({columns}) SELECT {values} FROM {source}"  # noqa: S608
     return f"{insert} ORDER BY {order_by} RETURNING id, event_id, job_id"
@@ -238,11 +248,11 @@ async def delete_processed_before(conn: AsyncConnection, seconds_ago: float, lim
     return int((await conn.execute(stmt)).rowcount)
 
 
-async def latest_event_type(conn: AsyncConnection, tenant_id: str, key: str) -> str | None:
-    """The type of a job's most recent outbox row (uses ix_outbox_job)."""
+async def latest_event_type(conn: AsyncConnection, job_id: int) -> str | None:
+    """The type of a job's most recent outbox row (ix_outbox_job: job_id, id)."""
     stmt = (
         sa.select(outbox.c.type)
-        .where(outbox.c.tenant_id == tenant_id, outbox.c.job_key == key)
+        .where(outbox.c.job_id == job_id)
         .order_by(outbox.c.id.desc())
         .limit(1)
     )

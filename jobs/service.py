@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import datetime as dt
 import hashlib
 import json
 import time
@@ -127,6 +126,7 @@ class JobService:
                     "priority": req.priority,
                     "max_attempts": req.max_attempts,
                     "labels": req.labels,
+                    "run_at": None if req.run_at is None else req.run_at.isoformat(),
                 }
             )
         ).hexdigest()
@@ -167,7 +167,7 @@ class JobService:
     ) -> SubmitResult:
         """Store the job once per key. A duplicate is answered with the existing job."""
         if idempotency_key is not None:
-            _check_idempotency_key(idempotency_key)
+            check_idempotency_key(idempotency_key)
         prepared = await self.prepare(tenant, req)
         if idempotency_key is None:
             # The common duplicate costs one indexed read and no write. Rows are never
@@ -244,14 +244,20 @@ class JobService:
             "priority": req.priority,
             "max_attempts": max_attempts,
         }
-        job = await statements.insert_job_if_absent(conn, values)
+        job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
         if job is not None:
             events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
         if JobStatus(existing.status).is_rerunnable:
-            changes = {"labels": req.labels, "priority": req.priority, "max_attempts": max_attempts}
+            changes: dict[str, Any] = {
+                "labels": req.labels,
+                "priority": req.priority,
+                "max_attempts": max_attempts,
+            }
+            if req.run_at is not None:
+                changes["run_after"] = req.run_at
             rerun = await statements.requeue_if_failed_or_cancelled(
                 conn, tenant.id, prepared.key, changes
             )
@@ -414,7 +420,7 @@ def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:
     return found
 
 
-def _check_idempotency_key(value: str) -> None:
+def check_idempotency_key(value: str) -> None:
     if not 1 <= len(value) <= 255 or not value.isprintable() or not value.isascii():
         raise InvalidRequest(
             "Idempotency-Key must be 1-255 printable ASCII characters",
@@ -444,11 +450,6 @@ def _decode_cursor(cursor: str) -> int:
             }
         ],
     )
-
-
-def utcnow() -> dt.datetime:
-    """Wall-clock time of this process: for display only, never for leases."""
-    return dt.datetime.now(dt.UTC)
 
 
 __all__ = ["JobService", "OnDuplicate", "Page", "SubmitResult"]

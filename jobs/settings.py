@@ -10,6 +10,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The embedded mode's API URL, tenant and token, kept in the data dir by `vidjobs up`.
+CREDENTIALS = "credentials.json"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIDJOBS_", extra="ignore")

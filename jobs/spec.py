@@ -8,6 +8,7 @@ integer milliseconds, floats rounded to a fixed precision, keys in a fixed order
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from enum import StrEnum
@@ -397,6 +398,10 @@ class Output(_Strict):
         return v
 
 
+MIN_RUN_AT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+MAX_RUN_AT = dt.datetime(2999, 12, 31, tzinfo=dt.UTC)
+
+
 class EditRequest(_Strict):
     """What a client posts. Only `source`, `operations` and `output` shape the job key."""
 
@@ -406,6 +411,22 @@ class EditRequest(_Strict):
     priority: int = Field(default=0, ge=-100, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     labels: dict[str, str] = Field(default_factory=dict, max_length=16)
+    # Not before this time (RFC 3339 with an offset; the database clock decides). Not part of
+    # the key: the same edit scheduled for another time is the same job.
+    run_at: dt.datetime | None = None
+
+    @field_validator("run_at")
+    @classmethod
+    def _run_at(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "run_at needs a time zone offset (RFC 3339, e.g. 2026-12-01T10:00:00Z)"
+            )
+        if not MIN_RUN_AT <= value <= MAX_RUN_AT:
+            raise ValueError("run_at must be between 2000-01-01 and 2999-12-31 (UTC)")
+        return value.astimezone(dt.UTC)
 
     @field_validator("labels")
     @classmethod

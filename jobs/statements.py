@@ -9,19 +9,22 @@ write the outbox row (`jobs.outbox.insert_event`) in the same one, after the job
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox
+from jobs import outbox, pgsql
 from jobs.db import db_now, fetch_prepared, insert_on_conflict
-from jobs.models import Job
+from jobs.models import Job, Tenant
+from jobs.outcomes import Outcome, OutcomeKind, event_extra, event_type
 from jobs.status import EventType, JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
+tenants = Tenant.__table__  # type: ignore[attr-defined]
 c = jobs.c
 
 PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
@@ -44,85 +47,19 @@ def _rows(result: sa.CursorResult[Any]) -> list[Job]:
     return [Job.model_construct(**row) for row in result.mappings().all()]
 
 
-# PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
-# CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) send
-# back what the caller does not know yet, and nothing it does: a claim, the claimed jobs'
-# columns; a finish, only what may have changed under the worker (a cancel request) and
-# when; both, their outbox rows' ids as "event.id" and "event.event_id". Each event's
-# payload is rebuilt here by `outbox.event_payload` from the columns the SQL built it from,
-# so no JSON comes back to be decoded.
-_JOB_COLUMNS = [col.name for col in c]
-_FINISH_COLUMNS = ("id", "cancel_requested", "finished_at")
-
-
-def _event_ids(event: str) -> list[str]:
-    return [f'{event}.id AS "event.id"', f'{event}.event_id AS "event.event_id"']
-
-
-def _claimed_columns(job: str, event: str) -> str:
-    return ", ".join([f"{job}.{name}" for name in _JOB_COLUMNS] + _event_ids(event))
-
-
-def _finished_columns(job: str, event: str, *, as_claimed: bool = False) -> str:
-    """A finish's columns; `as_claimed`: in the claim's column list (NULL elsewhere)."""
-    if as_claimed:
-        cols = [f"{job}.{n}" if n in _FINISH_COLUMNS else "NULL" for n in _JOB_COLUMNS]
-    else:
-        cols = [f"{job}.{n}" for n in _FINISH_COLUMNS]
-    return ", ".join(cols + _event_ids(event))
-
-
-def _event(
-    row: Mapping[str, Any], job: Job, type_: EventType, **extra: Any
-) -> outbox.CommittedEvent:
-    return outbox.CommittedEvent(row["event.id"], row["event.event_id"], type_.value, job, extra)
-
-
-def _claimed(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, outbox.Event]]:
-    out: list[tuple[Job, outbox.Event]] = []
-    for row in rows:
-        job = Job.model_construct(**{name: row[name] for name in _JOB_COLUMNS})
-        out.append((job, _event(row, job, EventType.CLAIMED, owner=owner)))
-    return out
-
-
-def _finished(
-    rows: Sequence[Mapping[str, Any]], finished: Sequence[tuple[Job, dict[str, Any]]]
-) -> list[tuple[Job, outbox.Event]]:
-    """The finished jobs as the finish left them: the worker's claimed row plus what the
-    fenced UPDATE set (the same values, in the same statement) and the columns it returned."""
-    by_id = {job.id: (job, output) for job, output in finished}
-    out: list[tuple[Job, outbox.Event]] = []
-    for row in rows:
-        job, output = by_id[row["id"]]
-        at = row["finished_at"]
-        done = job.model_copy(
-            update={
-                "status": SUCCEEDED,
-                "output": output,
-                "progress": 1.0,
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "error_code": None,
-                "error_message": None,
-                "finished_at": at,
-                "updated_at": at,
-                "cancel_requested": row["cancel_requested"],
-            }
-        )
-        out.append((done, _event(row, done, EventType.SUCCEEDED, output=output)))
-    return out
-
-
 # --- submission -------------------------------------------------------------------------
 
 
-async def insert_job_if_absent(conn: AsyncConnection, values: dict[str, Any]) -> Job | None:
-    """INSERT ... ON CONFLICT (tenant_id, key) DO NOTHING: the new job, or None if it exists."""
+async def insert_job_if_absent(
+    conn: AsyncConnection, values: dict[str, Any], *, run_at: dt.datetime | None = None
+) -> Job | None:
+    """INSERT ... ON CONFLICT (tenant_id, key) DO NOTHING: the new job, or None if it exists.
+
+    `run_at`: not claimable before then (a scheduled job); else due at once."""
     row = {
         **values,
         "status": PENDING,
-        "run_after": db_now(),
+        "run_after": db_now() if run_at is None else run_at,
         "created_at": db_now(),
         "updated_at": db_now(),
     }
@@ -134,14 +71,11 @@ async def insert_job_if_absent(conn: AsyncConnection, values: dict[str, Any]) ->
     return _row(await conn.execute(stmt.returning(*c)))
 
 
-_SELECT_JOB_BY_KEY = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND key = $2"  # noqa: S608
-
-
 async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
     """The tenant's job with this key. On PostgreSQL, outside a transaction (a status
     lookup, a duplicate's one read), a single prepared statement with no BEGIN/ROLLBACK."""
     if conn.dialect.name == "postgresql" and not conn.in_transaction():
-        rows = await fetch_prepared(conn, _SELECT_JOB_BY_KEY, tenant_id, key)
+        rows = await fetch_prepared(conn, pgsql.SELECT_JOB_BY_KEY, tenant_id, key)
         return Job.model_construct(**rows[0]) if rows else None
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return _row(await conn.execute(stmt))
@@ -173,26 +107,29 @@ async def count_in_flight(conn: AsyncConnection, tenant_id: str) -> int:
 async def requeue_if_failed_or_cancelled(
     conn: AsyncConnection, tenant_id: str, key: str, changes: dict[str, Any] | None = None
 ) -> Job | None:
-    """failed/cancelled -> pending on the same row, attempts reset (resubmit or retry)."""
+    """failed/cancelled -> pending on the same row, attempts reset (resubmit or retry).
+
+    `changes` may set other columns too (a resubmission's labels, priority, `run_after`)."""
+    values: dict[str, Any] = {
+        "status": PENDING,
+        "attempts": 0,
+        "run_after": db_now(),
+        "cancel_requested": False,
+        "progress": 0.0,
+        "output": None,
+        "error_code": None,
+        "error_message": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": db_now(),
+        **(changes or {}),
+    }
     stmt = (
         sa.update(jobs)
         .where(c.tenant_id == tenant_id, c.key == key, c.status.in_(RERUNNABLE))
-        .values(
-            status=PENDING,
-            attempts=0,
-            run_after=db_now(),
-            cancel_requested=False,
-            progress=0.0,
-            output=None,
-            error_code=None,
-            error_message=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            started_at=None,
-            finished_at=None,
-            updated_at=db_now(),
-            **(changes or {}),
-        )
+        .values(**values)
         .returning(*c)
     )
     return _row(await conn.execute(stmt))
@@ -258,89 +195,63 @@ async def claim_pending_by_key(
     return _row(await conn.execute(stmt))
 
 
+def _due_pending_ids(limit: int) -> sa.Select[Any]:
+    """The ids of the next `limit` due pending jobs in claim order (SQLite's form of the
+    PostgreSQL `due` CTE below; the same order and the same caps).
+
+    Order: priority (highest first), then the tenant's turn (its running jobs plus the job's
+    rank among the tenant's due jobs: tenants of equal priority take turns), then age. A
+    tenant with `max_running` set gets no more than its free share.
+    """
+    running = (
+        sa.select(c.tenant_id, sa.func.count().label("n"))
+        .where(c.status == RUNNING)
+        .group_by(c.tenant_id)
+        .subquery()
+    )
+    rank = sa.func.row_number().over(
+        partition_by=c.tenant_id, order_by=(c.priority.desc(), c.run_after, c.id)
+    )
+    ranked = (
+        sa.select(c.id, c.tenant_id, c.priority, c.run_after, rank.label("rank"))
+        .where(c.status == _PENDING_LITERAL, c.run_after <= db_now())
+        .subquery()
+    )
+    busy = sa.func.coalesce(running.c.n, 0)
+    turn = busy + ranked.c.rank
+    return (
+        sa.select(ranked.c.id)
+        .select_from(
+            ranked.join(tenants, tenants.c.id == ranked.c.tenant_id).outerjoin(
+                running, running.c.tenant_id == ranked.c.tenant_id
+            )
+        )
+        .where(sa.or_(tenants.c.max_running.is_(None), turn <= tenants.c.max_running))
+        .order_by(ranked.c.priority.desc(), turn, ranked.c.run_after, ranked.c.id)
+        .limit(limit)
+    )
+
+
 async def claim_due_pending_batch(
     conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
 ) -> list[Job]:
-    """Claim up to `limit` due pending jobs, highest priority first.
+    """Claim up to `limit` due pending jobs: highest priority first, tenants of equal
+    priority in turn, then oldest first; no tenant past its `max_running`.
 
-    PostgreSQL: the inner SELECT locks with FOR UPDATE SKIP LOCKED, so concurrent
-    claimers take disjoint rows. SQLite: BEGIN IMMEDIATE serialises the claimers.
+    SQLite (BEGIN IMMEDIATE serialises the claimers). PostgreSQL claims through
+    `record_outcomes_and_claim_due`, one statement with FOR UPDATE SKIP LOCKED.
     """
-    due = (
-        sa.select(c.id)
-        # A literal, not a parameter: a prepared statement's generic plan can only use the
-        # partial index (WHERE status = 'pending') when the predicate is spelled out.
-        .where(c.status == _PENDING_LITERAL, c.run_after <= db_now())
-        .order_by(c.priority.desc(), c.run_after, c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    if limit <= 0:
+        return []
     stmt = (
         sa.update(jobs)
-        .where(c.id.in_(due.scalar_subquery()), c.status == PENDING)
+        .where(c.id.in_(_due_pending_ids(limit).scalar_subquery()), c.status == PENDING)
         .values(**_claim_values(owner, lease_seconds))
         .returning(*c)
     )
     claimed = _rows(await conn.execute(stmt))
-    claimed.sort(key=lambda j: (-j.priority, j.id or 0))
+    claimed.sort(key=lambda j: (-j.priority, j.run_after or j.created_at, j.id or 0))
     return claimed
-
-
-# Statement texts are built once, at import, from constants: no input reaches them.
-def _claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> str:
-    """CTEs `due` (the next due pending ids, locked, SKIP LOCKED), `claimed` (their
-    conditional claim UPDATE) and `event` (their `job.claimed` outbox rows), with the given
-    CTE name for the claimed rows and parameter placeholders for owner, lease and limit."""
-    events = outbox.insert_events_from_sql(
-        claimed,
-        EventType.CLAIMED,
-        {"owner": f"{owner}::text"},
-        f"{claimed}.priority DESC, {claimed}.id",
-    )
-    return f"""due AS (
-    SELECT id FROM jobs
-    WHERE status = '{PENDING}' AND run_after <= statement_timestamp()
-    ORDER BY priority DESC, run_after, id
-    LIMIT {limit}
-    FOR UPDATE SKIP LOCKED
-), {claimed} AS (
-    UPDATE jobs SET status = '{RUNNING}', lease_owner = {owner},
-        lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',
-        fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
-        started_at = statement_timestamp(), updated_at = statement_timestamp()
-    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
-    RETURNING jobs.*
-), event AS ({events})"""  # noqa: S608
-
-
-_CLAIM_DUE_PENDING_BATCH_WITH_EVENTS = f"""
-WITH {_claim_due_ctes("changed", "$1", "$2", "$3")}
-SELECT {_claimed_columns("changed", "event")} FROM changed JOIN event ON event.job_id = changed.id
-ORDER BY event.id
-"""  # noqa: S608
-
-
-async def claim_due_pending_batch_with_events(
-    conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
-) -> list[tuple[Job, outbox.Event]]:
-    """`claim_due_pending_batch` and each claimed job's `job.claimed` outbox row.
-
-    Jobs come highest priority first, each with its event. PostgreSQL: one statement, one
-    round trip (a data-modifying CTE: the locked due rows, their conditional UPDATE, the
-    outbox INSERT fed from its RETURNING), prepared once per connection. SQLite: the claim,
-    then `outbox.insert_events`, in the caller's transaction.
-    """
-    if conn.dialect.name != "postgresql":
-        claimed = await claim_due_pending_batch(conn, owner, lease_seconds, limit)
-        events = await outbox.insert_events(
-            conn, [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
-        )
-        return list(zip(claimed, events, strict=True))
-    rows = await fetch_prepared(
-        conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner, float(lease_seconds), limit
-    )
-    return _claimed(rows, owner)
 
 
 # --- fenced statements: a worker acting on a job it claimed -------------------------------
@@ -387,111 +298,79 @@ async def finish_succeeded_if_fenced(
     return _row(await conn.execute(stmt))
 
 
-_SUCCEEDED_EVENTS = outbox.insert_events_from_sql(
-    "changed", EventType.SUCCEEDED, {"output": "changed.output"}, "changed.ord"
-)
-# The fenced finish of several jobs (`changed`, from unnest of ids, tokens and outputs).
-_FINISHED_FROM_UNNEST = f"""
-WITH finished AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])
-        WITH ORDINALITY AS f(id, token, output, ord)
-), changed AS (
-    UPDATE jobs SET status = '{SUCCEEDED}', output = finished.output::jsonb, progress = 1.0,
-        lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL,
-        finished_at = statement_timestamp(), updated_at = statement_timestamp()
-    FROM finished
-    WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'
-        AND jobs.fencing_token = finished.token
-    RETURNING jobs.id, jobs.tenant_id, jobs.key, jobs.status, jobs.attempts,
-        jobs.fencing_token, jobs.output, jobs.cancel_requested, jobs.finished_at, finished.ord
-), done_event AS ({_SUCCEEDED_EVENTS})"""  # noqa: S608
-_FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS = f"""{_FINISHED_FROM_UNNEST}
-SELECT {_finished_columns("changed", "done_event")}
-    FROM changed JOIN done_event ON done_event.job_id = changed.id
-ORDER BY done_event.id
-"""  # noqa: S608
-
-
-def _finish_args(finished: Sequence[tuple[Job, dict[str, Any]]]) -> list[list[Any]]:
-    return [
-        [job.id for job, _ in finished],
-        [job.fencing_token for job, _ in finished],
-        [json.dumps(output) for _, output in finished],
+def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
+    """The statement for these outcomes and its outcome arrays."""
+    ids = [o.job.id for o in outcomes]
+    tokens = [o.job.fencing_token for o in outcomes]
+    outputs = [None if o.output is None else json.dumps(o.output) for o in outcomes]
+    if all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes):
+        return pgsql.RECORD_SUCCESSES_AND_CLAIM_DUE, [ids, tokens, outputs]
+    return pgsql.RECORD_OUTCOMES_AND_CLAIM_DUE, [
+        ids,
+        tokens,
+        [o.kind.value for o in outcomes],
+        outputs,
+        [None if o.error_code is None else o.error_code[:64] for o in outcomes],
+        [None if o.error_message is None else o.error_message[:2000] for o in outcomes],
+        [float(o.delay_seconds) for o in outcomes],
     ]
 
 
-async def finish_succeeded_many_if_fenced_with_events(
-    conn: AsyncConnection, finished: Sequence[tuple[Job, dict[str, Any]]]
-) -> list[tuple[Job, outbox.Event]]:
-    """`finish_succeeded_if_fenced` for several (claimed job, output), with each finished
-    job's `job.succeeded` outbox row.
-
-    A job missing from the result lost its fence. PostgreSQL: one statement, one round
-    trip (the fenced UPDATE ... FROM unnest, the outbox INSERT fed from its RETURNING),
-    prepared once per connection. SQLite: one fenced UPDATE per job, then
-    `outbox.insert_events`, in the caller's transaction.
-    """
-    if not finished:
-        return []
-    if conn.dialect.name != "postgresql":
-        maybe = [
-            await finish_succeeded_if_fenced(conn, job.id or 0, job.fencing_token, output)
-            for job, output in finished
-        ]
-        done = [row for row in maybe if row is not None]
-        events = await outbox.insert_events(
-            conn, [(row, EventType.SUCCEEDED, {"output": row.output}) for row in done]
-        )
-        return list(zip(done, events, strict=True))
-    rows = await fetch_prepared(
-        conn, _FINISH_SUCCEEDED_MANY_IF_FENCED_WITH_EVENTS, *_finish_args(finished)
-    )
-    return _finished(rows, finished)
-
-
-# The finish of a group and the claim of their successors, in one statement: the group's
-# fenced UPDATE and its outbox rows, then up to $6 due pending jobs locked, claimed and
-# given their outbox rows. The two parts touch disjoint rows (running vs pending); SKIP
-# LOCKED keeps concurrent workers off each other's due rows. Rows come back claimed first
-# (their columns give the UNION its types), each part in outbox order.
-_FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS = f"""{_FINISHED_FROM_UNNEST},
-{_claim_due_ctes("claimed", "$4", "$5", "$6")}
-SELECT false AS finished, {_claimed_columns("claimed", "event")}
-    FROM claimed JOIN event ON event.job_id = claimed.id
-UNION ALL
-SELECT true AS finished, {_finished_columns("changed", "done_event", as_claimed=True)}
-    FROM changed JOIN done_event ON done_event.job_id = changed.id
-ORDER BY 1, "event.id"
-"""  # noqa: S608
-
-
-async def finish_succeeded_many_if_fenced_and_claim_due_with_events(
+async def record_outcomes_and_claim_due(
     conn: AsyncConnection,
-    finished: Sequence[tuple[Job, dict[str, Any]]],
+    outcomes: Sequence[Outcome],
     owner: str,
     lease_seconds: float,
     limit: int,
 ) -> tuple[list[tuple[Job, outbox.Event]], list[tuple[Job, outbox.Event]]]:
-    """`finish_succeeded_many_if_fenced_with_events`, then
-    `claim_due_pending_batch_with_events` for up to `limit` jobs, in one transaction.
+    """Record each outcome if still fenced, then claim up to `limit` due jobs, each with its
+    outbox row, in one transaction. Returns (recorded, claimed); an outcome missing from
+    `recorded` lost its fence and changed nothing.
 
-    A worker that finishes a group claims their successors in the same round trip and
-    commit. Returns (finished, claimed), each job with its outbox row. PostgreSQL: one
-    statement, prepared once per connection. SQLite: the two, in the caller's transaction.
+    PostgreSQL: one statement, one round trip, prepared once per connection (outside a
+    transaction it commits on its own). SQLite: the claim (first, so that the tenants'
+    turns count the jobs that are ending, as the PostgreSQL statement's snapshot does), the
+    outcomes' fenced statements, then their outbox rows, in the caller's transaction.
     """
     if conn.dialect.name != "postgresql":
-        done = await finish_succeeded_many_if_fenced_with_events(conn, finished)
-        return done, await claim_due_pending_batch_with_events(conn, owner, lease_seconds, limit)
-    rows = await fetch_prepared(
+        claimed = await claim_due_pending_batch(conn, owner, lease_seconds, limit)
+        recorded: list[tuple[Outcome, Job]] = []
+        for o in outcomes:
+            row = await _record_one(conn, o)
+            if row is not None:
+                recorded.append((o, row))
+        events = await outbox.insert_events(
+            conn,
+            [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
+            + [(row, event_type(o, row.status), event_extra(o)) for o, row in recorded],
+        )
+        return (
+            list(zip([row for _, row in recorded], events[len(claimed) :], strict=True)),
+            list(zip(claimed, events[: len(claimed)], strict=True)),
+        )
+    sql, arrays = _outcome_args(outcomes)
+    rows = await fetch_prepared(conn, sql, *arrays, owner, float(lease_seconds), max(0, limit))
+    split = next((i for i, row in enumerate(rows) if row["recorded"]), len(rows))
+    return pgsql.recorded_rows(rows[split:], outcomes), pgsql.claimed_rows(rows[:split], owner)
+
+
+async def _record_one(conn: AsyncConnection, o: Outcome) -> Job | None:
+    job_id, token = o.job.id or 0, o.job.fencing_token
+    if o.kind is OutcomeKind.SUCCEEDED:
+        return await finish_succeeded_if_fenced(conn, job_id, token, o.output or {})
+    if o.kind is OutcomeKind.CANCELLED:
+        return await cancel_if_fenced(conn, job_id, token)
+    if o.kind is OutcomeKind.RELEASED:
+        return await release_if_fenced(conn, job_id, token)
+    return await fail_if_fenced(
         conn,
-        _FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS,
-        *_finish_args(finished),
-        owner,
-        float(lease_seconds),
-        limit,
+        job_id,
+        token,
+        code=o.error_code or "",
+        message=o.error_message or "",
+        retryable=o.kind is OutcomeKind.RETRY,
+        delay_seconds=o.delay_seconds,
     )
-    split = next((i for i, row in enumerate(rows) if row["finished"]), len(rows))
-    return _finished(rows[split:], finished), _claimed(rows[:split], owner)
 
 
 async def fail_if_fenced(
@@ -583,7 +462,8 @@ async def rescue_if_expired(conn: AsyncConnection, job_id: int, token: int) -> J
     """running with an expired lease -> pending (attempts left) or failed.
 
     Fenced and re-checked in its own WHERE clause, so a job that finished or was
-    re-claimed since `select_expired_leases` read it is left alone.
+    re-claimed since `select_expired_leases` read it is left alone. The job keeps its
+    `run_after`, so among its priority it is claimed before jobs that came after it.
     """
     again = c.attempts < c.max_attempts
     stmt = (
@@ -591,7 +471,8 @@ async def rescue_if_expired(conn: AsyncConnection, job_id: int, token: int) -> J
         .where(*_fenced(job_id, token), c.lease_expires_at < db_now())
         .values(
             status=sa.case((again, PENDING), else_=FAILED),
-            run_after=db_now(),
+            # `run_after` stays: it was due when it was claimed, and keeps its place in the
+            # queue (a rescued job is not sent behind the backlog that came after it).
             finished_at=sa.case((again, None), else_=db_now()),
             lease_owner=None,
             lease_expires_at=None,

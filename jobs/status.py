@@ -1,4 +1,4 @@
-"""Job states and the transitions between them.
+"""Job states and event types.
 
 This module imports nothing local: it is the vocabulary every other module shares.
 """
@@ -23,29 +23,12 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-    @property
     def is_rerunnable(self) -> bool:
         """A key in this state may be submitted again and run again on the same row."""
         return self in RERUNNABLE
 
 
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 RERUNNABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
-IN_FLIGHT = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
-
-# Every transition a statement may make; tests check each statement against this table.
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PENDING, JobStatus.CANCELLED}
-    ),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset({JobStatus.PENDING}),
-    JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
-}
 
 
 class EventType(StrEnum):

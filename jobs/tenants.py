@@ -36,17 +36,27 @@ def new_token() -> str:
 
 
 async def create_tenant(
-    conn: AsyncConnection, name: str, max_in_flight: int | None = None
+    conn: AsyncConnection,
+    name: str,
+    max_in_flight: int | None = None,
+    *,
+    max_running: int | None = None,
 ) -> tuple[TenantRef, str]:
-    """A new tenant and its first token (the only time the token is visible)."""
+    """A new tenant and its first token (the only time the token is visible).
+
+    `max_running`: at most this many of its jobs run at once (None: no cap)."""
     if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum():
         raise InvalidRequest("a tenant name is 1-100 letters, digits, '-' or '_'")
     existing = (await conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name))).first()
     if existing is not None:
         raise InvalidRequest(f"tenant {name!r} already exists")
+    if max_running is not None and max_running < 1:
+        raise InvalidRequest("max_running is a whole number of at least 1 (or none: no cap)")
     tenant = TenantRef(id=str(uuid.uuid4()), name=name, max_in_flight=max_in_flight)
     await conn.execute(
-        sa.insert(tenants).values(id=tenant.id, name=name, max_in_flight=max_in_flight)
+        sa.insert(tenants).values(
+            id=tenant.id, name=name, max_in_flight=max_in_flight, max_running=max_running
+        )
     )
     token = await issue_token(conn, tenant.id)
     return tenant, token

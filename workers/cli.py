@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,8 +14,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from jobs.settings import Settings, get_settings
-from workers import compose, loop
+from jobs.settings import get_settings
+from workers import loop
 from workers.client import Client, ClientError, connection
 
 app = typer.Typer(help="vidjobs: video edit jobs with idempotent job keys.", no_args_is_help=True)
@@ -61,19 +59,13 @@ def _logging(verbose: bool = False) -> None:
     setup(verbose, get_settings().log_format)
 
 
-def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
 
     async def main() -> None:
+        from workers import compose
+
         c = compose.build(get_settings())
         await compose.migrate(c.db)
         await c.close()
@@ -86,16 +78,21 @@ def migrate() -> None:
 def tenant_create(
     name: str,
     max_in_flight: Annotated[int | None, typer.Option(help="cap on pending+running jobs")] = None,
+    max_running: Annotated[
+        int | None, typer.Option(min=1, help="cap on running jobs (fair share beside it)")
+    ] = None,
 ) -> None:
     """Create a tenant and print its API token (shown only this once)."""
     from jobs.errors import InvalidRequest
     from jobs.tenants import create_tenant
 
     async def main() -> str:
+        from workers import compose
+
         c = compose.build(get_settings())
         try:
             async with c.db.transaction() as conn:
-                _, token = await create_tenant(conn, name, max_in_flight)
+                _, token = await create_tenant(conn, name, max_in_flight, max_running=max_running)
             return token
         finally:
             await c.close()
@@ -112,6 +109,8 @@ def tenant_create(
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the HTTP API (and Prometheus metrics on VIDJOBS_METRICS_PORT when set)."""
     import uvicorn
+
+    from workers import compose
 
     _logging()
     _serve_metrics(None)
@@ -142,7 +141,10 @@ def _require_kafka(command: str) -> None:
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 2,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="jobs at once [default: VIDJOBS_WORKER_CONCURRENCY, 2]"),
+    ] = None,
     executor: ExecutorOpt = "ffmpeg",
     metrics_port: MetricsPortOpt = None,
 ) -> None:
@@ -152,12 +154,15 @@ def worker(
     _serve_metrics(metrics_port)
 
     async def main() -> None:
+        from workers import compose
+
         settings = get_settings()
         c = compose.build(settings)
-        runner = c.runner(compose.make_executor(executor, settings), concurrency)
+        slots = concurrency or settings.worker_concurrency
+        runner = c.runner(compose.make_executor(executor, settings), slots)
         log = logging.getLogger("vidjobs")
-        log.info("worker %s: concurrency %d", runner.owner, concurrency)
-        stop = _stop_event()
+        log.info("worker %s: concurrency %d", runner.owner, slots)
+        stop = loop.stop_on_signals()
         if settings.kafka_bootstrap:
             from workers.bus import make_bus
             from workers.consumer import BusWorker
@@ -185,9 +190,11 @@ def _run_fleet_process(command: str, metrics_port: int | None, make: Any) -> Non
     _serve_metrics(metrics_port)
 
     async def main() -> None:
+        from workers import compose
+
         settings = get_settings()
         c = compose.build(settings)
-        await make(c, settings).run(_stop_event())
+        await make(c, settings).run(loop.stop_on_signals())
         await c.close()
 
     loop.run(main())
@@ -226,8 +233,10 @@ def reaper(interval: float = 1.0, metrics_port: MetricsPortOpt = None) -> None:
     _serve_metrics(metrics_port)
 
     async def main() -> None:
+        from workers import compose
+
         c = compose.build(get_settings())
-        await Reaper(c.claims, c.blobs, interval=interval).run(_stop_event())
+        await Reaper(c.claims, c.blobs, interval=interval).run(loop.stop_on_signals())
         await c.close()
 
     loop.run(main())
@@ -237,74 +246,19 @@ def reaper(interval: float = 1.0, metrics_port: MetricsPortOpt = None) -> None:
 def up(
     host: str = "127.0.0.1",
     port: int = 8000,
-    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="jobs at once [default: VIDJOBS_WORKER_CONCURRENCY, 2]"),
+    ] = None,
     executor: ExecutorOpt = "ffmpeg",
 ) -> None:
     """Embedded mode: migrate, then API, relay, workers, ledger and reaper in one process."""
     _logging()
-    loop.run(run_embedded(get_settings(), host, port, concurrency, executor))
+    settings = get_settings()
+    slots = concurrency or settings.worker_concurrency
+    from workers import compose
 
-
-async def run_embedded(
-    settings: Settings,
-    host: str,
-    port: int,
-    concurrency: int,
-    executor: str,
-    *,
-    stop: asyncio.Event | None = None,
-    ready: asyncio.Event | None = None,
-    quiet: bool = False,
-) -> None:
-    import uvicorn
-
-    from workers.bus import make_bus
-    from workers.consumer import BusWorker
-    from workers.ledger import Ledger
-    from workers.reaper import Reaper
-    from workers.relay import Relay
-
-    c = compose.build(settings, with_ffmpeg_checks=executor == "ffmpeg")
-    await compose.migrate(c.db)
-    creds = await compose.local_credentials(c)
-    config = uvicorn.Config(
-        c.app(compose.make_probe(c.settings)),
-        host=host, port=port, log_level="warning", lifespan="off", log_config=None,
-    )
-    server = uvicorn.Server(config)
-    stop = stop or _stop_event()
-    runner = c.runner(compose.make_executor(executor, settings), concurrency)
-    reaper_loop = Reaper(c.claims, c.blobs, wakeup=c.wakeup)
-    # The in-process bus (Kafka if VIDJOBS_KAFKA_BOOTSTRAP is set): the same relay, bus-driven
-    # runner and ledger as the fleet, with a sweep every poll interval behind them.
-    bus = make_bus(settings)
-    relay_loop = Relay(c.db, bus, settings, wakeup=c.relay_wakeup)
-    worker_loop = BusWorker(
-        runner, bus, settings.kafka_worker_group, sweep_seconds=settings.poll_seconds
-    )
-    ledger_loop = Ledger(c.db, bus, settings.kafka_ledger_group)
-    server_task = asyncio.create_task(server.serve())
-    while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.02)
-    if server_task.done():
-        await server_task
-        raise SystemExit(f"could not start the API on {host}:{port}")
-    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-    url = f"http://{host}:{bound}"
-    compose.write_credentials(settings.data_dir, {**creds, "url": url})
-    if not quiet:
-        console.print(f"[bold green]vidjobs is up[/] at {url}")
-        console.print(
-            f"token: {creds['token']}  (saved in {settings.data_dir / compose.CREDENTIALS})"
-        )
-    if ready is not None:
-        ready.set()
-    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop)
-    tasks = [asyncio.create_task(loop.run(stop)) for loop in loops]
-    await stop.wait()
-    server.should_exit = True
-    await asyncio.gather(*tasks, server_task, return_exceptions=True)
-    await c.close()
+    loop.run(compose.run_embedded(settings, host, port, slots, executor))
 
 
 def _client() -> Client:
@@ -327,13 +281,16 @@ def submit(
     on_duplicate: str = "return_existing",
     idempotency_key: str | None = None,
 ) -> None:
-    """Submit an edit request from a JSON file."""
+    """Submit an edit request from a JSON file (a JSON list: up to 1,000, as one batch)."""
     try:
         edit = json.loads(file.read_text())
     except ValueError as exc:
         err.print(f"error: {file} is not valid JSON: {exc}")
         raise typer.Exit(2) from None
     client = _client()
+    if isinstance(edit, list):
+        _submit_batch(client, edit, wait, as_json, on_duplicate, idempotency_key)
+        return
     try:
         _, job, replayed = client.submit(
             edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key
@@ -349,6 +306,38 @@ def submit(
     else:
         what = "duplicate: existing job" if replayed else "submitted"
         console.print(f"{what} {job['key']} ({job['status']})")
+
+
+def _submit_batch(
+    client: Client,
+    edits: list[Any],
+    wait: bool,
+    as_json: bool,
+    on_duplicate: str,
+    idempotency_key: str | None,
+) -> None:
+    try:
+        results, replayed = client.submit_batch(
+            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key
+        )
+        if wait:
+            for res in results:
+                while "job" in res and res["job"]["status"] in ("pending", "running"):
+                    time.sleep(0.5)
+                    res["job"] = client.get(res["job"]["key"])
+    except ClientError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"results": results, "replayed": replayed}, indent=2))
+    else:
+        for i, res in enumerate(results):
+            if "job" in res:
+                what = {201: "submitted", 200: "duplicate: existing job"}.get(res["status"], "")
+                console.print(f"[{i}] {what} {res['job']['key']} ({res['job']['status']})")
+            else:
+                console.print(f"[{i}] error {res['status']}: {res['error']['message']}")
+    if any("error" in res for res in results):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -7,8 +7,7 @@ from typing import Any
 
 import httpx
 
-from jobs.settings import Settings
-from workers.compose import CREDENTIALS
+from jobs.settings import CREDENTIALS, Settings
 
 
 class ClientError(Exception):
@@ -60,6 +59,16 @@ class Client:
         )
         return status, body, hdrs.get("Idempotent-Replayed") == "true"
 
+    def submit_batch(self, edits: list[Any], **params: Any) -> tuple[list[dict[str, Any]], bool]:
+        """POST /v1/jobs/batch: each edit's result in order, and whether it was replayed."""
+        headers = {}
+        if key := params.pop("idempotency_key", None):
+            headers["Idempotency-Key"] = key
+        _, body, hdrs = self._call(
+            "POST", "/v1/jobs/batch", json={"jobs": edits}, params=params, headers=headers
+        )
+        return list(body["results"]), hdrs.get("Idempotent-Replayed") == "true"
+
     def get(self, key: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{key}")[1]
 
@@ -68,8 +77,3 @@ class Client:
         if status:
             params["status"] = status
         return self._call("GET", "/v1/jobs", params=params)[1]
-
-    def upload(self, data: bytes, media_type: str = "application/octet-stream") -> dict[str, Any]:
-        return self._call(
-            "POST", "/v1/sources", content=data, headers={"Content-Type": media_type}
-        )[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -19,7 +20,7 @@ from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import Event
 from jobs.service import EditCheck, JobService, SourceCheck
-from jobs.settings import Settings
+from jobs.settings import CREDENTIALS, Settings
 from jobs.status import WORK_EVENTS
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
 from migrations import upgrade
@@ -29,7 +30,6 @@ from workers.runner import Runner
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs")
-CREDENTIALS = "credentials.json"
 
 
 @dataclass
@@ -202,3 +202,72 @@ def write_credentials(data_dir: Path, creds: dict[str, str]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(creds, f)
+
+
+async def run_embedded(
+    settings: Settings,
+    host: str,
+    port: int,
+    concurrency: int,
+    executor: str,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    quiet: bool = False,
+) -> None:
+    """`vidjobs up`: migrate, then the API, relay, bus-driven worker, ledger and reaper in
+    one process, until `stop` (default: SIGTERM/SIGINT)."""
+    import uvicorn
+    from rich.console import Console
+
+    from workers import loop
+    from workers.bus import make_bus
+    from workers.consumer import BusWorker
+    from workers.ledger import Ledger
+    from workers.reaper import Reaper
+    from workers.relay import Relay
+
+    c = build(settings, with_ffmpeg_checks=executor == "ffmpeg")
+    await migrate(c.db)
+    creds = await local_credentials(c)
+    config = uvicorn.Config(
+        c.app(make_probe(c.settings)),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        log_config=None,
+    )
+    server = uvicorn.Server(config)
+    stop = stop or loop.stop_on_signals()
+    runner = c.runner(make_executor(executor, settings), concurrency)
+    reaper_loop = Reaper(c.claims, c.blobs, wakeup=c.wakeup)
+    # The in-process bus (Kafka if VIDJOBS_KAFKA_BOOTSTRAP is set): the same relay, bus-driven
+    # runner and ledger as the fleet, with a sweep every poll interval behind them.
+    bus = make_bus(settings)
+    relay_loop = Relay(c.db, bus, settings, wakeup=c.relay_wakeup)
+    worker_loop = BusWorker(
+        runner, bus, settings.kafka_worker_group, sweep_seconds=settings.poll_seconds
+    )
+    ledger_loop = Ledger(c.db, bus, settings.kafka_ledger_group)
+    server_task = asyncio.create_task(server.serve())
+    while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.02)
+    if server_task.done():
+        await server_task
+        raise SystemExit(f"could not start the API on {host}:{port}")
+    bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    url = f"http://{host}:{bound}"
+    write_credentials(settings.data_dir, {**creds, "url": url})
+    if not quiet:
+        console = Console()
+        console.print(f"[bold green]vidjobs is up[/] at {url}")
+        console.print(f"token: {creds['token']}  (saved in {settings.data_dir / CREDENTIALS})")
+    if ready is not None:
+        ready.set()
+    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop)
+    tasks = [asyncio.create_task(part.run(stop)) for part in loops]
+    await stop.wait()
+    server.should_exit = True
+    await asyncio.gather(*tasks, server_task, return_exceptions=True)
+    await c.close()

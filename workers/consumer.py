@@ -6,10 +6,12 @@ record whose handler fails is retried (with a backoff) before anything after it,
 nothing past it is committed, so a crash anywhere means redelivery, never loss; the
 handler's dedup turns redelivery into no second effect.
 
-`BusWorker` is `vidjobs worker` with a bus: work events are claimed by key (the event id
-recorded in the claim's transaction) and run in the runner's bounded pool; while the pool
-is full the partitions are paused (the group membership stays). A slow database sweep
-still claims what a lost or late event left behind.
+`BusWorker` is `vidjobs worker` with a bus: a work event is a hint that work exists, not an
+order to run that key next. It wakes the runner's one loop, whose claim takes the
+highest-priority due job (tenants of equal priority in turn) for each free slot, so
+priority and the slot cap hold on the bus path as on the sweep's. A hint needs no dedup
+record: a redelivered one costs at most a claim that finds nothing. The loop's poll (the
+fleet's sweep interval) claims what a lost or late event left behind.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 
+from jobs.backoff import backoff_seconds
 from jobs.status import WORK_EVENTS
-from workers import metrics
+from workers import loop, metrics
 from workers.bus import Bus, CommitFailed, Consumer, Record
-from workers.bus.events import BusEvent, event_type
+from workers.bus.events import event_type
 from workers.runner import Runner
 
 log = logging.getLogger("vidjobs.consumer")
@@ -41,27 +43,17 @@ class ConsumerLoop:
         group: str,
         handle: Handler,
         *,
-        needs_slot: Callable[[Record], bool] | None = None,
-        free_slots: Callable[[], int] | None = None,
         fetch_timeout: float = 0.5,
         max_batch: int = 200,
     ) -> None:
         self.bus = bus
         self.group = group
         self.handle = handle
-        self.needs_slot = needs_slot
-        self.free_slots = free_slots
         self.fetch_timeout = fetch_timeout
         self.max_batch = max_batch
         self.started = asyncio.Event()
         self.handled = 0
         self._stop = asyncio.Event()
-
-    def _blocked(self, record: Record) -> bool:
-        """A record that would start a job while the pool is full waits (partitions paused)."""
-        if self.needs_slot is None or self.free_slots is None:
-            return False
-        return self.needs_slot(record) and self.free_slots() <= 0
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
@@ -78,17 +70,10 @@ class ConsumerLoop:
                 if loop.time() - last_lag > 5:
                     last_lag = loop.time()
                     await self._report_lag(consumer)
-                if pending and self._blocked(pending[0]):
-                    consumer.pause()
-                    await self._wait_for_slot()
-                    # Still poll (paused, so nothing new arrives): the group sees us alive.
-                    pending.extend(await self._fetch(consumer, 0, 1))
-                    continue
-                consumer.resume()
                 if not pending:
                     pending.extend(await self._fetch(consumer, self.fetch_timeout, self.max_batch))
                 try:
-                    while pending and not stop.is_set() and not self._blocked(pending[0]):
+                    while pending and not stop.is_set():
                         result = await self.handle(pending[0])
                         done.append(pending.popleft())
                         self.handled += 1
@@ -129,14 +114,6 @@ class ConsumerLoop:
             await self._sleep(1.0)
             return []
 
-    async def _wait_for_slot(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.fetch_timeout
-        while self.free_slots is not None and self.free_slots() <= 0 and not self._stop.is_set():
-            if loop.time() >= deadline:
-                return
-            await asyncio.sleep(0.02)
-
     async def _commit(self, consumer: Consumer, done: list[Record]) -> None:
         if not done:
             return
@@ -153,84 +130,37 @@ class ConsumerLoop:
             metrics.CONSUMER_LAG.labels(self.group).set(await consumer.lag())
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        await loop.sleep_unless_stopped(self._stop, seconds)
 
 
 def _backoff(attempt: int) -> float:
-    """Exponential with jitter, 0.1 s doubling up to 5 s."""
-    ceiling = min(5.0, 0.1 * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    """0.1 s doubling up to 5 s, jittered."""
+    return backoff_seconds(attempt, 0.1, 5.0)
 
 
 class BusWorker:
-    """A runner fed by work events from the bus, with a slow database sweep behind it."""
+    """A runner woken by work events from the bus, with its poll as the slow sweep behind."""
 
     def __init__(self, runner: Runner, bus: Bus, group: str, *, sweep_seconds: float = 5.0) -> None:
         self.runner = runner
         self.group = group
-        self.sweep_seconds = sweep_seconds
-        self.loop = ConsumerLoop(
-            bus,
-            group,
-            self.handle,
-            needs_slot=lambda record: event_type(record) in WORK_EVENTS,
-            free_slots=self.free_slots,
-        )
-
-    def free_slots(self) -> int:
-        return self.runner.concurrency - self.runner.active
+        runner.poll_seconds = sweep_seconds
+        self.loop = ConsumerLoop(bus, group, self.handle)
 
     async def handle(self, record: Record) -> str:
         if event_type(record) not in WORK_EVENTS:
             return "ignored"
-        event = BusEvent.from_record(record)
-        job = await self.runner.claims.claim_by_key(
-            event.tenant_id,
-            event.job_key,
-            self.runner.owner,
-            consumer=self.group,
-            event_id=event.event_id,
-        )
-        if job is None:  # seen before, or claimed elsewhere, or no longer pending
-            metrics.observe_claim_lost()
-            return "not_claimed"
-        self.runner.start(job)
-        return "claimed"
-
-    async def sweep(self) -> int:
-        """Claim due jobs no event brought (lost, late, or published before we joined)."""
-        free = self.free_slots()
-        if free <= 0:
-            return 0
-        jobs = await self.runner.claims.claim_batch(self.runner.owner, free)
-        for job in jobs:
-            self.runner.start(job)
-        return len(jobs)
+        self.runner.wakeup.notify()  # the loop claims what is due, best first
+        return "hinted"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume and sweep until `stop`; then let running jobs finish, releasing stragglers."""
-        sweeper = asyncio.create_task(self._sweep_loop(stop))
+        """Consume until `stop`; then let running jobs finish, releasing stragglers."""
+        runner_stop = asyncio.Event()
+        working = asyncio.create_task(self.runner.run(runner_stop))
         try:
             await self.loop.run(stop)
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            # Runner.run with its stop already set only drains: it waits for the running
-            # jobs up to the runner's shutdown grace, then releases (requeues) the rest.
-            drained = asyncio.Event()
-            drained.set()
-            await self.runner.run(drained)
-
-    async def _sweep_loop(self, stop: asyncio.Event) -> None:
-        await self.loop.started.wait()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.sweep_seconds)
-            if stop.is_set():
-                return
-            try:
-                await self.sweep()
-            except Exception as exc:
-                log.warning("sweep failed, will retry: %s", exc)
+            # The runner drains: it waits for the running jobs up to its shutdown grace,
+            # then releases (requeues) the rest and records every queued outcome.
+            runner_stop.set()
+            await working

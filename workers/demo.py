@@ -21,8 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jobs.settings import Settings
-from workers.compose import CREDENTIALS
+from jobs.settings import CREDENTIALS, Settings
 
 CLIP_SECONDS = 6
 
@@ -125,7 +124,7 @@ async def make_media(folder: Path) -> None:
 
 
 async def run_demo(base: Settings, console: Console, *, keep: bool = False) -> int:
-    from workers.cli import run_embedded
+    from workers.compose import run_embedded
     from workers.ffmpeg import probe
 
     work = Path(tempfile.mkdtemp(prefix="vidjobs-demo-"))

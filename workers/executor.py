@@ -76,7 +76,9 @@ class SleepExecutor:
     """Sleeps for a fixed time in small steps, reporting progress, then writes a small file.
 
     The output's bytes are a function of the job spec, so equal jobs give equal outputs.
-    `fail_keys` and `permanent_keys` make chosen jobs fail, for tests.
+    `fail_times` maps a key to how many of its first runs fail (retryably), and
+    `permanent_keys` fail permanently, for tests; `steps` progress reports over `seconds`;
+    `media_seconds` is the duration the output claims (what the usage ledger adds up).
     """
 
     def __init__(

@@ -8,13 +8,14 @@ commits (the after-commit hook), so they are counted once, where they happened.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.claims import ClaimService
+from jobs.claims import ClaimService, Cycle
 from jobs.models import Job
 from jobs.outbox import Event
+from jobs.outcomes import Outcome
 from jobs.status import EventType
 
 CLAIMS = Counter("vidjobs_claims_total", "Claims attempted by this process", ["result"])
@@ -66,19 +67,21 @@ def observe_claim_lost() -> None:
 
 
 class MeteredClaimService(ClaimService):
-    """ClaimService that also records how long each finished job ran."""
+    """ClaimService that also records how long each job whose outcome it recorded ran."""
 
-    async def succeed(self, job: Job, output: dict[str, Any]) -> Job:
-        row = await super().succeed(job, output)
-        _observe_duration(row)
-        return row
-
-    async def fail(
-        self, job: Job, *, code: str, message: str, retryable: bool, delay: float | None = None
-    ) -> Job:
-        row = await super().fail(job, code=code, message=message, retryable=retryable, delay=delay)
-        _observe_duration(row)
-        return row
+    async def complete(
+        self,
+        ended: Sequence[Outcome],
+        owner: str,
+        claim: int,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> Cycle:
+        cycle = await super().complete(ended, owner, claim, conn=conn)
+        for row in cycle.recorded:
+            if row is not None:
+                _observe_duration(row)
+        return cycle
 
 
 def _observe_duration(job: Job) -> None:

@@ -18,6 +18,7 @@ from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.models import OutboxEvent
 from jobs.status import EventType
+from workers import loop
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.reaper")
@@ -75,15 +76,14 @@ class Reaper:
             due = await statements.select_due_retries(conn, self._retry_cursor, limit)
             self._retry_cursor = (due[-1].id or 0) if len(due) == limit else 0
             for job in due:
-                latest = await outbox.latest_event_type(conn, job.tenant_id, job.key)
-                if latest != EventType.RETRY_SCHEDULED or job.id is None:
+                if job.id is None:
+                    continue
+                if await outbox.latest_event_type(conn, job.id) != EventType.RETRY_SCHEDULED:
                     continue
                 row = await statements.touch_due_retry_if_pending(conn, job.id, job.fencing_token)
                 if row is None:
                     continue
-                if await outbox.latest_event_type(conn, row.tenant_id, row.key) != (
-                    EventType.RETRY_SCHEDULED
-                ):
+                if await outbox.latest_event_type(conn, job.id) != EventType.RETRY_SCHEDULED:
                     continue
                 events.append(
                     await outbox.insert_event(conn, row, EventType.REQUEUED, reason="retry_due")
@@ -120,7 +120,4 @@ class Reaper:
                 await self.tick()
             except Exception as exc:
                 log.warning("reaper pass failed, will retry: %s", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except TimeoutError:
-                pass
+            await loop.sleep_unless_stopped(stop, self.interval)

@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from jobs import outbox
 from jobs.db import Database
 from jobs.settings import Settings
-from workers import metrics
+from workers import loop, metrics
 from workers.bus import Bus, BusError, Publisher
 from workers.bus.events import message_for
 from workers.wakeup import Wakeup
@@ -265,5 +265,4 @@ class Relay:
                 raise
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        await loop.sleep_unless_stopped(self._stop, seconds)

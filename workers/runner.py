@@ -1,10 +1,20 @@
-"""The worker loop: claim due jobs, run them with an executor, finish only if still fenced.
+"""The worker loop: one claim-and-finish cycle, jobs run by an executor, outcomes fenced.
 
-The loop claims as many jobs as it has free slots, then waits on its wake-up signal (poll
-fallback), never in a tight sleep loop. While a job runs, a heartbeat task renews the
-lease (from the database clock) and reports progress; a lost fence or a cancel request
-stops the executor. Outputs enter the blob store before the fenced finish points the job
-at them, so a zombie's output is never visible at any job.
+The shape of River's producer / executor / completer. A job's task runs the executor,
+stores its output, queues its outcome (succeeded, retryable failure, permanent failure,
+cancelled, released, each with the fencing token it ran under) and ends. The runner's one
+loop takes everything queued and sends ONE statement (`ClaimService.complete`) that records
+all of it, each outcome fenced and with its outbox row, and claims as many due jobs as there
+are free slots, then starts them. Free slots are concurrency minus running jobs, nothing
+else; whoever hints that work exists (a bus event, a submission in this process, the poll
+fallback) only wakes this loop, so the cap holds on every path. An outcome whose statement
+failed stays queued, and is sent again with the next cycle, until its lease runs out (then
+the job is someone else's to rescue). The loop also rescues expired leases every few
+seconds, so a fleet of workers recovers a dead worker's jobs with no other process.
+
+While a job runs, a heartbeat renews its lease (from the database clock) and reports
+progress; a lost fence or a cancel request stops the executor. Outputs enter the blob store
+before the fenced outcome points the job at them, so a zombie's output is never visible.
 """
 
 from __future__ import annotations
@@ -16,23 +26,20 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_not_exception_type,
-    stop_after_delay,
-    wait_exponential,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobs import outcomes
+from jobs.backoff import backoff_seconds
 from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.errors import ExecutionError, LostFence, PermanentError
 from jobs.models import Job
+from jobs.outcomes import Outcome, OutcomeKind
 from jobs.settings import Settings
 from workers.executor import ExecutionContext, ExecutionResult, Executor
 from workers.logs import job_context
@@ -40,9 +47,11 @@ from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.runner")
 
-# Recording an outcome that failed (the database restarting) is retried after this many
-# seconds, then with exponential backoff up to 2 s, for at most one lease in all.
+# A cycle whose statement failed (the database restarting) is tried again after a backoff
+# from this many seconds up to 2 s; its outcomes stay queued until their leases run out.
 FIRST_RETRY_DELAY = 0.1
+# How often each worker rescues expired leases (also at most half a lease).
+RESCUE_SECONDS = 5.0
 
 
 def worker_id() -> str:
@@ -64,7 +73,13 @@ class RunnerStats:
     cancelled: int = 0
     lost: int = 0
     released: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
+    rescued: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    outcome: Outcome
+    deadline: float  # monotonic: the job's lease runs out then; the outcome is dropped after
 
 
 class Runner:
@@ -79,6 +94,7 @@ class Runner:
         wakeup: Wakeup | None = None,
         owner: str | None = None,
         shutdown_grace: float = 30.0,
+        poll_seconds: float | None = None,
     ) -> None:
         self.claims = claims
         self.executor = executor
@@ -88,129 +104,189 @@ class Runner:
         self.wakeup = wakeup or Wakeup()
         self.owner = owner or worker_id()
         self.shutdown_grace = shutdown_grace
+        self.poll_seconds = poll_seconds or settings.poll_seconds
+        self.rescue_seconds = min(RESCUE_SECONDS, settings.lease_seconds / 2)
         self.stats = RunnerStats()
-        self._active: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}
         self._stopping: dict[int, Stop] = {}
-        self._slot_freed = asyncio.Event()
-        self._reserved = 0  # slots asked for by claims in flight
-        self._ending: set[int] = set()  # jobs whose outcome is written; their tasks end soon
-        self._sweeping = False
+        self._lease_until: dict[int, float] = {}  # job id -> monotonic end of its lease
+        self._queued: list[_Queued] = []
+        self._ended = asyncio.Event()  # a job's task ended (its outcome, if any, is queued)
+        self._failures = 0  # cycles failed in a row
+        self._conn: AsyncConnection | None = None
+        self._next_rescue = 0.0
 
     @property
     def active(self) -> int:
-        return len(self._active)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set, then let running jobs finish (up to the grace period).
-
-        While it runs, finishes written together also claim their successors (the claim
-        service's refill), so a busy worker pays one round trip per group for both.
-        """
-        self.wakeup.bind()
-        stop_wait = asyncio.create_task(stop.wait())
-        self._sweeping = True
-        if self.claims.refill is None:
-            self.claims.refill = self
-        try:
-            while not stop.is_set():
-                claimed = await self._fill_slots()
-                if claimed and self.free_slots() > 0:
-                    continue  # there may be more due work
-                await self._idle(stop_wait)
-        finally:
-            self._sweeping = False
-            stop_wait.cancel()
-            try:
-                await self._drain()
-            finally:
-                if self.claims.refill is self:
-                    self.claims.refill = None
-                    await self.claims.release_connection()
+        return len(self._running)
 
     def free_slots(self) -> int:
-        return self.concurrency - (self.active - len(self._ending)) - self._reserved
+        return self.concurrency - len(self._running)
 
-    async def _fill_slots(self) -> int:
-        free = self.free_slots()
-        if free <= 0:
-            return 0
-        self._reserved += free
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then let running jobs finish (up to the grace period),
+        release the rest and record what is queued."""
+        self.wakeup.bind()
+        stop_wait = asyncio.create_task(stop.wait())
         try:
-            jobs = await self.claims.claim_batch(self.owner, free)
-        except Exception as exc:  # the database is down: wait and try again
-            log.warning("claim failed, will retry: %s", exc)
-            return 0
+            while not stop.is_set():
+                if time.monotonic() >= self._next_rescue:
+                    await self._rescue()
+                free = self.free_slots()
+                claimed = await self._cycle(claim=True)
+                if self._queued or (claimed and claimed == free):
+                    continue  # outcomes came in meanwhile, or there may be more due work
+                await self._idle(stop_wait)
         finally:
-            self._reserved -= free
-        for job in jobs:
-            self.start(job)
-        return len(jobs)
+            stop_wait.cancel()
+            await self._drain()
 
-    # --- the claim service's refill (see `ClaimService.refill`) ---------------------------
-
-    def refill_wanted(self, finishing: int) -> int:
-        if not self._sweeping:
+    async def _cycle(self, *, claim: bool) -> int:
+        """Record every queued outcome and claim up to the free slots, in one statement;
+        start the claimed jobs. Returns how many it claimed."""
+        now = time.monotonic()
+        batch = [q for q in self._queued if q.deadline > now]
+        for q in self._queued:
+            if q.deadline <= now:
+                log.warning(
+                    "gave up recording %s of %s: its lease ran out",
+                    q.outcome.kind,
+                    q.outcome.job.key,
+                )
+        self._queued = []
+        free = max(0, self.free_slots()) if claim else 0
+        if not batch and free == 0:
             return 0
-        wanted = max(0, self.free_slots() + finishing)
-        self._reserved += wanted
-        return wanted
+        try:
+            conn = await self._connection()
+            cycle = await self.claims.complete(
+                [q.outcome for q in batch], self.owner, free, conn=conn
+            )
+        except Exception as exc:  # the database is away: keep the outcomes, try again soon
+            await self._drop_connection()
+            self._queued[:0] = batch
+            self._failures += 1
+            log.warning(
+                "claim-and-finish failed (%d in a row), will retry: %s", self._failures, exc
+            )
+            await asyncio.sleep(backoff_seconds(self._failures, 2 * FIRST_RETRY_DELAY, 2.0))
+            return 0
+        self._failures = 0
+        for q, row in zip(batch, cycle.recorded, strict=True):
+            self._count(q.outcome, row)
+        for job in cycle.claimed:
+            self._start(job)
+        return len(cycle.claimed)
 
-    def refill_claimed(self, jobs: list[Job], wanted: int, ended: list[int]) -> None:
-        self._reserved -= wanted
-        self._ending.update(job_id for job_id in ended if job_id in self._active)
-        for job in jobs:
-            self.start(job)
+    async def _connection(self) -> AsyncConnection | None:
+        """The loop's own connection for its statements (PostgreSQL; none on SQLite)."""
+        if self._conn is None:
+            self._conn = await self.claims.loop_connection()
+        return self._conn
 
-    def start(self, job: Job) -> None:
-        """Run a job this worker has claimed (by sweep, or by key from a bus event)."""
+    async def _drop_connection(self, *, broken: bool = True) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.claims.release_loop_connection(conn, broken=broken)
+
+    def _count(self, outcome: Outcome, row: Job | None) -> None:
+        kind = outcome.kind
+        if row is None:
+            self.stats.lost += 1
+            log.warning("%s of %s not recorded: the job was taken over", kind, outcome.job.key)
+        elif kind is OutcomeKind.SUCCEEDED:
+            self.stats.succeeded += 1
+        elif kind is OutcomeKind.CANCELLED:
+            self.stats.cancelled += 1
+        elif kind is OutcomeKind.RELEASED:
+            self.stats.released += 1
+        elif row.status == "pending":
+            self.stats.retried += 1
+        else:
+            self.stats.failed += 1
+
+    async def _rescue(self) -> None:
+        """Expired leases of any worker back to pending (or failed when exhausted)."""
+        self._next_rescue = time.monotonic() + self.rescue_seconds
+        try:
+            rescued = await self.claims.rescue_expired()
+        except Exception as exc:
+            log.warning("rescue failed, will retry: %s", exc)
+            return
+        self.stats.rescued += len(rescued)
+        for job in rescued:
+            log.info("rescued %s (attempt %s): now %s", job.key, job.attempts, job.status)
+
+    def _start(self, job: Job) -> None:
+        """Run a job this loop has claimed, in its own task."""
         assert job.id is not None
         self.stats.claimed += 1
+        self._lease_until[job.id] = time.monotonic() + self.settings.lease_seconds
         task = asyncio.create_task(
             self._run_job(job), name=f"job-{job.id}", context=job_context(job)
         )
-        self._active[job.id] = task
+        self._running[job.id] = task
 
         def _done(_: asyncio.Task[None], job_id: int = job.id) -> None:
-            self._active.pop(job_id, None)
+            self._running.pop(job_id, None)
             self._stopping.pop(job_id, None)
-            self._ending.discard(job_id)
-            self._slot_freed.set()
+            self._lease_until.pop(job_id, None)
+            self._ended.set()
 
         task.add_done_callback(_done)
 
+    def _renewed(self, job: Job, at: float) -> None:
+        """A heartbeat sent at `at` (monotonic) renewed the job's lease."""
+        if job.id in self._running:
+            self._lease_until[job.id] = at + self.settings.lease_seconds
+
+    def _queue(self, job: Job, outcome: Outcome | None) -> None:
+        """A job's task hands its outcome to the loop (the task ends right after)."""
+        if outcome is None:
+            return
+        deadline = self._lease_until.get(job.id or 0, time.monotonic())
+        self._queued.append(_Queued(outcome, deadline))
+        self._ended.set()
+
     async def _idle(self, stop_wait: asyncio.Task[Any]) -> None:
-        self._slot_freed.clear()
-        waits = [stop_wait, asyncio.create_task(self.wakeup.wait(self.settings.poll_seconds))]
-        if self.active:
-            waits.append(asyncio.create_task(self._slot_freed.wait()))
+        self._ended.clear()
+        waits = [
+            stop_wait,
+            asyncio.create_task(self.wakeup.wait(self._idle_seconds())),
+            asyncio.create_task(self._ended.wait()),
+        ]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             if t is not stop_wait:
                 t.cancel()
 
+    def _idle_seconds(self) -> float:
+        return max(0.0, min(self.poll_seconds, self._next_rescue - time.monotonic()))
+
     async def _drain(self) -> None:
-        """Wait for the running jobs (and any a refill in flight still starts), up to the
-        grace period; then stop the rest, which releases them."""
+        """Record outcomes while the running jobs finish, up to the grace period; then stop
+        the rest (which releases them) and record what is left while leases last."""
         deadline = time.monotonic() + self.shutdown_grace
-        while self._active or self._reserved:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            if self._active:
-                await asyncio.wait(list(self._active.values()), timeout=left)
-            else:
-                await asyncio.sleep(0.01)
-        tasks = list(self._active.items())
+        while self._running and time.monotonic() < deadline:
+            await self._cycle(claim=False)
+            if self._running and not self._queued:
+                self._ended.clear()
+                left = max(0.0, deadline - time.monotonic())
+                await asyncio.wait([asyncio.create_task(self._ended.wait())], timeout=left)
+        tasks = list(self._running.items())
         for job_id, task in tasks:
             self._stopping[job_id] = Stop.SHUTDOWN
             task.cancel()
         if tasks:
             await asyncio.wait([task for _, task in tasks], timeout=10)
+        while self._queued:
+            await self._cycle(claim=False)
+        await self._drop_connection(broken=False)
 
     # --- one job -----------------------------------------------------------------------
 
     async def _run_job(self, job: Job) -> None:
-        """Execute one claimed job in this task, then record its outcome (fenced).
+        """Execute one claimed job in this task, store its output, queue its outcome, end.
 
         Its heartbeat costs nothing until the first beat is due (a timer, not a task), so a
         job that ends within a heartbeat interval never makes one. A lost fence or a cancel
@@ -219,6 +295,7 @@ class Runner:
         assert job.id is not None
         progress = _Progress()
         ctx: ExecutionContext | None = None
+        outcome: Outcome | None = None
         try:
             ctx = ExecutionContext(
                 job,
@@ -232,27 +309,25 @@ class Runner:
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
                 await heartbeat.stop()
-            # Not shielded: a shutdown that gives up on this job while its outcome is being
-            # written lands in _stopped (a fenced release, which loses to a finish that
-            # committed first); either way the job ends in exactly one state.
-            await self._finish(job, result)
+            outcome = await self._finish(job, result)
         except asyncio.CancelledError:
-            # A beat's finding or the shutdown; handled here, so this task goes on to record
+            # A beat's finding or the shutdown; handled here, so this task goes on to queue
             # it. The executor has stopped its children by the time the error reaches here.
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            await asyncio.shield(self._stopped(job))
+            outcome = self._stopped(job)
         except ExecutionError as exc:
             delay = getattr(exc, "delay", None)
-            await asyncio.shield(self._failed(job, exc.code, exc.message, exc.retryable, delay))
+            outcome = self._failed(job, exc.code, exc.message, exc.retryable, delay)
         except Exception as exc:  # a bug or an unexpected environment error: retry it
             log.exception("job %s raised", job.key)
             message = f"{type(exc).__name__}: {exc}"
-            await asyncio.shield(self._failed(job, "internal_error", message, True, None))
+            outcome = self._failed(job, "internal_error", message, True, None)
         finally:
             if ctx is not None and ctx.workdir_made is not None:
                 _remove_dir(ctx.workdir_made)
+            self._queue(job, outcome)
 
     def _input_paths(self, job: Job) -> list[Path]:
         paths = []
@@ -268,89 +343,33 @@ class Runner:
 
     def _interrupt(self, job: Job, reason: Stop) -> None:
         """Stop a running job's task from outside it (a heartbeat's finding)."""
-        task = self._active.get(job.id or 0)
+        task = self._running.get(job.id or 0)
         if task is not None and not task.done():
             self._stopping[job.id or 0] = reason
             task.cancel()
 
-    async def _finish(self, job: Job, result: ExecutionResult) -> None:
+    async def _finish(self, job: Job, result: ExecutionResult) -> Outcome:
         output: dict[str, Any] = dict(result.metadata)
         if result.path is not None:
             digest, size = await asyncio.to_thread(self.blobs.put_file, result.path)
             output = {"digest": digest, "size": size, "media_type": result.media_type, **output}
-        try:
-            await self._persist(job, "finish", lambda: self.claims.succeed(job, output))
-            self.stats.succeeded += 1
-        except LostFence:
-            self.stats.lost += 1
-            log.warning("finished %s after losing it; the output is not attached", job.key)
+        return outcomes.succeeded(job, output)
 
-    async def _persist(self, job: Job, what: str, call: Callable[[], Awaitable[Job]]) -> Job:
-        """Record an outcome, retrying while the database is briefly away (a restart).
-
-        Retries for at most one lease: past that the job is someone else's to rescue anyway,
-        and the fenced statement would refuse it. A lost fence is final at once.
-        """
-        deadline = time.monotonic() + self.settings.lease_seconds
-        try:
-            return await call()  # the common case: no retry machinery at all
-        except LostFence:
-            raise
-        except Exception as exc:
-            if time.monotonic() + FIRST_RETRY_DELAY >= deadline:
-                raise
-            log.info("the %s of %s failed, will retry: %s", what, job.key, exc)
-        await asyncio.sleep(FIRST_RETRY_DELAY)
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
-            wait=wait_exponential(multiplier=2 * FIRST_RETRY_DELAY, max=2.0),
-            retry=retry_if_not_exception_type(LostFence),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                log.info("retrying the %s of %s", what, job.key)
-                return await call()
-        raise AssertionError("unreachable")
-
-    async def _stopped(self, job: Job) -> None:
+    def _stopped(self, job: Job) -> Outcome | None:
         reason = self._stopping.get(job.id or 0, Stop.SHUTDOWN)
-        try:
-            if reason is Stop.CANCEL_REQUESTED:
-                await self._persist(job, "cancel", lambda: self.claims.cancel(job))
-                self.stats.cancelled += 1
-            elif reason is Stop.SHUTDOWN:
-                await self._persist(job, "release", lambda: self.claims.release(job))
-                self.stats.released += 1
-            else:
-                self.stats.lost += 1
-        except LostFence:
-            self.stats.lost += 1
-        except Exception as exc:
-            log.warning("could not record the stop of %s (%s): %s", job.key, reason.value, exc)
+        if reason is Stop.CANCEL_REQUESTED:
+            return outcomes.cancelled(job)
+        if reason is Stop.SHUTDOWN:
+            return outcomes.released(job)
+        self.stats.lost += 1  # the lease is someone else's: nothing to record
+        return None
 
-    async def _failed(
+    def _failed(
         self, job: Job, code: str, message: str, retryable: bool, delay: float | None
-    ) -> None:
-        try:
-            row = await self._persist(
-                job,
-                "failure",
-                lambda: self.claims.fail(
-                    job, code=code, message=message, retryable=retryable, delay=delay
-                ),
-            )
-        except LostFence:
-            self.stats.lost += 1
-            return
-        except Exception as exc:  # the database stayed away: the lease will run out instead
-            log.warning("could not record the failure of %s: %s", job.key, exc)
-            return
-        if row.status == "pending":
-            self.stats.retried += 1
-            self.wakeup.notify()
-        else:
-            self.stats.failed += 1
+    ) -> Outcome:
+        if retryable and delay is None:
+            delay = self.claims.retry_delay(job)
+        return outcomes.failed(job, code, message, retryable=retryable, delay=delay or 0.0)
 
 
 def _remove_dir(path: Path) -> None:
@@ -406,6 +425,7 @@ class _Heartbeat:
                 self._beating = True
                 try:
                     beat = await claims.heartbeat(job, self.progress.value)
+                    self.runner._renewed(job, now)
                 except LostFence:
                     log.warning("lost the lease on %s; stopping it", job.key)
                     self._interrupt(Stop.LOST_FENCE)

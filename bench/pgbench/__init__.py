@@ -1,9 +1,9 @@
 """The ceiling: pgbench running the statement a busy vidjobs worker runs, no Python in the loop.
 
-A sweeping worker's steady state is one statement per group of jobs: the fenced finish of
-the group that just ran, with its `job.succeeded` outbox rows, and the claim of as many
-successors, with their `job.claimed` outbox rows
-(`statements.finish_succeeded_many_if_fenced_and_claim_due_with_events`). The pgbench
+A busy worker's steady state is one statement per group of jobs: the fenced outcomes of
+the group that just ran (here all successes), with their `job.succeeded` outbox rows, and
+the claim of as many successors, with their `job.claimed` outbox rows
+(`statements.record_outcomes_and_claim_due` with a batch of successes). The pgbench
 script is generated from that very SQL text, so it cannot drift from the code: each client
 carries the ids and fencing tokens it claimed into its next transaction (pgbench variables,
 `\\gset`), exactly as a worker carries its jobs. Prepared (`-M prepared`), on a fresh
@@ -32,10 +32,10 @@ def find_pgbench() -> str | None:
 
 def script(batch: int) -> str:
     """The pgbench script: the worker's finish-and-claim statement, variables for `$n`."""
-    from jobs import statements
+    from jobs import pgsql
 
-    sql = statements._FINISH_SUCCEEDED_MANY_IF_FENCED_AND_CLAIM_DUE_WITH_EVENTS
-    head = sql[: sql.index("SELECT false AS finished")]
+    sql = pgsql.RECORD_SUCCESSES_AND_CLAIM_DUE
+    head = sql[: sql.index("SELECT false AS recorded")]
     for param, value in (
         ("$1", ":ids"),
         ("$2", ":tokens"),

@@ -9,8 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from jobs import usage
-from jobs.api import errors, routes, sources
+from jobs.api import batch, errors, routes, sources, usage
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -32,6 +31,7 @@ def create_app(state: ApiState) -> FastAPI:
     )
     app.state.vidjobs = state
     errors.install(app)
+    app.include_router(batch.router)
     app.include_router(routes.router)
     app.include_router(sources.router)
     app.include_router(usage.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,48 @@ def test_tenant_create_prints_a_working_token(embedded: dict[str, str]) -> None:
     assert listed["jobs"] == []
     dup = vidjobs("tenant", "create", "newsroom", env=embedded, check=False)
     assert dup.returncode == 2 and "already exists" in dup.stderr
+
+
+def test_submit_of_a_json_list_is_one_batch_answered_item_by_item(
+    embedded: dict[str, str], tmp_path: Path
+) -> None:
+    trims = [{"op": "trim", "start": i, "end": i + 1} for i in (10, 11)]
+    edits = [
+        {"source": {"path": "clip.mp4"}, "operations": [trims[0]]},
+        {"source": {"path": "clip.mp4"}, "operations": [trims[1]]},
+        {"source": {"path": "clip.mp4"}, "operations": [trims[0]]},  # a duplicate of [0]
+        {"source": {"path": "clip.mp4"}, "operations": [{"op": "scale"}]},  # invalid
+    ]
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps(edits))
+    r = vidjobs("submit", str(batch), "--json", env=embedded, check=False)
+    assert r.returncode == 1, r.stderr  # one item failed: said in the exit status
+    results = json.loads(r.stdout)["results"]
+    assert [x["status"] for x in results] == [201, 201, 200, 422]
+    assert results[2]["job"]["key"] == results[0]["job"]["key"]
+    assert results[3]["error"]["details"][0]["path"].startswith("jobs[3].operations[0]")
+
+
+def test_worker_concurrency_comes_from_the_environment_unless_given(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDJOBS_")}
+    env.update({"VIDJOBS_DATA_DIR": str(tmp_path / "data"), "VIDJOBS_WORKER_CONCURRENCY": "3"})
+    vidjobs("migrate", env=env)
+    for extra, expected in (([], "concurrency 3"), (["--concurrency", "5"], "concurrency 5")):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", "--executor", "sleep", *extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stderr is not None
+            line = ""
+            for line in proc.stderr:
+                if "concurrency" in line:
+                    break
+            assert expected in line, line
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

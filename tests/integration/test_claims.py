@@ -252,43 +252,84 @@ async def test_priority_orders_the_claims(
     assert order == [10, 10, 0, -5]
 
 
-async def test_a_group_finish_claims_its_successors_in_the_same_transaction(
+async def test_every_outcome_kind_is_recorded_fenced_in_one_statement_with_the_claim(
     db: Database, service: JobService, tenant: TenantRef, settings: Settings
 ) -> None:
+    """All five outcome kinds, each with a zombie twin (a stale token), recorded with the
+    claim of successors in one statement: the fenced ones change their jobs and write their
+    outbox rows; a zombie's queued outcome changes nothing; what the statement hands back is
+    what it stored."""
     import sqlalchemy as sa
 
-    from jobs import outbox
+    from jobs import outbox, outcomes
 
-    await submit_many(service, tenant, 7)
+    await submit_many(service, tenant, 13)
+    await service.submit(
+        tenant,
+        EditRequest.model_validate(
+            {
+                "source": {"path": "clip.mp4"},
+                "operations": [{"op": "fps", "fps": 10}],
+                "max_attempts": 1,
+            }
+        ),
+    )
     claims = ClaimService(db, settings)
-    first = await claims.claim_batch("w", 3)
-    zombie = first[2].model_copy(update={"fencing_token": first[2].fencing_token - 1})
-    finishes = [(j, {"n": i}) for i, j in enumerate(first[:2])]
-    finishes.append((zombie, {"n": 2}))
-    async with db.single_statement() as conn:
-        done, claimed = await statements.finish_succeeded_many_if_fenced_and_claim_due_with_events(
-            conn, finishes, "w", settings.lease_seconds, 3
-        )
-    # The stale token finished nothing; the two fenced ones did, in order, with their rows.
-    assert [(j.id, j.status, j.output) for j, _ in done] == [
-        (first[0].id, "succeeded", {"n": 0}),
-        (first[1].id, "succeeded", {"n": 1}),
+    held = await claims.claim_batch("w", 14)
+    assert len(held) == 14
+    last_try = next(j for j in held if j.max_attempts == 1)
+    live = [j for j in held if j is not last_try][:5]
+    zombies = [j for j in held if j is not last_try][5:10]
+    ended = [
+        outcomes.succeeded(live[0], {"n": 0}),
+        outcomes.failed(live[1], "io", "disk hiccup", retryable=True, delay=60),
+        outcomes.failed(last_try, "io", "again", retryable=True, delay=60),
+        outcomes.failed(live[2], "invalid_input", "cannot decode", retryable=False),
+        outcomes.cancelled(live[3]),
+        outcomes.released(live[4]),
     ]
-    assert all(e.type == "job.succeeded" and e.job_id == j.id for j, e in done)
-    # Three successors claimed (never one of the finished or still-running jobs).
-    assert len(claimed) == 3
-    assert {j.id for j, _ in claimed}.isdisjoint(j.id for j in first)
-    assert all(j.status == "running" and j.lease_owner == "w" for j, _ in claimed)
-    assert all(e.type == "job.claimed" and e.job_id == j.id for j, e in claimed)
-    # Nothing asked for: nothing claimed, and a finish alone still works.
+    stale = [z.model_copy(update={"fencing_token": z.fencing_token - 1}) for z in zombies]
+    ended += [
+        outcomes.succeeded(stale[0], {"n": 9}),
+        outcomes.failed(stale[1], "io", "x", retryable=True),
+        outcomes.failed(stale[2], "bad", "y", retryable=False),
+        outcomes.cancelled(stale[3]),
+        outcomes.released(stale[4]),
+    ]
+    more = (await submit_many(service, tenant, 17))[13:]  # four new jobs: three get claimed
     async with db.single_statement() as conn:
-        done2, none = await statements.finish_succeeded_many_if_fenced_and_claim_due_with_events(
-            conn, [(first[2], {"n": 2})], "w", 30.0, 0
+        recorded, claimed = await statements.record_outcomes_and_claim_due(
+            conn, ended, "w", settings.lease_seconds, 3
         )
-    assert [j.id for j, _ in done2] == [first[2].id] and none == []
-    # What the statement handed back is what it stored: jobs and events, field by field.
+    by_id = {j.id: j for j, _ in recorded}
+    assert set(by_id) == {o.job.id for o in ended[:6]}, "a zombie's outcome changed a job"
+    assert [by_id[o.job.id].status for o in ended[:6]] == [
+        "succeeded",
+        "pending",
+        "failed",
+        "failed",
+        "cancelled",
+        "pending",
+    ]
+    assert [e.type for _, e in recorded] == [
+        "job.succeeded",
+        "job.retry_scheduled",
+        "job.failed",
+        "job.failed",
+        "job.cancelled",
+        "job.requeued",
+    ]
+    assert by_id[live[0].id].output == {"n": 0} and by_id[live[0].id].progress == 1.0
+    assert by_id[live[4].id].attempts == live[4].attempts - 1  # a release is not an attempt
+    assert by_id[live[1].id].error_code == "io" and by_id[live[2].id].finished_at is not None
+    assert len(claimed) == 3 and all(j.key in more for j, _ in claimed)
+    assert all(j.status == "running" and j.lease_owner == "w" for j, _ in claimed)
     async with db.engine.connect() as conn:
-        for job, event in [*done, *claimed, *done2]:
+        for zombie in zombies:  # untouched: still running under the live token
+            stored = await statements.select_job_by_key(conn, tenant.id, zombie.key)
+            assert stored is not None and stored.model_dump() == zombie.model_dump()
+        # What the statement handed back is what it stored: jobs and events, field by field.
+        for job, event in [*recorded, *claimed]:
             stored = await statements.select_job_by_key(conn, tenant.id, job.key)
             assert stored is not None and stored.model_dump() == job.model_dump()
             row = (
@@ -303,16 +344,29 @@ async def test_a_group_finish_claims_its_successors_in_the_same_transaction(
                 event.payload,
             )
             assert row.created_at == event.created_at
+        zombie_ids = {z.id for z in zombies}
+        rows = (await conn.execute(sa.select(outbox.outbox.c.job_id, outbox.outbox.c.type))).all()
+    assert {r.type for r in rows if r.job_id in zombie_ids} == {"job.submitted", "job.claimed"}
+
+
+async def test_claim_by_key_records_the_event_id_and_skips_it_when_seen_again(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    """A consumer that claims by key (`ClaimService.claim_by_key` with an event id) records
+    the id in the claim's transaction, and an id seen before claims nothing, even once the
+    job is pending and due again."""
+    import sqlalchemy as sa
+
+    from jobs.outbox import processed
+
+    [key] = await submit_many(service, tenant, 1)
+    claims = ClaimService(db, settings)
+    job = await claims.claim_by_key(tenant.id, key, "w1", consumer="c", event_id="e-1")
+    assert job is not None and job.status == "running"
     async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(outbox.outbox.c.job_id, outbox.outbox.c.type).order_by(outbox.outbox.c.id)
-            )
-        ).all()
-    for job_id in {r.job_id for r in rows}:
-        kinds = [r.type for r in rows if r.job_id == job_id]
-        assert kinds in (
-            ["job.submitted"],
-            ["job.submitted", "job.claimed"],
-            ["job.submitted", "job.claimed", "job.succeeded"],
-        ), kinds
+        seen = (await conn.execute(sa.select(processed.c.event_id))).scalars().all()
+    assert seen == ["e-1"]
+    await claims.release(job)  # pending and due again
+    assert await claims.claim_by_key(tenant.id, key, "w2", consumer="c", event_id="e-1") is None
+    again = await claims.claim_by_key(tenant.id, key, "w2", consumer="c", event_id="e-2")
+    assert again is not None and again.fencing_token == job.fencing_token + 1

@@ -235,7 +235,7 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
 ) -> None:
     from jobs import statements
 
-    merged = statements.finish_succeeded_many_if_fenced_and_claim_due_with_events
+    merged = statements.record_outcomes_and_claim_due
     calls: list[tuple[int, int]] = []
 
     async def counting(*args: Any) -> Any:
@@ -247,15 +247,13 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
     executor = MetadataExecutor()
     runner, _ = make_runner(db, settings, blobs, executor, concurrency=4)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            statements, "finish_succeeded_many_if_fenced_and_claim_due_with_events", counting
-        )
+        mp.setattr(statements, "record_outcomes_and_claim_due", counting)
         async with running(runner):
             done = [await wait_for(service, tenant, k, {"succeeded"}) for k in keys]
     assert executor.runs == 40 and runner.stats.succeeded == 40
     assert all(job.output == {"duration_ms": 5} for job in done)
     # Successors came with the finishes: most claims rode along (never more than the slots).
-    assert sum(claimed for _, claimed in calls) >= 40 - 2 * 4
+    assert sum(claimed for done, claimed in calls if done) >= 40 - 2 * 4
     assert all(claimed <= 4 for _, claimed in calls)
     assert executor.most_at_once == 4  # the slots were filled, and never overfilled
     assert runner.active == 0 and runner.free_slots() == runner.concurrency
@@ -298,3 +296,50 @@ async def test_a_sweeping_worker_survives_its_connections_being_killed(
         assert executor.most_at_once <= 3
     finally:
         await db.dispose()
+
+
+class FlakyClaims(ClaimService):
+    """The database refuses the loop's statements that carry outcomes for a while."""
+
+    def __init__(self, *args: Any, failures: int, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.failures = failures
+        self.sent: list[int] = []  # outcomes per statement that reached the database
+
+    async def complete(self, ended: Any, owner: str, claim: int, **kw: Any) -> Any:
+        if ended and self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the database is restarting")
+        self.sent.append(len(ended))
+        return await super().complete(ended, owner, claim, **kw)
+
+
+async def test_an_outcome_whose_statement_failed_stays_queued_and_is_recorded_later(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    keys = [(await service.submit(tenant, request(i))).job.key for i in range(3)]
+    claims = FlakyClaims(db, settings, failures=3)
+    executor = SleepExecutor(0.01)
+    runner = Runner(claims, executor, blobs, settings, concurrency=3)
+    async with running(runner):
+        done = [await wait_for(service, tenant, k, {"succeeded"}) for k in keys]
+    assert all(job.status == "succeeded" for job in done)
+    assert sorted(executor.runs) == sorted(keys)  # recorded later, never run again
+    assert runner.stats.succeeded == 3 and claims.failures == 0
+
+
+async def test_an_outcome_is_given_up_when_its_lease_ran_out(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+) -> None:
+    short = settings.model_copy(update={"lease_seconds": 0.5, "heartbeat_seconds": 10})
+    key = (await service.submit(tenant, request())).job.key
+    claims = FlakyClaims(db, short, failures=10_000)
+    runner = Runner(claims, SleepExecutor(0.01), blobs, short, concurrency=1, shutdown_grace=0)
+    runner.rescue_seconds = 3600  # no rescue by this worker within the test
+    async with running(runner):
+        await asyncio.sleep(1.5)  # past the lease: the queued success is dropped
+        assert runner._queued == []
+        claims.failures = 0
+    job = await service.get(tenant, key)
+    # Never recorded: the job is still running under its expired lease, for a rescue.
+    assert job.status == "running" and runner.stats.succeeded == 0

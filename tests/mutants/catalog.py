@@ -10,6 +10,8 @@ from __future__ import annotations
 from tests.mutants.model import Edit, Mutant, m
 
 ST = "jobs/statements.py"
+PG = "jobs/pgsql.py"
+OC = "jobs/outcomes.py"
 SV = "jobs/service.py"
 CL = "jobs/claims.py"
 RUN = "workers/ffmpeg/run.py"
@@ -125,13 +127,13 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "batch-claim-neither-locks-nor-rechecks",
         "inv 4: batch claims lock (SKIP LOCKED) or re-check pending",
-        ST,
-        "    LIMIT {limit}\n    FOR UPDATE SKIP LOCKED\n), {claimed} AS (",
-        "    LIMIT {limit}\n), {claimed} AS (",
+        PG,
+        "greatest(turn.max_running - turn.running, 0)) END\n        FOR UPDATE SKIP LOCKED\n",
+        "greatest(turn.max_running - turn.running, 0)) END\n",
         f"{T_CLAIMS}::test_eight_concurrent_claimers_take_each_job_once[postgres]",
         more=(
             Edit(
-                ST,
+                PG,
                 "    WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'\n",
                 "    WHERE jobs.id IN (SELECT id FROM due)\n",
             ),
@@ -146,7 +148,7 @@ MUTANTS: tuple[Mutant, ...] = (
         ZOMBIE,
         more=(
             Edit(
-                ST, "fencing_token = jobs.fencing_token + 1,", "fencing_token = jobs.fencing_token,"
+                PG, "fencing_token = jobs.fencing_token + 1,", "fencing_token = jobs.fencing_token,"
             ),
         ),
     ),
@@ -178,21 +180,15 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "lease-from-worker-clock-pg-statement",
         "inv 4: lease expiry from the database clock (PostgreSQL one-statement claims)",
-        ST,
+        PG,
         "lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',",
         "lease_expires_at = to_timestamp({lease_seconds}::float8),",
         f"{CLOCK}[postgres]",
         more=(
             Edit(
                 ST,
-                "conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner, float(lease_seconds), limit",
-                "conn, _CLAIM_DUE_PENDING_BATCH_WITH_EVENTS, owner,"
-                ' __import__("time").time() + float(lease_seconds), limit',
-            ),
-            Edit(
-                ST,
-                "        float(lease_seconds),\n        limit,\n    )\n    split",
-                '        __import__("time").time() + float(lease_seconds),\n        limit,\n    )\n    split',
+                "*arrays, owner, float(lease_seconds), max(0, limit))",
+                '*arrays, owner, __import__("time").time() + float(lease_seconds), max(0, limit))',
             ),
         ),
     ),
@@ -209,10 +205,9 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "finish-unfenced",
         "inv 5: a finish carries the fencing token",
-        ST,
-        "    WHERE jobs.id = finished.id AND jobs.status = '{RUNNING}'\n"
-        "        AND jobs.fencing_token = finished.token\n",
-        "    WHERE jobs.id = finished.id\n",
+        PG,
+        "    WHERE jobs.id = o.id AND jobs.status = '{RUNNING}' AND jobs.fencing_token = o.token\n",
+        "    WHERE jobs.id = o.id\n",
         ZOMBIE,
         LOST_LEASE,
         more=(
@@ -290,12 +285,18 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "worker-cancel-writes-no-event",
-        "inv 6: every state change writes its outbox row",
-        CL,
-        "            event = await outbox.insert_event(conn, row, EventType.CANCELLED)\n"
-        "        self._notify([event])\n",
-        "",
+        "inv 6: every state change writes its outbox row (a worker's cancel: job.cancelled)",
+        PG,
+        "f\" WHEN 'cancelled' THEN '{EventType.CANCELLED.value}'\"",
+        "f\" WHEN 'cancelled' THEN '{EventType.REQUEUED.value}'\"",
         CANCEL_EVENTS,
+        more=(
+            Edit(
+                OC,
+                "    if o.kind is OutcomeKind.CANCELLED:\n        return EventType.CANCELLED\n",
+                "    if o.kind is OutcomeKind.CANCELLED:\n        return EventType.REQUEUED\n",
+            ),
+        ),
     ),
     m(
         "rescue-writes-no-event",
@@ -309,9 +310,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "submit-row-commits-before-its-event",
         "inv 6: the outbox row is written in the transaction of the change",
         SV,
-        "        job = await statements.insert_job_if_absent(conn, values)\n",
+        "        job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)\n",
         "        async with self.db.engine.begin() as own:  # MUTANT: its own transaction\n"
-        "            job = await statements.insert_job_if_absent(own, values)\n",
+        "            job = await statements.insert_job_if_absent(own, values, run_at=req.run_at)\n",
         f"{T_SUBMIT}::test_rolled_back_submission_leaves_no_job_and_no_outbox_row[postgres]",
     ),
     m(
@@ -350,7 +351,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "                if not await outbox.record_processed_if_new(conn, consumer, event_id):\n"
         "                    return None\n",
         "                await outbox.record_processed_if_new(conn, consumer, event_id)\n",
-        f"{T_PIPE}::test_an_old_event_replayed_after_its_job_is_pending_again_is_not_claimed",
+        f"{T_CLAIMS}::test_claim_by_key_records_the_event_id_and_skips_it_when_seen_again",
     ),
     m(
         "worker-records-no-event-id",
@@ -358,7 +359,7 @@ MUTANTS: tuple[Mutant, ...] = (
         CL,
         "            if consumer is not None and event_id is not None:\n",
         "            if consumer is not None and event_id is not None and False:  # MUTANT\n",
-        f"{T_PIPE}::test_bus_events_drive_claims_and_each_job_runs_once",
+        f"{T_CLAIMS}::test_claim_by_key_records_the_event_id_and_skips_it_when_seen_again",
     ),
     m(
         "ledger-skips-seen-check",
@@ -500,7 +501,7 @@ MUTANTS: tuple[Mutant, ...] = (
         f"{T_API}::test_another_tenants_job_looks_missing",
         more=(
             Edit(
-                ST,
+                PG,
                 "FROM jobs WHERE tenant_id = $1 AND key = $2",
                 "FROM jobs WHERE $1::text IS NOT NULL AND key = $2",
             ),

@@ -189,6 +189,19 @@ def ledger(metrics_port: MetricsPortOpt = None) -> None:
 
 
 @app.command()
+def webhooks(metrics_port: MetricsPortOpt = None) -> None:
+    """Run the webhook dispatcher: job events to owed deliveries, sent and retried."""
+    from workers.bus import make_bus
+    from workers.webhooks.dispatcher import Dispatcher
+
+    _run_fleet_process(
+        "webhooks",
+        metrics_port,
+        lambda c, s: Dispatcher(c.db, make_bus(s), s, wakeup=c.webhook_wakeup),
+    )
+
+
+@app.command()
 def reaper(interval: float = 1.0, metrics_port: MetricsPortOpt = None) -> None:
     """Run the reaper: expired leases and due retries requeued; old records pruned."""
     from workers.reaper import Reaper
@@ -211,7 +224,7 @@ def up(
     concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
     executor: ExecutorOpt = "ffmpeg",
 ) -> None:
-    """Embedded mode: migrate, then API, relay, workers, ledger and reaper in one process."""
+    """Embedded mode: migrate, then API, relay, workers, ledger, webhooks, reaper in one process."""
     _logging()
     loop.run(run_embedded(get_settings(), host, port, concurrency, executor))
 
@@ -234,6 +247,7 @@ async def run_embedded(
     from workers.ledger import Ledger
     from workers.reaper import Reaper
     from workers.relay import Relay
+    from workers.webhooks.dispatcher import Dispatcher
 
     c = compose.build(settings, with_ffmpeg_checks=executor == "ffmpeg")
     await compose.migrate(c.db)
@@ -253,6 +267,7 @@ async def run_embedded(
         runner, bus, settings.kafka_worker_group, sweep_seconds=settings.poll_seconds
     )
     ledger_loop = Ledger(c.db, bus, settings.kafka_ledger_group)
+    webhooks_loop = Dispatcher(c.db, bus, settings, wakeup=c.webhook_wakeup)
     server_task = asyncio.create_task(server.serve())
     while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.02)
@@ -269,7 +284,7 @@ async def run_embedded(
         )
     if ready is not None:
         ready.set()
-    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop)
+    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop, webhooks_loop)
     tasks = [asyncio.create_task(loop.run(stop)) for loop in loops]
     await stop.wait()
     server.should_exit = True

@@ -21,6 +21,7 @@ from jobs.service import EditCheck, JobService, SourceCheck
 from jobs.settings import Settings
 from jobs.status import WORK_EVENTS
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
+from jobs.webhooks.service import WebhookService
 from migrations import upgrade
 from workers import metrics
 from workers.executor import Executor, SleepExecutor
@@ -39,6 +40,8 @@ class Components:
     wakeup: Wakeup = field(default_factory=Wakeup)
     # Woken by every committed event: the relay of this process publishes it at once.
     relay_wakeup: Wakeup = field(default_factory=Wakeup)
+    # Woken when the API queues a webhook delivery (replay, test ping): the embedded dispatcher.
+    webhook_wakeup: Wakeup = field(default_factory=Wakeup)
     service: JobService = field(init=False)
     claims: ClaimService = field(init=False)
     check_edit: EditCheck | None = None
@@ -79,7 +82,9 @@ class Components:
         state = ApiState(
             db=self.db, service=self.service, settings=self.settings, blobs=self.blobs, probe=probe
         )
-        return create_app(state)
+        app = create_app(state)
+        app.state.webhooks = WebhookService(self.db, self.settings, wake=self.webhook_wakeup.notify)
+        return app
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from jobs import usage
-from jobs.api import errors, routes, sources
+from jobs.api import errors, routes, sources, streams, webhooks
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -34,6 +34,8 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(sources.router)
     app.include_router(usage.router)
+    app.include_router(webhooks.router)
+    app.include_router(streams.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

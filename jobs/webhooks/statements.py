@@ -194,18 +194,28 @@ async def claim_due_deliveries(
 
     Only deliveries of enabled endpoints are claimed; a disabled endpoint's stay owed.
     """
-    enabled = sa.select(e.id).where(e.id == d.endpoint_id, e.enabled.is_(True)).exists()
+    # An alias: the same table inside the UPDATE would otherwise be correlated with the
+    # outer row, and the LIMIT would apply per row instead of to the claim.
+    inner = deliveries.alias("due")
+    enabled = sa.select(e.id).where(e.id == inner.c.endpoint_id, e.enabled.is_(True)).exists()
     due = (
-        sa.select(d.id)
-        .where(d.status == _PENDING_LITERAL, d.next_attempt_at <= db_now(), enabled)
-        .order_by(d.next_attempt_at)
+        sa.select(inner.c.id)
+        .where(inner.c.status == _PENDING_LITERAL, inner.c.next_attempt_at <= db_now(), enabled)
+        .order_by(inner.c.next_attempt_at)
         .limit(limit)
     )
+    picked: sa.ColumnElement[bool]
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(of=deliveries, skip_locked=True)
+        # A materialised CTE: as `id IN (subquery)` PostgreSQL may rescan the locking
+        # subquery per row and update more rows than the LIMIT (measured: all of them).
+        cte = due.with_for_update(of=inner, skip_locked=True).cte("due_ids")
+        cte = cte.prefix_with("MATERIALIZED")
+        picked = d.id == cte.c.id
+    else:
+        picked = d.id.in_(due.scalar_subquery())
     stmt = (
         sa.update(deliveries)
-        .where(d.id.in_(due.scalar_subquery()), d.status == PENDING, d.next_attempt_at <= db_now())
+        .where(picked, d.status == PENDING, d.next_attempt_at <= db_now())
         .values(
             attempts=d.attempts + 1,
             next_attempt_at=db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),
@@ -228,10 +238,10 @@ async def select_endpoints_by_ids(
     for row in (await conn.execute(stmt)).mappings():
         values = dict(row)
         now = values.pop("db_now")
-        ep = WebhookEndpoint.model_construct(**values)
-        if ep.previous_secret_expires_at is not None and ep.previous_secret_expires_at <= now:
-            ep.previous_secret = None  # the grace period is over: only the new secret signs
-        out[ep.id] = ep
+        expires = values["previous_secret_expires_at"]
+        if expires is not None and expires <= now:
+            values["previous_secret"] = None  # the grace period is over: only the new one signs
+        out[values["id"]] = WebhookEndpoint.model_construct(**values)
     return out
 
 

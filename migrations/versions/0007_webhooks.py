@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_webhook_endpoints_tenant", "webhook_endpoints", ["tenant_id", "created_at"]
-    )
+    op.create_index("ix_webhook_endpoints_tenant", "webhook_endpoints", ["tenant_id", "created_at"])
     op.create_table(
         "webhook_deliveries",
         sa.Column(
@@ -76,9 +74,7 @@ def upgrade() -> None:
         postgresql_where=PENDING,
         sqlite_where=PENDING,
     )
-    op.create_index(
-        "ix_webhook_deliveries_endpoint", "webhook_deliveries", ["endpoint_id", "id"]
-    )
+    op.create_index("ix_webhook_deliveries_endpoint", "webhook_deliveries", ["endpoint_id", "id"])
     op.create_table(
         "webhook_attempts",
         sa.Column("delivery_id", sa.BigInteger(), nullable=False),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Any
 
 import httpx
@@ -28,6 +29,8 @@ from workers.bus.events import BusEvent
 from workers.consumer import ConsumerLoop
 from workers.wakeup import Wakeup
 from workers.webhooks.sender import Sender
+
+log = logging.getLogger("vidjobs.webhooks")
 
 
 def event_timestamp(created_at: str | None) -> str | None:
@@ -99,4 +102,12 @@ class Dispatcher:
         return "queued"
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(self.loop.run(stop), self.sender.run(stop))
+        async def announce() -> None:
+            await self.loop.started.wait()
+            log.info("webhook dispatcher: consuming as group %s", self.group)
+
+        herald = asyncio.create_task(announce())
+        try:
+            await asyncio.gather(self.loop.run(stop), self.sender.run(stop))
+        finally:
+            herald.cancel()

@@ -8,7 +8,7 @@ resuming loses nothing. Progress (`event: progress`, no id) is a sample, not a r
 
 `GET /v1/events/stream`: every event of the tenant, from now (or after `Last-Event-ID`).
 Across jobs, transactions commit out of id order, so this stream only sends rows older than
-`VIDJOBS_STREAM_SETTLE_SECONDS` (0.5 s): a transaction that commits later than that after
+`SETTLE_SECONDS` (0.5 s): a transaction that commits later than that after
 writing its event could be missed by a resumed stream (job transactions are single short
 statements).
 """

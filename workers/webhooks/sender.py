@@ -111,16 +111,19 @@ class Sender:
                 self.client = None
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until woken, stopped or `seconds` pass. Both waiters are cancelled after: a
+        leftover wakeup waiter would swallow the next notification."""
         if stop.is_set():
             return
-        waiter = asyncio.ensure_future(stop.wait())
+        waiters = {
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self.wakeup.wait(seconds)),
+        }
         try:
-            await asyncio.wait(
-                {waiter, asyncio.ensure_future(self.wakeup.wait(seconds))},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiter.cancel()
+            for waiter in waiters:
+                waiter.cancel()
 
     async def tick(self) -> int:
         """Claim as many due deliveries as there are free slots and start their attempts."""
@@ -211,7 +214,8 @@ class Sender:
             if not recorded:  # claimed again meanwhile, or deleted: not ours to record
                 return "lost"
             if outcome.ok:
-                await st.clear_endpoint_failing(conn, endpoint.id)
+                if endpoint.failing_since is not None:  # as of the claim; else nothing to clear
+                    await st.clear_endpoint_failing(conn, endpoint.id)
                 return label
             reason = None
             if outcome.status_code == 410:

@@ -45,6 +45,7 @@ class ConsumerLoop:
         free_slots: Callable[[], int] | None = None,
         fetch_timeout: float = 0.5,
         max_batch: int = 200,
+        prepare: Callable[[list[Record]], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
         self.group = group
@@ -53,6 +54,9 @@ class ConsumerLoop:
         self.free_slots = free_slots
         self.fetch_timeout = fetch_timeout
         self.max_batch = max_batch
+        # Optional: sees each fetched batch before its records are handled (a handler may
+        # read what the whole batch needs at once). A failure only costs that shortcut.
+        self.prepare = prepare
         self.started = asyncio.Event()
         self.handled = 0
         self._stop = asyncio.Event()
@@ -87,6 +91,7 @@ class ConsumerLoop:
                 consumer.resume()
                 if not pending:
                     pending.extend(await self._fetch(consumer, self.fetch_timeout, self.max_batch))
+                    await self._prepare(list(pending))
                 try:
                     while pending and not stop.is_set() and not self._blocked(pending[0]):
                         result = await self.handle(pending[0])
@@ -128,6 +133,14 @@ class ConsumerLoop:
             log.warning("%s: fetch failed, will retry: %s", self.group, exc)
             await self._sleep(1.0)
             return []
+
+    async def _prepare(self, records: list[Record]) -> None:
+        if self.prepare is None or not records:
+            return
+        try:
+            await self.prepare(records)
+        except Exception as exc:
+            log.info("%s: preparing a batch failed (handled one by one): %s", self.group, exc)
 
     async def _wait_for_slot(self) -> None:
         loop = asyncio.get_running_loop()

@@ -81,6 +81,21 @@ async def select_enabled_endpoints_for_event(
     return [r for r in rows if "*" in r.events or event_type in r.events]
 
 
+async def select_enabled_subscriptions(
+    conn: AsyncConnection, tenant_ids: set[str]
+) -> dict[str, set[str]]:
+    """For each of these tenants, the event types its enabled endpoints subscribe to."""
+    if not tenant_ids:
+        return {}
+    stmt = sa.select(e.tenant_id, e.events).where(
+        e.tenant_id.in_(sorted(tenant_ids)), e.enabled.is_(True)
+    )
+    out: dict[str, set[str]] = {}
+    for tenant_id, events in (await conn.execute(stmt)).all():
+        out.setdefault(tenant_id, set()).update(events)
+    return out
+
+
 async def update_endpoint(
     conn: AsyncConnection, tenant_id: str, endpoint_id: str, values: dict[str, Any]
 ) -> WebhookEndpoint | None:

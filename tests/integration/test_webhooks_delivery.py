@@ -295,3 +295,30 @@ def _record(hooks: Hooks, event: object) -> object:
 
     msg = message_for(event)  # type: ignore[arg-type]
     return Record(partition=0, offset=0, key=msg.key, value=msg.value, headers=msg.headers)
+
+
+async def test_only_the_tenants_subscribed_endpoints_get_its_events(
+    hooks: Hooks, receiver: Receiver
+) -> None:
+    from jobs.tenants import create_tenant
+    from jobs.webhooks.service import EndpointCreate, WebhookService
+
+    async with hooks.db.transaction() as conn:
+        other, _ = await create_tenant(conn, "globex")
+    service = WebhookService(hooks.db, hooks.settings)
+    stranger = await Receiver().start()
+    try:
+        await service.create(other, EndpointCreate(url=stranger.url, events=["*"]))
+        ep = await hooks.endpoint(receiver.url, ["job.cancelled"])
+        async with hooks.running(hooks.dispatcher()):
+            keep = await hooks.submit(1)
+            drop = await hooks.submit(2)
+            await hooks.c.service.cancel(hooks.tenant, drop)
+            (got,) = await receiver.wait_for(1)
+            await asyncio.sleep(1.0)  # nothing else comes, to either receiver
+        assert len(receiver.received) == 1 and stranger.received == []
+    finally:
+        await stranger.stop()
+    payload = verify(str(ep["secret"]), got)
+    assert payload["type"] == "job.cancelled" and payload["data"]["key"] == drop != keep
+    assert payload["data"]["status"] == "cancelled"

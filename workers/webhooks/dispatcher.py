@@ -67,11 +67,39 @@ class Dispatcher:
         self.db = db
         self.group = group or settings.kafka_webhooks_group
         self.sender = Sender(db, settings, wakeup=wakeup, client=client, resolver=resolver)
-        self.loop = ConsumerLoop(bus, self.group, self.handle)
+        self.loop = ConsumerLoop(bus, self.group, self.handle, prepare=self.prepare)
         self.queued = 0
+        # Per fetched batch: the subscribed event types of the batch's tenants, read once
+        # after the batch arrived, so most events (types nobody subscribed to) cost no query.
+        self._batch: set[str] = set()
+        self._subscribed: dict[str, set[str]] = {}
+
+    async def prepare(self, records: list[Record]) -> None:
+        events = [BusEvent.from_record(r) for r in records]
+        self._batch.clear()
+        tenants = {e.tenant_id for e in events}
+        async with self.db.reader.connect() as conn:
+            found = await st.select_enabled_subscriptions(conn, tenants)
+        self._subscribed = found
+        self._batch = {e.event_id for e in events}
+
+    def _surely_unsubscribed(self, event: BusEvent) -> bool:
+        if event.event_id not in self._batch:
+            return False
+        types = self._subscribed.get(event.tenant_id, set())
+        return "*" not in types and event.type not in types
 
     async def handle(self, record: Record) -> str:
         event = BusEvent.from_record(record)
+        if self._surely_unsubscribed(event):
+            return "no_endpoint"
+        try:
+            return await self._queue(event)
+        except Exception:
+            self._batch.clear()  # retried after a backoff: read afresh then, not from the batch
+            raise
+
+    async def _queue(self, event: BusEvent) -> str:
         async with self.db.transaction() as conn:
             targets = await st.select_enabled_endpoints_for_event(conn, event.tenant_id, event.type)
             if not targets:

@@ -27,6 +27,8 @@ from harness.faults import Injector, schedule
 from harness.fleet import Fleet
 from harness.load import Load
 from harness.report import render
+from harness.webhooks import ENV as WEBHOOK_ENV
+from harness.webhooks import Receiver
 from jobs.db import Database
 
 PRESETS = {
@@ -47,6 +49,12 @@ PRESETS = {
     },
 }
 LEDGER_GROUP = "vidjobs-ledger"
+
+
+async def succeeded(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(sa.text("SELECT key FROM jobs WHERE status = 'succeeded'"))
+        return {r[0] for r in rows}
 
 
 def make_clip(folder: Path) -> None:
@@ -79,14 +87,18 @@ async def run(args: argparse.Namespace) -> int:
         )
     t0 = time.monotonic()
     db: Database | None = None
+    receiver: Receiver | None = None
     try:
         fleet.start_services()
         make_clip(run_dir / "sources")
-        fleet.configure(run_dir / "sources")
+        receiver = Receiver(args.seed)
+        await receiver.start()
+        fleet.configure(run_dir / "sources", webhook_env=WEBHOOK_ENV)
         fleet.vidjobs("migrate")
         token = fleet.vidjobs("tenant", "create", "harness")
         fleet.start_all()
         fleet.wait_api()
+        await receiver.register(fleet.api_url, token)
         db = Database(fleet.database_url)
 
         async def completions() -> int:
@@ -121,12 +133,23 @@ async def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # the database may be restarting
                 print(f"drain check failed: {exc}", flush=True)
             await asyncio.sleep(0.5)
+        succeeded_keys = await succeeded(db)
+        while time.monotonic() < deadline and set(receiver.effects) != succeeded_keys:
+            await asyncio.sleep(0.5)  # owed webhooks still being retried
         drain_done = time.monotonic()
         audit = await run_audit(db, load, blob_store(run_dir), LEDGER_GROUP)
+        doubled = sorted(k for k, n in receiver.effects.items() if n > 1)
+        audit.check(
+            "webhook receiver's effects = succeeded jobs, once each",
+            set(receiver.effects) == succeeded_keys and not doubled and receiver.unverified == 0,
+            f"{len(receiver.effects)} effects for {len(succeeded_keys)} succeeded jobs, "
+            f"{len(doubled)} doubled, missing {len(succeeded_keys - set(receiver.effects))}; "
+            f"receiver {receiver.summary()}",
+        )
         config = {
             "seed": args.seed,
             "command": "python -m harness " + shlex.join(sys.argv[1:]),
-            "fleet": f"API 1, relays 2, workers 3 x {fleet.worker_concurrency} ({args.executor} executor), reaper 1, ledger 1; "
+            "fleet": f"API 1, relays 2, workers 3 x {fleet.worker_concurrency} ({args.executor} executor), reaper 1, ledger 1, webhooks 1 (receiver fails ~1/3 at random); "
             f"lease {args.lease:.0f} s; PostgreSQL 15 + Kafka 4.4 on 127.0.0.1",
         }
         timings = {
@@ -143,6 +166,8 @@ async def run(args: argparse.Namespace) -> int:
         return 0 if audit.passed and not load.gave_up else 1
     finally:
         fleet.stop_all()
+        if receiver is not None:
+            await receiver.stop()
         if db is not None:
             await db.dispose()
         if not args.keep_services:

@@ -2,7 +2,7 @@
 
 Kinds: kill -9 of a worker; SIGSTOP of a worker past its lease then SIGCONT (a zombie);
 kill -9 of the active relay; PostgreSQL restarted; the Kafka broker restarted; the ledger
-killed while it is counting. Killed processes are restarted after a second, as a
+killed while it is counting; the webhook dispatcher killed. Killed processes are restarted after a second, as a
 supervisor would. Recovery = time from the fault to the next job completion.
 """
 
@@ -24,6 +24,7 @@ KINDS = (
     "restart_kafka",
     "kill_ledger",
     "kill_reaper",
+    "kill_webhooks",
 )
 
 
@@ -130,6 +131,12 @@ class Injector:
             proc = f.by_role("reaper")[0]
             await asyncio.to_thread(f.kill, proc)
             fault.note = f"{proc.name} (not restarted)"
+        elif fault.kind == "kill_webhooks":
+            proc = f.by_role("webhooks")[0]
+            await asyncio.to_thread(f.kill, proc)
+            fault.note = proc.name
+            await asyncio.sleep(1.0)
+            f.start(proc)
         elif fault.kind == "restart_postgres":
             await asyncio.to_thread(f.restart_postgres)
         elif fault.kind == "restart_kafka":

@@ -104,7 +104,8 @@ class Fleet:
 
     # --- vidjobs processes ---------------------------------------------------------------
 
-    def configure(self, source_root: Path) -> None:
+    def configure(self, source_root: Path, webhook_env: dict[str, str] | None = None) -> None:
+        webhook_env = webhook_env or {}
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self.env = {
@@ -126,6 +127,7 @@ class Fleet:
             "VIDJOBS_RATE_LIMIT_PER_SECOND": "0",
             "VIDJOBS_SLEEP_SECONDS": str(self.sleep_seconds),
             "PYTHONUNBUFFERED": "1",
+            **webhook_env,
         }
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,7 @@ class Fleet:
         self.procs += [
             Proc("reaper", 0, [*cli, "reaper", "--interval", "0.5"], logs),
             Proc("ledger", 0, [*cli, "ledger"], logs),
+            Proc("webhooks", 0, [*cli, "webhooks"], logs),
         ]
 
     def vidjobs(self, *args: str) -> str:

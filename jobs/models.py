@@ -205,6 +205,81 @@ class Usage(SQLModel, table=True):
     updated_at: dt.datetime | None = _ts(nullable=False)
 
 
+class WebhookEndpoint(SQLModel, table=True):
+    """A tenant's webhook endpoint (`/v1/webhooks`). The secrets sign; they are shown once."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (sa.Index("ix_webhook_endpoints_tenant", "tenant_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=36)
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    description: str = Field(default="", max_length=500)
+    enabled: bool = Field(default=True)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    # HMAC keys as `whsec_<base64>`; during a rotation's grace period the previous one also signs.
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_expires_at: dt.datetime | None = _ts()
+    # Set at the first failed attempt after a success; the endpoint is disabled when it is old.
+    failing_since: dt.datetime | None = _ts()
+    created_at: dt.datetime | None = _ts(nullable=False)
+    updated_at: dt.datetime | None = _ts(nullable=False)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event owed to one endpoint. `event_id` is the webhook-id on every attempt and replay.
+
+    pending: owed, sent when `next_attempt_at` is due (a claim pushes it past the attempt's
+    timeout, so a dispatcher that died mid-attempt leaves it due again); succeeded; failed
+    (retries exhausted, or the endpoint answered 410).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True)
+    )
+    endpoint_id: str = Field(max_length=40)
+    tenant_id: str = Field(max_length=36)
+    event_id: str = Field(max_length=36)
+    event_type: str = Field(max_length=60)
+    body: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    status: str = Field(max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime | None = _ts(nullable=False)
+    replay_of: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
+    last_status_code: int | None = Field(default=None)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: dt.datetime | None = _ts(nullable=False)
+    updated_at: dt.datetime | None = _ts(nullable=False)
+    finished_at: dt.datetime | None = _ts()
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One HTTP attempt of a delivery, recorded with the delivery's new state (one transaction)."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
+    attempt: int = Field(primary_key=True)
+    started_at: dt.datetime | None = _ts(nullable=False)
+    duration_ms: int = Field(default=0)
+    status_code: int | None = Field(default=None)
+    error: str | None = Field(default=None, max_length=500)
+    outcome: str = Field(max_length=16)
+
+
 metadata = SQLModel.metadata
 
 # Rows are built with `model_construct` (no re-validation of typed database values), which

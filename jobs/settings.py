@@ -79,6 +79,39 @@ class Settings(BaseSettings):
 
     # json (one object a line) or console; unset: console on a terminal, json otherwise.
     log_format: Literal["json", "console"] | None = None
+    # Webhooks (jobs.webhooks, workers.webhooks). The retry schedule is the Standard Webhooks
+    # one: seconds before attempt 1, 2, ...; its length is the number of attempts.
+    kafka_webhooks_group: str = "vidjobs-webhooks"
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [
+            0.0,
+            5.0,
+            300.0,
+            1800.0,
+            7200.0,
+            18000.0,
+            36000.0,
+            50400.0,
+            72000.0,
+            86400.0,
+        ]
+    )
+    webhook_retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    # An endpoint whose attempts have failed (no success in between) for this long is disabled.
+    webhook_disable_after_seconds: float = Field(default=5 * 24 * 3600.0, gt=0)
+    webhook_secret_grace_seconds: float = Field(default=24 * 3600.0, ge=0, le=30 * 24 * 3600)
+    webhook_concurrency: int = Field(default=32, ge=1, le=1024)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=600)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0, le=16 * 1024 * 1024)
+    # SSRF guard (jobs.urlguard): plain http, and private/loopback/link-local addresses, are
+    # refused unless allowed; the allowlist holds host names or CIDR networks.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Live streams (SSE): how often a stream looks for new events, and the keep-alive comment.
+    stream_poll_seconds: float = Field(default=0.25, gt=0, le=60)
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=600)
 
     api_url: str | None = None
     api_token: str | None = None
@@ -95,6 +128,19 @@ class Settings(BaseSettings):
     @classmethod
     def _driver_url(cls, value: str | None) -> str | None:
         return None if value is None else driver_url(value)
+    @field_validator("webhook_retry_schedule", "webhook_allowlist", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(v < 0 for v in value):
+            raise ValueError("a non-empty comma-separated list of delays in seconds, each >= 0")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

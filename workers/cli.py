@@ -220,6 +220,19 @@ def ledger(metrics_port: MetricsPortOpt = None) -> None:
 
 
 @app.command()
+def webhooks(metrics_port: MetricsPortOpt = None) -> None:
+    """Run the webhook dispatcher: job events to owed deliveries, sent and retried."""
+    from workers.bus import make_bus
+    from workers.webhooks.dispatcher import Dispatcher
+
+    _run_fleet_process(
+        "webhooks",
+        metrics_port,
+        lambda c, s: Dispatcher(c.db, make_bus(s), s, wakeup=c.webhook_wakeup),
+    )
+
+
+@app.command()
 def reaper(interval: float = 1.0, metrics_port: MetricsPortOpt = None) -> None:
     """Run the reaper: expired leases and due retries requeued; old records pruned."""
     from workers.reaper import Reaper
@@ -247,7 +260,7 @@ def up(
     ] = None,
     executor: ExecutorOpt = "ffmpeg",
 ) -> None:
-    """Embedded mode: migrate, then API, relay, workers, ledger and reaper in one process."""
+    """Embedded mode: migrate, then API, relay, workers, ledger, webhooks, reaper in one process."""
     _logging()
     settings = get_settings()
     slots = concurrency or settings.worker_concurrency

@@ -23,6 +23,7 @@ from jobs.service import EditCheck, JobService, SourceCheck
 from jobs.settings import CREDENTIALS, Settings
 from jobs.status import WORK_EVENTS
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
+from jobs.webhooks.service import WebhookService
 from migrations import upgrade
 from workers import metrics
 from workers.executor import Executor, SleepExecutor
@@ -40,6 +41,8 @@ class Components:
     wakeup: Wakeup = field(default_factory=Wakeup)
     # Woken by every committed event: the relay of this process publishes it at once.
     relay_wakeup: Wakeup = field(default_factory=Wakeup)
+    # Woken when the API queues a webhook delivery (replay, test ping): the embedded dispatcher.
+    webhook_wakeup: Wakeup = field(default_factory=Wakeup)
     service: JobService = field(init=False)
     claims: ClaimService = field(init=False)
     check_edit: EditCheck | None = None
@@ -80,7 +83,9 @@ class Components:
         state = ApiState(
             db=self.db, service=self.service, settings=self.settings, blobs=self.blobs, probe=probe
         )
-        return create_app(state)
+        app = create_app(state)
+        app.state.webhooks = WebhookService(self.db, self.settings, wake=self.webhook_wakeup.notify)
+        return app
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -226,6 +231,7 @@ async def run_embedded(
     from workers.ledger import Ledger
     from workers.reaper import Reaper
     from workers.relay import Relay
+    from workers.webhooks.dispatcher import Dispatcher
 
     c = build(settings, with_ffmpeg_checks=executor == "ffmpeg")
     await migrate(c.db)
@@ -250,6 +256,7 @@ async def run_embedded(
         runner, bus, settings.kafka_worker_group, sweep_seconds=settings.poll_seconds
     )
     ledger_loop = Ledger(c.db, bus, settings.kafka_ledger_group)
+    webhooks_loop = Dispatcher(c.db, bus, settings, wakeup=c.webhook_wakeup)
     server_task = asyncio.create_task(server.serve())
     while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.02)
@@ -265,7 +272,7 @@ async def run_embedded(
         console.print(f"token: {creds['token']}  (saved in {settings.data_dir / CREDENTIALS})")
     if ready is not None:
         ready.set()
-    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop)
+    loops = (relay_loop, worker_loop, ledger_loop, reaper_loop, webhooks_loop)
     tasks = [asyncio.create_task(part.run(stop)) for part in loops]
     await stop.wait()
     server.should_exit = True

@@ -45,12 +45,16 @@ class ConsumerLoop:
         *,
         fetch_timeout: float = 0.5,
         max_batch: int = 200,
+        prepare: Callable[[list[Record]], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
         self.group = group
         self.handle = handle
         self.fetch_timeout = fetch_timeout
         self.max_batch = max_batch
+        # Optional: sees each fetched batch before its records are handled (a handler may
+        # read what the whole batch needs at once). A failure only costs that shortcut.
+        self.prepare = prepare
         self.started = asyncio.Event()
         self.handled = 0
         self._stop = asyncio.Event()
@@ -72,6 +76,7 @@ class ConsumerLoop:
                     await self._report_lag(consumer)
                 if not pending:
                     pending.extend(await self._fetch(consumer, self.fetch_timeout, self.max_batch))
+                    await self._prepare(list(pending))
                 try:
                     while pending and not stop.is_set():
                         result = await self.handle(pending[0])
@@ -113,6 +118,14 @@ class ConsumerLoop:
             log.warning("%s: fetch failed, will retry: %s", self.group, exc)
             await self._sleep(1.0)
             return []
+
+    async def _prepare(self, records: list[Record]) -> None:
+        if self.prepare is None or not records:
+            return
+        try:
+            await self.prepare(records)
+        except Exception as exc:
+            log.info("%s: preparing a batch failed (handled one by one): %s", self.group, exc)
 
     async def _commit(self, consumer: Consumer, done: list[Record]) -> None:
         if not done:

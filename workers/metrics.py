@@ -94,3 +94,24 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a s
     """Expose this process's metrics on `port` (no-op for 0)."""
     if port:
         start_http_server(port, addr=addr)
+
+
+# --- webhooks (workers.webhooks) ------------------------------------------------------------
+
+WEBHOOK_DELIVERIES = Counter(
+    "vidjobs_webhook_attempts_total",
+    "Webhook attempts by outcome: succeeded, retry (scheduled), exhausted, gone (410), lost",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "vidjobs_webhook_attempt_seconds",
+    "Duration of webhook attempts (DNS, connect, request, capped response)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
+)
+WEBHOOK_OWED = Gauge("vidjobs_webhook_owed", "Webhook deliveries owed (pending, incl. retries)")
+WEBHOOK_OLDEST_OWED = Gauge(
+    "vidjobs_webhook_oldest_owed_seconds", "Age of the oldest owed webhook delivery"
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "vidjobs_webhook_endpoints_disabled_total", "Endpoints disabled (410, or failing for days)"
+)

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from jobs.api import batch, errors, routes, sources, usage
+from jobs.api import batch, errors, routes, sources, streams, usage, webhooks
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -35,6 +35,8 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(sources.router)
     app.include_router(usage.router)
+    app.include_router(webhooks.router)
+    app.include_router(streams.router)
 
     if state.settings.api_metrics:
         metrics_token = state.settings.metrics_token

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from jobs.api import deps
+from jobs.api import deps, streams
 from jobs.api.views import event_view, job_view
 from jobs.errors import JobNotFound
 from jobs.keys import is_job_key
@@ -87,7 +87,17 @@ async def retry_job(request: Request, tenant: Tenant, key: str) -> dict[str, Any
     return job_view(await deps.state(request).service.retry(tenant, checked_key(key)))
 
 
-@router.get("/{key}/events", responses=ERRORS)
-async def job_events(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
+@router.get("/{key}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}})
+async def job_events(
+    request: Request,
+    tenant: Tenant,
+    key: str,
+    follow: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
+) -> Any:
+    """The job's events in order; with `follow=true` a live Server-Sent Events stream."""
+    if follow:
+        job = await deps.state(request).service.get(tenant, checked_key(key))
+        return streams.job_stream_response(request, job, last_event_id)
     events = await deps.state(request).service.events(tenant, checked_key(key))
     return {"key": key, "events": [event_view(e) for e in events]}

@@ -38,5 +38,5 @@ def test_fault_harness_audit_passes(preset: str, tmp_path: Path) -> None:
     assert run.returncode == 0, f"harness failed (exit {run.returncode})\n{text or run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     assert "**Audit: PASSED**" in text
     assert "| **lost** | **0** |" in text and "| **double effects** | **0** |" in text
-    for kind in ("kill_worker", "zombie_worker", "kill_relay", "restart_postgres", "restart_kafka", "kill_ledger", "kill_reaper"):
+    for kind in ("kill_worker", "zombie_worker", "kill_relay", "restart_postgres", "restart_kafka", "kill_ledger", "kill_reaper", "kill_webhooks"):
         assert f"| {kind} |" in text, f"fault {kind} was not injected"

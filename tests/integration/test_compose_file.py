@@ -21,7 +21,7 @@ import yaml
 from workers.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
-VIDJOBS_SERVICES = {"migrate", "api", "relay", "worker", "reaper", "ledger"}
+VIDJOBS_SERVICES = {"migrate", "api", "relay", "worker", "reaper", "ledger", "webhooks"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_the_fleet_starts_in_order_and_shows_relay_failover(compose: dict[str, A
     for name in VIDJOBS_SERVICES - {"migrate"}:
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
-    for name in ("relay", "worker", "ledger"):
+    for name in ("relay", "worker", "ledger", "webhooks"):
         assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy", name
     assert services["relay"]["deploy"]["replicas"] == 2
     assert services["worker"]["deploy"]["replicas"] >= 2

@@ -1,0 +1,1 @@
+"""The webhook dispatcher (`vidjobs webhooks`): bus events -> owed deliveries -> HTTP attempts."""

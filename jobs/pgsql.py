@@ -113,6 +113,8 @@ def claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> 
     at most `limit` candidates (and no more than its `max_running` leaves free), read from
     its own slice of the pending index, so a claim costs the same with one job due or a
     million. Candidates that are not chosen stay locked only until the statement commits.
+    `due` is MATERIALIZED: the UPDATE's `IN (SELECT id FROM due)` must read one evaluation,
+    never a planner's rescan of the locking subquery (which could claim past the limit).
     """
     events = outbox.insert_events_from_sql(
         claimed,
@@ -136,7 +138,7 @@ def claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> 
             ELSE least({limit}, greatest(turn.max_running - turn.running, 0)) END
         FOR UPDATE SKIP LOCKED
     ) p
-), due AS (
+), due AS MATERIALIZED (
     SELECT id FROM candidate ORDER BY priority DESC, turn, run_after, id LIMIT {limit}
 ), {claimed} AS (
     UPDATE jobs SET status = '{RUNNING}', lease_owner = {owner},

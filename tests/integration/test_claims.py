@@ -63,6 +63,21 @@ async def test_eight_concurrent_claimers_take_each_job_once(
     assert len({c[2] for c in claimed}) > 1, "only one claimer ever won: no real contention"
 
 
+async def test_a_batch_claim_takes_no_more_than_its_limit(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    """The claim's locking subquery is evaluated once: a planner that rescans it (a semi-join
+    over a re-run SKIP LOCKED subquery) would claim more rows than asked for."""
+    await submit_many(service, tenant, 20)
+    svc = ClaimService(db, settings)
+    for limit in (4, 1, 7):
+        assert len(await svc.claim_batch("w", limit)) == limit
+    async with db.transaction() as conn:
+        running = await statements.count_in_flight(conn, tenant.id)
+    assert running == 20  # pending + running: nothing lost
+    assert len(await svc.claim_batch("w", 100)) == 8
+
+
 async def test_claim_by_key_has_one_winner(
     db_url: str, service: JobService, tenant: TenantRef, settings: Settings
 ) -> None:

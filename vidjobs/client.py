@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 from tenacity import AsyncRetrying, Retrying
 
-from vidjobs import _api, _http, errors
+from vidjobs import _api, _http, _stream, errors
 from vidjobs._download import Download
-from vidjobs.models import BatchItem, Event, Job, Page, Source
+from vidjobs.models import BatchItem, Event, Job, Page, Progress, Source
 
 DEFAULT_TIMEOUT = 30.0
 UPLOAD_CHUNK = 1024 * 1024
@@ -126,17 +127,56 @@ class Client:
         return [Event.from_wire(e) for e in self._send(_api.events(key)).body["events"]]
 
     def wait(self, key: str, *, timeout: float = 3600.0) -> Job:
-        """Poll until the job is succeeded, failed or cancelled (backoff 0.2 s to 2 s).
-        Raises TimeoutError when it is still going after `timeout` seconds."""
+        """Until the job is succeeded, failed or cancelled: follows its event stream (polls
+        with backoff against a server without streams). TimeoutError after `timeout` s
+        (checked at each message; the server sends one at least every 15 s)."""
         deadline = time.monotonic() + timeout
+        for _ in self.follow(key):
+            if time.monotonic() >= deadline:
+                break
+        job = self.get(key)
+        if not job.done:
+            raise TimeoutError(f"job {key} is still {job.status} after {timeout:g} s")
+        return job
+
+    def follow(self, key: str) -> Iterator[Event | Progress]:
+        """The job's events (from the first) and progress samples as they happen, until it
+        ends. A dropped connection resumes after the last event (Last-Event-ID)."""
+        state = _stream.Follow(key)
+        while not state.ended:
+            call = state.call()
+            try:
+                with self.http.stream(
+                    call.method, call.path, params=call.params, headers=call.headers
+                ) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        _http.answer(resp)
+                    if not state.check(resp):
+                        yield from self._poll_events(key)
+                        return
+                    for sse in EventSource(resp).iter_sse():
+                        if (item := state.read(sse)) is not None:
+                            yield item
+                state.closed()
+            except httpx.TransportError as exc:
+                state.failures += 1
+                if state.failures >= self.retries.attempts:
+                    raise _http.transport_error(exc) from exc
+            if not state.ended:
+                time.sleep(min(self.retries.max_wait, 0.2 * 2**state.failures))
+
+    def _poll_events(self, key: str) -> Iterator[Event]:
+        seen: set[str] = set()
         delay = _http.poll_delays()
         while True:
-            job = self.get(key)
-            if job.done:
-                return job
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {key} is still {job.status} after {timeout:g} s")
-            time.sleep(min(delay(), max(0.0, deadline - time.monotonic())))
+            for event in self.events(key):
+                if event.event_id not in seen:
+                    seen.add(event.event_id)
+                    yield event
+            if self.get(key).done:
+                return
+            time.sleep(delay())
 
     def upload(self, path: str | Path, *, media_type: str = "application/octet-stream") -> Source:
         """Upload a local file as a source (streamed); use ``{"digest": source.digest}``."""
@@ -263,14 +303,51 @@ class AsyncClient:
     # The same signature as Client.wait; asyncio.timeout around it works as well.
     async def wait(self, key: str, *, timeout: float = 3600.0) -> Job:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
+        async for _ in self.follow(key):
+            if time.monotonic() >= deadline:
+                break
+        job = await self.get(key)
+        if not job.done:
+            raise TimeoutError(f"job {key} is still {job.status} after {timeout:g} s")
+        return job
+
+    async def follow(self, key: str) -> AsyncIterator[Event | Progress]:
+        state = _stream.Follow(key)
+        while not state.ended:
+            call = state.call()
+            try:
+                async with self.http.stream(
+                    call.method, call.path, params=call.params, headers=call.headers
+                ) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        _http.answer(resp)
+                    if not state.check(resp):
+                        async for event in self._poll_events(key):
+                            yield event
+                        return
+                    async for sse in EventSource(resp).aiter_sse():
+                        if (item := state.read(sse)) is not None:
+                            yield item
+                state.closed()
+            except httpx.TransportError as exc:
+                state.failures += 1
+                if state.failures >= self.retries.attempts:
+                    raise _http.transport_error(exc) from exc
+            if not state.ended:
+                await asyncio.sleep(min(self.retries.max_wait, 0.2 * 2**state.failures))
+
+    async def _poll_events(self, key: str) -> AsyncIterator[Event]:
+        seen: set[str] = set()
         delay = _http.poll_delays()
         while True:
-            job = await self.get(key)
-            if job.done:
-                return job
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {key} is still {job.status} after {timeout:g} s")
-            await asyncio.sleep(min(delay(), max(0.0, deadline - time.monotonic())))
+            for event in await self.events(key):
+                if event.event_id not in seen:
+                    seen.add(event.event_id)
+                    yield event
+            if (await self.get(key)).done:
+                return
+            await asyncio.sleep(delay())
 
     async def upload(
         self, path: str | Path, *, media_type: str = "application/octet-stream"

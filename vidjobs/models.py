@@ -94,6 +94,19 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A progress sample of a running job, from a followed stream (not a stored event)."""
+
+    key: str
+    status: str
+    progress: float
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> Progress:
+        return cls(str(body.get("key")), str(body.get("status")), float(body.get("progress") or 0))
+
+
+@dataclass(frozen=True)
 class Source:
     """An uploaded source: use ``{"digest": source.digest}`` in an edit."""
 

@@ -9,7 +9,6 @@ server's details, which name the JSON paths).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -19,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobs.settings import CREDENTIALS, get_settings
-from vidjobs import Client, Job, errors
+from vidjobs import Client, Job, Progress, errors
 
 console = Console()
 err = Console(stderr=True)
@@ -211,23 +210,17 @@ def events(
     """A job's lifecycle events, in order (with --follow, as they happen)."""
 
     def go(vj: Client) -> None:
-        seen: set[str] = set()
-        while True:
-            for event in vj.events(key):
-                if event.event_id in seen:
-                    continue
-                seen.add(event.event_id)
-                if as_json:
-                    print(json.dumps({"event_id": event.event_id, "type": event.type,
-                                      "created_at": event.created_at.isoformat()
-                                      if event.created_at else None, "data": event.data}),
-                          flush=True)
-                else:
-                    when = event.created_at.isoformat() if event.created_at else ""
-                    console.print(f"{when}  {event.type}", markup=False)
-            if not follow or vj.get(key).done:
-                return
-            time.sleep(1.0)
+        for item in vj.follow(key) if follow else vj.events(key):
+            if isinstance(item, Progress):
+                if not as_json:
+                    console.print(f"progress {item.progress:.0%} ({item.status})", markup=False)
+                continue
+            when = item.created_at.isoformat() if item.created_at else None
+            if as_json:
+                print(json.dumps({"event_id": item.event_id, "type": item.type,
+                                  "created_at": when, "data": item.data}), flush=True)
+            else:
+                console.print(f"{when or ''}  {item.type}", markup=False)
 
     call(go)
 

@@ -214,3 +214,57 @@ def test_ffmpeg_limits_are_settings(tmp_path: Path, source_root: Path, clip: Pat
         assert job.status == "failed" and job.error is not None and job.error.code == "timeout"
     finally:
         stop_embedded(proc)
+
+
+class DropFirstStream(httpx.BaseTransport):
+    """The first followed stream breaks after its first event; the rest pass through."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.streams: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = self.inner.handle_request(request)
+        if request.url.params.get("follow") != "true":
+            return resp
+        self.streams.append(request)
+        if len(self.streams) > 1:
+            return resp
+
+        def broken() -> Iterator[bytes]:
+            buf = b""
+            for chunk in resp.stream:
+                buf += chunk
+                end = 0
+                for block in buf.split(b"\n\n")[:-1]:  # complete messages only
+                    end += len(block) + 2
+                    if any(line.startswith(b"id:") for line in block.split(b"\n")):
+                        yield buf[:end]  # up to and with the first event, then the drop
+                        raise httpx.ReadError("connection dropped mid-stream", request=request)
+            yield buf
+
+        return httpx.Response(resp.status_code, headers=resp.headers, stream=_Iter(broken()), request=request)
+
+
+class _Iter(httpx.SyncByteStream):
+    def __init__(self, it: Iterator[bytes]) -> None:
+        self.it = it
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.it
+
+
+def test_follow_resumes_after_a_dropped_stream_without_losing_or_repeating_events(server: tuple[str, str], clip: Path) -> None:
+    url, token = server
+    with vidjobs.Client(url, token) as plain:
+        src = plain.upload(clip)
+    transport = DropFirstStream()
+    with vidjobs.Client(url, token, transport=transport) as vj:
+        job = vj.submit({"source": {"digest": src.digest}, "operations": [{"op": "scale", "width": 240}]})
+        got = [item for item in vj.follow(job.key) if isinstance(item, vidjobs.Event)]
+        stored = vj.events(job.key)
+    assert len(transport.streams) >= 2, "the stream was never dropped"
+    assert "Last-Event-ID" not in transport.streams[0].headers
+    assert transport.streams[1].headers["Last-Event-ID"]
+    assert [e.event_id for e in got] == [e.event_id for e in stored]
+    assert got[-1].type == "job.succeeded"

@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from harness.load import LoadResult
-from jobs.blobstore import BlobStore
 from jobs.db import Database
+from jobs.storage import LocalStorage
 
 
 @dataclass
@@ -61,7 +61,7 @@ async def drained(db: Database, keys: set[str], ledger_group: str) -> bool:
     return bool(open_jobs == 0 and unpublished == 0 and counted >= succeeded)
 
 
-async def run_audit(db: Database, load: LoadResult, blobs: BlobStore, ledger_group: str) -> Audit:
+async def run_audit(db: Database, load: LoadResult, blobs: LocalStorage, ledger_group: str) -> Audit:
     audit = Audit()
     keys = load.accepted_keys
     async with db.engine.connect() as conn:
@@ -206,5 +206,5 @@ async def run_audit(db: Database, load: LoadResult, blobs: BlobStore, ledger_gro
     return audit
 
 
-def blob_store(run_dir: Path) -> BlobStore:
-    return BlobStore(run_dir / "data" / "blobs")
+def blob_store(run_dir: Path) -> LocalStorage:
+    return LocalStorage(run_dir / "data" / "blobs")

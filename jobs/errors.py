@@ -70,6 +70,13 @@ class PayloadTooLarge(VidjobsError):
     http_status = 413
 
 
+class RangeNotSatisfiable(VidjobsError):
+    """A Range header that asks for bytes the file does not have."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
+
+
 class Unavailable(VidjobsError):
     """A dependency (the database) is down; the client should retry after a delay."""
 
@@ -138,3 +145,15 @@ class RetryableError(ExecutionError):
     ) -> None:
         super().__init__(message, code=code, details=details)
         self.delay = delay
+
+
+class SourceChanged(PermanentError):
+    """The bytes a worker was about to read are not the ones the job's key names."""
+
+    code = "source_changed"
+
+
+class BlobMissing(PermanentError):
+    """A digest the job names is not in storage (deleted, expired or never stored)."""
+
+    code = "blob_missing"

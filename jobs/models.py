@@ -176,6 +176,18 @@ class Blob(SQLModel, table=True):
     created_at: dt.datetime | None = _now_default()
 
 
+class BlobOwner(SQLModel, table=True):
+    """A tenant that uploaded, imported or produced a digest. Only an owner may use a digest
+    (as a source or watermark); to anyone else it looks exactly like an unknown one. Storage
+    keeps one copy of identical bytes whatever the number of owners."""
+
+    __tablename__ = "blob_owners"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    digest: str = Field(primary_key=True, max_length=80)
+    created_at: dt.datetime | None = _now_default()
+
+
 class Usage(SQLModel, table=True):
     """A tenant's finished work per UTC day, written by the usage ledger (once per event)."""
 

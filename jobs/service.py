@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox, statements
+from jobs import outbox, owners, statements
 from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
@@ -34,14 +34,13 @@ from jobs.errors import (
     TooManyRequests,
 )
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
-from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
+from jobs.models import IdempotencyKey, Job, OutboxEvent
 from jobs.settings import Settings
 from jobs.spec import EditRequest, Source, canonical_edit
 from jobs.status import EventType, JobStatus
 from jobs.tenants import TenantRef
 
 idem = IdempotencyKey.__table__  # type: ignore[attr-defined]
-blobs = Blob.__table__  # type: ignore[attr-defined]
 
 AfterCommit = Callable[[Sequence[outbox.Event]], None]
 EditCheck = Callable[[EditRequest], None]
@@ -113,7 +112,7 @@ class JobService:
         inputs: list[dict[str, Any]] = []
         checks: list[tuple[str, Path | None, bool]] = []
         for where, source in _source_paths(req):
-            resolved = await self._resolve(source, where)
+            resolved = await self._resolve(tenant, source, where)
             inputs.append(resolved)
             image_ok = where.endswith("].source")  # a watermark
             checks.append((where, Path(resolved["path"]) if resolved["path"] else None, image_ok))
@@ -132,7 +131,7 @@ class JobService:
         ).hexdigest()
         return PreparedEdit(key=key, spec=spec, request_hash=request_hash, checks=tuple(checks))
 
-    async def _resolve(self, source: Source, where: str) -> dict[str, Any]:
+    async def _resolve(self, tenant: TenantRef, source: Source, where: str) -> dict[str, Any]:
         if source.path is not None:
             path = resolve_source_path(source.path, self.source_roots, where)
             digest = self.digests.cached(path)
@@ -140,11 +139,10 @@ class JobService:
                 digest = await asyncio.to_thread(self.digests.digest, path)
             return {"digest": digest, "path": str(path)}
         assert source.digest is not None
+        # Another tenant's digest is answered exactly like one nobody uploaded.
         async with self.db.reader.connect() as conn:
-            found = (
-                await conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == source.digest))
-            ).first()
-        if found is None:
+            found = await owners.owns(conn, tenant.id, source.digest)
+        if not found:
             raise SourceNotFound(
                 "no uploaded blob has this digest",
                 details=[
@@ -251,7 +249,13 @@ class JobService:
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
         if JobStatus(existing.status).is_rerunnable:
-            changes = {"labels": req.labels, "priority": req.priority, "max_attempts": max_attempts}
+            # The new run reads the inputs resolved now (a path source's current digest).
+            changes = {
+                "spec": prepared.spec,
+                "labels": req.labels,
+                "priority": req.priority,
+                "max_attempts": max_attempts,
+            }
             rerun = await statements.requeue_if_failed_or_cancelled(
                 conn, tenant.id, prepared.key, changes
             )

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     prune_batch: int = Field(default=1000, ge=1, le=100000)
     # A worker process serves Prometheus metrics on this port (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Where blobs live: file:///abs/path (unset: <data_dir>/blobs) or s3://bucket/prefix, with
+    # the endpoint below (or AWS_ENDPOINT_URL); credentials and region: the AWS variables.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_multipart_threshold_bytes: int = Field(default=64 * 1024**2, ge=5 * 1024**2)
+    s3_part_size_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # How long a presigned download URL (the 307 of GET /v1/jobs/{key}/output) is valid.
+    download_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
     source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 

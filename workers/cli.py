@@ -48,7 +48,7 @@ def migrate() -> None:
 
     async def main() -> None:
         c = compose.build(get_settings())
-        await compose.migrate(c.db)
+        await compose.migrate(c.db, c.blobs)
         await c.close()
 
     loop.run(main())
@@ -236,7 +236,7 @@ async def run_embedded(
     from workers.relay import Relay
 
     c = compose.build(settings, with_ffmpeg_checks=executor == "ffmpeg")
-    await compose.migrate(c.db)
+    await compose.migrate(c.db, c.blobs)
     creds = await compose.local_credentials(c)
     config = uvicorn.Config(
         c.app(compose.make_probe()), host=host, port=port, log_level="warning", lifespan="off"

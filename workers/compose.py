@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from jobs.api import ApiState, Probe, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import Event
 from jobs.service import EditCheck, JobService, SourceCheck
 from jobs.settings import Settings
 from jobs.status import WORK_EVENTS
+from jobs.storage import Storage, open_storage
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
 from migrations import upgrade
 from workers import metrics
@@ -35,7 +35,7 @@ CREDENTIALS = "credentials.json"
 class Components:
     settings: Settings
     db: Database
-    blobs: BlobStore
+    blobs: Storage
     wakeup: Wakeup = field(default_factory=Wakeup)
     # Woken by every committed event: the relay of this process publishes it at once.
     relay_wakeup: Wakeup = field(default_factory=Wakeup)
@@ -82,7 +82,10 @@ class Components:
         return create_app(state)
 
     async def close(self) -> None:
-        await self.db.dispose()
+        try:
+            await self.blobs.close()
+        finally:
+            await self.db.dispose()
 
 
 def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components:
@@ -91,8 +94,7 @@ def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components
     if not settings.resolved_database_url.startswith("sqlite"):
         pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
     db = Database(settings.resolved_database_url, **pool)
-    blobs = BlobStore(settings.data_dir / "blobs")
-    blobs.ensure()
+    blobs = open_storage(settings)
     check, source_check = None, None
     if with_ffmpeg_checks:
         check, source_check = ffmpeg_edit_check(), ffmpeg_source_check()
@@ -163,8 +165,12 @@ def make_probe() -> Probe | None:
     return probe
 
 
-async def migrate(db: Database) -> None:
+async def migrate(db: Database, storage: Storage | None = None) -> None:
+    """The schema, and an S3 store's bucket (created when it does not exist yet)."""
     await upgrade(db.engine)
+    create_bucket = getattr(storage, "create_bucket", None)
+    if create_bucket is not None:
+        await create_bucket()
 
 
 async def local_credentials(components: Components) -> dict[str, str]:

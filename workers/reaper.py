@@ -4,7 +4,8 @@ Each pass rescues expired leases (a `job.requeued` event, or failed when attempt
 writes a `job.requeued` event for each retry whose backoff has passed (so bus-driven
 workers hear of it), and, at most every `prune_interval` seconds, deletes processed-event
 records older than the retention window and published outbox rows older than the history
-retention, in small batches. Scratch files of dead workers are removed too.
+retention, in small batches. Scratch files of dead workers are removed too, and multipart
+uploads that a killed writer left open are aborted.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import logging
 import time
 
 from jobs import outbox, statements
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.models import OutboxEvent
 from jobs.status import EventType
+from jobs.storage import Storage
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.reaper")
@@ -27,10 +28,11 @@ class Reaper:
     def __init__(
         self,
         claims: ClaimService,
-        blobs: BlobStore | None = None,
+        blobs: Storage | None = None,
         *,
         interval: float = 1.0,
         temp_max_age: float = 6 * 3600,
+        upload_max_age: float = 24 * 3600,
         wakeup: Wakeup | None = None,
         prune_interval: float = 60.0,
     ) -> None:
@@ -38,6 +40,7 @@ class Reaper:
         self.blobs = blobs
         self.interval = interval
         self.temp_max_age = temp_max_age
+        self.upload_max_age = upload_max_age
         self.wakeup = wakeup
         self.prune_interval = prune_interval
         self.rescued = 0

@@ -29,12 +29,14 @@ from tenacity import (
     wait_exponential,
 )
 
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
-from jobs.errors import ExecutionError, LostFence, PermanentError
+from jobs.errors import ExecutionError, LostFence
 from jobs.models import Job
+from jobs.owners import record_owner
 from jobs.settings import Settings
+from jobs.storage import Storage
 from workers.executor import ExecutionContext, ExecutionResult, Executor
+from workers.inputs import fetch_inputs
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.runner")
@@ -71,7 +73,7 @@ class Runner:
         self,
         claims: ClaimService,
         executor: Executor,
-        blobs: BlobStore,
+        blobs: Storage,
         settings: Settings,
         *,
         concurrency: int | None = None,
@@ -219,12 +221,13 @@ class Runner:
         try:
             ctx = ExecutionContext(
                 job,
-                self._input_paths(job),
+                [],
                 progress.report,
                 make_workdir=lambda: self.blobs.temp_dir(f"job-{job.id}-"),
             )
             heartbeat = _Heartbeat(self, job, progress)
             try:
+                ctx.inputs = await self._input_paths(job, ctx)
                 result = await self.executor.execute(ctx)
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
@@ -251,17 +254,14 @@ class Runner:
             if ctx is not None and ctx.workdir_made is not None:
                 _remove_dir(ctx.workdir_made)
 
-    def _input_paths(self, job: Job) -> list[Path]:
-        paths = []
-        for item in job.spec.get("inputs", []):
-            if item.get("path"):
-                paths.append(Path(item["path"]))
-            else:
-                path = self.blobs.path_for(item["digest"])
-                if not path.is_file():
-                    raise PermanentError(f"source blob {item['digest']} is missing from the store")
-                paths.append(path)
-        return paths
+    async def _input_paths(self, job: Job, ctx: ExecutionContext) -> list[Path]:
+        """The job's inputs as verified local copies in its scratch dir (pinned content)."""
+        inputs = job.spec.get("inputs", [])
+        if not inputs:
+            return []
+        return await fetch_inputs(
+            inputs, self.blobs, ctx.workdir, self.settings.resolved_source_roots
+        )
 
     def _interrupt(self, job: Job, reason: Stop) -> None:
         """Stop a running job's task from outside it (a heartbeat's finding)."""
@@ -273,7 +273,9 @@ class Runner:
     async def _finish(self, job: Job, result: ExecutionResult) -> None:
         output: dict[str, Any] = dict(result.metadata)
         if result.path is not None:
-            digest, size = await asyncio.to_thread(self.blobs.put_file, result.path)
+            digest, size = await self.blobs.put_file(result.path)
+            async with self.claims.db.transaction() as conn:  # the tenant produced it
+                await record_owner(conn, job.tenant_id, digest)
             output = {"digest": digest, "size": size, "media_type": result.media_type, **output}
         try:
             await self._persist(job, "finish", lambda: self.claims.succeed(job, output))

@@ -1,0 +1,360 @@
+"""S3-compatible object storage through aiobotocore (AWS S3, versitygw, MinIO, ...).
+
+Writes are conditional (`If-None-Match: *` on PutObject and on CompleteMultipartUpload): a
+digest's object is written once, and a writer that finds it already there has succeeded.
+Single-part writes also send their SHA-256 checksum, so the server refuses bytes that do not
+match the digest. Large files go up in parts (a few at a time); any failure aborts the
+upload, so no orphaned parts are left behind (the reaper aborts those of killed writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from jobs.errors import BlobMissing, RangeNotSatisfiable
+from jobs.storage.base import CHUNK, ByteRange, Scratch, check_digest, file_sha256, object_name
+
+MiB = 1024 * 1024
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+_EXISTS = {"PreconditionFailed", "412"}
+_CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Storage(Scratch):
+    def __init__(
+        self,
+        url: str,
+        scratch: Path,
+        *,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str | None = None,
+        multipart_threshold: int = 64 * MiB,
+        part_size: int = 16 * MiB,
+        part_concurrency: int = 4,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"not an s3://bucket/prefix URL: {url!r}")
+        super().__init__(scratch)
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.description = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = endpoint_url
+        self._credentials = {
+            k: v
+            for k, v in (("aws_access_key_id", access_key), ("aws_secret_access_key", secret_key))
+            if v
+        }
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get(
+            "AWS_DEFAULT_REGION", "us-east-1"
+        )
+        self.multipart_threshold = max(multipart_threshold, 5 * MiB)
+        self.part_size = max(part_size, 5 * MiB)  # S3's smallest part (all but the last)
+        self.part_concurrency = max(1, part_concurrency)
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    def key(self, digest: str) -> str:
+        name = object_name(digest)
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    async def client(self) -> Any:
+        """The aiobotocore client, made on first use in the running event loop."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    stack = AsyncExitStack()
+                    config = Config(
+                        signature_version="s3v4",
+                        s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+                        retries={"max_attempts": 5, "mode": "standard"},
+                        max_pool_connections=32,
+                    )
+                    self._client = await stack.enter_async_context(
+                        get_session().create_client(
+                            "s3",
+                            endpoint_url=self.endpoint_url,
+                            region_name=self.region,
+                            config=config,
+                            **self._credentials,
+                        )
+                    )
+                    self._stack = stack
+        return self._client
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._client = self._stack, None, None
+            await stack.aclose()
+
+    async def ensure(self) -> None:
+        """Check the bucket answers (and that the credentials are good)."""
+        self.ensure_scratch()
+        c = await self.client()
+        await c.head_bucket(Bucket=self.bucket)
+
+    async def create_bucket(self) -> None:
+        """Create the bucket if it does not exist (`vidjobs migrate` does this)."""
+        c = await self.client()
+        try:
+            await c.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) not in _MISSING:
+                raise
+            try:
+                await c.create_bucket(Bucket=self.bucket)
+            except ClientError as again:
+                if _code(again) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+    def local_path(self, digest: str) -> Path | None:
+        return None
+
+    async def exists(self, digest: str) -> bool:
+        c = await self.client()
+        try:
+            await c.head_object(Bucket=self.bucket, Key=self.key(digest))
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return False
+            raise
+        return True
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def put_file(self, path: Path, digest: str | None = None) -> tuple[str, int]:
+        try:
+            found, size = await asyncio.to_thread(file_sha256, path)
+            if digest is not None:
+                check_digest(digest, found, f"the file {path.name} being stored")
+            if size < self.multipart_threshold:
+                await self._put_single(path, found)
+            else:
+                await self._put_multipart(path, found, size)
+            return found, size
+        finally:
+            path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
+
+    async def _put_single(self, path: Path, digest: str) -> None:
+        c = await self.client()
+        body = await asyncio.to_thread(path.read_bytes)
+        checksum = base64.b64encode(bytes.fromhex(digest.split(":", 1)[1])).decode()
+        for attempt in range(8):
+            try:
+                await c.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key(digest),
+                    Body=body,
+                    IfNoneMatch="*",
+                    ChecksumSHA256=checksum,
+                )
+                return
+            except ClientError as exc:
+                code = _code(exc)
+                if code in _EXISTS:
+                    return  # someone stored these very bytes first
+                if code in _CONFLICT and attempt < 7:  # a concurrent conditional write
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                raise
+
+    async def _put_multipart(self, path: Path, digest: str, size: int) -> None:
+        c = await self.client()
+        key = self.key(digest)
+        upload = await c.create_multipart_upload(Bucket=self.bucket, Key=key)
+        upload_id = upload["UploadId"]
+        try:
+            parts = await self._upload_parts(path, key, upload_id, size, digest)
+            try:
+                await c.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
+                )
+            except ClientError as exc:
+                if _code(exc) not in _EXISTS:
+                    raise
+                await self._abort(key, upload_id)  # the object was there first
+        except BaseException:
+            await asyncio.shield(self._abort(key, upload_id))
+            raise
+
+    async def _upload_parts(
+        self, path: Path, key: str, upload_id: str, size: int, digest: str
+    ) -> list[dict[str, Any]]:
+        """Upload the file's parts, a few at a time, re-hashing them in order on the way."""
+        c = await self.client()
+        count = (size + self.part_size - 1) // self.part_size
+        limit = asyncio.Semaphore(self.part_concurrency)
+        h = hashlib.sha256()
+        order = asyncio.Lock()
+        turn = [1]
+        ready = asyncio.Condition(order)
+
+        def read(number: int) -> bytes:
+            with path.open("rb") as f:
+                f.seek((number - 1) * self.part_size)
+                return f.read(self.part_size)
+
+        async def one(number: int) -> dict[str, Any]:
+            async with limit:
+                body = await asyncio.to_thread(read, number)
+                async with ready:  # hash the parts in file order
+                    await ready.wait_for(lambda: turn[0] == number)
+                    h.update(body)
+                    turn[0] += 1
+                    ready.notify_all()
+                r = await c.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                )
+                return {"ETag": r["ETag"], "PartNumber": number}
+
+        tasks = [asyncio.ensure_future(one(n)) for n in range(1, count + 1)]
+        try:
+            parts = list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        check_digest(digest, f"sha256:{h.hexdigest()}", f"the file {path.name} being stored")
+        return parts
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        c = await self.client()
+        try:
+            await c.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if _code(exc) not in {"NoSuchUpload", "404"}:
+                raise
+
+    async def abort_stale_uploads(self, older_than_seconds: float) -> int:
+        c = await self.client()
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_seconds)
+        aborted = 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.prefix:
+            kwargs["Prefix"] = f"{self.prefix}/"
+        while True:
+            page = await c.list_multipart_uploads(**kwargs)
+            for up in page.get("Uploads", []):
+                if up["Initiated"] <= cutoff:
+                    await self._abort(up["Key"], up["UploadId"])
+                    aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
+
+    async def delete(self, digest: str) -> None:
+        c = await self.client()
+        await c.delete_object(Bucket=self.bucket, Key=self.key(digest))
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def _get(self, digest: str, **kwargs: Any) -> Any:
+        c = await self.client()
+        try:
+            return await c.get_object(Bucket=self.bucket, Key=self.key(digest), **kwargs)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise BlobMissing(f"{digest} is missing from storage") from None
+            raise
+
+    async def fetch(self, digest: str, dest: Path) -> int:
+        obj = await self._get(digest)
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with dest.open("wb") as out:
+                async for chunk in obj["Body"].iter_chunks(CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            check_digest(digest, f"sha256:{h.hexdigest()}", f"stored object {digest}")
+        except BaseException:
+            dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
+            raise
+        finally:
+            obj["Body"].close()
+        return size
+
+    async def read_range(self, digest: str, start: int, end: int | None) -> ByteRange:
+        kwargs: dict[str, Any] = {}
+        if start < 0:  # a suffix: the last -start bytes
+            kwargs["Range"] = f"bytes={start}"
+        elif start > 0 or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            obj = await self._get(digest, **kwargs)
+        except ClientError as exc:
+            if _code(exc) not in {"InvalidRange", "416"}:
+                raise
+            raise RangeNotSatisfiable(
+                f"the range starts at byte {start}, past the end of the file"
+            ) from None
+        length = int(obj["ContentLength"])
+        m = re.match(r"^bytes (\d+)-(\d+)/(\d+)$", str(obj.get("ContentRange") or ""))
+        if m is not None:
+            first, last, total = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        else:
+            first, last, total = 0, length - 1, length
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in obj["Body"].iter_chunks(CHUNK):
+                    yield chunk
+            finally:
+                obj["Body"].close()
+
+        return ByteRange(first, last, total, chunks())
+
+    async def presign_get(
+        self, digest: str, *, expires: int, filename: str, media_type: str
+    ) -> str | None:
+        c = await self.client()
+        url = await c.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self.key(digest),
+                "ResponseContentType": media_type,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=expires,
+        )
+        return str(url)
+
+    async def presign_put(self, name: str, *, expires: int, media_type: str) -> str:
+        """A short-lived URL a client can PUT one object's bytes to (direct uploads)."""
+        c = await self.client()
+        key = f"{self.prefix}/{name}" if self.prefix else name
+        url = await c.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": media_type},
+            ExpiresIn=expires,
+        )
+        return str(url)

@@ -13,8 +13,9 @@ use on stdout (everything else goes to stderr) and reuses a service that is alre
 ``env`` prints shell ``export`` lines for ``VIDJOBS_TEST_DATABASE_URL`` and
 ``VIDJOBS_TEST_KAFKA_BOOTSTRAP`` (and ``VIDJOBS_TEST_S3_ENDPOINT`` with its
 ``VIDJOBS_TEST_S3_ACCESS_KEY``/``VIDJOBS_TEST_S3_SECRET_KEY``: a versitygw S3 server on a posix
-directory, built with ``go install`` into the cache once, like the Kafka jars); a service that cannot start is reported as
-``SKIPPING ... tests: <reason>`` unless ``VIDJOBS_REQUIRE_SERVICES=1``, which makes it fatal.
+directory, built with ``go install`` into the cache once, like the Kafka jars); a service
+that cannot start is reported as ``SKIPPING ... tests: <reason>`` unless
+``VIDJOBS_REQUIRE_SERVICES=1``, which makes it fatal.
 If one of those variables is already set, that external service is verified and used instead.
 Exit codes: 0 ok, 1 a service failed, 3 a required program (PostgreSQL, java, mvn, go) is missing.
 """
@@ -511,7 +512,8 @@ class S3Server:
     def config(self) -> dict[str, str]:
         if not self.conf.exists():
             return {}
-        return dict(line.split("=", 1) for line in self.conf.read_text().splitlines() if "=" in line)
+        lines = self.conf.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
 
     def pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from jobs.api import ApiState, Probe, create_app
 from jobs.claims import ClaimService
@@ -169,8 +170,14 @@ async def migrate(db: Database, storage: Storage | None = None) -> None:
     """The schema, and an S3 store's bucket (created when it does not exist yet)."""
     await upgrade(db.engine)
     create_bucket = getattr(storage, "create_bucket", None)
-    if create_bucket is not None:
-        await create_bucket()
+    if create_bucket is None:
+        return
+    # The object store may still be starting (a fleet started at once): retry for a minute.
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(60), wait=wait_exponential(max=5), reraise=True
+    ):
+        with attempt:
+            await create_bucket()
 
 
 async def local_credentials(components: Components) -> dict[str, str]:

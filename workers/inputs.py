@@ -21,7 +21,7 @@ from typing import Any
 
 from jobs.errors import SourceChanged
 from jobs.storage import Storage
-from jobs.storage.base import CHUNK, check_digest
+from jobs.storage.base import CHUNK
 
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
@@ -70,7 +70,9 @@ def copy_path_source(path: Path, digest: str, roots: list[Path], dest: Path) -> 
                 h.update(chunk)
                 size += len(chunk)
                 out.write(chunk)
-        check_digest(digest, f"sha256:{h.hexdigest()}", f"the source file {path}")
+        found = f"sha256:{h.hexdigest()}"
+        if found != digest:
+            raise _changed(path, digest, f"its bytes now hash to {found}")
     except BaseException:
         if fd >= 0:
             os.close(fd)

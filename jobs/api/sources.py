@@ -83,7 +83,8 @@ async def job_output(
     """The finished file of a succeeded job (Range requests are honoured).
 
     On S3 storage the answer is a 307 to a short-lived presigned URL; `redirect=false`
-    streams the bytes through the API instead."""
+    streams the bytes through the API instead. A range is served the same way by both
+    stores (one range; a suffix; 416 past the end)."""
     st = deps.state(request)
     job = await st.service.get(tenant, checked_key(key))
     if job.status != "succeeded" or not job.output:
@@ -95,11 +96,11 @@ async def job_output(
     filename = f"{key}.{_EXT.get(media, 'bin')}"
     gone = JobNotFound(f"the output of job {key} is no longer stored")
     path = st.blobs.local_path(digest)
-    if path is not None:
+    if path is not None and "range" not in request.headers:
         if not path.is_file():
             raise gone
         return FileResponse(path, media_type=media, filename=filename)
-    if redirect:
+    if path is None and redirect:
         if not await st.blobs.exists(digest):
             raise gone
         url = await st.blobs.presign_get(

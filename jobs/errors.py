@@ -44,6 +44,20 @@ class JobNotFound(VidjobsError):
     http_status = 404
 
 
+class UploadNotFound(VidjobsError):
+    """No open upload with this id for this tenant (never made, another's, or expired)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class UploadIncomplete(VidjobsError):
+    """The upload's bytes have not (all) arrived in storage yet."""
+
+    code = "upload_incomplete"
+    http_status = 409
+
+
 class DuplicateJob(VidjobsError):
     """The key is in flight or done and the client asked to be told (`on_duplicate=reject`)."""
 

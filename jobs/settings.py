@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_multipart_threshold_bytes: int = Field(default=64 * 1024**2, ge=5 * 1024**2)
     s3_part_size_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # Direct uploads (POST /v1/uploads): the largest accepted, and how long its URL is valid.
+    upload_max_bytes: int = Field(default=20 * 1024**3, ge=1)
+    upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     # How long a presigned download URL (the 307 of GET /v1/jobs/{key}/output) is valid.
     download_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from jobs import usage
-from jobs.api import errors, routes, sources
+from jobs.api import errors, routes, sources, uploads
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -33,6 +33,7 @@ def create_app(state: ApiState) -> FastAPI:
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(sources.router)
+    app.include_router(uploads.router)
     app.include_router(usage.router)
 
     @app.get("/metrics", include_in_schema=False)
@@ -61,7 +62,10 @@ def create_app(state: ApiState) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         max_bytes=state.settings.max_body_bytes,
-        overrides={"/v1/sources": state.max_upload_bytes},
+        overrides={
+            "/v1/sources": state.max_upload_bytes,
+            "/v1/uploads/": state.settings.upload_max_bytes,
+        },
     )
     app.add_middleware(SubmissionMetrics)
     return app

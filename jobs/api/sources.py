@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -44,6 +45,20 @@ async def upload_source(
     The caller becomes an owner of the digest: only owners can use it in a job."""
     st = deps.state(request)
     digest, size, tmp = await st.blobs.receive(request.stream(), st.max_upload_bytes)
+    body = await adopt(st, tenant, tmp, digest, size, media_type(content_type))
+    return JSONResponse(body, status_code=201)
+
+
+def media_type(value: str | None) -> str:
+    media = (value or "application/octet-stream").split(";")[0].strip().lower()
+    return media if _MEDIA_TYPE.match(media) else "application/octet-stream"
+
+
+async def adopt(
+    st: deps.ApiState, tenant: TenantRef, tmp: Path, digest: str, size: int, media: str
+) -> dict[str, Any]:
+    """Probe a received file, store it by digest, make the tenant an owner (`tmp` is
+    consumed). Answers {digest, size, probe}."""
     try:
         if size == 0:
             raise InvalidRequest(
@@ -55,10 +70,7 @@ async def upload_source(
             probe = await asyncio.to_thread(st.probe, tmp)
         await st.blobs.put_file(tmp, digest)
     finally:
-        tmp.unlink(missing_ok=True)
-    media = (content_type or "application/octet-stream").split(";")[0].strip().lower()
-    if not _MEDIA_TYPE.match(media):
-        media = "application/octet-stream"
+        tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
     async with st.db.transaction() as conn:
         await conn.execute(
             insert_on_conflict(conn, blobs_table)
@@ -66,7 +78,7 @@ async def upload_source(
             .values(digest=digest, size=size, media_type=media, probe=probe)
         )
         await owners.record_owner(conn, tenant.id, digest)
-    return JSONResponse({"digest": digest, "size": size, "probe": probe}, status_code=201)
+    return {"digest": digest, "size": size, "probe": probe}
 
 
 @router.get(

@@ -63,6 +63,16 @@ class ByteRange:
     chunks: AsyncIterator[bytes]
 
 
+@dataclass(frozen=True)
+class DirectUpload:
+    """Where a client sends an upload's bytes: one presigned PUT, or one per part."""
+
+    url: str | None
+    parts: list[dict[str, object]]  # [{"part_number", "url", "offset", "size"}] (multipart)
+    multipart_id: str | None
+    headers: dict[str, str]
+
+
 class Storage(Protocol):
     """What the API, the workers and the reaper need of storage (local dir or S3)."""
 
@@ -105,6 +115,25 @@ class Storage(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # Staged objects: direct uploads before they are verified and stored by digest.
+    async def presign_upload(
+        self, name: str, *, size: int, media_type: str, expires: int
+    ) -> DirectUpload | None:
+        """Presigned URL(s) to PUT a staged object's bytes to (None: local storage, where
+        the bytes go through the API and `stage`)."""
+        ...
+
+    async def stage(self, name: str, path: Path) -> None:
+        """Keep a local file as a staged object (consumed)."""
+        ...
+
+    async def fetch_staged(self, name: str, dest: Path, multipart_id: str | None) -> int:
+        """Write a staged object to `dest` (completing its multipart upload first). BlobMissing
+        when no bytes were sent. Returns the size."""
+        ...
+
+    async def delete_staged(self, name: str, multipart_id: str | None) -> None: ...
 
     # The process's local scratch space (attempt dirs, incoming uploads).
     def temp_dir(self, prefix: str) -> Path: ...

@@ -26,19 +26,24 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from jobs.errors import BlobMissing, RangeNotSatisfiable
-from jobs.storage.base import CHUNK, ByteRange, Scratch, check_digest, file_sha256, object_name
+from jobs.storage.base import (
+    CHUNK,
+    ByteRange,
+    Scratch,
+    check_digest,
+    file_sha256,
+    object_name,
+)
+from jobs.storage.s3_common import EXISTS, MISSING, code_of
+from jobs.storage.s3_staging import S3Staging
 
 MiB = 1024 * 1024
-_MISSING = {"404", "NoSuchKey", "NotFound"}
-_EXISTS = {"PreconditionFailed", "412"}
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-class S3Storage(Scratch):
+class S3Storage(S3Staging, Scratch):
     def __init__(
         self,
         url: str,
@@ -120,12 +125,12 @@ class S3Storage(Scratch):
         try:
             await c.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            if _code(exc) not in _MISSING:
+            if code_of(exc) not in MISSING:
                 raise
             try:
                 await c.create_bucket(Bucket=self.bucket)
             except ClientError as again:
-                if _code(again) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                if code_of(again) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                     raise
 
     def local_path(self, digest: str) -> Path | None:
@@ -136,7 +141,7 @@ class S3Storage(Scratch):
         try:
             await c.head_object(Bucket=self.bucket, Key=self.key(digest))
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            if code_of(exc) in MISSING:
                 return False
             raise
         return True
@@ -171,8 +176,8 @@ class S3Storage(Scratch):
                 )
                 return
             except ClientError as exc:
-                code = _code(exc)
-                if code in _EXISTS:
+                code = code_of(exc)
+                if code in EXISTS:
                     return  # someone stored these very bytes first
                 if code in _CONFLICT and attempt < 7:  # a concurrent conditional write
                     await asyncio.sleep(0.05 * (attempt + 1))
@@ -195,7 +200,7 @@ class S3Storage(Scratch):
                     IfNoneMatch="*",
                 )
             except ClientError as exc:
-                if _code(exc) not in _EXISTS:
+                if code_of(exc) not in EXISTS:
                     raise
                 await self._abort(key, upload_id)  # the object was there first
         except BaseException:
@@ -248,7 +253,7 @@ class S3Storage(Scratch):
         try:
             await c.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as exc:
-            if _code(exc) not in {"NoSuchUpload", "404"}:
+            if code_of(exc) not in {"NoSuchUpload", "404"}:
                 raise
 
     async def abort_stale_uploads(self, older_than_seconds: float) -> int:
@@ -280,7 +285,7 @@ class S3Storage(Scratch):
         try:
             return await c.get_object(Bucket=self.bucket, Key=self.key(digest), **kwargs)
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            if code_of(exc) in MISSING:
                 raise BlobMissing(f"{digest} is missing from storage") from None
             raise
 
@@ -311,7 +316,7 @@ class S3Storage(Scratch):
         try:
             obj = await self._get(digest, **kwargs)
         except ClientError as exc:
-            if _code(exc) not in {"InvalidRange", "416"}:
+            if code_of(exc) not in {"InvalidRange", "416"}:
                 raise
             raise RangeNotSatisfiable(
                 f"the range starts at byte {start}, past the end of the file"

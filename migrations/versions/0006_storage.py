@@ -1,4 +1,4 @@
-"""Tenant-owned blobs: `blob_owners` says which tenants may use a digest.
+"""Tenant-owned blobs (`blob_owners`: which tenants may use a digest) and direct uploads.
 
 A digest is usable by a tenant only if it uploaded, imported or produced it. Uploads made
 before this revision have no owner recorded, so no tenant can use them until they are
@@ -36,5 +36,29 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "uploads",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("tenant_id", sa.String(length=36), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("media_type", sa.String(length=100), nullable=False),
+        sa.Column("multipart_id", sa.Text(), nullable=True),
+        sa.Column("digest", sa.String(length=80), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+            nullable=False,
+        ),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_uploads_tenant_id", "uploads", ["tenant_id"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_uploads_tenant_id", table_name="uploads")
+    op.drop_table("uploads")
     op.drop_table("blob_owners")

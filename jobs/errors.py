@@ -44,6 +44,13 @@ class JobNotFound(VidjobsError):
     http_status = 404
 
 
+class OutputExpired(VidjobsError):
+    """The job succeeded, but retention deleted its output file; submit it again to re-run."""
+
+    code = "output_expired"
+    http_status = 410
+
+
 class UploadNotFound(VidjobsError):
     """No open upload with this id for this tenant (never made, another's, or expired)."""
 

@@ -172,7 +172,7 @@ class JobService:
             # deleted, so an in-flight or succeeded row found here is final for this call.
             async with self.db.reader.connect() as conn:
                 existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
-            if existing is not None and not JobStatus(existing.status).is_rerunnable:
+            if existing is not None and not _may_run_again(existing):
                 if on_duplicate is OnDuplicate.REJECT:
                     raise _duplicate(existing)
                 return SubmitResult(job=existing, created=False)
@@ -248,7 +248,7 @@ class JobService:
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
-        if JobStatus(existing.status).is_rerunnable:
+        if _may_run_again(existing):
             # The new run reads the inputs resolved now (a path source's current digest).
             changes = {
                 "spec": prepared.spec,
@@ -256,9 +256,12 @@ class JobService:
                 "priority": req.priority,
                 "max_attempts": max_attempts,
             }
-            rerun = await statements.requeue_if_failed_or_cancelled(
-                conn, tenant.id, prepared.key, changes
+            requeue = (
+                statements.requeue_if_failed_or_cancelled
+                if JobStatus(existing.status).is_rerunnable
+                else statements.requeue_if_succeeded_with_expired_output
             )
+            rerun = await requeue(conn, tenant.id, prepared.key, changes)
             if rerun is not None:
                 events.append(await outbox.insert_event(conn, rerun, EventType.RESUBMITTED))
                 return SubmitResult(job=rerun, created=False, rerun=True)
@@ -398,6 +401,13 @@ class JobService:
     def _notify(self, events: Sequence[outbox.Event]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
+
+
+def _may_run_again(job: Job) -> bool:
+    """failed or cancelled, or succeeded with an output that retention deleted."""
+    if JobStatus(job.status).is_rerunnable:
+        return True
+    return job.status == JobStatus.SUCCEEDED and bool((job.output or {}).get("expired"))
 
 
 def _duplicate(job: Job) -> DuplicateJob:

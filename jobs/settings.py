@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # Direct uploads (POST /v1/uploads): the largest accepted, and how long its URL is valid.
     upload_max_bytes: int = Field(default=20 * 1024**3, ge=1)
     upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Retention (0: keep forever). Outputs: days after their job finished; then the job shows
+    # `output.expired` and a duplicate submission runs it again. Uploads: hours after upload,
+    # deleted once no live job references them. Both checked by the reaper.
+    output_retention_days: float = Field(default=0.0, ge=0)
+    upload_retention_hours: float = Field(default=0.0, ge=0)
     # How long a presigned download URL (the 307 of GET /v1/jobs/{key}/output) is valid.
     download_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).

@@ -42,7 +42,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PENDING, JobStatus.CANCELLED}
     ),
-    JobStatus.SUCCEEDED: frozenset(),
+    # Only when its output expired (retention) and the key is submitted again.
+    JobStatus.SUCCEEDED: frozenset({JobStatus.PENDING}),
     JobStatus.FAILED: frozenset({JobStatus.PENDING}),
     JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),
 }
@@ -52,7 +53,7 @@ class EventType(StrEnum):
     """Outbox event types: one per state change, written in the transaction of the change."""
 
     SUBMITTED = "job.submitted"  # new row, pending
-    RESUBMITTED = "job.resubmitted"  # failed/cancelled key submitted again, pending
+    RESUBMITTED = "job.resubmitted"  # failed/cancelled/expired key submitted again, pending
     CLAIMED = "job.claimed"  # pending -> running
     SUCCEEDED = "job.succeeded"  # running -> succeeded
     FAILED = "job.failed"  # running -> failed (permanent, or attempts exhausted)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 
-from jobs import outbox, statements
+from jobs import lifecycle, outbox, statements
 from jobs.claims import ClaimService
 from jobs.models import OutboxEvent
 from jobs.status import EventType
@@ -47,6 +47,10 @@ class Reaper:
         self.announced = 0
         self.pruned = 0
         self._retry_cursor = 0
+        self._expire_cursor = 0
+        self._upload_cursor = ""
+        self.expired = 0  # outputs marked expired
+        self.deleted = 0  # stored objects deleted by retention
         self._last_prune = float("-inf")
 
     async def tick(self) -> int:
@@ -61,6 +65,9 @@ class Reaper:
         if time.monotonic() - self._last_prune >= self.prune_interval:
             self._last_prune = time.monotonic()
             await self.prune()
+            if self.blobs is not None:
+                await self.expire()
+                await self.blobs.abort_stale_uploads(self.upload_max_age)
         if self.blobs is not None:
             await asyncio.to_thread(self.blobs.clean_temp, self.temp_max_age)
         return len(rescued)
@@ -116,6 +123,52 @@ class Reaper:
             log.info("pruned %d old processed-event and outbox records", total)
         self.pruned += total
         return total
+
+    async def expire(self) -> int:
+        """Retention, one batch of each kind: outputs past their days, uploads past their
+        hours, direct uploads never completed. Returns how many objects it deleted."""
+        assert self.blobs is not None
+        settings, db = self.claims.settings, self.claims.db
+        batch = settings.prune_batch
+        upload_s = settings.upload_retention_hours * 3600
+        candidates: list[str] = []
+        if settings.output_retention_days > 0:
+            async with db.reader.connect() as conn:
+                done = await statements.select_succeeded_finished_before(
+                    conn, settings.output_retention_days * 86400, self._expire_cursor, batch
+                )
+            self._expire_cursor = (done[-1].id or 0) if len(done) == batch else 0
+            for job in done:
+                out = job.output or {}
+                if out.get("expired") or "digest" not in out or job.id is None:
+                    continue
+                async with db.transaction() as conn:
+                    if await statements.expire_output_if_succeeded(conn, job.id, out):
+                        self.expired += 1
+                        candidates.append(str(out["digest"]))
+        if upload_s > 0:
+            async with db.reader.connect() as conn:
+                old = await lifecycle.select_uploads_before(
+                    conn, upload_s, self._upload_cursor, batch
+                )
+            self._upload_cursor = old[-1] if len(old) == batch else ""
+            candidates += old
+        deleted = 0
+        for digest in dict.fromkeys(candidates):
+            async with db.transaction() as conn:
+                if await lifecycle.is_referenced(conn, digest, upload_s):
+                    continue
+                await lifecycle.forget(conn, digest)
+            await self.blobs.delete(digest)
+            deleted += 1
+        async with db.transaction() as conn:
+            stale = await lifecycle.delete_expired_open_uploads(conn, batch)
+        for upload_id, multipart_id in stale:
+            await self.blobs.delete_staged(upload_id, multipart_id)
+        if deleted:
+            log.info("retention deleted %d stored objects", deleted)
+        self.deleted += deleted
+        return deleted
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

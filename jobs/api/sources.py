@@ -14,7 +14,13 @@ from jobs import owners
 from jobs.api import deps
 from jobs.api.routes import ERRORS, checked_key
 from jobs.db import insert_on_conflict
-from jobs.errors import BlobMissing, InvalidRequest, JobNotFound, RangeNotSatisfiable
+from jobs.errors import (
+    BlobMissing,
+    InvalidRequest,
+    JobNotFound,
+    OutputExpired,
+    RangeNotSatisfiable,
+)
 from jobs.models import Blob
 from jobs.tenants import TenantRef
 
@@ -101,6 +107,12 @@ async def job_output(
     job = await st.service.get(tenant, checked_key(key))
     if job.status != "succeeded" or not job.output:
         raise JobNotFound(f"job {key} has no output (it is {job.status})")
+    if job.output.get("expired"):
+        raise OutputExpired(
+            f"the output of job {key} expired and was deleted; submit the same edit again "
+            "to run it again (same key)",
+            details={"key": key},
+        )
     if "digest" not in job.output:
         raise JobNotFound(f"job {key} made no file; its result is the job's `output` metadata")
     digest = str(job.output["digest"])

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # deleted once no live job references them. Both checked by the reaper.
     output_retention_days: float = Field(default=0.0, ge=0)
     upload_retention_hours: float = Field(default=0.0, ge=0)
+    # URL imports (POST /v1/sources {"url"}): extra targets allowed (IPs, CIDRs, host:port;
+    # they may be private and use plain http), and the time cap of one download.
+    url_source_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    url_source_timeout_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
     # How long a presigned download URL (the 307 of GET /v1/jobs/{key}/output) is valid.
     download_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
@@ -83,6 +87,13 @@ class Settings(BaseSettings):
 
     api_url: str | None = None
     api_token: str | None = None
+
+    @field_validator("url_source_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("source_roots", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs import owners
 from jobs.api import deps
@@ -23,6 +24,7 @@ from jobs.errors import (
 )
 from jobs.models import Blob
 from jobs.tenants import TenantRef
+from jobs.url_import import Allow, fetch_url
 
 router = APIRouter(tags=["sources"])
 Tenant = Annotated[TenantRef, Depends(deps.tenant)]
@@ -48,11 +50,51 @@ async def upload_source(
 ) -> JSONResponse:
     """Stream a file into storage (hashed on the way), probe it, return its digest.
 
-    The caller becomes an owner of the digest: only owners can use it in a job."""
+    With `Content-Type: application/json` and `{"url": "https://..."}`, the server fetches
+    the file itself (SSRF-guarded). The caller becomes an owner of the digest: only owners
+    can use it in a job."""
     st = deps.state(request)
+    if media_type(content_type) == "application/json":  # {"url": ...}: an import
+        target = await _import_request(request)
+        digest, size, tmp, remote_type = await fetch_url(
+            target.url,
+            st.blobs,
+            allow=Allow(st.settings.url_source_allow),
+            max_bytes=st.max_upload_bytes,
+            time_cap=st.settings.url_source_timeout_seconds,
+        )
+        body = await adopt(st, tenant, tmp, digest, size, media_type(remote_type))
+        return JSONResponse(body, status_code=201)
     digest, size, tmp = await st.blobs.receive(request.stream(), st.max_upload_bytes)
     body = await adopt(st, tenant, tmp, digest, size, media_type(content_type))
     return JSONResponse(body, status_code=201)
+
+
+class UrlSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+
+
+async def _import_request(request: Request) -> UrlSource:
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > 16 * 1024:
+            raise InvalidRequest(
+                "a JSON body of POST /v1/sources is an import request: {\"url\": ...}",
+                details=[{"path": "body", "message": "over 16 KiB", "allowed": '{"url": "https://..."}'}],
+            )
+    try:
+        return UrlSource.model_validate_json(bytes(raw))
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "a JSON body of POST /v1/sources must be {\"url\": \"https://...\"}",
+            details=[
+                {"path": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+                for e in exc.errors()
+            ],
+        ) from None
 
 
 def media_type(value: str | None) -> str:

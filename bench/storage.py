@@ -74,7 +74,10 @@ async def transfer(args: argparse.Namespace, tmp: Path) -> None:
 
     conf = s3_conf()
     bucket = f"vjbench-{uuid.uuid4().hex[:12]}"
-    store = S3Storage(f"s3://{bucket}/blobs", tmp / "scratch", **conf)
+    store = S3Storage(
+        f"s3://{bucket}/blobs", tmp / "scratch", **conf,
+        part_size=args.part_mib * MiB, part_concurrency=args.part_concurrency,
+    )
     await store.create_bucket()
     boto = boto3.client(
         "s3", endpoint_url=conf["endpoint_url"], aws_access_key_id=conf["access_key"],
@@ -136,7 +139,8 @@ async def transfer(args: argparse.Namespace, tmp: Path) -> None:
         await c.delete_bucket(Bucket=bucket)
         await store.close()
     print(f"S3 transfer of a {size_mib:.0f} MiB file to versitygw on loopback, "
-          f"{args.rounds} interleaved rounds; MiB/s median (min-max)")
+          f"{args.rounds} interleaved rounds; MiB/s median (min-max); vidjobs parts "
+          f"{args.part_mib} MiB x {args.part_concurrency} in flight")
     for name, values in rates.items():
         print(f"  {name:<18} {spread(values)}")
     for way in ("upload", "download"):
@@ -237,6 +241,8 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=30)
     parser.add_argument("--job-mib", type=int, default=10)
     parser.add_argument("--only", choices=["transfer", "per-job"])
+    parser.add_argument("--part-mib", type=int, default=16, help="vidjobs' S3 part size")
+    parser.add_argument("--part-concurrency", type=int, default=4, help="vidjobs' parts in flight")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("VIDJOBS_BENCH_TMP")) as tmpdir:
         tmp = Path(tmpdir)

@@ -38,6 +38,7 @@ from jobs.storage.s3_common import EXISTS, MISSING, code_of
 from jobs.storage.s3_staging import S3Staging
 
 MiB = 1024 * 1024
+_BUFFER = 8 * MiB  # a download's bytes handed to the hashing/writing thread at a time
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 
 
@@ -190,7 +191,7 @@ class S3Storage(S3Staging, Scratch):
         upload = await c.create_multipart_upload(Bucket=self.bucket, Key=key)
         upload_id = upload["UploadId"]
         try:
-            parts = await self._upload_parts(path, key, upload_id, size, digest)
+            parts = await self._upload_parts(path, key, upload_id, size)
             try:
                 await c.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -208,16 +209,12 @@ class S3Storage(S3Staging, Scratch):
             raise
 
     async def _upload_parts(
-        self, path: Path, key: str, upload_id: str, size: int, digest: str
+        self, path: Path, key: str, upload_id: str, size: int
     ) -> list[dict[str, Any]]:
-        """Upload the file's parts, a few at a time, re-hashing them in order on the way."""
+        """Upload the file's parts, a few at a time (the file was hashed just before)."""
         c = await self.client()
         count = (size + self.part_size - 1) // self.part_size
         limit = asyncio.Semaphore(self.part_concurrency)
-        h = hashlib.sha256()
-        order = asyncio.Lock()
-        turn = [1]
-        ready = asyncio.Condition(order)
 
         def read(number: int) -> bytes:
             with path.open("rb") as f:
@@ -227,26 +224,12 @@ class S3Storage(S3Staging, Scratch):
         async def one(number: int) -> dict[str, Any]:
             async with limit:
                 body = await asyncio.to_thread(read, number)
-                async with ready:  # hash the parts in file order (in a thread: 16 MiB is ~20 ms)
-                    await ready.wait_for(lambda: turn[0] == number)
-                    await asyncio.to_thread(h.update, body)
-                    turn[0] += 1
-                    ready.notify_all()
                 r = await c.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                 )
                 return {"ETag": r["ETag"], "PartNumber": number}
 
-        tasks = [asyncio.ensure_future(one(n)) for n in range(1, count + 1)]
-        try:
-            parts = list(await asyncio.gather(*tasks))
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        check_digest(digest, f"sha256:{h.hexdigest()}", f"the file {path.name} being stored")
-        return parts
+        return await _all_or_none([one(n) for n in range(1, count + 1)])
 
     async def _abort(self, key: str, upload_id: str) -> None:
         c = await self.client()
@@ -290,15 +273,34 @@ class S3Storage(S3Staging, Scratch):
             raise
 
     async def fetch(self, digest: str, dest: Path) -> int:
+        """One streamed GET; hashing and writing run in a thread, a buffer behind the
+        network reads (one stream beat parallel ranged GETs here: bench.storage)."""
         obj = await self._get(digest)
         h = hashlib.sha256()
         size = 0
         try:
             with dest.open("wb") as out:
+
+                def consume(data: bytes) -> None:
+                    h.update(data)
+                    out.write(data)
+
+                behind: asyncio.Future[None] | None = None
+                chunks: list[bytes] = []
+                held = 0
                 async for chunk in obj["Body"].iter_chunks(CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+                    chunks.append(chunk)
+                    held += len(chunk)
+                    if held >= _BUFFER:
+                        if behind is not None:
+                            await behind
+                        behind = asyncio.ensure_future(asyncio.to_thread(consume, b"".join(chunks)))
+                        size += held
+                        chunks, held = [], 0
+                if behind is not None:
+                    await behind
+                consume(b"".join(chunks))
+                size += held
             check_digest(digest, f"sha256:{h.hexdigest()}", f"stored object {digest}")
         except BaseException:
             dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
@@ -363,3 +365,15 @@ class S3Storage(S3Staging, Scratch):
             ExpiresIn=expires,
         )
         return str(url)
+
+
+async def _all_or_none(coros: list[Any]) -> list[Any]:
+    """Run them together; on the first failure cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -49,7 +49,7 @@ async def open_uploads(storage: Storage) -> int:
     return len((await c.list_multipart_uploads(Bucket=storage.bucket)).get("Uploads", []))
 
 
-@pytest.mark.parametrize("size", [1, 100_000, 13 * MiB + 17], ids=["1B", "100kB", "multipart"])
+@pytest.mark.parametrize("size", [0, 1, 100_000, 13 * MiB + 17], ids=["empty", "1B", "100kB", "multipart"])
 async def test_put_then_fetch_round_trips_verified_bytes(
     storage: Storage, tmp_path: Path, size: int
 ) -> None:

@@ -188,6 +188,16 @@ class BlobOwner(SQLModel, table=True):
     created_at: dt.datetime | None = _now_default()
 
 
+class SourceGrant(SQLModel, table=True):
+    """A bucket prefix (`s3://bucket/prefix/`) whose objects a tenant may use as sources."""
+
+    __tablename__ = "source_grants"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    prefix: str = Field(primary_key=True, max_length=1100)
+    created_at: dt.datetime | None = _now_default()
+
+
 class Upload(SQLModel, table=True):
     """A direct upload: the client sends the bytes straight to storage (a presigned URL, or
     the API itself on local storage), then asks vidjobs to verify and adopt them."""

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox, owners, statements
+from jobs import grants, outbox, owners, statements
 from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
@@ -36,9 +36,13 @@ from jobs.errors import (
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
 from jobs.models import IdempotencyKey, Job, OutboxEvent
 from jobs.settings import Settings
-from jobs.spec import EditRequest, Source, canonical_edit
+from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
 from jobs.status import EventType, JobStatus
+from jobs.storage import open_s3_sources
 from jobs.tenants import TenantRef
+
+if TYPE_CHECKING:
+    from jobs.storage.s3_sources import S3Sources
 
 idem = IdempotencyKey.__table__  # type: ignore[attr-defined]
 
@@ -93,8 +97,10 @@ class JobService:
         after_commit: AfterCommit | None = None,
         check_edit: EditCheck | None = None,
         check_source: SourceCheck | None = None,
+        s3_sources: S3Sources | None = None,
     ) -> None:
         self.db = db
+        self._s3_sources = s3_sources
         self.settings = settings
         self.digests = digests or DigestCache()
         self.after_commit = after_commit
@@ -138,6 +144,8 @@ class JobService:
             if digest is None:  # hashing a large file must not block the event loop
                 digest = await asyncio.to_thread(self.digests.digest, path)
             return {"digest": digest, "path": str(path)}
+        if source.s3 is not None:
+            return await self._resolve_s3(tenant, source.s3, where)
         assert source.digest is not None
         # Another tenant's digest is answered exactly like one nobody uploaded.
         async with self.db.reader.connect() as conn:
@@ -154,6 +162,37 @@ class JobService:
                 ],
             )
         return {"digest": source.digest, "path": None}
+
+    async def _resolve_s3(self, tenant: TenantRef, url: str, where: str) -> dict[str, Any]:
+        """An object in a granted prefix, pinned to its current version. Not granted and
+        missing are the same answer."""
+        bucket, key = parse_s3_url(url)
+        async with self.db.reader.connect() as conn:
+            granted = await grants.may_read(conn, tenant.id, bucket, key)
+        found = await self.s3_sources.head(bucket, key) if granted else None
+        if found is None:
+            raise SourceNotFound(
+                "no readable object at this S3 URL",
+                details=[
+                    {
+                        "path": where,
+                        "message": "object not found",
+                        "allowed": "an object in a bucket prefix granted to this tenant",
+                    }
+                ],
+            )
+        digest = await self.s3_sources.digest(found)
+        return {"digest": digest, "path": None, "s3": found.pin()}
+
+    @property
+    def s3_sources(self) -> S3Sources:
+        if self._s3_sources is None:
+            self._s3_sources = open_s3_sources(self.settings)
+        return self._s3_sources
+
+    async def close(self) -> None:
+        if self._s3_sources is not None:
+            await self._s3_sources.close()
 
     async def submit(
         self,

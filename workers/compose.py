@@ -85,6 +85,7 @@ class Components:
     async def close(self) -> None:
         try:
             await self.blobs.close()
+            await self.service.close()
         finally:
             await self.db.dispose()
 

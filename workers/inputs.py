@@ -1,7 +1,8 @@
 """A job's inputs, made local and pinned: the bytes ffmpeg reads are the bytes the key names.
 
 Every input is copied into the attempt's scratch dir while it is hashed, and the copy is used
-only if its digest equals the one in the job's spec: a blob is streamed from storage; a path
+only if its digest equals the one in the job's spec: a blob is streamed from storage; an S3
+source is read at the version pinned at submission (`jobs.storage.s3_sources`); a path
 source is opened again without following a symlink at its last component, its real path
 re-checked against the source roots, and read from that one open file. A file that changed,
 vanished or was replaced by a link since submission fails the attempt permanently with
@@ -17,23 +18,33 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.errors import SourceChanged
 from jobs.storage import Storage
 from jobs.storage.base import CHUNK
 
+if TYPE_CHECKING:
+    from jobs.storage.s3_sources import S3Sources
+
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
 async def fetch_inputs(
-    inputs: list[dict[str, Any]], storage: Storage, workdir: Path, roots: list[Path]
+    inputs: list[dict[str, Any]],
+    storage: Storage,
+    workdir: Path,
+    roots: list[Path],
+    sources: S3Sources,
 ) -> list[Path]:
     """Local, verified copies of `spec["inputs"]` (main source first) inside `workdir`."""
     paths = []
     for i, item in enumerate(inputs):
         digest = str(item["digest"])
-        if item.get("path"):
+        if item.get("s3"):  # the version pinned at submission, verified while it streams
+            dest = workdir / f"input-{i}"
+            await sources.fetch(item["s3"], digest, dest)
+        elif item.get("path"):
             source = Path(item["path"])
             suffix = source.suffix if _SUFFIX.match(source.suffix) else ""
             dest = workdir / f"input-{i}{suffix}"

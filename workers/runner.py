@@ -34,7 +34,7 @@ from jobs.errors import ExecutionError, LostFence
 from jobs.models import Job
 from jobs.owners import record_owner
 from jobs.settings import Settings
-from jobs.storage import Storage
+from jobs.storage import Storage, open_s3_sources
 from workers.executor import ExecutionContext, ExecutionResult, Executor
 from workers.inputs import fetch_inputs
 from workers.wakeup import Wakeup
@@ -84,6 +84,7 @@ class Runner:
         self.claims = claims
         self.executor = executor
         self.blobs = blobs
+        self.sources = open_s3_sources(settings)  # `{"s3": ...}` inputs (client made on use)
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
         self.wakeup = wakeup or Wakeup()
@@ -127,6 +128,7 @@ class Runner:
                 if self.claims.refill is self:
                     self.claims.refill = None
                     await self.claims.release_connection()
+                await self.sources.close()
 
     def free_slots(self) -> int:
         return self.concurrency - (self.active - len(self._ending)) - self._reserved
@@ -260,7 +262,7 @@ class Runner:
         if not inputs:
             return []
         return await fetch_inputs(
-            inputs, self.blobs, ctx.workdir, self.settings.resolved_source_roots
+            inputs, self.blobs, ctx.workdir, self.settings.resolved_source_roots, self.sources
         )
 
     def _interrupt(self, job: Job, reason: Stop) -> None:

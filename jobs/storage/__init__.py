@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from jobs.settings import Settings
 from jobs.storage.base import ByteRange, Storage, file_sha256, object_name
 from jobs.storage.local import LocalStorage
 
-__all__ = ["ByteRange", "LocalStorage", "Storage", "file_sha256", "object_name", "open_storage"]
+if TYPE_CHECKING:
+    from jobs.storage.s3_sources import S3Sources
+
+__all__ = [
+    "ByteRange",
+    "LocalStorage",
+    "Storage",
+    "file_sha256",
+    "object_name",
+    "open_s3_sources",
+    "open_storage",
+]
+
+
+def open_s3_sources(settings: Settings) -> S3Sources:
+    """The reader of `{"s3": ...}` sources: the storage endpoint and the AWS credentials."""
+    from jobs.storage.s3_sources import S3Sources
+
+    return S3Sources(settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import hashlib
 import os
 import re
 from collections.abc import AsyncIterator
@@ -21,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiobotocore.session import get_session
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from jobs.errors import BlobMissing, RangeNotSatisfiable
@@ -34,11 +31,10 @@ from jobs.storage.base import (
     file_sha256,
     object_name,
 )
-from jobs.storage.s3_common import EXISTS, MISSING, code_of
+from jobs.storage.s3_common import EXISTS, MISSING, code_of, open_client, stream_to_file
 from jobs.storage.s3_staging import S3Staging
 
 MiB = 1024 * 1024
-_BUFFER = 8 * MiB  # a download's bytes handed to the hashing/writing thread at a time
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 
 
@@ -90,23 +86,9 @@ class S3Storage(S3Staging, Scratch):
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    stack = AsyncExitStack()
-                    config = Config(
-                        signature_version="s3v4",
-                        s3={"addressing_style": "path" if self.endpoint_url else "auto"},
-                        retries={"max_attempts": 5, "mode": "standard"},
-                        max_pool_connections=32,
+                    self._stack, self._client = await open_client(
+                        self.endpoint_url, self.region, self._credentials
                     )
-                    self._client = await stack.enter_async_context(
-                        get_session().create_client(
-                            "s3",
-                            endpoint_url=self.endpoint_url,
-                            region_name=self.region,
-                            config=config,
-                            **self._credentials,
-                        )
-                    )
-                    self._stack = stack
         return self._client
 
     async def close(self) -> None:
@@ -273,35 +255,10 @@ class S3Storage(S3Staging, Scratch):
             raise
 
     async def fetch(self, digest: str, dest: Path) -> int:
-        """One streamed GET; hashing and writing run in a thread, a buffer behind the
-        network reads (one stream beat parallel ranged GETs here: bench.storage)."""
         obj = await self._get(digest)
-        h = hashlib.sha256()
-        size = 0
         try:
-            with dest.open("wb") as out:
-
-                def consume(data: bytes) -> None:
-                    h.update(data)
-                    out.write(data)
-
-                behind: asyncio.Future[None] | None = None
-                chunks: list[bytes] = []
-                held = 0
-                async for chunk in obj["Body"].iter_chunks(CHUNK):
-                    chunks.append(chunk)
-                    held += len(chunk)
-                    if held >= _BUFFER:
-                        if behind is not None:
-                            await behind
-                        behind = asyncio.ensure_future(asyncio.to_thread(consume, b"".join(chunks)))
-                        size += held
-                        chunks, held = [], 0
-                if behind is not None:
-                    await behind
-                consume(b"".join(chunks))
-                size += held
-            check_digest(digest, f"sha256:{h.hexdigest()}", f"stored object {digest}")
+            found, size = await stream_to_file(obj["Body"], dest)
+            check_digest(digest, found, f"stored object {digest}")
         except BaseException:
             dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
             raise

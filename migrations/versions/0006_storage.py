@@ -1,4 +1,5 @@
-"""Tenant-owned blobs (`blob_owners`: which tenants may use a digest) and direct uploads.
+"""Tenant-owned blobs (`blob_owners`: which tenants may use a digest), direct uploads
+(`uploads`) and S3 source grants (`source_grants`: bucket prefixes a tenant may read).
 
 A digest is usable by a tenant only if it uploaded, imported or produced it. Uploads made
 before this revision have no owner recorded, so no tenant can use them until they are
@@ -56,9 +57,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_uploads_tenant_id", "uploads", ["tenant_id"])
+    op.create_table(
+        "source_grants",
+        sa.Column("tenant_id", sa.String(length=36), nullable=False),
+        sa.Column("prefix", sa.String(length=1100), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+        sa.PrimaryKeyConstraint("tenant_id", "prefix"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("source_grants")
     op.drop_index("ix_uploads_tenant_id", table_name="uploads")
     op.drop_table("uploads")
     op.drop_table("blob_owners")

@@ -71,3 +71,17 @@ def test_tenant_create_prints_a_working_token(embedded: dict[str, str]) -> None:
     assert listed["jobs"] == []
     dup = vidjobs("tenant", "create", "newsroom", env=embedded, check=False)
     assert dup.returncode == 2 and "already exists" in dup.stderr
+
+
+def test_tenant_grant_and_revoke_source(embedded: dict[str, str]) -> None:
+    vidjobs("tenant", "create", "studio", env=embedded)
+    granted = vidjobs("tenant", "grant-source", "studio", "s3://media-bucket/shows", env=embedded)
+    assert "s3://media-bucket/shows/" in granted.stdout
+    revoked = vidjobs("tenant", "revoke-source", "studio", "s3://media-bucket/shows/", env=embedded)
+    assert "no longer" in revoked.stdout
+    again = vidjobs("tenant", "revoke-source", "studio", "s3://media-bucket/shows/", env=embedded, check=False)
+    assert again.returncode == 2 and "no grant" in again.stderr
+    bad = vidjobs("tenant", "grant-source", "studio", "s3://media-bucket/../x", env=embedded, check=False)
+    assert bad.returncode == 2 and "segments" in bad.stderr
+    nobody = vidjobs("tenant", "grant-source", "nobody", "s3://media-bucket/x/", env=embedded, check=False)
+    assert nobody.returncode == 2 and "no tenant" in nobody.stderr

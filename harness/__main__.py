@@ -65,6 +65,7 @@ async def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         sleep_seconds=args.job_seconds,
         lease_seconds=args.lease,
+        storage=args.storage,
     )
     faults = schedule(args.seed, args.seconds, args.interval, fleet.workers)
     print(
@@ -122,12 +123,17 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"drain check failed: {exc}", flush=True)
             await asyncio.sleep(0.5)
         drain_done = time.monotonic()
-        audit = await run_audit(db, load, blob_store(run_dir), LEDGER_GROUP)
+        blobs = blob_store(run_dir, fleet.env)
+        try:
+            audit = await run_audit(db, load, blobs, LEDGER_GROUP)
+        finally:
+            await blobs.close()
         config = {
             "seed": args.seed,
             "command": "python -m harness " + shlex.join(sys.argv[1:]),
             "fleet": f"API 1, relays 2, workers 3 x {fleet.worker_concurrency} ({args.executor} executor), reaper 1, ledger 1; "
-            f"lease {args.lease:.0f} s; PostgreSQL 15 + Kafka 4.4 on 127.0.0.1",
+            f"lease {args.lease:.0f} s; PostgreSQL 15 + Kafka 4.4 on 127.0.0.1; storage {args.storage}"
+            + (" (versitygw; every process on its own data dir)" if args.storage == "s3" else ""),
         }
         timings = {
             "load": load_done - start,
@@ -167,6 +173,10 @@ def main() -> None:
     parser.add_argument("--report", help="where to write the markdown report")
     parser.add_argument("--out", help="run directory (default: a new temp dir)")
     parser.add_argument("--keep-services", action="store_true")
+    parser.add_argument(
+        "--storage", choices=["local", "s3"], default="local",
+        help="s3: blobs in a private versitygw bucket, no directory shared between processes",
+    )
     args = parser.parse_args()
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:

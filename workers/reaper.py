@@ -69,6 +69,8 @@ class Reaper:
                 await self.expire()
                 await self.blobs.abort_stale_uploads(self.upload_max_age)
         if self.blobs is not None:
+            if rescued:  # a rescued lease may have been a killed worker on this host
+                await asyncio.to_thread(self.blobs.clean_orphans)
             await asyncio.to_thread(self.blobs.clean_temp, self.temp_max_age)
         return len(rescued)
 

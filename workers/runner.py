@@ -35,6 +35,7 @@ from jobs.models import Job
 from jobs.owners import record_owner
 from jobs.settings import Settings
 from jobs.storage import Storage, open_s3_sources
+from jobs.storage.base import attempt_prefix
 from workers.executor import ExecutionContext, ExecutionResult, Executor
 from workers.inputs import fetch_inputs
 from workers.wakeup import Wakeup
@@ -109,6 +110,7 @@ class Runner:
         service's refill), so a busy worker pays one round trip per group for both.
         """
         self.wakeup.bind()
+        await asyncio.to_thread(self.blobs.clean_orphans)  # killed predecessors' scratch
         stop_wait = asyncio.create_task(stop.wait())
         self._sweeping = True
         if self.claims.refill is None:
@@ -225,7 +227,7 @@ class Runner:
                 job,
                 [],
                 progress.report,
-                make_workdir=lambda: self.blobs.temp_dir(f"job-{job.id}-"),
+                make_workdir=lambda: self.blobs.temp_dir(attempt_prefix(job.id)),
             )
             heartbeat = _Heartbeat(self, job, progress)
             try:

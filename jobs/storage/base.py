@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,24 @@ from typing import Protocol
 from jobs.errors import PayloadTooLarge, SourceChanged
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
+_ATTEMPT = re.compile(r"^job-\d+-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-")
+
+
+def attempt_prefix(job_id: int | None) -> str:
+    """The scratch dir name prefix of one attempt: the job, this host and this process, so
+    a dead process's dirs can be told from a live one's (`Scratch.clean_orphans`)."""
+    return f"job-{job_id}-{_HOST}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 CHUNK = 1024 * 1024
 
 
@@ -140,6 +159,8 @@ class Storage(Protocol):
 
     def clean_temp(self, older_than_seconds: float) -> int: ...
 
+    def clean_orphans(self) -> int: ...
+
     async def receive(
         self, chunks: AsyncIterator[bytes], max_bytes: int
     ) -> tuple[str, int, Path]: ...
@@ -188,6 +209,20 @@ class Scratch:
             tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, not worth a thread
             raise
         return f"sha256:{h.hexdigest()}", size, tmp
+
+    def clean_orphans(self) -> int:
+        """Remove the attempt dirs of processes on this host that are gone (killed
+        workers), at once rather than after `clean_temp`'s age. Returns how many."""
+        if not self.tmp.is_dir():
+            return 0
+        removed = 0
+        for entry in self.tmp.iterdir():
+            m = _ATTEMPT.match(entry.name)
+            if m is None or m["host"] != _HOST or _alive(int(m["pid"])):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
 
     def clean_temp(self, older_than_seconds: float) -> int:
         """Remove scratch files left by killed workers. Returns how many were removed."""

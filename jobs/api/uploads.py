@@ -108,6 +108,12 @@ async def send_upload(request: Request, tenant: Tenant, upload_id: str) -> dict[
     """The upload's bytes, through the API (the URL local storage hands out)."""
     st = deps.state(request)
     row = await _open_upload(st, tenant, upload_id)
+    if st.blobs.direct_uploads:
+        raise InvalidRequest(
+            "on this server uploads go straight to storage: PUT the bytes to the url (or the "
+            "parts' urls) that POST /v1/uploads answered",
+            details=[{"path": "upload_id", "message": "not through the API", "allowed": "url"}],
+        )
     if row.completed_at is not None:
         raise InvalidRequest(
             "this upload is already completed",

@@ -96,6 +96,9 @@ class Storage(Protocol):
     """What the API, the workers and the reaper need of storage (local dir or S3)."""
 
     description: str  # for logs: file:///... or s3://bucket/prefix
+    # True when clients send direct uploads straight to storage (presigned URLs), so the
+    # API's own PUT /v1/uploads/{id} is not for them.
+    direct_uploads: bool
 
     async def ensure(self) -> None:
         """Make the store usable (its directory, or check/create the bucket)."""

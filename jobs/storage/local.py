@@ -27,6 +27,8 @@ from jobs.storage.base import (
 
 
 class LocalStorage(Scratch):
+    direct_uploads = False
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         super().__init__(self.root / "tmp")

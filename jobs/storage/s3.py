@@ -41,6 +41,8 @@ _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 
 
 class S3Storage(S3Staging, Scratch):
+    direct_uploads = True
+
     def __init__(
         self,
         url: str,

@@ -3,7 +3,6 @@ per part), read back by vidjobs to be verified and stored under their digest."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +65,11 @@ class S3Staging:
         return DirectUpload(None, parts, upload_id, {})
 
     async def stage(self, name: str, path: Path) -> None:
+        """A staged object from a local file (streamed from the file, one PUT)."""
         c = await self.client()
         try:
-            body = await asyncio.to_thread(path.read_bytes)
-            await c.put_object(Bucket=self.bucket, Key=self._staged(name), Body=body)
+            with path.open("rb") as body:
+                await c.put_object(Bucket=self.bucket, Key=self._staged(name), Body=body)
         finally:
             path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
 

@@ -89,6 +89,20 @@ async def test_a_blob_source_is_streamed_from_storage_and_the_output_stored_ther
     assert await store.exists(job.output["digest"])
 
 
+async def test_a_tenant_may_use_its_own_outputs_as_sources_and_no_one_else_may(
+    db: Database, service: JobService, tenant: TenantRef, other_tenant: TenantRef,
+    settings: Settings, source_root: Path,
+) -> None:
+    from jobs.errors import SourceNotFound
+
+    store = LocalStorage(settings.data_dir / "blobs")
+    job = await run_one(db, service, tenant, settings, store, edit({"path": "clip.mp4"}), ReadingExecutor())
+    produced = job.output["digest"]
+    assert (await service.submit(tenant, edit({"digest": produced}, 7))).created
+    with pytest.raises(SourceNotFound):
+        await service.submit(other_tenant, edit({"digest": produced}, 7))
+
+
 async def test_a_corrupted_blob_fails_source_changed_and_stores_nothing(
     db: Database, service: JobService, tenant: TenantRef, settings: Settings, tmp_path: Path
 ) -> None:

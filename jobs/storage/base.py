@@ -172,8 +172,11 @@ class Storage(Protocol):
 class Scratch:
     """A process's private local scratch directory: attempt dirs and incoming uploads."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.tmp = root
+        # Local stores link received files into place: they must be on disk first. Scratch
+        # that only feeds an upload elsewhere (S3) needs no fsync.
+        self.durable = durable
 
     def ensure_scratch(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -207,7 +210,8 @@ class Scratch:
                     h.update(chunk)
                     f.write(chunk)
                 f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    os.fsync(f.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, not worth a thread
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import os
 import re
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from jobs.errors import BlobMissing, RangeNotSatisfiable
+from jobs.errors import BlobMissing, RangeNotSatisfiable, SourceChanged
 from jobs.storage.base import (
     CHUNK,
     ByteRange,
@@ -35,6 +36,7 @@ from jobs.storage.s3_common import EXISTS, MISSING, code_of, open_client, stream
 from jobs.storage.s3_staging import S3Staging
 
 MiB = 1024 * 1024
+_BAD_DIGEST = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"}
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 
 
@@ -59,7 +61,7 @@ class S3Storage(S3Staging, Scratch):
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise ValueError(f"not an s3://bucket/prefix URL: {url!r}")
-        super().__init__(scratch)
+        super().__init__(scratch, durable=False)
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.description = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -134,19 +136,24 @@ class S3Storage(S3Staging, Scratch):
     # --- writes ----------------------------------------------------------------------
 
     async def put_file(self, path: Path, digest: str | None = None) -> tuple[str, int]:
+        """The file is hashed once: before the upload when its digest (the key) is not
+        known, else on the way up (single part: the server checks the SHA-256 checksum;
+        multipart: the parts are hashed in order and the upload aborted on a mismatch)."""
         try:
-            found, size = await asyncio.to_thread(file_sha256, path)
-            if digest is not None:
-                check_digest(digest, found, f"the file {path.name} being stored")
-            if size < self.multipart_threshold:
-                await self._put_single(path, found)
+            if digest is None:
+                name, size = await asyncio.to_thread(file_sha256, path)
             else:
-                await self._put_multipart(path, found, size)
-            return found, size
+                name, size = digest, os.stat(path).st_size
+            verify = digest is not None
+            if size < self.multipart_threshold:
+                await self._put_single(path, name, verify)
+            else:
+                await self._put_multipart(path, name, size, verify)
+            return name, size
         finally:
             path.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
 
-    async def _put_single(self, path: Path, digest: str) -> None:
+    async def _put_single(self, path: Path, digest: str, verify: bool) -> None:
         c = await self.client()
         body = await asyncio.to_thread(path.read_bytes)
         checksum = base64.b64encode(bytes.fromhex(digest.split(":", 1)[1])).decode()
@@ -162,20 +169,28 @@ class S3Storage(S3Staging, Scratch):
                 return
             except ClientError as exc:
                 code = code_of(exc)
-                if code in EXISTS:
-                    return  # someone stored these very bytes first
+                if code in EXISTS:  # stored first by someone: were these its bytes?
+                    if verify:
+                        h = await asyncio.to_thread(hashlib.sha256, body)
+                        check_digest(digest, f"sha256:{h.hexdigest()}", f"the file {path.name}")
+                    return
+                if code in _BAD_DIGEST:
+                    raise SourceChanged(
+                        f"the file {path.name} being stored does not hash to {digest}",
+                        details={"expected": digest},
+                    ) from None
                 if code in _CONFLICT and attempt < 7:  # a concurrent conditional write
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
                 raise
 
-    async def _put_multipart(self, path: Path, digest: str, size: int) -> None:
+    async def _put_multipart(self, path: Path, digest: str, size: int, verify: bool) -> None:
         c = await self.client()
         key = self.key(digest)
         upload = await c.create_multipart_upload(Bucket=self.bucket, Key=key)
         upload_id = upload["UploadId"]
         try:
-            parts = await self._upload_parts(path, key, upload_id, size)
+            parts = await self._upload_parts(path, key, upload_id, size, digest if verify else None)
             try:
                 await c.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -193,12 +208,16 @@ class S3Storage(S3Staging, Scratch):
             raise
 
     async def _upload_parts(
-        self, path: Path, key: str, upload_id: str, size: int
+        self, path: Path, key: str, upload_id: str, size: int, verify: str | None
     ) -> list[dict[str, Any]]:
-        """Upload the file's parts, a few at a time (the file was hashed just before)."""
+        """Upload the file's parts, a few at a time; with `verify`, hash them in file order
+        on the way and fail (before completing) unless they hash to that digest."""
         c = await self.client()
         count = (size + self.part_size - 1) // self.part_size
         limit = asyncio.Semaphore(self.part_concurrency)
+        h = hashlib.sha256()
+        hashed = asyncio.Condition()
+        turn = [1]
 
         def read(number: int) -> bytes:
             with path.open("rb") as f:
@@ -208,12 +227,21 @@ class S3Storage(S3Staging, Scratch):
         async def one(number: int) -> dict[str, Any]:
             async with limit:
                 body = await asyncio.to_thread(read, number)
+                if verify is not None:
+                    async with hashed:  # parts are hashed in file order (in a thread)
+                        await hashed.wait_for(lambda: turn[0] == number)
+                        await asyncio.to_thread(h.update, body)
+                        turn[0] += 1
+                        hashed.notify_all()
                 r = await c.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                 )
                 return {"ETag": r["ETag"], "PartNumber": number}
 
-        return await _all_or_none([one(n) for n in range(1, count + 1)])
+        parts = await _all_or_none([one(n) for n in range(1, count + 1)])
+        if verify is not None:
+            check_digest(verify, f"sha256:{h.hexdigest()}", f"the file {path.name} being stored")
+        return parts
 
     async def _abort(self, key: str, upload_id: str) -> None:
         c = await self.client()

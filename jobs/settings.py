@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_multipart_threshold_bytes: int = Field(default=64 * 1024**2, ge=5 * 1024**2)
     s3_part_size_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # POST /v1/sources (a body through the API, or a URL import): the largest accepted.
+    source_max_bytes: int = Field(default=2 * 1024**3, ge=1)
     # Direct uploads (POST /v1/uploads): the largest accepted, and how long its URL is valid.
     upload_max_bytes: int = Field(default=20 * 1024**3, ge=1)
     upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)

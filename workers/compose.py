@@ -78,7 +78,12 @@ class Components:
 
     def app(self, probe: Probe | None = None) -> FastAPI:
         state = ApiState(
-            db=self.db, service=self.service, settings=self.settings, blobs=self.blobs, probe=probe
+            db=self.db,
+            service=self.service,
+            settings=self.settings,
+            blobs=self.blobs,
+            probe=probe,
+            max_upload_bytes=self.settings.source_max_bytes,
         )
         return create_app(state)
 

@@ -8,8 +8,9 @@
 1. A file of --mib random MiB goes up and comes down through `S3Storage.put_file` / `fetch`
    (vidjobs: hashing the file first, conditional multipart upload of 16 MiB parts four at a
    time re-hashed on the way; download verified while it streams) and through boto3's own
-   `upload_file` / `download_file` (its default TransferConfig: 8 MiB parts, 10 threads), to
-   the same server in the same run. Rounds are interleaved (each round runs every case, the
+   `upload_file` / `download_file` (its default TransferConfig: 8 MiB parts, 10 threads) and
+   obstore's `put_async` / `get_async` (Rust; its defaults: 12 parts in flight), to the same
+   server in the same run; neither baseline hashes what it moves. Rounds are interleaved (each round runs every case, the
    order rotated), so drift hits all alike; median and min-max spread of MiB/s.
 2. Per-job added time of S3 against local storage: one worker (SQLite, concurrency 1) runs
    --jobs jobs one after the other on a --job-mib blob source with an executor that copies its
@@ -87,8 +88,17 @@ async def transfer(args: argparse.Namespace, tmp: Path) -> None:
     src = tmp / "big.bin"
     random_file(src, args.mib)
     size_mib = src.stat().st_size / MiB
+    import obstore
+    from obstore.store import S3Store
+
+    obs = S3Store(
+        bucket, endpoint=conf["endpoint_url"], access_key_id=conf["access_key"],
+        secret_access_key=conf["secret_key"], region="us-east-1",
+        client_options={"allow_http": True}, virtual_hosted_style_request=False,
+    )
     rates: dict[str, list[float]] = {k: [] for k in (
-        "vidjobs upload", "boto3 upload", "vidjobs download", "boto3 download")}
+        "vidjobs upload", "boto3 upload", "obstore upload",
+        "vidjobs download", "boto3 download", "obstore download")}
     digest = ""
 
     async def vidjobs_up() -> float:
@@ -120,20 +130,37 @@ async def transfer(args: argparse.Namespace, tmp: Path) -> None:
         dest.unlink()
         return elapsed
 
+    async def obs_up() -> float:
+        t = time.perf_counter()
+        await obstore.put_async(obs, "bench/obstore", src)
+        return time.perf_counter() - t
+
+    async def obs_down() -> float:
+        dest = tmp / "down.obstore"
+        t = time.perf_counter()
+        got = await obstore.get_async(obs, "bench/obstore")
+        with dest.open("wb") as f:
+            async for chunk in got:
+                f.write(chunk)
+        elapsed = time.perf_counter() - t
+        dest.unlink()
+        return elapsed
+
     try:
         for r in range(args.rounds):
-            pairs = [("vidjobs", vidjobs_up, vidjobs_down), ("boto3", boto_up, boto_down)]
-            if r % 2:
-                pairs.reverse()
+            pairs = [("vidjobs", vidjobs_up, vidjobs_down), ("boto3", boto_up, boto_down),
+                     ("obstore", obs_up, obs_down)]
+            pairs = pairs[r % 3:] + pairs[: r % 3]  # rotate the order each round
             for name, up, down in pairs:
                 rates[f"{name} upload"].append(size_mib / await up())
                 rates[f"{name} download"].append(size_mib / await down())
             await store.delete(digest)  # the next round's conditional write must write again
             boto.delete_object(Bucket=bucket, Key="bench/boto3")
+            await obstore.delete_async(obs, "bench/obstore")
     finally:
         await store.abort_stale_uploads(-3600)
         c = await store.client()
-        for key in ("bench/boto3", store.key(digest) if digest else None):
+        for key in ("bench/boto3", "bench/obstore", store.key(digest) if digest else None):
             if key:
                 await c.delete_object(Bucket=bucket, Key=key)
         await c.delete_bucket(Bucket=bucket)
@@ -144,8 +171,9 @@ async def transfer(args: argparse.Namespace, tmp: Path) -> None:
     for name, values in rates.items():
         print(f"  {name:<18} {spread(values)}")
     for way in ("upload", "download"):
-        ratio = statistics.median(rates[f"vidjobs {way}"]) / statistics.median(rates[f"boto3 {way}"])
-        print(f"  vidjobs / boto3 {way}: {ratio:.2f}")
+        ours = statistics.median(rates[f"vidjobs {way}"])
+        print(f"  vidjobs / boto3 {way}: {ours / statistics.median(rates[f'boto3 {way}']):.2f}; "
+              f"vidjobs / obstore {way}: {ours / statistics.median(rates[f'obstore {way}']):.2f}")
 
 
 class CopyExecutor:

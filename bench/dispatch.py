@@ -24,11 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.db import throwaway_database
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.statements import jobs as jobs_table
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 from workers.bus import Bus, InProcessBus
 from workers.compose import Components
@@ -64,8 +64,8 @@ async def run_path(
             poll_seconds=1.0,
             heartbeat_seconds=5,
         )
-        blobs = BlobStore(settings.data_dir / "blobs")
-        blobs.ensure()
+        blobs = LocalStorage(settings.data_dir / "blobs")
+        blobs.ensure_scratch()
         c = Components(settings=settings, db=Database(url), blobs=blobs)
         async with c.db.transaction() as conn:
             tenant, _ = await create_tenant(conn, "bench")

@@ -21,12 +21,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 from migrations import upgrade
 from workers.ffmpeg import FfmpegExecutor, find_ffmpeg, preflight
@@ -82,7 +82,7 @@ async def main() -> None:
         await upgrade(db.engine)
         wakeup = Wakeup()
         service = JobService(db, settings, after_commit=lambda _e: wakeup.notify())
-        blobs = BlobStore(settings.data_dir / "blobs")
+        blobs = LocalStorage(settings.data_dir / "blobs")
         runner = Runner(
             ClaimService(db, settings),
             FfmpegExecutor(),

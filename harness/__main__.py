@@ -73,6 +73,7 @@ async def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         sleep_seconds=args.job_seconds,
         lease_seconds=args.lease,
+        storage=args.storage,
     )
     faults = schedule(args.seed, args.seconds, args.interval, fleet.workers)
     print(
@@ -137,7 +138,11 @@ async def run(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline and set(receiver.effects) != succeeded_keys:
             await asyncio.sleep(0.5)  # owed webhooks still being retried
         drain_done = time.monotonic()
-        audit = await run_audit(db, load, blob_store(run_dir), LEDGER_GROUP)
+        blobs = blob_store(run_dir, fleet.env)
+        try:
+            audit = await run_audit(db, load, blobs, LEDGER_GROUP)
+        finally:
+            await blobs.close()
         doubled = sorted(k for k, n in receiver.effects.items() if n > 1)
         audit.check(
             "webhook receiver's effects = succeeded jobs, once each",
@@ -150,7 +155,8 @@ async def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "command": "python -m harness " + shlex.join(sys.argv[1:]),
             "fleet": f"API 1, relays 2, workers 3 x {fleet.worker_concurrency} ({args.executor} executor), reaper 1, ledger 1, webhooks 1 (receiver fails ~1/3 at random); "
-            f"lease {args.lease:.0f} s; PostgreSQL 15 + Kafka 4.4 on 127.0.0.1",
+            f"lease {args.lease:.0f} s; PostgreSQL 15 + Kafka 4.4 on 127.0.0.1; storage {args.storage}"
+            + (" (versitygw; every process on its own data dir)" if args.storage == "s3" else ""),
         }
         timings = {
             "load": load_done - start,
@@ -192,6 +198,10 @@ def main() -> None:
     parser.add_argument("--report", help="where to write the markdown report")
     parser.add_argument("--out", help="run directory (default: a new temp dir)")
     parser.add_argument("--keep-services", action="store_true")
+    parser.add_argument(
+        "--storage", choices=["local", "s3"], default="local",
+        help="s3: blobs in a private versitygw bucket, no directory shared between processes",
+    )
     args = parser.parse_args()
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:

@@ -6,7 +6,8 @@ has drained. Every check is a count that must be exactly right.
 
 from __future__ import annotations
 
-import hashlib
+import os
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from harness.load import LoadResult
-from jobs.blobstore import BlobStore
 from jobs.db import Database
+from jobs.errors import BlobMissing, SourceChanged
+from jobs.settings import Settings
+from jobs.storage import Storage
 
 
 @dataclass
@@ -61,7 +64,7 @@ async def drained(db: Database, keys: set[str], ledger_group: str) -> bool:
     return bool(open_jobs == 0 and unpublished == 0 and counted >= succeeded)
 
 
-async def run_audit(db: Database, load: LoadResult, blobs: BlobStore, ledger_group: str) -> Audit:
+async def run_audit(db: Database, load: LoadResult, blobs: Storage, ledger_group: str) -> Audit:
     audit = Audit()
     keys = load.accepted_keys
     async with db.engine.connect() as conn:
@@ -177,14 +180,17 @@ async def run_audit(db: Database, load: LoadResult, blobs: BlobStore, ledger_gro
     )
 
     bad_outputs = []
-    for r in succeeded:
-        out = r["output"] or {}
-        path = blobs.path_for(out["digest"])
-        data = path.read_bytes() if path.is_file() else b""
-        if "sha256:" + hashlib.sha256(data).hexdigest() != out["digest"] or len(data) != out.get(
-            "size"
-        ):
-            bad_outputs.append(r["key"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in succeeded:
+            out = r["output"] or {}
+            dest = Path(tmp) / "output"
+            try:  # streamed from storage and verified against the digest on the way
+                size = await blobs.fetch(out["digest"], dest)
+            except (SourceChanged, BlobMissing):
+                size = -1
+            dest.unlink(missing_ok=True)
+            if size != out.get("size"):
+                bad_outputs.append(r["key"])
     audit.check(
         "no visible output is partial (digest matches bytes)",
         not bad_outputs,
@@ -206,5 +212,16 @@ async def run_audit(db: Database, load: LoadResult, blobs: BlobStore, ledger_gro
     return audit
 
 
-def blob_store(run_dir: Path) -> BlobStore:
-    return BlobStore(run_dir / "data" / "blobs")
+def blob_store(run_dir: Path, env: dict[str, str]) -> Storage:
+    """The fleet's store, as its processes open it (from their environment)."""
+    from jobs.storage import open_storage
+
+    s3 = {k: v for k, v in env.items() if k.startswith("AWS_")}
+    os.environ.update(s3)
+    return open_storage(
+        Settings(
+            data_dir=run_dir / "audit",
+            storage_url=env["VIDJOBS_STORAGE_URL"],
+            s3_endpoint_url=env.get("VIDJOBS_S3_ENDPOINT_URL"),
+        )
+    )

@@ -67,12 +67,16 @@ class Fleet:
     api_url: str = ""
     database_url: str = ""
     kafka: str = ""
+    storage: str = "local"  # or "s3": blobs in a versitygw bucket, no shared directory
+    s3: dict[str, str] = field(default_factory=dict)
 
     # --- services ------------------------------------------------------------------------
 
     def _services(self, command: str) -> str:
         env = {**os.environ, "VIDJOBS_TEST_STATE": str(self.run_dir / "state")}
-        for var in ("VIDJOBS_TEST_DATABASE_URL", "VIDJOBS_TEST_KAFKA_BOOTSTRAP"):
+        for var in ("VIDJOBS_TEST_DATABASE_URL", "VIDJOBS_TEST_KAFKA_BOOTSTRAP",
+                    "VIDJOBS_TEST_S3_ENDPOINT", "VIDJOBS_TEST_S3_ACCESS_KEY",
+                    "VIDJOBS_TEST_S3_SECRET_KEY"):
             env.pop(var, None)
         out = subprocess.run(
             [sys.executable, str(SERVICES), command],
@@ -88,6 +92,10 @@ class Fleet:
     def start_services(self) -> None:
         self.database_url = self._services("postgres-start")
         self.kafka = self._services("kafka-start")
+        if self.storage == "s3":  # a private versitygw: exports of its endpoint and keys
+            exports = self._services("s3-start").splitlines()
+            found = dict(line.removeprefix("export ").split("=", 1) for line in exports)
+            self.s3 = {k: v.strip("'") for k, v in found.items()}
 
     def restart_postgres(self) -> None:
         self._services("postgres-restart")
@@ -96,7 +104,7 @@ class Fleet:
         self._services("kafka-restart")
 
     def stop_services(self) -> None:
-        for command in ("kafka-stop", "postgres-stop"):
+        for command in ("kafka-stop", "postgres-stop", "s3-stop"):
             try:
                 self._services(command)
             except RuntimeError as exc:
@@ -128,6 +136,7 @@ class Fleet:
             "VIDJOBS_SLEEP_SECONDS": str(self.sleep_seconds),
             "PYTHONUNBUFFERED": "1",
             **webhook_env,
+            **self.storage_env(),
         }
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -156,6 +165,23 @@ class Fleet:
             Proc("webhooks", 0, [*cli, "webhooks"], logs),
         ]
 
+    def storage_env(self) -> dict[str, str]:
+        """Blobs in a directory every process reads (local), or in a bucket (s3): then each
+        process has only its own data dir, as on separate machines."""
+        if self.storage == "local":
+            return {"VIDJOBS_STORAGE_URL": (self.run_dir / "data" / "blobs").as_uri()}
+        return {
+            "VIDJOBS_STORAGE_URL": f"s3://{self.bucket}/blobs",
+            "VIDJOBS_S3_ENDPOINT_URL": self.s3["VIDJOBS_TEST_S3_ENDPOINT"],
+            "AWS_ACCESS_KEY_ID": self.s3["VIDJOBS_TEST_S3_ACCESS_KEY"],
+            "AWS_SECRET_ACCESS_KEY": self.s3["VIDJOBS_TEST_S3_SECRET_KEY"],
+            "AWS_REGION": "us-east-1",
+        }
+
+    @property
+    def bucket(self) -> str:
+        return f"vjh-{self.run_dir.name.lower().replace('_', '-')}"[:63].rstrip("-")
+
     def vidjobs(self, *args: str) -> str:
         out = subprocess.run(
             [sys.executable, "-m", "workers.cli", *args],
@@ -171,10 +197,11 @@ class Fleet:
 
     def start(self, proc: Proc) -> None:
         proc.incarnation += 1
+        host = self.run_dir / "hosts" / proc.name  # its own disk: scratch only
         with proc.log.open("wb") as log:
             proc.popen = subprocess.Popen(
                 proc.argv,
-                env=self.env,
+                env={**self.env, "VIDJOBS_DATA_DIR": str(host)},
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

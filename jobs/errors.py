@@ -44,6 +44,27 @@ class JobNotFound(VidjobsError):
     http_status = 404
 
 
+class OutputExpired(VidjobsError):
+    """The job succeeded, but retention deleted its output file; submit it again to re-run."""
+
+    code = "output_expired"
+    http_status = 410
+
+
+class UploadNotFound(VidjobsError):
+    """No open upload with this id for this tenant (never made, another's, or expired)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class UploadIncomplete(VidjobsError):
+    """The upload's bytes have not (all) arrived in storage yet."""
+
+    code = "upload_incomplete"
+    http_status = 409
+
+
 class DuplicateJob(VidjobsError):
     """The key is in flight or done and the client asked to be told (`on_duplicate=reject`)."""
 
@@ -68,6 +89,13 @@ class IdempotencyKeyReused(VidjobsError):
 class PayloadTooLarge(VidjobsError):
     code = "payload_too_large"
     http_status = 413
+
+
+class RangeNotSatisfiable(VidjobsError):
+    """A Range header that asks for bytes the file does not have."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
 
 
 class Unavailable(VidjobsError):
@@ -138,3 +166,15 @@ class RetryableError(ExecutionError):
     ) -> None:
         super().__init__(message, code=code, details=details)
         self.delay = delay
+
+
+class SourceChanged(PermanentError):
+    """The bytes a worker was about to read are not the ones the job's key names."""
+
+    code = "source_changed"
+
+
+class BlobMissing(PermanentError):
+    """A digest the job names is not in storage (deleted, expired or never stored)."""
+
+    code = "blob_missing"

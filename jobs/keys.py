@@ -51,13 +51,16 @@ def file_digest(path: Path) -> str:
 
 
 class DigestCache:
-    """Content digests of path sources, cached by (path, size, mtime_ns, inode).
+    """Content digests of path sources, cached by (path, size, mtime_ns, ctime_ns, inode).
 
-    A large source is read once; a changed file (new size, mtime or inode) is re-read.
+    A large source is read once; a changed file is re-read. The mtime alone is not enough: a
+    same-size rewrite can put the old mtime back (`touch -d`, `os.utime`), but no one can set
+    the ctime, which every write and every utime moves. The worker verifies the digest again
+    before it reads the file anyway, so a stale entry could never produce a wrong output.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
-        self._entries: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, int, int, int], str] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
         self.misses = 0
@@ -65,13 +68,13 @@ class DigestCache:
     def cached(self, path: Path) -> str | None:
         """The digest if this exact file version was hashed before (a stat, no read)."""
         st = path.stat()
-        ident = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        ident = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         with self._lock:
             return self._entries.get(ident)
 
     def digest(self, path: Path) -> str:
         st = path.stat()
-        ident = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        ident = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         with self._lock:
             if ident in self._entries:
                 self._entries.move_to_end(ident)

@@ -191,6 +191,46 @@ class Blob(SQLModel, table=True):
     created_at: dt.datetime | None = _now_default()
 
 
+class BlobOwner(SQLModel, table=True):
+    """A tenant that uploaded, imported or produced a digest. Only an owner may use a digest
+    (as a source or watermark); to anyone else it looks exactly like an unknown one. Storage
+    keeps one copy of identical bytes whatever the number of owners."""
+
+    __tablename__ = "blob_owners"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    digest: str = Field(primary_key=True, max_length=80)
+    created_at: dt.datetime | None = _now_default()
+
+
+class SourceGrant(SQLModel, table=True):
+    """A bucket prefix (`s3://bucket/prefix/`) whose objects a tenant may use as sources."""
+
+    __tablename__ = "source_grants"
+
+    tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
+    prefix: str = Field(primary_key=True, max_length=1100)
+    created_at: dt.datetime | None = _now_default()
+
+
+class Upload(SQLModel, table=True):
+    """A direct upload: the client sends the bytes straight to storage (a presigned URL, or
+    the API itself on local storage), then asks vidjobs to verify and adopt them."""
+
+    __tablename__ = "uploads"
+
+    id: str = Field(primary_key=True, max_length=36)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=36)
+    size: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    media_type: str = Field(max_length=100)
+    # The S3 multipart upload id when the parts were presigned separately.
+    multipart_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    digest: str | None = Field(default=None, max_length=80)  # set once completed
+    created_at: dt.datetime | None = _now_default()
+    expires_at: dt.datetime | None = _ts(nullable=False)
+    completed_at: dt.datetime | None = _ts()
+
+
 class Usage(SQLModel, table=True):
     """A tenant's finished work per UTC day, written by the usage ledger (once per event)."""
 

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox, statements
+from jobs import grants, outbox, owners, statements
 from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
@@ -33,14 +33,17 @@ from jobs.errors import (
     TooManyRequests,
 )
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
-from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
+from jobs.models import IdempotencyKey, Job, OutboxEvent
 from jobs.settings import Settings
-from jobs.spec import EditRequest, Source, canonical_edit
+from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
 from jobs.status import EventType, JobStatus
+from jobs.storage import open_s3_sources
 from jobs.tenants import TenantRef
 
+if TYPE_CHECKING:
+    from jobs.storage.s3_sources import S3Sources
+
 idem = IdempotencyKey.__table__  # type: ignore[attr-defined]
-blobs = Blob.__table__  # type: ignore[attr-defined]
 
 AfterCommit = Callable[[Sequence[outbox.Event]], None]
 EditCheck = Callable[[EditRequest], None]
@@ -93,8 +96,10 @@ class JobService:
         after_commit: AfterCommit | None = None,
         check_edit: EditCheck | None = None,
         check_source: SourceCheck | None = None,
+        s3_sources: S3Sources | None = None,
     ) -> None:
         self.db = db
+        self._s3_sources = s3_sources
         self.settings = settings
         self.digests = digests or DigestCache()
         self.after_commit = after_commit
@@ -112,7 +117,7 @@ class JobService:
         inputs: list[dict[str, Any]] = []
         checks: list[tuple[str, Path | None, bool]] = []
         for where, source in _source_paths(req):
-            resolved = await self._resolve(source, where)
+            resolved = await self._resolve(tenant, source, where)
             inputs.append(resolved)
             image_ok = where.endswith("].source")  # a watermark
             checks.append((where, Path(resolved["path"]) if resolved["path"] else None, image_ok))
@@ -132,19 +137,20 @@ class JobService:
         ).hexdigest()
         return PreparedEdit(key=key, spec=spec, request_hash=request_hash, checks=tuple(checks))
 
-    async def _resolve(self, source: Source, where: str) -> dict[str, Any]:
+    async def _resolve(self, tenant: TenantRef, source: Source, where: str) -> dict[str, Any]:
         if source.path is not None:
             path = resolve_source_path(source.path, self.source_roots, where)
             digest = self.digests.cached(path)
             if digest is None:  # hashing a large file must not block the event loop
                 digest = await asyncio.to_thread(self.digests.digest, path)
             return {"digest": digest, "path": str(path)}
+        if source.s3 is not None:
+            return await self._resolve_s3(tenant, source.s3, where)
         assert source.digest is not None
+        # Another tenant's digest is answered exactly like one nobody uploaded.
         async with self.db.reader.connect() as conn:
-            found = (
-                await conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == source.digest))
-            ).first()
-        if found is None:
+            found = await owners.owns(conn, tenant.id, source.digest)
+        if not found:
             raise SourceNotFound(
                 "no uploaded blob has this digest",
                 details=[
@@ -156,6 +162,37 @@ class JobService:
                 ],
             )
         return {"digest": source.digest, "path": None}
+
+    async def _resolve_s3(self, tenant: TenantRef, url: str, where: str) -> dict[str, Any]:
+        """An object in a granted prefix, pinned to its current version. Not granted and
+        missing are the same answer."""
+        bucket, key = parse_s3_url(url)
+        async with self.db.reader.connect() as conn:
+            granted = await grants.may_read(conn, tenant.id, bucket, key)
+        found = await self.s3_sources.head(bucket, key) if granted else None
+        if found is None:
+            raise SourceNotFound(
+                "no readable object at this S3 URL",
+                details=[
+                    {
+                        "path": where,
+                        "message": "object not found",
+                        "allowed": "an object in a bucket prefix granted to this tenant",
+                    }
+                ],
+            )
+        digest = await self.s3_sources.digest(found)
+        return {"digest": digest, "path": None, "s3": found.pin()}
+
+    @property
+    def s3_sources(self) -> S3Sources:
+        if self._s3_sources is None:
+            self._s3_sources = open_s3_sources(self.settings)
+        return self._s3_sources
+
+    async def close(self) -> None:
+        if self._s3_sources is not None:
+            await self._s3_sources.close()
 
     async def submit(
         self,
@@ -174,7 +211,7 @@ class JobService:
             # deleted, so an in-flight or succeeded row found here is final for this call.
             async with self.db.reader.connect() as conn:
                 existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
-            if existing is not None and not JobStatus(existing.status).is_rerunnable:
+            if existing is not None and not _may_run_again(existing):
                 if on_duplicate is OnDuplicate.REJECT:
                     raise _duplicate(existing)
                 return SubmitResult(job=existing, created=False)
@@ -250,17 +287,22 @@ class JobService:
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
-        if JobStatus(existing.status).is_rerunnable:
+        if _may_run_again(existing):
+            # The new run reads the inputs resolved now (a path source's current digest).
             changes: dict[str, Any] = {
+                "spec": prepared.spec,
                 "labels": req.labels,
                 "priority": req.priority,
                 "max_attempts": max_attempts,
             }
             if req.run_at is not None:
                 changes["run_after"] = req.run_at
-            rerun = await statements.requeue_if_failed_or_cancelled(
-                conn, tenant.id, prepared.key, changes
+            requeue = (
+                statements.requeue_if_failed_or_cancelled
+                if JobStatus(existing.status).is_rerunnable
+                else statements.requeue_if_succeeded_with_expired_output
             )
+            rerun = await requeue(conn, tenant.id, prepared.key, changes)
             if rerun is not None:
                 events.append(await outbox.insert_event(conn, rerun, EventType.RESUBMITTED))
                 return SubmitResult(job=rerun, created=False, rerun=True)
@@ -400,6 +442,13 @@ class JobService:
     def _notify(self, events: Sequence[outbox.Event]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
+
+
+def _may_run_again(job: Job) -> bool:
+    """failed or cancelled, or succeeded with an output that retention deleted."""
+    if JobStatus(job.status).is_rerunnable:
+        return True
+    return job.status == JobStatus.SUCCEEDED and bool((job.output or {}).get("expired"))
 
 
 def _duplicate(job: Job) -> DuplicateJob:

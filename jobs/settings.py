@@ -44,6 +44,28 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     api_metrics: bool = True
     metrics_token: str | None = Field(default=None, min_length=16)
+    # Where blobs live: file:///abs/path (unset: <data_dir>/blobs) or s3://bucket/prefix, with
+    # the endpoint below (or AWS_ENDPOINT_URL); credentials and region: the AWS variables.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_multipart_threshold_bytes: int = Field(default=64 * 1024**2, ge=5 * 1024**2)
+    s3_part_size_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # POST /v1/sources (a body through the API, or a URL import): the largest accepted.
+    source_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    # Direct uploads (POST /v1/uploads): the largest accepted, and how long its URL is valid.
+    upload_max_bytes: int = Field(default=20 * 1024**3, ge=1)
+    upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Retention (0: keep forever). Outputs: days after their job finished; then the job shows
+    # `output.expired` and a duplicate submission runs it again. Uploads: hours after upload,
+    # deleted once no live job references them. Both checked by the reaper.
+    output_retention_days: float = Field(default=0.0, ge=0)
+    upload_retention_hours: float = Field(default=0.0, ge=0)
+    # URL imports (POST /v1/sources {"url"}): extra targets allowed (IPs, CIDRs, host:port;
+    # they may be private and use plain http), and the time cap of one download.
+    url_source_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    url_source_timeout_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
+    # How long a presigned download URL (the 307 of GET /v1/jobs/{key}/output) is valid.
+    download_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
     source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
@@ -115,6 +137,13 @@ class Settings(BaseSettings):
 
     api_url: str | None = None
     api_token: str | None = None
+
+    @field_validator("url_source_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("source_roots", mode="before")
     @classmethod

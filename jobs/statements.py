@@ -104,13 +104,8 @@ async def count_in_flight(conn: AsyncConnection, tenant_id: str) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def requeue_if_failed_or_cancelled(
-    conn: AsyncConnection, tenant_id: str, key: str, changes: dict[str, Any] | None = None
-) -> Job | None:
-    """failed/cancelled -> pending on the same row, attempts reset (resubmit or retry).
-
-    `changes` may set other columns too (a resubmission's labels, priority, `run_after`)."""
-    values: dict[str, Any] = {
+def _requeue_values(changes: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         "status": PENDING,
         "attempts": 0,
         "run_after": db_now(),
@@ -126,10 +121,67 @@ async def requeue_if_failed_or_cancelled(
         "updated_at": db_now(),
         **(changes or {}),
     }
+
+
+async def requeue_if_failed_or_cancelled(
+    conn: AsyncConnection, tenant_id: str, key: str, changes: dict[str, Any] | None = None
+) -> Job | None:
+    """failed/cancelled -> pending on the same row, attempts reset (resubmit or retry).
+
+    `changes` may set other columns too (a resubmission's labels, priority, `run_after`)."""
     stmt = (
         sa.update(jobs)
         .where(c.tenant_id == tenant_id, c.key == key, c.status.in_(RERUNNABLE))
-        .values(**values)
+        .values(**_requeue_values(changes))
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+def output_expired() -> sa.ColumnElement[bool]:
+    """The job's output file was deleted by retention (`output.expired` is true)."""
+    return sa.func.coalesce(c.output["expired"].as_boolean(), False) == sa.true()
+
+
+async def requeue_if_succeeded_with_expired_output(
+    conn: AsyncConnection, tenant_id: str, key: str, changes: dict[str, Any] | None = None
+) -> Job | None:
+    """succeeded whose output expired -> pending on the same row (a duplicate submission)."""
+    stmt = (
+        sa.update(jobs)
+        .where(c.tenant_id == tenant_id, c.key == key, c.status == SUCCEEDED, output_expired())
+        .values(**_requeue_values(changes))
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def select_succeeded_finished_before(
+    conn: AsyncConnection, seconds: float, after_id: int, limit: int
+) -> list[Job]:
+    """Succeeded jobs finished more than `seconds` ago, by id after `after_id` (retention)."""
+    stmt = (
+        sa.select(*c)
+        .where(
+            c.status == SUCCEEDED,
+            c.finished_at <= db_now(-seconds),
+            c.id > after_id,
+            c.output.is_not(None),
+        )
+        .order_by(c.id)
+        .limit(limit)
+    )
+    return _rows(await conn.execute(stmt))
+
+
+async def expire_output_if_succeeded(
+    conn: AsyncConnection, job_id: int, output: dict[str, Any]
+) -> Job | None:
+    """Mark a succeeded job's output as expired (its file is about to be deleted)."""
+    stmt = (
+        sa.update(jobs)
+        .where(c.id == job_id, c.status == SUCCEEDED, sa.not_(output_expired()))
+        .values(output={**output, "expired": True}, updated_at=db_now())
         .returning(*c)
     )
     return _row(await conn.execute(stmt))

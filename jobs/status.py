@@ -35,7 +35,7 @@ class EventType(StrEnum):
     """Outbox event types: one per state change, written in the transaction of the change."""
 
     SUBMITTED = "job.submitted"  # new row, pending
-    RESUBMITTED = "job.resubmitted"  # failed/cancelled key submitted again, pending
+    RESUBMITTED = "job.resubmitted"  # failed/cancelled/expired key submitted again, pending
     CLAIMED = "job.claimed"  # pending -> running
     SUCCEEDED = "job.succeeded"  # running -> succeeded
     FAILED = "job.failed"  # running -> failed (permanent, or attempts exhausted)

@@ -106,3 +106,35 @@ async def tenant_by_name(conn: AsyncConnection, name: str) -> TenantRef | None:
     )
     row = (await conn.execute(stmt)).first()
     return None if row is None else TenantRef(id=row[0], name=row[1], max_in_flight=row[2])
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    id: str
+    name: str
+    max_in_flight: int | None
+    max_running: int | None
+    live_tokens: int
+
+
+async def list_tenants(conn: AsyncConnection) -> list[TenantSummary]:
+    """Every tenant by name, with how many of its tokens are live (not revoked)."""
+    live = sa.func.count(api_keys.c.id).filter(api_keys.c.revoked_at.is_(None))
+    stmt = (
+        sa.select(tenants.c.id, tenants.c.name, tenants.c.max_in_flight, tenants.c.max_running,
+                  live)
+        .select_from(tenants.outerjoin(api_keys, api_keys.c.tenant_id == tenants.c.id))
+        .group_by(tenants.c.id, tenants.c.name, tenants.c.max_in_flight, tenants.c.max_running)
+        .order_by(tenants.c.name)
+    )
+    return [TenantSummary(r[0], r[1], r[2], r[3], int(r[4])) for r in await conn.execute(stmt)]
+
+
+async def revoke_tokens(conn: AsyncConnection, tenant_id: str) -> int:
+    """Revoke every live token of a tenant (refused from the next request on)."""
+    result = await conn.execute(
+        sa.update(api_keys)
+        .where(api_keys.c.tenant_id == tenant_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+    )
+    return int(result.rowcount)

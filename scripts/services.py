@@ -5,15 +5,19 @@ Stdlib only, no project imports: it runs before the project is installed.
 
     python scripts/services.py postgres-start | postgres-stop | postgres-restart
     python scripts/services.py kafka-start | kafka-stop | kafka-restart
+    python scripts/services.py s3-start | s3-stop
     python scripts/services.py env | status | stop-all
 
 State lives under ``<repo>/.vidjobs-test/`` (gitignored). ``*-start`` prints the address to
 use on stdout (everything else goes to stderr) and reuses a service that is already running.
 ``env`` prints shell ``export`` lines for ``VIDJOBS_TEST_DATABASE_URL`` and
-``VIDJOBS_TEST_KAFKA_BOOTSTRAP``; a service that cannot start is reported as
-``SKIPPING ... tests: <reason>`` unless ``VIDJOBS_REQUIRE_SERVICES=1``, which makes it fatal.
+``VIDJOBS_TEST_KAFKA_BOOTSTRAP`` (and ``VIDJOBS_TEST_S3_ENDPOINT`` with its
+``VIDJOBS_TEST_S3_ACCESS_KEY``/``VIDJOBS_TEST_S3_SECRET_KEY``: a versitygw S3 server on a posix
+directory, built with ``go install`` into the cache once, like the Kafka jars); a service
+that cannot start is reported as ``SKIPPING ... tests: <reason>`` unless
+``VIDJOBS_REQUIRE_SERVICES=1``, which makes it fatal.
 If one of those variables is already set, that external service is verified and used instead.
-Exit codes: 0 ok, 1 a service failed, 3 a required program (PostgreSQL, java, mvn) is missing.
+Exit codes: 0 ok, 1 a service failed, 3 a required program (PostgreSQL, java, mvn, go) is missing.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ KAFKA_CHECK = REPO / "scripts" / "kafka" / "check.py"
 HOST = "127.0.0.1"
 DB_NAME, DB_USER = "vidjobs_test", "vidjobs"
 PG_ENV, KAFKA_ENV = "VIDJOBS_TEST_DATABASE_URL", "VIDJOBS_TEST_KAFKA_BOOTSTRAP"
+S3_ENV, S3_KEY_ENV, S3_SECRET_ENV = (
+    "VIDJOBS_TEST_S3_ENDPOINT", "VIDJOBS_TEST_S3_ACCESS_KEY", "VIDJOBS_TEST_S3_SECRET_KEY")
+S3_DIR = STATE / "s3"
+VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw@v1.8.0"
 MISSING = 3
 
 
@@ -454,6 +462,136 @@ def kafka_restart() -> str:
     return kafka.start(keep_ports=True)
 
 
+# --------------------------------------------------------------------------- S3 (versitygw)
+
+
+def cache_bin() -> Path:
+    """Where Go-built test binaries are kept across runs (like the Kafka jars)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "vidjobs" / "bin"
+
+
+def go_bin() -> str:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists()
+                                else None)
+    if not go:
+        raise ServiceError("go not found (needed once to build versitygw from the Go module "
+                           "proxy); install Go 1.22+ into /usr/local/go or onto PATH", MISSING)
+    return go
+
+
+def versitygw_bin() -> Path:
+    """The versitygw binary, built with `go install` into the cache dir when missing."""
+    binary = cache_bin() / "versitygw"
+    if binary.exists():
+        return binary
+    go = go_bin()
+    with locked("versitygw-build"):
+        if binary.exists():  # another caller built it while we waited
+            return binary
+        cache_bin().mkdir(parents=True, exist_ok=True)
+        log(f"building versitygw ({VERSITYGW_MODULE}) into {cache_bin()}; takes minutes ...")
+        started = time.monotonic()
+        env = {**os.environ, "GOBIN": str(cache_bin())}
+        proc = subprocess.run([go, "install", VERSITYGW_MODULE], env=env, text=True,
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        if proc.returncode != 0 or not binary.exists():
+            raise ServiceError(f"go install {VERSITYGW_MODULE} failed ({proc.returncode}): "
+                               f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
+        log(f"built in {time.monotonic() - started:.0f}s")
+    return binary
+
+
+class S3Server:
+    """versitygw on a posix directory under ``.vidjobs-test/s3``; it creates no bucket."""
+
+    def __init__(self) -> None:
+        self.data, self.conf = S3_DIR / "data", S3_DIR / "server.env"
+        self.pidfile = S3_DIR / "versitygw.pid"
+
+    def config(self) -> dict[str, str]:
+        if not self.conf.exists():
+            return {}
+        lines = self.conf.read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pidfile.read_text())
+            if str(self.data).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        return None
+
+    def endpoint(self, conf: dict[str, str]) -> str:
+        return f"http://{HOST}:{conf['port']}"
+
+    def start(self) -> dict[str, str]:
+        binary = versitygw_bin()
+        with locked("s3"):
+            S3_DIR.mkdir(parents=True, exist_ok=True)
+            conf = self.config()
+            if conf and self.pid() and port_open(HOST, int(conf["port"])):
+                log(f"reusing running versitygw on port {conf['port']}")
+                return conf
+            if not conf or not port_free(int(conf["port"])):
+                conf = {"port": str(free_port()), "access_key": f"vj{uuid.uuid4().hex[:16]}",
+                        "secret_key": uuid.uuid4().hex + uuid.uuid4().hex[:8]}
+                self.conf.write_text("".join(f"{k}={v}\n" for k, v in conf.items()))
+                self.conf.chmod(0o600)
+            self.data.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, "ROOT_ACCESS_KEY": conf["access_key"],
+                   "ROOT_SECRET_KEY": conf["secret_key"]}
+            with open(S3_DIR / "versitygw.out", "wb") as out:
+                proc = subprocess.Popen([str(binary), "--port", f"{HOST}:{conf['port']}", "posix",
+                                         str(self.data)], env=env, cwd=S3_DIR,
+                                        stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            self.pidfile.write_text(str(proc.pid))
+            deadline = time.monotonic() + 30
+            while not port_open(HOST, int(conf["port"]), timeout=1):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    tail = (S3_DIR / "versitygw.out").read_text(errors="replace")[-2000:]
+                    raise ServiceError(f"versitygw did not listen on port {conf['port']}: {tail}")
+                time.sleep(0.1)
+            log(f"versitygw ready on {self.endpoint(conf)}")
+            return conf
+
+    def stop(self) -> None:
+        with locked("s3"):
+            pid = self.pid()
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                if pid is None:
+                    break
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, sig)
+                deadline = time.monotonic() + 10
+                while self.pid() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                pid = self.pid()
+            self.pidfile.unlink(missing_ok=True)
+
+
+def s3_start() -> dict[str, str]:
+    """{endpoint, access_key, secret_key}: the environment's server if set, else ours."""
+    if external := os.environ.get(S3_ENV):
+        parts = urlsplit(external)
+        verify_external(S3_ENV, external, parts.hostname, parts.port or 80)
+        return {"endpoint": external, "access_key": os.environ.get(S3_KEY_ENV, ""),
+                "secret_key": os.environ.get(S3_SECRET_ENV, "")}
+    server = S3Server()
+    conf = server.start()
+    return {"endpoint": server.endpoint(conf), "access_key": conf["access_key"],
+            "secret_key": conf["secret_key"]}
+
+
+def s3_exports() -> str:
+    found = s3_start()
+    return "\n".join(f"export {var}={shlex.quote(found[name])}" for var, name in (
+        (S3_ENV, "endpoint"), (S3_KEY_ENV, "access_key"), (S3_SECRET_ENV, "secret_key")))
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -461,10 +599,12 @@ def cmd_env() -> int:
     """Start both services best-effort and print export lines for those that started."""
     require = os.environ.get("VIDJOBS_REQUIRE_SERVICES") == "1"
     status = 0
-    services = (("postgres", PG_ENV, postgres_start), ("kafka", KAFKA_ENV, kafka_start))
+    services = (("postgres", PG_ENV, lambda: f"export {PG_ENV}={shlex.quote(postgres_start())}"),
+                ("kafka", KAFKA_ENV, lambda: f"export {KAFKA_ENV}={shlex.quote(kafka_start())}"),
+                ("s3", S3_ENV, s3_exports))
     for name, var, start in services:
         try:
-            print(f"export {var}={shlex.quote(start())}", flush=True)
+            print(start(), flush=True)
         except ServiceError as exc:
             if var in os.environ:
                 print(f"unset {var}", flush=True)
@@ -487,12 +627,16 @@ def cmd_status() -> int:
     kafka = Kafka()
     ports = kafka.ports()
     print(f"kafka: {f'{HOST}:{ports[0]}' if ports and kafka.pid() else 'stopped'}")
+    s3 = S3Server()
+    print(f"s3: {s3.endpoint(s3.config()) if s3.pid() else 'stopped'}")
     return 0
 
 
 def stop_all() -> None:
-    """Stop the private broker and cluster; a missing PostgreSQL install is nothing to stop."""
+    """Stop the private broker, S3 server and cluster; a missing PostgreSQL install is nothing
+    to stop."""
     Kafka().stop()
+    S3Server().stop()
     try:
         pg = Postgres()
     except ServiceError:
@@ -508,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         "kafka-start": lambda: print(kafka_start()),
         "kafka-stop": lambda: Kafka().stop(),
         "kafka-restart": lambda: print(kafka_restart()),
+        "s3-start": lambda: print(s3_exports()),
+        "s3-stop": lambda: S3Server().stop(),
         "stop-all": stop_all,
         "env": cmd_env,
         "status": cmd_status,

@@ -12,9 +12,9 @@ from rich.console import Console
 
 from jobs.settings import get_settings
 from workers import cli_client, loop
+from workers.cli_tenants import tenant_app
 
 app = typer.Typer(help="vidjobs: video edit jobs with idempotent job keys.", no_args_is_help=True)
-tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 console = Console()
 err = Console(stderr=True)
@@ -62,42 +62,11 @@ def migrate() -> None:
         from workers import compose
 
         c = compose.build(get_settings())
-        await compose.migrate(c.db)
+        await compose.migrate(c.db, c.blobs)
         await c.close()
 
     loop.run(main())
     console.print(f"database at head: {_redact(get_settings().resolved_database_url)}")
-
-
-@tenant_app.command("create")
-def tenant_create(
-    name: str,
-    max_in_flight: Annotated[int | None, typer.Option(help="cap on pending+running jobs")] = None,
-    max_running: Annotated[
-        int | None, typer.Option(min=1, help="cap on running jobs (fair share beside it)")
-    ] = None,
-) -> None:
-    """Create a tenant and print its API token (shown only this once)."""
-    from jobs.errors import InvalidRequest
-    from jobs.tenants import create_tenant
-
-    async def main() -> str:
-        from workers import compose
-
-        c = compose.build(get_settings())
-        try:
-            async with c.db.transaction() as conn:
-                _, token = await create_tenant(conn, name, max_in_flight, max_running=max_running)
-            return token
-        finally:
-            await c.close()
-
-    try:
-        token = loop.run(main())
-    except InvalidRequest as exc:
-        err.print(f"error: {exc.message}")
-        raise typer.Exit(2) from None
-    console.print(token)
 
 
 @app.command()

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from jobs.api import ApiState, Probe, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import Event
 from jobs.service import EditCheck, JobService, SourceCheck
 from jobs.settings import CREDENTIALS, Settings
 from jobs.status import WORK_EVENTS
+from jobs.storage import Storage, open_storage
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
 from jobs.webhooks.service import WebhookService
 from migrations import upgrade
@@ -37,7 +38,7 @@ log = logging.getLogger("vidjobs")
 class Components:
     settings: Settings
     db: Database
-    blobs: BlobStore
+    blobs: Storage
     wakeup: Wakeup = field(default_factory=Wakeup)
     # Woken by every committed event: the relay of this process publishes it at once.
     relay_wakeup: Wakeup = field(default_factory=Wakeup)
@@ -81,14 +82,23 @@ class Components:
 
     def app(self, probe: Probe | None = None) -> FastAPI:
         state = ApiState(
-            db=self.db, service=self.service, settings=self.settings, blobs=self.blobs, probe=probe
+            db=self.db,
+            service=self.service,
+            settings=self.settings,
+            blobs=self.blobs,
+            probe=probe,
+            max_upload_bytes=self.settings.source_max_bytes,
         )
         app = create_app(state)
         app.state.webhooks = WebhookService(self.db, self.settings, wake=self.webhook_wakeup.notify)
         return app
 
     async def close(self) -> None:
-        await self.db.dispose()
+        try:
+            await self.blobs.close()
+            await self.service.close()
+        finally:
+            await self.db.dispose()
 
 
 def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components:
@@ -97,8 +107,7 @@ def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components
     if not settings.resolved_database_url.startswith("sqlite"):
         pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
     db = Database(settings.resolved_database_url, **pool)
-    blobs = BlobStore(settings.data_dir / "blobs")
-    blobs.ensure()
+    blobs = open_storage(settings)
     check, source_check = None, None
     if with_ffmpeg_checks:
         check, source_check = ffmpeg_edit_check(), ffmpeg_source_check(settings)
@@ -178,8 +187,18 @@ def make_probe(settings: Settings | None = None) -> Probe | None:
     return probe
 
 
-async def migrate(db: Database) -> None:
+async def migrate(db: Database, storage: Storage | None = None) -> None:
+    """The schema, and an S3 store's bucket (created when it does not exist yet)."""
     await upgrade(db.engine)
+    create_bucket = getattr(storage, "create_bucket", None)
+    if create_bucket is None:
+        return
+    # The object store may still be starting (a fleet started at once): retry for a minute.
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(60), wait=wait_exponential(max=5), reraise=True
+    ):
+        with attempt:
+            await create_bucket()
 
 
 async def local_credentials(components: Components) -> dict[str, str]:
@@ -234,7 +253,7 @@ async def run_embedded(
     from workers.webhooks.dispatcher import Dispatcher
 
     c = build(settings, with_ffmpeg_checks=executor == "ffmpeg")
-    await migrate(c.db)
+    await migrate(c.db, c.blobs)
     creds = await local_credentials(c)
     config = uvicorn.Config(
         c.app(make_probe(c.settings)),

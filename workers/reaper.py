@@ -4,7 +4,8 @@ Each pass rescues expired leases (a `job.requeued` event, or failed when attempt
 writes a `job.requeued` event for each retry whose backoff has passed (so bus-driven
 workers hear of it), and, at most every `prune_interval` seconds, deletes processed-event
 records older than the retention window and published outbox rows older than the history
-retention, in small batches. Scratch files of dead workers are removed too.
+retention, in small batches. Scratch files of dead workers are removed too, and multipart
+uploads that a killed writer left open are aborted.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import asyncio
 import logging
 import time
 
-from jobs import outbox, statements
-from jobs.blobstore import BlobStore
+from jobs import lifecycle, outbox, statements
 from jobs.claims import ClaimService
 from jobs.models import OutboxEvent
 from jobs.status import EventType
+from jobs.storage import Storage
 from workers import loop
 from workers.wakeup import Wakeup
 
@@ -28,10 +29,11 @@ class Reaper:
     def __init__(
         self,
         claims: ClaimService,
-        blobs: BlobStore | None = None,
+        blobs: Storage | None = None,
         *,
         interval: float = 1.0,
         temp_max_age: float = 6 * 3600,
+        upload_max_age: float = 24 * 3600,
         wakeup: Wakeup | None = None,
         prune_interval: float = 60.0,
     ) -> None:
@@ -39,12 +41,17 @@ class Reaper:
         self.blobs = blobs
         self.interval = interval
         self.temp_max_age = temp_max_age
+        self.upload_max_age = upload_max_age
         self.wakeup = wakeup
         self.prune_interval = prune_interval
         self.rescued = 0
         self.announced = 0
         self.pruned = 0
         self._retry_cursor = 0
+        self._expire_cursor = 0
+        self._upload_cursor = ""
+        self.expired = 0  # outputs marked expired
+        self.deleted = 0  # stored objects deleted by retention
         self._last_prune = float("-inf")
 
     async def tick(self) -> int:
@@ -59,7 +66,12 @@ class Reaper:
         if time.monotonic() - self._last_prune >= self.prune_interval:
             self._last_prune = time.monotonic()
             await self.prune()
+            if self.blobs is not None:
+                await self.expire()
+                await self.blobs.abort_stale_uploads(self.upload_max_age)
         if self.blobs is not None:
+            if rescued:  # a rescued lease may have been a killed worker on this host
+                await asyncio.to_thread(self.blobs.clean_orphans)
             await asyncio.to_thread(self.blobs.clean_temp, self.temp_max_age)
         return len(rescued)
 
@@ -113,6 +125,52 @@ class Reaper:
             log.info("pruned %d old processed-event and outbox records", total)
         self.pruned += total
         return total
+
+    async def expire(self) -> int:
+        """Retention, one batch of each kind: outputs past their days, uploads past their
+        hours, direct uploads never completed. Returns how many objects it deleted."""
+        assert self.blobs is not None
+        settings, db = self.claims.settings, self.claims.db
+        batch = settings.prune_batch
+        upload_s = settings.upload_retention_hours * 3600
+        candidates: list[str] = []
+        if settings.output_retention_days > 0:
+            async with db.reader.connect() as conn:
+                done = await statements.select_succeeded_finished_before(
+                    conn, settings.output_retention_days * 86400, self._expire_cursor, batch
+                )
+            self._expire_cursor = (done[-1].id or 0) if len(done) == batch else 0
+            for job in done:
+                out = job.output or {}
+                if out.get("expired") or "digest" not in out or job.id is None:
+                    continue
+                async with db.transaction() as conn:
+                    if await statements.expire_output_if_succeeded(conn, job.id, out):
+                        self.expired += 1
+                        candidates.append(str(out["digest"]))
+        if upload_s > 0:
+            async with db.reader.connect() as conn:
+                old = await lifecycle.select_uploads_before(
+                    conn, upload_s, self._upload_cursor, batch
+                )
+            self._upload_cursor = old[-1] if len(old) == batch else ""
+            candidates += old
+        deleted = 0
+        for digest in dict.fromkeys(candidates):
+            async with db.transaction() as conn:
+                if await lifecycle.is_referenced(conn, digest, upload_s):
+                    continue
+                await lifecycle.forget(conn, digest)
+            await self.blobs.delete(digest)
+            deleted += 1
+        async with db.transaction() as conn:
+            stale = await lifecycle.delete_expired_open_uploads(conn, batch)
+        for upload_id, multipart_id in stale:
+            await self.blobs.delete_staged(upload_id, multipart_id)
+        if deleted:
+            log.info("retention deleted %d stored objects", deleted)
+        self.deleted += deleted
+        return deleted
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

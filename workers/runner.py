@@ -35,13 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outcomes
 from jobs.backoff import backoff_seconds
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
-from jobs.errors import ExecutionError, LostFence, PermanentError
+from jobs.errors import ExecutionError, LostFence
 from jobs.models import Job
 from jobs.outcomes import Outcome, OutcomeKind
+from jobs.owners import record_owner
 from jobs.settings import Settings
+from jobs.storage import Storage, open_s3_sources
+from jobs.storage.base import attempt_prefix
 from workers.executor import ExecutionContext, ExecutionResult, Executor
+from workers.inputs import fetch_inputs
 from workers.logs import job_context
 from workers.wakeup import Wakeup
 
@@ -87,7 +90,7 @@ class Runner:
         self,
         claims: ClaimService,
         executor: Executor,
-        blobs: BlobStore,
+        blobs: Storage,
         settings: Settings,
         *,
         concurrency: int | None = None,
@@ -99,6 +102,7 @@ class Runner:
         self.claims = claims
         self.executor = executor
         self.blobs = blobs
+        self.sources = open_s3_sources(settings)  # `{"s3": ...}` inputs (client made on use)
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
         self.wakeup = wakeup or Wakeup()
@@ -127,6 +131,7 @@ class Runner:
         """Work until `stop` is set, then let running jobs finish (up to the grace period),
         release the rest and record what is queued."""
         self.wakeup.bind()
+        await asyncio.to_thread(self.blobs.clean_orphans)  # killed predecessors' scratch
         stop_wait = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -139,7 +144,10 @@ class Runner:
                 await self._idle(stop_wait)
         finally:
             stop_wait.cancel()
-            await self._drain()
+            try:
+                await self._drain()
+            finally:
+                await self.sources.close()
 
     async def _cycle(self, *, claim: bool) -> int:
         """Record every queued outcome and claim up to the free slots, in one statement;
@@ -299,12 +307,13 @@ class Runner:
         try:
             ctx = ExecutionContext(
                 job,
-                self._input_paths(job),
+                [],
                 progress.report,
-                make_workdir=lambda: self.blobs.temp_dir(f"job-{job.id}-"),
+                make_workdir=lambda: self.blobs.temp_dir(attempt_prefix(job.id)),
             )
             heartbeat = _Heartbeat(self, job, progress)
             try:
+                ctx.inputs = await self._input_paths(job, ctx)
                 result = await self.executor.execute(ctx)
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
@@ -329,17 +338,14 @@ class Runner:
                 _remove_dir(ctx.workdir_made)
             self._queue(job, outcome)
 
-    def _input_paths(self, job: Job) -> list[Path]:
-        paths = []
-        for item in job.spec.get("inputs", []):
-            if item.get("path"):
-                paths.append(Path(item["path"]))
-            else:
-                path = self.blobs.path_for(item["digest"])
-                if not path.is_file():
-                    raise PermanentError(f"source blob {item['digest']} is missing from the store")
-                paths.append(path)
-        return paths
+    async def _input_paths(self, job: Job, ctx: ExecutionContext) -> list[Path]:
+        """The job's inputs as verified local copies in its scratch dir (pinned content)."""
+        inputs = job.spec.get("inputs", [])
+        if not inputs:
+            return []
+        return await fetch_inputs(
+            inputs, self.blobs, ctx.workdir, self.settings.resolved_source_roots, self.sources
+        )
 
     def _interrupt(self, job: Job, reason: Stop) -> None:
         """Stop a running job's task from outside it (a heartbeat's finding)."""
@@ -351,7 +357,9 @@ class Runner:
     async def _finish(self, job: Job, result: ExecutionResult) -> Outcome:
         output: dict[str, Any] = dict(result.metadata)
         if result.path is not None:
-            digest, size = await asyncio.to_thread(self.blobs.put_file, result.path)
+            digest, size = await self.blobs.put_file(result.path)
+            async with self.claims.db.transaction() as conn:  # the tenant produced it
+                await record_owner(conn, job.tenant_id, digest)
             output = {"digest": digest, "size": size, "media_type": result.media_type, **output}
         return outcomes.succeeded(job, output)
 

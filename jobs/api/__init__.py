@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from jobs.api import batch, errors, routes, sources, streams, usage, webhooks
+from jobs.api import batch, errors, routes, sources, streams, uploads, usage, webhooks
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -34,6 +34,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(batch.router)
     app.include_router(routes.router)
     app.include_router(sources.router)
+    app.include_router(uploads.router)
     app.include_router(usage.router)
     app.include_router(webhooks.router)
     app.include_router(streams.router)
@@ -74,7 +75,10 @@ def create_app(state: ApiState) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         max_bytes=state.settings.max_body_bytes,
-        overrides={"/v1/sources": state.max_upload_bytes},
+        overrides={
+            "/v1/sources": state.max_upload_bytes,
+            "/v1/uploads/": state.settings.upload_max_bytes,
+        },
     )
     app.add_middleware(SubmissionMetrics)
     return app

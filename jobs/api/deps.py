@@ -10,11 +10,11 @@ from typing import Any
 from fastapi import Request
 
 from jobs.api.ratelimit import RateLimiter
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.errors import Unauthorized
 from jobs.service import JobService
 from jobs.settings import Settings
+from jobs.storage import Storage
 from jobs.tenants import TenantRef, tenant_for_token
 
 # Probes an uploaded file; raises PermanentError for a file that is not an acceptable video.
@@ -26,7 +26,7 @@ class ApiState:
     db: Database
     service: JobService
     settings: Settings
-    blobs: BlobStore
+    blobs: Storage
     probe: Probe | None = None
     max_upload_bytes: int = 2 * 1024**3
     limiter: RateLimiter | None = field(default=None)

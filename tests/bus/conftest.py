@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef, create_tenant
 from tests.support.databases import PgTemplates, SqliteTemplate
 from tests.support.kafka import delete_topic, kafka_bootstrap, unique
@@ -114,8 +114,8 @@ async def stack(stack_url: tuple[str, str], settings: Settings) -> AsyncIterator
 
         bootstrap = kafka_bootstrap()
         bus = KafkaBus(bootstrap, topic, partitions=PARTITIONS, session_timeout=6.0)
-    blobs = BlobStore(settings.data_dir / "blobs")
-    blobs.ensure()
+    blobs = LocalStorage(settings.data_dir / "blobs")
+    blobs.ensure_scratch()
     c = Components(settings=settings, db=Database(url), blobs=blobs)
     async with c.db.transaction() as conn:
         tenant, _ = await create_tenant(conn, "acme")

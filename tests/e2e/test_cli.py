@@ -130,3 +130,17 @@ def test_cancel_retry_events_upload_download_and_exit_codes(embedded: dict[str, 
     out = tmp_path / "out.mp4"
     assert vidjobs("download", done["key"], str(out), env=slow).stdout.strip() == str(out)
     assert out.stat().st_size == done["output"]["size"]
+
+
+def test_tenant_grant_and_revoke_source(embedded: dict[str, str]) -> None:
+    vidjobs("tenant", "create", "studio", env=embedded)
+    granted = vidjobs("tenant", "grant-source", "studio", "s3://media-bucket/shows", env=embedded)
+    assert "s3://media-bucket/shows/" in granted.stdout
+    revoked = vidjobs("tenant", "revoke-source", "studio", "s3://media-bucket/shows/", env=embedded)
+    assert "no longer" in revoked.stdout
+    again = vidjobs("tenant", "revoke-source", "studio", "s3://media-bucket/shows/", env=embedded, check=False)
+    assert again.returncode == 2 and "no grant" in again.stderr
+    bad = vidjobs("tenant", "grant-source", "studio", "s3://media-bucket/../x", env=embedded, check=False)
+    assert bad.returncode == 2 and "segments" in bad.stderr
+    nobody = vidjobs("tenant", "grant-source", "nobody", "s3://media-bucket/x/", env=embedded, check=False)
+    assert nobody.returncode == 2 and "no tenant" in nobody.stderr

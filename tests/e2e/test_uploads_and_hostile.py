@@ -13,12 +13,12 @@ import pytest
 from fastapi import FastAPI
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef, create_tenant
 from tests.support.databases import require_service
 from workers.runner import Runner
@@ -49,7 +49,7 @@ async def api(db: Database, settings: Settings) -> AsyncIterator[tuple[httpx.Asy
 
     wakeup = Wakeup()
     service = JobService(db, settings, after_commit=lambda _e: wakeup.notify())
-    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs = LocalStorage(settings.data_dir / "blobs")
     app: FastAPI = create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs, probe=make_probe()))
     async with db.transaction() as conn:
         _, token = await create_tenant(conn, "uploader")

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.errors import InvalidRequest
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef
 from tests.support.databases import require_service
 from workers.compose import ffmpeg_source_check
@@ -92,7 +92,7 @@ async def wait_status(service: JobService, tenant: TenantRef, key: str, want: se
 async def runner_running(db: Database, settings: Settings) -> AsyncIterator[Runner]:
     from workers.ffmpeg import FfmpegExecutor
 
-    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs = LocalStorage(settings.data_dir / "blobs")
     runner = Runner(ClaimService(db, settings), FfmpegExecutor(), blobs, settings, wakeup=Wakeup(), concurrency=1)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
@@ -169,7 +169,7 @@ async def test_worker_killed_mid_transcode_leaves_no_output_and_the_next_attempt
     assert not blob_root.exists() or not any(blob_root.rglob("*")), "nothing may enter the store"
 
     short = settings.model_copy(update={"lease_seconds": 2})
-    reaper = Reaper(ClaimService(db, short), BlobStore(settings.data_dir / "blobs"), temp_max_age=0)
+    reaper = Reaper(ClaimService(db, short), LocalStorage(settings.data_dir / "blobs"), temp_max_age=0)
     async with asyncio.timeout(10):
         while not await reaper.tick():
             await asyncio.sleep(0.2)
@@ -177,6 +177,6 @@ async def test_worker_killed_mid_transcode_leaves_no_output_and_the_next_attempt
     async with runner_running(db, settings):
         done = await wait_status(service, tenant, key, {"succeeded", "failed"}, 120)
     assert done.status == "succeeded" and done.attempts == 2
-    stored = BlobStore(settings.data_dir / "blobs").path_for(done.output["digest"])
+    stored = LocalStorage(settings.data_dir / "blobs").path_for(done.output["digest"])
     assert "sha256:" + hashlib.sha256(stored.read_bytes()).hexdigest() == done.output["digest"]
     assert done.output["width"] == 1280 and done.output["duration_ms"] > 19_000

@@ -12,11 +12,11 @@ import pytest
 from fastapi import FastAPI
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 
 EDIT = {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": 1, "end": 2}]}
@@ -26,7 +26,7 @@ EDIT = {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": 1
 def app(db: Database, service: JobService, settings: Settings) -> FastAPI:
     return create_app(
         ApiState(
-            db=db, service=service, settings=settings, blobs=BlobStore(settings.data_dir / "blobs")
+            db=db, service=service, settings=settings, blobs=LocalStorage(settings.data_dir / "blobs")
         )
     )
 

@@ -13,11 +13,11 @@ import pytest
 from fastapi import FastAPI
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 
 
@@ -31,7 +31,7 @@ def edit(i: int, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def app(db: Database, service: JobService, settings: Settings) -> FastAPI:
-    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs = LocalStorage(settings.data_dir / "blobs")
     return create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
 
 

@@ -99,3 +99,22 @@ def test_the_broker_is_the_official_image_of_the_tested_kafka_version(
         env = compose["services"][name]["environment"]
         assert env["VIDJOBS_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert "@postgres:5432/" in env["VIDJOBS_DATABASE_URL"]
+
+
+def test_blobs_live_in_the_object_store_and_no_volume_is_shared(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    module = re.search(
+        r'VERSITYGW_MODULE = ".*@(v[0-9.]+)"', (ROOT / "scripts" / "services.py").read_text()
+    )
+    assert module is not None
+    assert services["s3"]["image"] == f"versity/versitygw:{module.group(1)}"  # the tested one
+    s3_env = services["s3"]["environment"]
+    for name in VIDJOBS_SERVICES:
+        service = services[name]
+        assert not service.get("volumes"), f"{name} mounts a volume: blobs must not need one"
+        env = service["environment"]
+        assert env["VIDJOBS_STORAGE_URL"].startswith("s3://"), name
+        assert env["VIDJOBS_S3_ENDPOINT_URL"] == "http://s3:7070", name
+        assert env["AWS_ACCESS_KEY_ID"] == s3_env["ROOT_ACCESS_KEY"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == s3_env["ROOT_SECRET_KEY"], name
+    assert "s3" in services["migrate"]["depends_on"]

@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 from migrations import upgrade
 from tests.support.databases import pg_url
@@ -69,8 +69,8 @@ async def test_api_answers_503_while_postgres_is_down_and_workers_resume(
         tenant, token = await create_tenant(conn, "weather")
     wakeup = Wakeup()
     service = JobService(db, settings, after_commit=lambda _e: wakeup.notify())
-    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=BlobStore(settings.data_dir / "blobs")))
-    runner = Runner(ClaimService(db, settings), SleepExecutor(0.01), BlobStore(settings.data_dir / "blobs"), settings, wakeup=wakeup)
+    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=LocalStorage(settings.data_dir / "blobs")))
+    runner = Runner(ClaimService(db, settings), SleepExecutor(0.01), LocalStorage(settings.data_dir / "blobs"), settings, wakeup=wakeup)
     reaper = Reaper(ClaimService(db, settings), interval=0.2)
     stop = asyncio.Event()
     loops = [asyncio.create_task(runner.run(stop)), asyncio.create_task(reaper.run(stop))]

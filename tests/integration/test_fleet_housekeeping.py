@@ -14,13 +14,13 @@ from fastapi import FastAPI
 
 from jobs import outbox, statements
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database, db_now
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.status import EventType
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef, create_tenant
 from jobs.usage import add_usage
 from workers.reaper import Reaper
@@ -104,7 +104,7 @@ async def test_pruning_removes_only_old_processed_ids_and_old_published_rows(
 
 @pytest.fixture
 def app(db: Database, service: JobService, settings: Settings) -> FastAPI:
-    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs = LocalStorage(settings.data_dir / "blobs")
     return create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
 
 
@@ -162,7 +162,7 @@ async def test_metrics_count_submissions_and_duplicates(
 
 
 async def test_metrics_behind_a_token_or_off(db: Database, service: JobService, settings: Settings) -> None:
-    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs = LocalStorage(settings.data_dir / "blobs")
     guarded = settings.model_copy(update={"metrics_token": "s3cret-metrics-token"})
     off = settings.model_copy(update={"api_metrics": False})
     for s, anonymous, with_token in ((guarded, 401, 200), (off, 404, 404)):

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from jobs.blobstore import BlobStore
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.errors import PermanentError
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef
 from workers.executor import ExecutionContext, ExecutionResult, SleepExecutor
 from workers.runner import Runner
@@ -56,14 +56,14 @@ async def running(runner: Runner) -> AsyncIterator[asyncio.Event]:
 
 
 @pytest.fixture
-def blobs(settings: Settings) -> BlobStore:
-    store = BlobStore(settings.data_dir / "blobs")
-    store.ensure()
+def blobs(settings: Settings) -> LocalStorage:
+    store = LocalStorage(settings.data_dir / "blobs")
+    store.ensure_scratch()
     return store
 
 
 def make_runner(
-    db: Database, settings: Settings, blobs: BlobStore, executor: Any, **kw: Any
+    db: Database, settings: Settings, blobs: LocalStorage, executor: Any, **kw: Any
 ) -> tuple[Runner, Wakeup]:
     wakeup = Wakeup()
     claims = ClaimService(db, settings)
@@ -71,7 +71,7 @@ def make_runner(
 
 
 async def test_jobs_run_once_and_outputs_land_in_the_blob_store(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     executor = SleepExecutor(0.02)
     runner, wakeup = make_runner(db, settings, blobs, executor, concurrency=3)
@@ -88,7 +88,7 @@ async def test_jobs_run_once_and_outputs_land_in_the_blob_store(
 
 
 async def test_wakeup_beats_the_poll_interval(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     slow_poll = settings.model_copy(update={"poll_seconds": 30})
     runner, wakeup = make_runner(db, slow_poll, blobs, SleepExecutor(0.01))
@@ -100,7 +100,7 @@ async def test_wakeup_beats_the_poll_interval(
 
 
 async def test_retryable_then_permanent_failures(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     flaky = (await service.submit(tenant, request(1, max_attempts=3))).job.key
     broken = (await service.submit(tenant, request(2))).job.key
@@ -132,7 +132,7 @@ class BlockingExecutor:
 
 
 async def test_cancelling_a_running_job_stops_the_executor(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     executor = BlockingExecutor()
     runner, _ = make_runner(db, settings, blobs, executor)
@@ -146,7 +146,7 @@ async def test_cancelling_a_running_job_stops_the_executor(
 
 
 async def test_a_worker_that_loses_its_lease_stops_and_attaches_nothing(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     executor = BlockingExecutor()
     short = settings.model_copy(update={"lease_seconds": 0.3, "heartbeat_seconds": 10})
@@ -170,7 +170,7 @@ async def test_a_worker_that_loses_its_lease_stops_and_attaches_nothing(
 
 
 async def test_graceful_shutdown_releases_unfinished_jobs(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     executor = BlockingExecutor()
     runner, _ = make_runner(db, settings, blobs, executor, shutdown_grace=0.2)
@@ -192,16 +192,18 @@ async def test_missing_blob_input_is_a_permanent_failure_not_a_crash(
     service: JobService,
     tenant: TenantRef,
     settings: Settings,
-    blobs: BlobStore,
+    blobs: LocalStorage,
     tmp_path: Path,
 ) -> None:
     from jobs.models import Blob
+    from jobs.owners import record_owner
 
     digest = "sha256:" + "e" * 64
     async with db.transaction() as conn:
         await conn.execute(
             Blob.__table__.insert().values(digest=digest, size=1, media_type="video/mp4")
         )  # type: ignore[attr-defined]
+        await record_owner(conn, tenant.id, digest)
     key = (
         await service.submit(tenant, EditRequest.model_validate({"source": {"digest": digest}}))
     ).job.key
@@ -231,7 +233,7 @@ class MetadataExecutor:
 
 
 async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_nothing(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     from jobs import statements
 
@@ -261,7 +263,7 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
 
 
 async def test_a_sweeping_worker_survives_its_connections_being_killed(
-    pg_db_url: str, settings: Settings, blobs: BlobStore
+    pg_db_url: str, settings: Settings, blobs: LocalStorage
 ) -> None:
     """The finisher's held connection (and every pooled one) terminated by the server
     mid-run: the outcomes are retried on fresh connections and every job ends once."""
@@ -315,7 +317,7 @@ class FlakyClaims(ClaimService):
 
 
 async def test_an_outcome_whose_statement_failed_stays_queued_and_is_recorded_later(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     keys = [(await service.submit(tenant, request(i))).job.key for i in range(3)]
     claims = FlakyClaims(db, settings, failures=3)
@@ -329,7 +331,7 @@ async def test_an_outcome_whose_statement_failed_stays_queued_and_is_recorded_la
 
 
 async def test_an_outcome_is_given_up_when_its_lease_ran_out(
-    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: BlobStore
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     short = settings.model_copy(update={"lease_seconds": 0.5, "heartbeat_seconds": 10})
     key = (await service.submit(tenant, request())).job.key

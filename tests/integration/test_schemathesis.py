@@ -18,11 +18,11 @@ from schemathesis.checks import not_a_server_error
 from sqlalchemy.pool import NullPool
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 from migrations import upgrade
 from tests.support.databases import PgTemplates, SqliteTemplate
@@ -48,7 +48,7 @@ def _setup(url: str, root: Path, data: Path) -> Any:
         KEYS.append(r.job.key)
 
     asyncio.run(prepare())
-    return create_app(ApiState(db=db, service=service, settings=s, blobs=BlobStore(data / "blobs")))
+    return create_app(ApiState(db=db, service=service, settings=s, blobs=LocalStorage(data / "blobs")))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.models import Job
 from jobs.service import JobService
 from jobs.settings import Settings
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 
 INJECTIONS = [
@@ -67,7 +67,7 @@ def strict_settings(settings: Settings) -> Settings:
 
 async def client_for(db: Database, settings: Settings) -> tuple[httpx.AsyncClient, str]:
     service = JobService(db, settings)
-    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=BlobStore(settings.data_dir / "blobs")))
+    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=LocalStorage(settings.data_dir / "blobs")))
     async with db.transaction() as conn:
         _, token = await create_tenant(conn, "sec")
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"Authorization": f"Bearer {token}"})

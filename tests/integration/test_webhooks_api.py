@@ -10,10 +10,10 @@ import pytest
 from fastapi import FastAPI
 
 from jobs.api import ApiState, create_app
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 
 HOOK = "http://127.0.0.1:9/hook"
@@ -25,7 +25,7 @@ def make_app(db: Database, settings: Settings) -> FastAPI:
             db=db,
             service=JobService(db, settings),
             settings=settings,
-            blobs=BlobStore(settings.data_dir / "blobs"),
+            blobs=LocalStorage(settings.data_dir / "blobs"),
         )
     )
 

@@ -16,11 +16,11 @@ import httpx
 import sqlalchemy as sa
 import standardwebhooks
 
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from jobs.settings import Settings
 from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef, create_tenant
 from jobs.webhooks.statements import attempts, deliveries, endpoints
 from tests.support.receiver import Received
@@ -121,7 +121,7 @@ class Hooks:
 @contextlib.asynccontextmanager
 async def hooks_on(url: str, settings: Settings, **overrides: Any) -> AsyncIterator[Hooks]:
     settings = settings.model_copy(update={**FAST, **overrides})
-    blobs = BlobStore(settings.data_dir / "blobs")
+    blobs = LocalStorage(settings.data_dir / "blobs")
     blobs.ensure()
     c = Components(settings=settings, db=Database(url), blobs=blobs)
     async with c.db.transaction() as conn:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.settings import Settings
+from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef, create_tenant
 from tests.support.kafka import delete_topic, kafka_bootstrap, unique
 from workers.bus.kafka import KafkaBus
@@ -149,8 +149,8 @@ async def fleet(fleet_db: str, settings: Settings, tmp_path: Path) -> AsyncItera
     }
     bus = KafkaBus(bootstrap, topic, partitions=PARTITIONS, session_timeout=6.0)
     await bus.ensure_topic()
-    blobs = BlobStore(settings.data_dir / "blobs")
-    blobs.ensure()
+    blobs = LocalStorage(settings.data_dir / "blobs")
+    blobs.ensure_scratch()
     c = Components(settings=settings, db=Database(fleet_db), blobs=blobs)
     async with c.db.transaction() as conn:
         tenant, _ = await create_tenant(conn, "acme")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.settings import Settings
 from jobs.status import EventType
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 from tests.bus.helpers import (
     delivered,
@@ -113,7 +113,7 @@ async def test_relay_recovers_by_itself_when_the_broker_restarts(
     topic = unique("restart")
     settings = settings.model_copy(update={"relay_poll_seconds": 0.3, "relay_batch": 20})
     bus = KafkaBus(bootstrap, topic, partitions=3, request_timeout=5.0, session_timeout=6.0)
-    c = Components(settings=settings, db=Database(pg_db_url), blobs=BlobStore(settings.data_dir))
+    c = Components(settings=settings, db=Database(pg_db_url), blobs=LocalStorage(settings.data_dir))
     async with c.db.transaction() as conn:
         tenant, _ = await create_tenant(conn, "acme")
     relay = Relay(c.db, bus, settings, wakeup=c.relay_wakeup)

@@ -383,15 +383,10 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "stored-output-rewritten-in-place",
         "inv 8: a stored output is never rewritten",
-        "jobs/blobstore.py",
-        "        if final.exists():\n"
-        "            path.unlink(missing_ok=True)\n"
-        "            return\n"
-        "        os.chmod(path, 0o444)\n"
-        "        os.replace(path, final)\n",
-        "        with path.open('rb') as src, final.open('wb') as dst:  # MUTANT: in place\n"
-        "            dst.write(src.read())\n"
-        "        path.unlink()\n",
+        "jobs/storage/local.py",
+        "                os.link(path, final)  # fails if present: the first writer's bytes stay\n",
+        "                final.unlink(missing_ok=True)  # MUTANT: the new copy replaces the stored\n"
+        "                os.link(path, final)\n",
         "tests/unit/test_stored_outputs.py",
     ),
     # --- 9 and security: untrusted input ---------------------------------------------------------

@@ -112,7 +112,7 @@ async def stored_answer(
             "this Idempotency-Key was already used with a different batch",
             details={"idempotency_key": client_key},
         )
-    answer: dict[str, Any] = row[1]
+    answer: dict[str, Any] = json.loads(row[1])
     return answer
 
 
@@ -136,7 +136,7 @@ async def store_answer(
                 tenant_id=tenant.id,
                 client_key=client_key,
                 request_hash=digest,
-                answer=answer,
+                answer=json.dumps(answer),
                 expires_at=db_now(hours * 3600),
             )
             .on_conflict_do_nothing()

@@ -135,7 +135,8 @@ class BatchAnswer(SQLModel, table=True):
     tenant_id: str = Field(primary_key=True, foreign_key="tenants.id", max_length=36)
     client_key: str = Field(primary_key=True, max_length=255)
     request_hash: str = Field(max_length=64)
-    answer: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    # The answer's JSON text as sent (not JSONB: an answer may quote a client's NUL).
+    answer: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
     expires_at: dt.datetime | None = _ts(nullable=False, index=True)
 
 

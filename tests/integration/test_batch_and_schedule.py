@@ -125,11 +125,13 @@ async def test_run_at_is_honoured_to_the_database_clock(
     monkeypatch.setattr(time, "time", lambda: real_time() + 600)
     assert await claims.claim_batch("fast", 10) == []
     monkeypatch.undo()
-    while await db.now() < at:
-        assert await claims.claim_batch("w", 10) == []
+    assert await claims.claim_batch("w", 10) == []  # not yet due
+    while not (got := await claims.claim_batch("w", 10)):
         await asyncio.sleep(0.05)
-    [claimed] = await claims.claim_batch("w", 10)
+    [claimed] = got
     assert claimed.key == job["key"]
+    # Claimed once due by the database's clock (the claim's own timestamp), not before.
+    assert claimed.started_at is not None and claimed.started_at >= at
 
 
 async def test_a_scheduled_job_can_be_cancelled_before_it_runs(
@@ -149,3 +151,15 @@ async def test_a_bad_run_at_is_refused_with_what_is_allowed(
     assert r.status_code == 422
     detail = r.json()["error"]["details"][0]
     assert detail["path"] == "run_at" and detail["message"]
+
+
+async def test_a_batch_answer_quoting_a_nul_is_stored_and_replayed(http: httpx.AsyncClient) -> None:
+    """PostgreSQL's JSONB cannot hold U+0000; an answer whose error quotes one (a field name
+    here) is still stored for its Idempotency-Key and replayed, not a 500."""
+    body = {"jobs": [{**edit(1), "bad\u0000field": 1}, edit(2)]}
+    headers = {"Idempotency-Key": "nul-1"}
+    first = await http.post("/v1/jobs/batch", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert [x["status"] for x in first.json()["results"]] == [422, 201]
+    second = await http.post("/v1/jobs/batch", json=body, headers=headers)
+    assert second.json() == first.json() and second.headers["Idempotent-Replayed"] == "true"

@@ -415,7 +415,7 @@ def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:
     for i, op in enumerate(req.operations):
         if op.op == "concat":
             found += [(f"operations[{i}].sources[{j}]", s) for j, s in enumerate(op.sources)]
-        elif op.op == "watermark":
+        elif op.op in ("watermark", "subtitles"):
             found.append((f"operations[{i}].source", op.source))
     return found
 

@@ -16,12 +16,33 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from jobs.encoding import (
+    IMPLICIT_PRESET,
+    LEVELS,
+    PRESETS,
+    PROFILES,
+    TEN_BIT_CODECS,
+    TWO_PASS_CODECS,
+    Level,
+    Preset,
+    Profile,
+)
+from jobs.media_ops import (
+    AUDIO_OPS,
+    TIMED_FIELDS,
+    Deinterlace,
+    Fade,
+    Loudnorm,
+    Pad,
+    SubtitleMode,
+    SubtitleStyle,
+)
+from jobs.specbase import SpecError, Strict, ms_aliases
 from jobs.timecode import Millis
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -37,24 +58,8 @@ def _utf8(text: str) -> bool:
     return True
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
-
-
-def _ms_aliases(data: Any, *names: str) -> Any:
-    """Accept `start_ms: 1500` (the canonical spelling) as well as `start: 1.5`."""
-    if isinstance(data, dict):
-        for name in names:
-            ms_name = f"{name}_ms"
-            if ms_name in data:
-                if name in data:
-                    raise ValueError(f"give either '{name}' or '{ms_name}', not both")
-                value = data[ms_name]
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                    raise ValueError(f"'{ms_name}' must be a whole number of milliseconds")
-                data = {k: v for k, v in data.items() if k != ms_name}
-                data[name] = None if value is None else f"{value}ms"
-    return data
+_Strict = Strict
+_ms_aliases = ms_aliases
 
 
 class Source(_Strict):
@@ -114,11 +119,24 @@ class Scale(_Strict):
 
 
 class Crop(_Strict):
+    """A rectangle of the frame, or `"crop": "auto"`: the picture area that cropdetect
+    finds (black borders removed), which must come first or right after `trim`."""
+
     op: Literal["crop"]
     x: int = Field(default=0, ge=0, le=7680)
     y: int = Field(default=0, ge=0, le=4320)
-    width: int = Field(ge=16, le=7680)
-    height: int = Field(ge=16, le=4320)
+    width: int | None = Field(default=None, ge=16, le=7680)
+    height: int | None = Field(default=None, ge=16, le=4320)
+    crop: Literal["auto"] | None = None
+
+    @model_validator(mode="after")
+    def _rect_or_auto(self) -> Crop:
+        rect = (self.x, self.y, self.width, self.height) != (0, 0, None, None)
+        if self.crop == "auto" and rect:
+            raise ValueError("give either \"crop\": \"auto\" or a rectangle, not both")
+        if self.crop is None and (self.width is None or self.height is None):
+            raise ValueError("crop needs 'width' and 'height' (or \"crop\": \"auto\")")
+        return self
 
 
 class Fps(_Strict):
@@ -215,6 +233,35 @@ class Watermark(_Strict):
         return round(v, 3)
 
 
+class Subtitles(_Strict):
+    """Subtitles from an uploaded SRT or WebVTT file (by digest): burned into the picture
+    with `style`, or as a soft track with an ISO 639-2 `language`."""
+
+    op: Literal["subtitles"]
+    source: Source
+    mode: SubtitleMode = SubtitleMode.BURN
+    style: SubtitleStyle | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{3}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_style(cls, data: Any) -> Any:
+        # Burned subtitles always have a style (the defaults if none is given), so leaving
+        # it out and spelling the defaults give one canonical form.
+        burn = isinstance(data, dict) and data.get("mode", "burn") == "burn"
+        if burn and data.get("style") is None:
+            data = {**data, "style": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_mode(self) -> Subtitles:
+        if self.mode is SubtitleMode.SOFT and self.style is not None:
+            raise ValueError("'style' is for burned subtitles; players style a soft track")
+        if self.mode is SubtitleMode.BURN and self.language is not None:
+            raise ValueError("'language' is for a soft subtitle track")
+        return self
+
+
 Operation = Annotated[
     Trim
     | Scale
@@ -227,7 +274,12 @@ Operation = Annotated[
     | Volume
     | Thumbnail
     | Concat
-    | Watermark,
+    | Watermark
+    | Deinterlace
+    | Pad
+    | Fade
+    | Loudnorm
+    | Subtitles,
     Field(discriminator="op"),
 ]
 
@@ -240,6 +292,11 @@ class Container(StrEnum):
     GIF = "gif"
     JPG = "jpg"
     PNG = "png"
+    MP3 = "mp3"  # audio only from here on
+    M4A = "m4a"
+    OGG = "ogg"
+    WAV = "wav"
+    FLAC = "flac"
 
 
 class VideoCodec(StrEnum):
@@ -247,6 +304,7 @@ class VideoCodec(StrEnum):
     HEVC = "hevc"
     VP9 = "vp9"
     AV1 = "av1"
+    NONE = "none"  # audio only, in webm or mkv
 
 
 class AudioCodec(StrEnum):
@@ -254,23 +312,40 @@ class AudioCodec(StrEnum):
     OPUS = "opus"
     MP3 = "mp3"
     NONE = "none"
+    FLAC = "flac"
+    PCM_S16LE = "pcm_s16le"
+    PCM_S24LE = "pcm_s24le"
 
 
 IMAGE_CONTAINERS = frozenset({Container.JPG, Container.PNG})
 NO_CODEC_CONTAINERS = frozenset({Container.GIF, Container.JPG, Container.PNG})
+AUDIO_CONTAINERS = frozenset(
+    {Container.MP3, Container.M4A, Container.OGG, Container.WAV, Container.FLAC}
+)
+LOSSLESS_AUDIO = frozenset({AudioCodec.FLAC, AudioCodec.PCM_S16LE, AudioCodec.PCM_S24LE})
 
 ALLOWED_VIDEO: dict[Container, tuple[VideoCodec, ...]] = {
     Container.MP4: (VideoCodec.H264, VideoCodec.HEVC, VideoCodec.AV1),
     Container.MOV: (VideoCodec.H264, VideoCodec.HEVC),
-    Container.MKV: (VideoCodec.H264, VideoCodec.HEVC, VideoCodec.VP9, VideoCodec.AV1),
-    Container.WEBM: (VideoCodec.VP9, VideoCodec.AV1),
-}
+    Container.MKV: (
+        VideoCodec.H264, VideoCodec.HEVC, VideoCodec.VP9, VideoCodec.AV1, VideoCodec.NONE,
+    ),
+    Container.WEBM: (VideoCodec.VP9, VideoCodec.AV1, VideoCodec.NONE),
+    **{c: (VideoCodec.NONE,) for c in AUDIO_CONTAINERS},
+}  # fmt: skip
 ALLOWED_AUDIO: dict[Container, tuple[AudioCodec, ...]] = {
     Container.MP4: (AudioCodec.AAC, AudioCodec.MP3, AudioCodec.OPUS, AudioCodec.NONE),
     Container.MOV: (AudioCodec.AAC, AudioCodec.MP3, AudioCodec.NONE),
-    Container.MKV: (AudioCodec.AAC, AudioCodec.MP3, AudioCodec.OPUS, AudioCodec.NONE),
+    Container.MKV: (
+        AudioCodec.AAC, AudioCodec.MP3, AudioCodec.OPUS, AudioCodec.NONE, AudioCodec.FLAC,
+    ),
     Container.WEBM: (AudioCodec.OPUS, AudioCodec.NONE),
-}
+    Container.MP3: (AudioCodec.MP3,),
+    Container.M4A: (AudioCodec.AAC,),
+    Container.OGG: (AudioCodec.OPUS, AudioCodec.FLAC),
+    Container.WAV: (AudioCodec.PCM_S16LE, AudioCodec.PCM_S24LE),
+    Container.FLAC: (AudioCodec.FLAC,),
+}  # fmt: skip
 DEFAULT_CRF: dict[VideoCodec, int] = {
     VideoCodec.H264: 23,
     VideoCodec.HEVC: 28,
@@ -294,6 +369,33 @@ class Output(_Strict):
     crf: int | None = Field(default=None, ge=0, le=63)
     video_bitrate_kbps: int | None = Field(default=None, ge=50, le=200_000)
     audio_bitrate_kbps: int | None = Field(default=None, ge=32, le=512)
+    # Added with issue 13. Unset, none of them appears in the canonical form, so edits made
+    # before them keep their keys.
+    audio_sample_rate: (
+        Literal[8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000] | None
+    ) = None
+    audio_channels: Literal[1, 2, 6] | None = None  # 6: 5.1
+    preset: Preset | None = None
+    profile: Profile | None = None
+    level: Level | None = None
+    gop_length: int | None = Field(default=None, ge=1, le=1000)
+    keyframe_interval: Millis | None = None
+    max_bitrate_kbps: int | None = Field(default=None, ge=50, le=200_000)
+    buffer_size_kbits: int | None = Field(default=None, ge=50, le=400_000)
+    two_pass: bool = False
+    bit_depth: Literal[8, 10] | None = None  # unset: keep the source's where the codec can
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return ms_aliases(data, "keyframe_interval")
+
+    @field_validator("keyframe_interval")
+    @classmethod
+    def _keyint(cls, v: int | None) -> int | None:
+        if v is not None and not 100 <= v <= 60_000:
+            raise ValueError("keyframe_interval must be between 0.1 s and 60 s")
+        return v
 
 
 MIN_RUN_AT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -347,7 +449,7 @@ class EditRequest(_Strict):
         for op in self.operations:
             if isinstance(op, Concat):
                 yield from op.sources
-            elif isinstance(op, Watermark):
+            elif isinstance(op, Watermark | Subtitles):
                 yield op.source
 
 
@@ -365,9 +467,16 @@ def check_coherent(req: EditRequest) -> None:
             raise ValueError("'trim' must come first, or right after 'concat'")
         if isinstance(op, Thumbnail) and i != len(ops) - 1:
             raise ValueError("'thumbnail' must be the last operation")
+        if isinstance(op, Crop) and op.crop == "auto" and any(k != "trim" for k in kinds[:i]):
+            raise SpecError(
+                f"operations[{i}]",
+                "\"crop\": \"auto\" must come first or right after 'trim' (it measures the "
+                "source's frame), and cannot follow 'concat'",
+            )
     if "mute" in kinds and "volume" in kinds:
         raise ValueError("'mute' and 'volume' cannot be combined")
     out = req.output
+    _check_subtitles(req)
     thumbnail = bool(ops) and isinstance(ops[-1], Thumbnail)
     if thumbnail != (out.container in IMAGE_CONTAINERS):
         raise ValueError(
@@ -375,45 +484,168 @@ def check_coherent(req: EditRequest) -> None:
             "containers need a 'thumbnail' operation"
         )
     if out.container in NO_CODEC_CONTAINERS:
-        for name in (
-            "video_codec",
-            "audio_codec",
-            "crf",
-            "video_bitrate_kbps",
-            "audio_bitrate_kbps",
-        ):
-            if getattr(out, name) is not None:
-                raise ValueError(f"output '{name}' does not apply to container '{out.container}'")
+        for name in ("video_codec", "audio_codec", *_CODEC_FIELDS):
+            if getattr(out, name) not in (None, False):
+                raise SpecError(
+                    f"output.{name}",
+                    f"output '{name}' does not apply to container '{out.container}'",
+                )
         if "volume" in kinds or "mute" in kinds:
             raise ValueError(f"container '{out.container}' has no audio: drop 'mute'/'volume'")
+        _check_audio_ops(req, f"container '{out.container}' has no audio")
         return
     if out.video_codec is not None and out.video_codec not in ALLOWED_VIDEO[out.container]:
         allowed = ", ".join(ALLOWED_VIDEO[out.container])
-        raise ValueError(
+        raise SpecError(
+            "output.video_codec",
             f"video_codec '{out.video_codec}' is not allowed in '{out.container}' "
-            f"(allowed: {allowed})"
+            f"(allowed: {allowed})",
         )
     if out.audio_codec is not None and out.audio_codec not in ALLOWED_AUDIO[out.container]:
         allowed = ", ".join(ALLOWED_AUDIO[out.container])
-        raise ValueError(
+        raise SpecError(
+            "output.audio_codec",
             f"audio_codec '{out.audio_codec}' is not allowed in '{out.container}' "
-            f"(allowed: {allowed})"
+            f"(allowed: {allowed})",
         )
     if out.crf is not None and out.video_bitrate_kbps is not None:
         raise ValueError("give either output 'crf' or 'video_bitrate_kbps', not both")
     video = out.video_codec or ALLOWED_VIDEO[out.container][0]
-    if out.crf is not None and out.crf > MAX_CRF[video]:
+    if video is VideoCodec.NONE:
+        _check_audio_only(req)
+    elif out.crf is not None and out.crf > MAX_CRF[video]:
         raise ValueError(f"crf for {video} must be at most {MAX_CRF[video]}")
+    else:
+        _check_controls(out, video.value)
     if "mute" in kinds and out.audio_codec not in (None, AudioCodec.NONE):
         raise ValueError("'mute' removes the audio: leave audio_codec out or set it to 'none'")
     if out.audio_codec is AudioCodec.NONE and "volume" in kinds:
         raise ValueError("'volume' needs audio, but audio_codec is 'none'")
     if out.audio_bitrate_kbps is not None and out.audio_codec is AudioCodec.NONE:
         raise ValueError("audio_bitrate_kbps does not apply when audio_codec is 'none'")
+    audio = out.audio_codec or ALLOWED_AUDIO[out.container][0]
+    if out.audio_bitrate_kbps is not None and audio in LOSSLESS_AUDIO:
+        raise SpecError(
+            "output.audio_bitrate_kbps", f"audio_bitrate_kbps does not apply to lossless {audio}"
+        )
+    rates = _RATES.get(audio)
+    if out.audio_sample_rate is not None and rates and out.audio_sample_rate not in rates:
+        raise SpecError(
+            "output.audio_sample_rate",
+            f"{audio} takes sample rates {', '.join(map(str, rates))}, not {out.audio_sample_rate}",
+        )
+    if "mute" in kinds or audio is AudioCodec.NONE:
+        for name in ("audio_sample_rate", "audio_channels"):
+            if getattr(out, name) is not None:
+                raise SpecError(f"output.{name}", f"output '{name}' needs audio in the output")
+        _check_audio_ops(req, "the output has no audio ('mute' or audio_codec 'none')")
+
+
+_RATES = {  # what the encoders take; others have every rate of the enum
+    AudioCodec.OPUS: (8000, 16000, 24000, 48000),
+    AudioCodec.MP3: (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000),
+}
+
+
+def _check_subtitles(req: EditRequest) -> None:
+    for i, op in enumerate(req.operations):
+        if not isinstance(op, Subtitles):
+            continue
+        if op.source.digest is None:
+            raise SpecError(
+                f"operations[{i}].source",
+                "a subtitle file is uploaded first (POST /v1/sources) and given by its digest",
+            )
+        out = req.output
+        if out.container not in SUBTITLE_CONTAINERS or out.video_codec is VideoCodec.NONE:
+            allowed = ", ".join(c.value for c in SUBTITLE_CONTAINERS)
+            raise SpecError(
+                f"operations[{i}]",
+                f"subtitles need a video output (allowed containers: {allowed}), "
+                f"not '{out.container}'",
+            )
+        if any(isinstance(o, Speed) for o in req.operations):
+            raise SpecError(f"operations[{i}]", "'subtitles' cannot be combined with 'speed'")
+
+
+SUBTITLE_CONTAINERS = (Container.MP4, Container.MOV, Container.MKV, Container.WEBM)
+# Output fields that only video encoding uses.
+_CODEC_FIELDS = (
+    "crf", "video_bitrate_kbps", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels",
+    "preset", "profile", "level", "gop_length", "keyframe_interval", "max_bitrate_kbps",
+    "buffer_size_kbits", "two_pass", "bit_depth",
+)  # fmt: skip
+_VIDEO_FIELDS = _CODEC_FIELDS[:2] + _CODEC_FIELDS[5:]
+_VIDEO_OPS_OK_FOR_AUDIO = frozenset({"trim", "speed", "volume", "loudnorm", "fade"})
+
+
+def _check_audio_ops(req: EditRequest, why: str) -> None:
+    for i, op in enumerate(req.operations):
+        if op.op in AUDIO_OPS or (isinstance(op, Fade) and not op.video):
+            raise SpecError(f"operations[{i}]", f"'{op.op}' needs audio, but {why}")
+
+
+def _check_audio_only(req: EditRequest) -> None:
+    """An output without video: only timeline and audio operations, no video settings."""
+    out = req.output
+    for name in _VIDEO_FIELDS:
+        if getattr(out, name) not in (None, False):
+            raise SpecError(f"output.{name}", f"output '{name}' needs a video output")
+    for i, op in enumerate(req.operations):
+        if isinstance(op, Fade) and not op.audio:
+            raise SpecError(f"operations[{i}].audio", "an audio-only output can only fade audio")
+        if op.op not in _VIDEO_OPS_OK_FOR_AUDIO:
+            allowed = ", ".join(sorted(_VIDEO_OPS_OK_FOR_AUDIO))
+            raise SpecError(
+                f"operations[{i}]",
+                f"'{op.op}' needs a video output, but '{out.container}' here is audio only "
+                f"(allowed: {allowed})",
+            )
+    if "mute" in (op.op for op in req.operations) or out.audio_codec is AudioCodec.NONE:
+        raise SpecError("output.audio_codec", "an audio-only output needs an audio codec")
+
+
+def _check_controls(out: Output, video: str) -> None:
+    """Encoder controls that only some codecs have."""
+    tables = (("preset", PRESETS), ("profile", PROFILES), ("level", LEVELS))
+    for name, table in tables:
+        value = getattr(out, name)
+        allowed = table.get(video, ())
+        if value is not None and value not in allowed:
+            what = ", ".join(allowed) if allowed else "none"
+            raise SpecError(
+                f"output.{name}", f"{name} '{value}' is not one for {video} (allowed: {what})"
+            )
+    if out.two_pass:
+        if video not in TWO_PASS_CODECS:
+            raise SpecError(
+                "output.two_pass", f"two_pass is for {', '.join(TWO_PASS_CODECS)}, not {video}"
+            )
+        if out.video_bitrate_kbps is None:
+            raise SpecError("output.two_pass", "two_pass needs a 'video_bitrate_kbps' to aim at")
+    if (out.max_bitrate_kbps is None) != (out.buffer_size_kbits is None):
+        raise SpecError(
+            "output.buffer_size_kbits"
+            if out.buffer_size_kbits is None
+            else "output.max_bitrate_kbps",
+            "give 'max_bitrate_kbps' and 'buffer_size_kbits' together (a VBV constraint)",
+        )
+    if out.bit_depth == 10 and video not in TEN_BIT_CODECS:
+        raise SpecError(
+            "output.bit_depth",
+            f"bit_depth 10 needs video_codec {', '.join(TEN_BIT_CODECS)} (not {video})",
+        )
+    if out.profile is Profile.MAIN10 and out.bit_depth == 8:
+        raise SpecError("output.profile", "profile 'main10' is for bit_depth 10")
+    if out.profile is Profile.MAIN and video == "hevc" and out.bit_depth == 10:
+        raise SpecError("output.profile", "hevc profile 'main' is 8-bit: use 'main10'")
 
 
 def canonical_output(req: EditRequest) -> dict[str, Any]:
-    """Output settings with every default filled in: equal outputs give equal dicts."""
+    """Output settings with every default filled in: equal outputs give equal dicts.
+
+    The fields added later appear only when set to something other than what the encoder
+    does anyway, so every edit that does not use them keeps its key."""
     out = req.output
     if out.container in NO_CODEC_CONTAINERS:
         return {
@@ -431,10 +663,11 @@ def canonical_output(req: EditRequest) -> dict[str, Any]:
     else:
         audio = out.audio_codec or ALLOWED_AUDIO[out.container][0]
     crf = out.crf
-    if crf is None and out.video_bitrate_kbps is None:
+    if crf is None and out.video_bitrate_kbps is None and video is not VideoCodec.NONE:
         crf = DEFAULT_CRF[video]
-    audio_kbps = None if audio is AudioCodec.NONE else (out.audio_bitrate_kbps or 128)
-    return {
+    lossy = audio is not AudioCodec.NONE and audio not in LOSSLESS_AUDIO
+    audio_kbps = (out.audio_bitrate_kbps or 128) if lossy else None
+    data: dict[str, Any] = {
         "container": out.container.value,
         "video_codec": video.value,
         "audio_codec": audio.value,
@@ -442,6 +675,13 @@ def canonical_output(req: EditRequest) -> dict[str, Any]:
         "video_bitrate_kbps": out.video_bitrate_kbps,
         "audio_bitrate_kbps": audio_kbps,
     }
+    extras = out.model_dump(mode="json", include=set(_CODEC_FIELDS[3:]))
+    if extras["preset"] is not None and IMPLICIT_PRESET.get(video.value) == extras["preset"]:
+        extras["preset"] = None
+    if extras["keyframe_interval"] is not None:
+        extras["keyframe_interval_ms"] = extras.pop("keyframe_interval")
+    data.update({k: v for k, v in sorted(extras.items()) if v not in (None, False)})
+    return data
 
 
 def canonical_operation(op: BaseModel, digests: Iterator[str]) -> dict[str, Any]:
@@ -450,6 +690,10 @@ def canonical_operation(op: BaseModel, digests: Iterator[str]) -> dict[str, Any]
     for name, value in op.model_dump(mode="json").items():
         if isinstance(op, Trim | Thumbnail) and name in ("start", "end", "at"):
             data[f"{name}_ms"] = value
+        elif isinstance(op, Fade) and name in TIMED_FIELDS:
+            data[TIMED_FIELDS[name]] = value
+        elif isinstance(op, Crop) and name == "crop" and value is None:
+            continue  # a rectangle keeps the canonical form it had before "auto" existed
         elif name == "sources":
             data[name] = [{"digest": next(digests)} for _ in value]
         elif name == "source":

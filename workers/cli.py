@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from jobs.settings import get_settings
-from workers import loop
-from workers.client import Client, ClientError, connection
+from workers import cli_client, loop
 
 app = typer.Typer(help="vidjobs: video edit jobs with idempotent job keys.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
@@ -261,137 +256,15 @@ def up(
     loop.run(compose.run_embedded(settings, host, port, slots, executor))
 
 
-def _client() -> Client:
-    url, token = connection(get_settings())
-    return Client(url, token)
-
-
-def _fail(exc: ClientError) -> None:
-    err.print(f"error: {exc}")
-    if isinstance(exc.body, dict) and exc.body.get("error", {}).get("details"):
-        err.print_json(data=exc.body["error"]["details"])
-    raise typer.Exit(1)
-
-
-@app.command()
-def submit(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    wait: Annotated[bool, typer.Option(help="wait until the job ends")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    on_duplicate: str = "return_existing",
-    idempotency_key: str | None = None,
-) -> None:
-    """Submit an edit request from a JSON file (a JSON list: up to 1,000, as one batch)."""
-    try:
-        edit = json.loads(file.read_text())
-    except ValueError as exc:
-        err.print(f"error: {file} is not valid JSON: {exc}")
-        raise typer.Exit(2) from None
-    client = _client()
-    if isinstance(edit, list):
-        _submit_batch(client, edit, wait, as_json, on_duplicate, idempotency_key)
-        return
-    try:
-        _, job, replayed = client.submit(
-            edit, on_duplicate=on_duplicate, idempotency_key=idempotency_key
-        )
-        if wait:
-            while job["status"] in ("pending", "running"):
-                time.sleep(0.5)
-                job = client.get(job["key"])
-    except ClientError as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps({**job, "replayed": replayed}, indent=2))
-    else:
-        what = "duplicate: existing job" if replayed else "submitted"
-        console.print(f"{what} {job['key']} ({job['status']})")
-
-
-def _submit_batch(
-    client: Client,
-    edits: list[Any],
-    wait: bool,
-    as_json: bool,
-    on_duplicate: str,
-    idempotency_key: str | None,
-) -> None:
-    try:
-        results, replayed = client.submit_batch(
-            edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key
-        )
-        if wait:
-            for res in results:
-                while "job" in res and res["job"]["status"] in ("pending", "running"):
-                    time.sleep(0.5)
-                    res["job"] = client.get(res["job"]["key"])
-    except ClientError as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps({"results": results, "replayed": replayed}, indent=2))
-    else:
-        for i, res in enumerate(results):
-            if "job" in res:
-                what = {201: "submitted", 200: "duplicate: existing job"}.get(res["status"], "")
-                console.print(f"[{i}] {what} {res['job']['key']} ({res['job']['status']})")
-            else:
-                console.print(f"[{i}] error {res['status']}: {res['error']['message']}")
-    if any("error" in res for res in results):
-        raise typer.Exit(1)
-
-
-@app.command()
-def status(key: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show one job by its key."""
-    try:
-        job = _client().get(key)
-    except ClientError as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps(job, indent=2))
-        return
-    console.print(
-        f"{job['key']}  [bold]{job['status']}[/]  progress {job['progress']:.0%}  "
-        f"attempts {job['attempts']}/{job['max_attempts']}"
-    )
-    if job["error"]:
-        console.print(f"error: {job['error']['code']}: {job['error']['message']}")
-    if job["output"]:
-        console.print(f"output: {job['output']['digest']} ({job['output']['size']} bytes)")
-
-
-@app.command("jobs")
-def list_jobs(
-    status: Annotated[str | None, typer.Option("--status")] = None,
-    limit: int = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """List your jobs, newest first."""
-    try:
-        page = _client().list(status, limit)
-    except ClientError as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps(page, indent=2))
-        return
-    table = Table("key", "status", "progress", "attempts", "created")
-    for job in page["jobs"]:
-        table.add_row(
-            job["key"],
-            job["status"],
-            f"{job['progress']:.0%}",
-            str(job["attempts"]),
-            job["created_at"],
-        )
-    console.print(table)
-
-
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':')[0]}:***@{host}"
     return url
+
+
+cli_client.register(app)
 
 
 def main(argv: list[str] | None = None) -> Any:

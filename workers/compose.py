@@ -119,7 +119,11 @@ def ffmpeg_source_check(settings: Settings) -> SourceCheck | None:
         if ident in passed:
             return
         try:
-            await preflight(path, limits, allow_image=image_ok, label=where)
+            # Audio-only files pass here (they may feed an audio output); the executor
+            # refuses one for a video output when it runs.
+            await preflight(
+                path, limits, allow_image=image_ok, allow_audio=not image_ok, label=where
+            )
         except PermanentError as exc:
             raise InvalidRequest(
                 exc.message,

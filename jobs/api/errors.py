@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from jobs.errors import TooManyRequests, Unavailable, VidjobsError
+from jobs.specbase import SpecError
 
 log = logging.getLogger("vidjobs.api")
 
@@ -35,6 +36,11 @@ _OP_TAGS = {
     "thumbnail",
     "concat",
     "watermark",
+    "deinterlace",
+    "pad",
+    "fade",
+    "loudnorm",
+    "subtitles",
 }
 _LOC_ROOTS = {"body", "query", "path", "header"}
 
@@ -81,7 +87,11 @@ def describe(errors: list[Any]) -> list[dict[str, Any]]:
     for err in errors[:50]:
         message = str(err.get("msg", "invalid"))
         message = message.removeprefix("Value error, ")
-        item: dict[str, Any] = {"path": json_path(err.get("loc", ())), "message": message}
+        path = json_path(err.get("loc", ()))
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecError):  # a cross-field rule knows which field it is about
+            path = cause.path if path == "$" else f"{path}.{cause.path}"
+        item: dict[str, Any] = {"path": path, "message": message}
         allowed = _allowed(err)
         if allowed is not None:
             item["allowed"] = _jsonable(allowed)

@@ -92,3 +92,41 @@ def test_worker_concurrency_comes_from_the_environment_unless_given(tmp_path: Pa
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_cancel_retry_events_upload_download_and_exit_codes(embedded: dict[str, str], tmp_path: Path) -> None:
+    from workers.ffmpeg import FfmpegNotFound, find_ffmpeg
+    from workers.ffmpeg.testmedia import make_clip
+
+    slow = {**embedded}
+    edit = tmp_path / "edit.json"
+    edit.write_text(json.dumps({"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": 0, "end": 2}]}))
+    later = "2099-01-01T00:00:00Z"
+    job = json.loads(vidjobs("submit", str(edit), "--run-at", later, "--priority", "7", "--json", env=slow).stdout)
+    assert job["status"] == "pending" and job["priority"] == 7
+    cancelled = json.loads(vidjobs("cancel", job["key"], "--json", env=slow).stdout)
+    assert cancelled["status"] == "cancelled"
+    again = vidjobs("retry", job["key"], env=slow)
+    assert "pending" in again.stdout
+    twice = vidjobs("retry", job["key"], env=slow, check=False)
+    assert twice.returncode == 1 and twice.stderr.startswith("error: HTTP 409 invalid_state") and "Traceback" not in twice.stderr
+    followed = vidjobs("events", job["key"], "--follow", env=slow)  # returns once the job ends
+    assert followed.stdout.count("job.cancelled") == 1 and "job.succeeded" in followed.stdout
+    kinds = [json.loads(line)["type"] for line in vidjobs("events", job["key"], "--json", env=slow).stdout.splitlines()]
+    assert kinds[0] == "job.submitted" and kinds[-1] == "job.succeeded"
+    missing = vidjobs("status", "vj1_" + "0" * 64, env=slow, check=False)
+    assert missing.returncode == 1 and "not_found" in missing.stderr
+    unreachable = vidjobs("status", job["key"], env={**slow, "VIDJOBS_API_URL": "http://127.0.0.1:9", "VIDJOBS_API_TOKEN": "x"}, check=False)
+    assert unreachable.returncode == 3 and unreachable.stderr.startswith("error:") and "Traceback" not in unreachable.stderr
+    try:
+        clip = make_clip(tmp_path / "up.mp4", seconds=1, ffmpeg=find_ffmpeg())
+    except FfmpegNotFound:
+        return
+    digest = vidjobs("upload", str(clip), env=slow).stdout.strip()
+    assert digest.startswith("sha256:")
+    edit.write_text(json.dumps({"source": {"digest": digest}, "operations": [{"op": "trim", "start": 0, "end": 0.5}]}))
+    done = json.loads(vidjobs("submit", str(edit), "--wait", "--json", env=slow).stdout)
+    assert done["status"] == "succeeded"
+    out = tmp_path / "out.mp4"
+    assert vidjobs("download", done["key"], str(out), env=slow).stdout.strip() == str(out)
+    assert out.stat().st_size == done["output"]["size"]

@@ -46,6 +46,17 @@ def place(value: Any) -> list[tuple[str, dict[str, Any]]]:
         ("output.audio_codec", {**BASE, "output": {"audio_codec": value}}),
         ("label key", {**BASE, "labels": {value: "v"}}),
         ("extra field", {**BASE, "operations": [{"op": "scale", "width": 64, "filter": value}]}),
+        ("deinterlace.filter", {**BASE, "operations": [{"op": "deinterlace", "filter": value}]}),
+        ("pad.aspect", {**BASE, "operations": [{"op": "pad", "aspect": value}]}),
+        ("pad.color", {**BASE, "operations": [{"op": "pad", "aspect": "16:9", "color": value}]}),
+        ("fade.fade_in", {**BASE, "operations": [{"op": "fade", "fade_in": value}]}),
+        ("loudnorm.target_lufs", {**BASE, "operations": [{"op": "loudnorm", "target_lufs": value}]}),
+        ("output.preset", {**BASE, "output": {"preset": value}}),
+        ("output.profile", {**BASE, "output": {"profile": value}}),
+        ("output.level", {**BASE, "output": {"level": value}}),
+        ("output.keyframe_interval", {**BASE, "output": {"keyframe_interval": value}}),
+        ("output.audio_sample_rate", {**BASE, "output": {"audio_sample_rate": value}}),
+        ("output.bit_depth", {**BASE, "output": {"bit_depth": value}}),
     ]
 
 
@@ -85,7 +96,7 @@ async def test_injection_strings_in_every_field_are_refused_cleanly(http: httpx.
             assert err["code"] in ("invalid_request", "source_not_found") and err["message"], (where, value)
             assert "root:" not in r.text
             checked += 1
-    assert checked == len(INJECTIONS) * 16
+    assert checked == len(INJECTIONS) * 27
     assert await count_jobs(db) == 0, "no refused request may leave a row"
 
 

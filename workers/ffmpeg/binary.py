@@ -13,7 +13,8 @@ import subprocess
 from functools import lru_cache
 
 from jobs.errors import PermanentError
-from jobs.spec import Output
+from jobs.spec import LOSSLESS_AUDIO, AudioCodec, Output
+from workers.ffmpeg.controls import controls
 
 ENV_VAR = "VIDJOBS_FFMPEG"
 INSTALL_HINT = (
@@ -33,6 +34,9 @@ AUDIO_ENCODERS: dict[str, tuple[str, ...]] = {
     "aac": ("aac",),
     "opus": ("libopus",),  # ffmpeg's native "opus" encoder is experimental
     "mp3": ("libmp3lame",),
+    "flac": ("flac",),
+    "pcm_s16le": ("pcm_s16le",),
+    "pcm_s24le": ("pcm_s24le",),
 }
 IMAGE_ENCODERS: dict[str, tuple[str, ...]] = {
     "gif": ("gif",),
@@ -88,14 +92,44 @@ def encoders(ffmpeg: str) -> frozenset[str]:
     return frozenset(names)
 
 
+_FILTER_LINE = re.compile(r"^ [T.][S.][C.] ([a-z0-9_]+) +[AVN|]+->[AVN|]+ ")
+
+
+@lru_cache(maxsize=8)
+def filters(ffmpeg: str) -> frozenset[str]:
+    """Names of the filters the binary was built with (`ffmpeg -filters`), cached."""
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-filters"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    text = proc.stdout.decode("utf-8", "replace")
+    return frozenset(m.group(1) for line in text.splitlines() if (m := _FILTER_LINE.match(line)))
+
+
 def pick_encoder(ffmpeg: str, table: dict[str, tuple[str, ...]], codec: str) -> str | None:
     """The first encoder for `codec` the binary has, or None."""
     have = encoders(ffmpeg)
     return next((name for name in table.get(codec, ()) if name in have), None)
 
 
-def encoder_args(output: Output, have: frozenset[str], with_audio: bool) -> list[str]:
-    """Codec options for an output: encoder chosen from what the binary has, then quality."""
+def available(ffmpeg: str, table: dict[str, tuple[str, ...]]) -> list[str]:
+    """The codecs of `table` this binary can encode."""
+    return [codec for codec in table if pick_encoder(ffmpeg, table, codec) is not None]
+
+
+def encoder_args(
+    output: Output,
+    have: frozenset[str],
+    with_audio: bool,
+    *,
+    pix_fmt: str = "yuv420p",
+    two_pass: tuple[int, str] | None = None,
+) -> list[str]:
+    """Codec options for an output: encoder chosen from what the binary has, then quality
+    and the encoder controls. `two_pass` is (pass number, stats file prefix)."""
     container = output.container
     if container.value in IMAGE_ENCODERS:
         enc = IMAGE_ENCODERS[container.value][0]
@@ -106,10 +140,12 @@ def encoder_args(output: Output, have: frozenset[str], with_audio: bool) -> list
         quality = ["-q:v", "2"] if container.value == "jpg" else []
         return ["-frames:v", "1", "-c:v", enc, *quality, "-an"]
     codec = output.video_codec.value if output.video_codec else ""
+    if codec == "none":
+        return [*audio_args(output, have), "-vn"]
     venc = next((e for e in VIDEO_ENCODERS.get(codec, ()) if e in have), None)
     if venc is None:
         raise _missing(f"{codec or 'no'} video")
-    args = ["-c:v", venc, "-pix_fmt", "yuv420p"]
+    args = ["-c:v", venc, "-pix_fmt", pix_fmt]
     if output.video_bitrate_kbps is not None:
         args += ["-b:v", f"{int(output.video_bitrate_kbps)}k"]
     elif output.crf is not None:
@@ -120,25 +156,23 @@ def encoder_args(output: Output, have: frozenset[str], with_audio: bool) -> list
             args += ["-crf", str(crf)]
             if venc in ("libvpx-vp9", "libaom-av1"):
                 args += ["-b:v", "0"]  # constant quality, not a bitrate cap
-    args += _SPEED.get(venc, [])
+    args += controls(output, venc, two_pass)
     if codec == "hevc" and container.value in ("mp4", "mov"):
         args += ["-tag:v", "hvc1"]  # what Apple players look for
-    audio = output.audio_codec.value if output.audio_codec else "none"
-    if not with_audio or audio == "none":
+    if not with_audio or (output.audio_codec or AudioCodec.NONE) is AudioCodec.NONE:
         return [*args, "-an"]
-    aenc = next((e for e in AUDIO_ENCODERS.get(audio, ()) if e in have), None)
+    return [*args, *audio_args(output, have)]
+
+
+def audio_args(output: Output, have: frozenset[str]) -> list[str]:
+    audio = output.audio_codec or AudioCodec.NONE
+    aenc = next((e for e in AUDIO_ENCODERS.get(audio.value, ()) if e in have), None)
     if aenc is None:
-        raise _missing(f"{audio} audio")
-    return [*args, "-c:a", aenc, "-b:a", f"{int(output.audio_bitrate_kbps or 128)}k"]
-
-
-# Speed/quality trade-offs fixed per encoder (defaults of libaom and rav1e are very slow).
-_SPEED: dict[str, list[str]] = {
-    "libx265": ["-x265-params", "log-level=error"],
-    "libvpx-vp9": ["-deadline", "good", "-cpu-used", "4", "-row-mt", "1"],
-    "libaom-av1": ["-cpu-used", "6", "-row-mt", "1"],
-    "librav1e": ["-speed", "6"],
-}
+        raise _missing(f"{audio.value} audio")
+    args = ["-c:a", aenc]
+    if audio not in LOSSLESS_AUDIO:
+        args += ["-b:a", f"{int(output.audio_bitrate_kbps or 128)}k"]
+    return args
 
 
 def _missing(what: str) -> PermanentError:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from jobs.errors import PermanentError
+from jobs.media_ops import Deinterlace, Fade, Loudnorm, Pad, SubtitleMode
 from jobs.spec import (
+    AUDIO_CONTAINERS,
     AudioCodec,
     Concat,
     Container,
@@ -30,14 +32,20 @@ from jobs.spec import (
     Rotate,
     Scale,
     Speed,
+    Subtitles,
     Thumbnail,
     Trim,
+    VideoCodec,
     Volume,
     Watermark,
 )
+from workers.ffmpeg import filters, loudness
+from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args
+from workers.ffmpeg.cropdetect import Detected
 from workers.ffmpeg.graph import Graph, atempo_chain, concat_inputs, num, overlay, scaled, secs
 from workers.ffmpeg.probe import Probe, input_args, invalid
+from workers.ffmpeg.subfile import PLAIN_PATH, SubtitleFile
 
 VIDEO_CONTAINERS = frozenset({Container.MP4, Container.MOV, Container.MKV, Container.WEBM})
 MEDIA_TYPES: dict[Container, str] = {
@@ -48,7 +56,13 @@ MEDIA_TYPES: dict[Container, str] = {
     Container.GIF: "image/gif",
     Container.JPG: "image/jpeg",
     Container.PNG: "image/png",
+    Container.MP3: "audio/mpeg",
+    Container.M4A: "audio/mp4",
+    Container.OGG: "audio/ogg",
+    Container.WAV: "audio/wav",
+    Container.FLAC: "audio/flac",
 }
+AUDIO_ONLY_TYPES = {Container.WEBM: "audio/webm", Container.MKV: "audio/x-matroska"}
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-y", "-loglevel", "error", "-nostats")
 PROGRESS_ARGS = ("-progress", "pipe:1")
 _PATH_CHARS = re.compile(r"[\x00-\x1f\x7f%]")
@@ -63,6 +77,9 @@ class Command:
     width: int | None  # the exact frame size the output will have
     height: int | None
     stream_copy: bool = False
+    first_pass: list[str] | None = None  # two-pass encodes: run this first (writes stats)
+    notes: dict[str, Any] = field(default_factory=dict)  # what was done, for the job's view
+    audio_only: bool = False
 
 
 def parse_spec(spec: Mapping[str, Any]) -> EditRequest:
@@ -89,12 +106,17 @@ def file_arg(path: Path) -> str:
     return f"file:{text}"
 
 
-def _timeline(req: EditRequest, probes: Sequence[Probe], mains: int) -> int | None:
+def _timeline(
+    req: EditRequest, probes: Sequence[Probe], mains: int, before: list[int | None] | None = None
+) -> int | None:
     """Duration of the edited timeline in ms (None if a source's duration is unknown);
-    refuses trims and thumbnails that start past the end."""
+    refuses trims and thumbnails that start past the end. `before` gets the duration each
+    operation sees."""
     durations = [p.duration_ms for p in probes[:mains]]
     total = None if None in durations else sum(d for d in durations if d is not None)
     for op in req.operations:
+        if before is not None:
+            before.append(total)
         if isinstance(op, Trim):
             if total is not None and op.start >= total:
                 raise invalid(
@@ -126,6 +148,16 @@ def _can_copy(req: EditRequest, probe: Probe, want_audio: bool) -> bool:
     return not (want_audio and audio is not None and audio.codec != req.output.audio_codec)
 
 
+def needs_stream_details(req: EditRequest, main: Probe) -> bool:
+    """Whether the command depends on `avprobe` details (colour, fields, channels): not for
+    a stream copy, nor for an audio output without loudnorm. Saves its child process."""
+    if req.output.container in AUDIO_CONTAINERS or req.output.video_codec is VideoCodec.NONE:
+        return any(isinstance(op, Loudnorm) for op in req.operations)
+    trim = next((op for op in req.operations if isinstance(op, Trim)), None)
+    want_audio = req.output.audio_codec not in (None, AudioCodec.NONE)
+    return not (trim is not None and trim.fast and _can_copy(req, main, want_audio))
+
+
 def build_command(
     ffmpeg: str,
     spec: Mapping[str, Any],
@@ -133,11 +165,23 @@ def build_command(
     probes: Sequence[Probe],
     output: Path,
     encoders: frozenset[str],
+    *,
+    media: Sequence[MediaInfo | None] = (),
+    filters_have: frozenset[str] | None = None,
+    measured: loudness.Measured | None = None,
+    measure: bool = False,
+    stats: Path | None = None,
+    subtitles: SubtitleFile | None = None,
+    detected: Detected | None = None,
 ) -> Command:
     """The whole ffmpeg invocation for one job: argv plus what the output will be.
 
     `inputs` and `probes` follow the spec's input order: main source, concat sources, then
-    the watermark. `encoders` is what the binary has (`binary.encoders`).
+    the watermark; `media` the same (stream details from `avprobe`, where read). `encoders`
+    and `filters_have` are what the binary has. A `loudnorm` edit takes two calls: with
+    `measure=True` the command measures loudness (argv writes nothing), then with the
+    `measured` result the real command. A two-pass encode needs `stats`, a file prefix in
+    the job's private workdir; the command's `first_pass` is then run before `argv`.
     """
     req = parse_spec(spec)
     ops = list(req.operations)
@@ -147,31 +191,54 @@ def build_command(
     mains = 1 + (len(concat.sources) if concat else 0)
     if len(inputs) != mains + (watermark is not None) or len(probes) != len(inputs):
         raise PermanentError("the job's inputs do not match its spec", code="invalid_spec")
-    video_out = container in VIDEO_CONTAINERS
+    audio_only = container in AUDIO_CONTAINERS or req.output.video_codec is VideoCodec.NONE
+    video_out = container in VIDEO_CONTAINERS and not audio_only
     want_audio = (
-        video_out
+        (video_out or audio_only)
         and req.output.audio_codec not in (None, AudioCodec.NONE)
         and not any(isinstance(op, Mute) for op in ops)
     )
-    expected = _timeline(req, probes, mains)
+    norm = next((op for op in ops if isinstance(op, Loudnorm)), None)
+    if norm is not None and not measure and measured is None:
+        raise PermanentError("loudnorm needs its measuring pass first", code="invalid_spec")
+    before: list[int | None] = []
+    expected = _timeline(req, probes, mains, before)
     trim = next((op for op in ops if isinstance(op, Trim)), None)
     thumb = next((op for op in ops if isinstance(op, Thumbnail)), None)
     speed = next((op.factor for op in ops if isinstance(op, Speed)), 1.0)
     argv = [ffmpeg, *GLOBAL_ARGS, *PROGRESS_ARGS]
+    if measure:
+        argv = [ffmpeg, *GLOBAL_ARGS[:3], *loudness.MEASURE_LOGLEVEL, "-nostats"]
     tail = ["-map_metadata", "-1", "-map_chapters", "-1", *output_args(container)]
     tail += ["-protocol_whitelist", "file", file_arg(output)]
     media_type = MEDIA_TYPES[container]
+    if audio_only:
+        media_type = AUDIO_ONLY_TYPES.get(container, media_type)
     main = probes[0]
+    info = media[0] if media else None
+    if norm is not None:
+        at = before[ops.index(norm)]
+        if at is not None and at < loudness.MIN_MS:
+            raise invalid(
+                f"'loudnorm' needs at least {secs(loudness.MIN_MS)} s of audio to measure, "
+                f"but the timeline there lasts {secs(at)} s"
+            )
+    if (audio_only or norm is not None) and not main.has_audio:
+        what = "an audio output" if audio_only else "'loudnorm'"
+        raise invalid(f"{what} needs audio, but the source has no audio track")
 
-    if trim is not None and trim.fast and concat is None and _can_copy(req, main, want_audio):
+    copy = trim is not None and trim.fast and concat is None and not audio_only
+    if copy and trim is not None and _can_copy(req, main, want_audio):
         argv += [*input_args(inputs[0], main.demuxer), *_seek(trim.start, trim.end)]
         argv += ["-i", file_arg(inputs[0]), "-map", f"0:{main.video_index}"]
         argv += ["-map", "0:a:0"] if want_audio and main.has_audio else ["-an"]
         argv += ["-c", "copy", "-avoid_negative_ts", "make_zero", *tail]
         return Command(argv, output, media_type, expected, main.width, main.height, True)
 
-    w, h = _display_size(main, concat is not None, video_out)
+    w, h = (0, 0) if audio_only else _display_size(main, concat is not None, video_out)
     chain = _Chain(Graph(), w, h, video_out, main.fps)
+    chain.info, chain.measure, chain.measured = info, measure, measured
+    chain.video = not audio_only and not (measure and concat is None)
     if concat is None:
         start = trim.start if trim else 0
         if thumb is not None:
@@ -191,20 +258,67 @@ def build_command(
             chain.af += [f"atrim={window}", "asetpts=PTS-STARTPTS"]
     if watermark is not None:
         argv += [*input_args(inputs[mains], probes[mains].demuxer), "-i", file_arg(inputs[mains])]
-    for op in ops:
+    soft = subtitles is not None and subtitles.mode is SubtitleMode.SOFT and not measure
+    if soft and subtitles is not None:
+        argv += ["-protocol_whitelist", "file", "-format_whitelist", subtitles.demuxer]
+        argv += ["-f", subtitles.demuxer, "-i", file_arg(subtitles.path)]
+    chain.subtitles, chain.detected = subtitles, detected
+    for i, op in enumerate(ops):
         if isinstance(op, Watermark):
-            chain.watermark(op, mains, probes[mains])
+            if chain.video and not measure:
+                chain.watermark(op, mains, probes[mains])
         elif isinstance(op, Thumbnail):
             if concat is not None:  # single inputs seek to the frame instead (above)
                 chain.vf += [f"trim=start={secs(op.at)}", "setpts=PTS-STARTPTS"]
         else:
-            chain.apply(op)
+            chain.apply(op, before[i])
+    depth = filters.output_depth(req.output, info)
+    tone, tags = filters.colour(info, depth, filters_have, chain.notes) if video_out else ([], [])
+    chain.vf += tone
+    if want_audio and not measure:
+        chain.af += filters.audio_out(req.output, norm is not None, info)
     graph, audio_map = chain.finish(container, want_audio)
-    argv += ["-filter_complex", graph, "-map", "[vout]"]
+    notes = chain.notes.as_metadata()
+    if measure:
+        if audio_map is None:
+            raise invalid("'loudnorm' needs audio, but the output keeps none")
+        argv += ["-filter_complex", graph] if graph else []
+        argv += ["-map", audio_map, "-vn", "-sn", "-f", "null", "-"]
+        return Command(argv, output, media_type, expected, None, None, audio_only=audio_only)
+    argv += ["-filter_complex", graph] if graph else []
+    maps = ["-map", "[vout]"] if chain.video else []
     if audio_map is not None:
-        argv += ["-map", audio_map]
-    argv += encoder_args(req.output, encoders, audio_map is not None)
-    return Command(argv + tail, output, media_type, None if thumb else expected, chain.w, chain.h)
+        maps += ["-map", audio_map]
+    if audio_only and audio_map is None:
+        raise invalid("an audio output needs audio, but none is left")
+    pix_fmt = "yuv420p10le" if depth == 10 else "yuv420p"
+    first_pass = None
+    if req.output.two_pass and video_out:
+        if stats is None:
+            raise PermanentError("a two-pass encode needs a stats path", code="invalid_spec")
+        first = encoder_args(req.output, encoders, False, pix_fmt=pix_fmt, two_pass=(1, str(stats)))
+        first_pass = [*argv, "-map", "[vout]", *first, *tags, "-f", "null", "-"]
+        first_pass = [a for a in first_pass if a not in PROGRESS_ARGS]
+    passes = (2, str(stats)) if first_pass is not None else None
+    if soft and subtitles is not None:
+        maps += ["-map", f"{len(inputs)}:0", "-c:s", subtitles.codec]
+        if subtitles.language is not None:
+            maps += ["-metadata:s:s:0", f"language={subtitles.language}"]
+    argv += maps + encoder_args(
+        req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes
+    )
+    argv += tags
+    return Command(
+        argv + tail,
+        output,
+        media_type,
+        None if thumb else expected,
+        None if audio_only else chain.w,
+        None if audio_only else chain.h,
+        first_pass=first_pass,
+        notes=notes,
+        audio_only=audio_only,
+    )
 
 
 class _Chain:
@@ -218,12 +332,32 @@ class _Chain:
         self.a_is_label = False
         self.vf: list[str] = []
         self.af: list[str] = []
+        self.video = True  # False: no video in this command (audio output, or measuring)
+        self.info: MediaInfo | None = None
+        self.measure = False  # building the loudness measuring pass
+        self.measured: loudness.Measured | None = None
+        self.audio_done = False  # measuring: nothing after loudnorm matters
+        self.notes = filters.Notes()
+        self.subtitles: SubtitleFile | None = None
+        self.detected: Detected | None = None  # what cropdetect found, for "crop": "auto"
 
-    def apply(self, op: Any) -> None:
+    def apply(self, op: Any, duration_ms: int | None) -> None:
+        self._audio(op, duration_ms)
+        if not self.video or self.measure:
+            return
         if isinstance(op, Scale):
             self.w, self.h = scaled(self.w, self.h, op, self.video_out)
             self.vf += [f"scale={self.w}:{self.h}", "setsar=1"]
+        elif isinstance(op, Crop) and op.crop == "auto":
+            found = self.detected
+            if found is None:
+                self.notes.video["crop"] = "auto: no picture area detected, not cropped"
+                return
+            self.notes.video["crop"] = f"auto: {found.width}x{found.height} at {found.x},{found.y}"
+            self.w, self.h = found.width, found.height
+            self.vf.append(f"crop={found.width}:{found.height}:{found.x}:{found.y}")
         elif isinstance(op, Crop):
+            assert op.width is not None and op.height is not None
             if op.x + op.width > self.w or op.y + op.height > self.h:
                 raise invalid(
                     f"crop {op.width}x{op.height} at ({op.x},{op.y}) does not fit in the "
@@ -245,10 +379,35 @@ class _Chain:
             self.vf.append(f"setpts=PTS/{num(op.factor)}")
             if self.fps:  # resample to the frame rate we had: drop or repeat frames
                 self.vf.append(f"fps={num(self.fps)}")
+        elif isinstance(op, Deinterlace):
+            self.vf += filters.deinterlace(op, self.info, self.notes)
+        elif isinstance(op, Pad):
+            pad, self.w, self.h = filters.pad(op, self.w, self.h, self.video_out)
+            self.vf += pad
+        elif isinstance(op, Fade) and op.video:
+            self.vf += filters.fades(op, duration_ms, "video")
+        elif isinstance(op, Subtitles) and op.mode is SubtitleMode.BURN:
+            if self.subtitles is None or not PLAIN_PATH.match(str(self.subtitles.path)):
+                raise PermanentError("burned subtitles need their file", code="invalid_spec")
+            self.vf.append(f"ass=filename={self.subtitles.path}")
+        # trim and concat shape the inputs; mute drops the audio map
+
+    def _audio(self, op: Any, duration_ms: int | None) -> None:
+        if self.audio_done:
+            return
+        if isinstance(op, Speed):
             self.af += [f"atempo={num(f)}" for f in atempo_chain(op.factor)]
         elif isinstance(op, Volume):
             self.af.append(f"volume={num(op.db)}dB")
-        # trim and concat shape the inputs; mute drops the audio map
+        elif isinstance(op, Fade) and op.audio:
+            self.af += filters.fades(op, duration_ms, "audio")
+        elif isinstance(op, Loudnorm):
+            if self.measure:
+                self.af.append(loudness.measure_filter(op))
+                self.audio_done = True
+            else:
+                assert self.measured is not None
+                self.af.append(loudness.apply_filter(op, self.measured))
 
     def watermark(self, op: Watermark, index: int, probe: Probe) -> None:
         self.v = overlay(self.g, self.g.chain(self.v, self.vf), op, index, probe, self.w, self.h)
@@ -256,18 +415,19 @@ class _Chain:
 
     def finish(self, container: Container, want_audio: bool) -> tuple[str, str | None]:
         """The rendered graph (video ends in [vout]) and what to map for audio, if any."""
-        if self.video_out and (self.w % 2 or self.h % 2):
-            self.w, self.h = self.w - self.w % 2, self.h - self.h % 2
-            self.vf.append(f"crop={self.w}:{self.h}:0:0")
-        if self.video_out:
-            self.vf.append("format=yuv420p")
         g = self.g
-        if container is Container.GIF:
+        if not self.video:
+            if self.v.startswith("vcat"):  # measuring a concat: its video goes nowhere
+                g.parts.append(f"[{self.v}]nullsink")
+        elif container is Container.GIF:
             src = g.chain(self.v, self.vf)
             g.parts.append(
                 f"[{src}]split[gs1][gs2];[gs1]palettegen[gpal];[gs2][gpal]paletteuse[vout]"
             )
         else:
+            if self.video_out and (self.w % 2 or self.h % 2):
+                self.w, self.h = self.w - self.w % 2, self.h - self.h % 2
+                self.vf.insert(len(self.vf) - 1 if self.vf else 0, f"crop={self.w}:{self.h}:0:0")
             g.parts.append(f"[{self.v}]{','.join(self.vf or ['null'])}[vout]")
         audio_map: str | None = None
         if want_audio and self.a is not None:
@@ -275,7 +435,7 @@ class _Chain:
                 audio_map = f"[{g.chain(self.a, self.af, 'a')}]"
             else:
                 audio_map = f"[{self.a}]" if self.a_is_label else self.a
-        return g.render(), audio_map
+        return (g.render() if g.parts else ""), audio_map
 
 
 _ROTATE = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
@@ -291,9 +451,14 @@ def output_args(container: Container) -> list[str]:
         Container.GIF: "gif",
         Container.JPG: "image2",
         Container.PNG: "image2",
+        Container.MP3: "mp3",
+        Container.M4A: "mp4",
+        Container.OGG: "ogg",
+        Container.WAV: "wav",
+        Container.FLAC: "flac",
     }[container]
     args = ["-f", muxer]
-    if container in (Container.MP4, Container.MOV):
+    if container in (Container.MP4, Container.MOV, Container.M4A):
         args += ["-movflags", "+faststart"]
     if muxer == "image2":
         args += ["-update", "1"]  # one file, never a numbered sequence

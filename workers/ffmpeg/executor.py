@@ -12,30 +12,49 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from jobs.errors import InvalidRequest, PermanentError
+from jobs.media_ops import Loudnorm
 from jobs.spec import (
     ALLOWED_AUDIO,
     ALLOWED_VIDEO,
+    AUDIO_CONTAINERS,
     Concat,
     Container,
+    Crop,
     EditRequest,
     Output,
+    Subtitles,
+    Trim,
+    VideoCodec,
     Watermark,
     canonical_output,
 )
 from workers.executor import ExecutionContext, ExecutionResult
+from workers.ffmpeg import cropdetect, loudness, subfile
+from workers.ffmpeg.avprobe import media_info
 from workers.ffmpeg.binary import (
     AUDIO_ENCODERS,
     IMAGE_ENCODERS,
     VIDEO_ENCODERS,
     encoders,
+    filters,
     find_ffmpeg,
     pick_encoder,
 )
-from workers.ffmpeg.command import MEDIA_TYPES, Command, build_command, parse_spec
-from workers.ffmpeg.probe import Probe, preflight, probe
+from workers.ffmpeg.command import (
+    MEDIA_TYPES,
+    Command,
+    build_command,
+    file_arg,
+    needs_stream_details,
+    parse_spec,
+)
+from workers.ffmpeg.loudness import Measured
+from workers.ffmpeg.probe import Probe, input_args, preflight, probe
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 log = logging.getLogger(__name__)
@@ -57,22 +76,73 @@ class FfmpegExecutor:
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         exe = self.ffmpeg
         spec = ctx.job.spec
-        roles = input_roles(parse_spec(spec))
+        req = parse_spec(spec)
+        roles = input_roles(req)
         if len(ctx.inputs) != len(roles):
             raise PermanentError("the job's input files do not match its spec", code="invalid_spec")
+        audio_out = is_audio_only(req)
         probes: list[Probe] = []
-        for path, (label, allow_image) in zip(ctx.inputs, roles, strict=True):
+        media_inputs: list[Path] = []
+        subs_source: Path | None = None
+        for i, (path, (label, allow_image)) in enumerate(zip(ctx.inputs, roles, strict=True)):
+            if label == SUBTITLE_ROLE:
+                subs_source = path  # not media: read (strictly) below, never probed
+                continue
+            media_inputs.append(path)
             probes.append(
-                await preflight(path, self.limits, allow_image=allow_image, ffmpeg=exe, label=label)
+                await preflight(
+                    path,
+                    self.limits,
+                    allow_image=allow_image,
+                    allow_audio=audio_out and i == 0,
+                    ffmpeg=exe,
+                    label=label,
+                )
+            )
+        main = probes[0]
+        audio_index = next((s.index for s in main.streams if s.kind == "audio"), None)
+        info = None
+        if needs_stream_details(req, main):
+            info = await media_info(
+                media_inputs[0], main.demuxer, main.video_index, audio_index, self.limits
             )
         have = await asyncio.to_thread(encoders, exe)
+        have_filters = await asyncio.to_thread(filters, exe)
         container = Container(spec["output"]["container"])
         out = ctx.workdir / f"output-{secrets.token_hex(8)}.{container.value}"
-        cmd = build_command(exe, spec, ctx.inputs, probes, out, have)
+        stats = ctx.workdir / f"passlog-{secrets.token_hex(8)}"
         redact = {str(ctx.workdir): "<workdir>", exe: "ffmpeg"}
         redact.update({str(p): f"<input{i}>" for i, p in enumerate(ctx.inputs)})
+        detected = await self._detect_crop(req, media_inputs[0], main, exe)
+        subs_file = None
+        if subs_source is not None:
+            subs_file = await asyncio.to_thread(subfile.prepare, subs_source, req, ctx.workdir)
+        build = partial(
+            build_command,
+            exe,
+            spec,
+            media_inputs,
+            probes,
+            out,
+            have,
+            media=[info] if info is not None else [],
+            filters_have=have_filters,
+            stats=stats,
+            subtitles=subs_file,
+            detected=detected,
+        )
         ctx.report_progress(0.0)
+        norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)
+        measured = None
         try:
+            if norm is not None:
+                measured = await self._measure(build(measure=True).argv, redact)
+            cmd = build(measured=measured)
+            if cmd.first_pass is not None:
+                first = await run_ffmpeg(
+                    cmd.first_pass, self.limits, timeout_s=self.limits.timeout_s
+                )
+                raise_for_exit(first, redact, self.limits)
             result = await run_ffmpeg(
                 cmd.argv,
                 self.limits,
@@ -82,9 +152,15 @@ class FfmpegExecutor:
             )
             raise_for_exit(result, redact, self.limits)
             made = await self._verify(cmd, exe)
+            extra = await self._output_loudness(cmd, made, exe, redact, norm, measured)
         except BaseException:
             out.unlink(missing_ok=True)  # never leave a partial file behind
             raise
+        finally:
+            for leftover in ctx.workdir.glob(f"{stats.name}*"):
+                leftover.unlink(missing_ok=True)
+            if subs_file is not None:
+                subs_file.path.unlink(missing_ok=True)
         ctx.report_progress(1.0)
         metadata = {
             "duration_ms": made.duration_ms,
@@ -93,11 +169,78 @@ class FfmpegExecutor:
             "video_codec": made.video_codec,
             "has_audio": made.has_audio,
             "size_bytes": made.size_bytes,
+            **cmd.notes,
+            **extra,
         }
+        if subs_file is not None:
+            metadata["subtitles"] = {
+                "mode": subs_file.mode.value,
+                "codec": subs_file.codec,
+                "cues": subs_file.cues,
+            }
+        if cmd.audio_only:
+            metadata["audio_codec"] = next(
+                (s.codec for s in made.streams if s.kind == "audio"), None
+            )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
 
+    async def _detect_crop(
+        self, req: EditRequest, source: Path, main: Probe, exe: str
+    ) -> cropdetect.Detected | None:
+        """For `"crop": "auto"`: run cropdetect over the (trimmed) source."""
+        if not any(isinstance(op, Crop) and op.crop == "auto" for op in req.operations):
+            return None
+        if not main.width or not main.height or main.video_index is None:
+            raise PermanentError("crop detection needs a video stream", code="invalid_input")
+        trim = next((op for op in req.operations if isinstance(op, Trim)), None)
+        start, end = (trim.start, trim.end) if trim else (0, None)
+        argv = cropdetect.argv(exe, source, main, start, end)
+        result = await run_ffmpeg(
+            argv, self.limits, timeout_s=self.limits.timeout_s, keep_lines=cropdetect.KEEP_LINES
+        )
+        raise_for_exit(result, {str(source): "<input0>", exe: "ffmpeg"}, self.limits)
+        return cropdetect.parse(result.stderr, main.width, main.height)
+
+    async def _measure(self, argv: list[str], redact: Mapping[str, str]) -> Measured:
+        """Run a loudnorm measuring pass and read its result strictly."""
+        result = await run_ffmpeg(
+            argv, self.limits, timeout_s=self.limits.timeout_s, keep_lines=loudness.KEEP_LINES
+        )
+        raise_for_exit(result, redact, self.limits)
+        return loudness.parse_measurement(result.stderr)
+
+    async def _output_loudness(
+        self,
+        cmd: Command,
+        made: Probe,
+        exe: str,
+        redact: Mapping[str, str],
+        norm: Loudnorm | None,
+        measured: Measured | None,
+    ) -> dict[str, Any]:
+        """For a loudnorm job: the target, the source's and the output's integrated loudness
+        (measured again on the file written)."""
+        if norm is None or measured is None:
+            return {}
+        argv = [exe, "-nostdin", "-hide_banner", *loudness.MEASURE_LOGLEVEL, "-nostats"]
+        argv += [*input_args(cmd.output, made.demuxer), "-i", file_arg(cmd.output)]
+        argv += ["-map", "0:a:0", "-af", loudness.measure_filter(), "-f", "null", "-"]
+        after = await self._measure(argv, redact)
+        return {
+            "loudness": {
+                "target_lufs": norm.target_lufs,
+                "true_peak_db": norm.true_peak_db,
+                "lra": norm.lra,
+                "source_integrated_lufs": measured.input_i,
+                "integrated_lufs": after.input_i,
+                "true_peak_dbtp": after.input_tp,
+                "loudness_range_lu": after.input_lra,
+            }
+        }
+
     async def _verify(self, cmd: Command, exe: str) -> Probe:
-        """The output must exist, be readable media with a video stream, of the planned size."""
+        """The output must exist, be readable media with a video stream (an audio stream
+        for audio outputs), of the planned size."""
         if not cmd.output.is_file() or cmd.output.stat().st_size == 0:
             raise PermanentError(
                 "ffmpeg produced no output (is a trim or thumbnail time past the end?)",
@@ -105,6 +248,12 @@ class FfmpegExecutor:
             )
         limits = dataclasses.replace(self.limits, max_input_bytes=self.limits.max_output_bytes)
         made = await probe(cmd.output, limits, ffmpeg=exe, label="the output")
+        if cmd.audio_only:
+            if not made.has_audio or made.video_index is not None:
+                raise PermanentError(
+                    "ffmpeg wrote an audio output that is not audio only", code="invalid_output"
+                )
+            return made
         if made.video_index is None:
             raise PermanentError("ffmpeg wrote an output without video", code="invalid_output")
         if cmd.width and (made.width, made.height) != (cmd.width, cmd.height):
@@ -112,6 +261,11 @@ class FfmpegExecutor:
                 "output is %sx%s, planned %sx%s", made.width, made.height, cmd.width, cmd.height
             )
         return made
+
+
+def is_audio_only(req: EditRequest) -> bool:
+    out = req.output
+    return out.container in AUDIO_CONTAINERS or out.video_codec is VideoCodec.NONE
 
 
 def input_roles(req: EditRequest) -> list[tuple[str, bool]]:
@@ -122,7 +276,12 @@ def input_roles(req: EditRequest) -> list[tuple[str, bool]]:
             roles += [(f"concat source {i}", False) for i in range(1, len(op.sources) + 1)]
         elif isinstance(op, Watermark):
             roles.append(("the watermark", True))
+        elif isinstance(op, Subtitles):
+            roles.append((SUBTITLE_ROLE, False))
     return roles
+
+
+SUBTITLE_ROLE = "the subtitle file"
 
 
 def check_encoders(output: Output | Mapping[str, Any], ffmpeg: str | None = None) -> None:

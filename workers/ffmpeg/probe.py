@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs import subtitles
 from jobs.errors import InvalidRequest, PermanentError
 from workers.ffmpeg.binary import find_ffmpeg
 from workers.ffmpeg.run import Limits, run_ffmpeg, sanitize
@@ -23,7 +24,7 @@ from workers.ffmpeg.run import Limits, run_ffmpeg, sanitize
 # Demuxers we accept. Never hls, dash, concat, sdp, or any other playlist/protocol demuxer.
 INPUT_FORMATS = (
     "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "mpegts", "gif",
-    "image2", "png_pipe", "jpeg_pipe", "ogg", "flv", "wav", "mp3",
+    "image2", "png_pipe", "jpeg_pipe", "ogg", "flv", "wav", "mp3", "flac",
 )  # fmt: skip
 FORMAT_WHITELIST = ",".join(INPUT_FORMATS)
 IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe"})
@@ -233,13 +234,21 @@ def _why_unreadable(lines: list[str], label: str, redact: dict[str, str]) -> str
 
 
 def check_probe(
-    p: Probe, limits: Limits, *, allow_image: bool = False, label: str = "the source"
+    p: Probe,
+    limits: Limits,
+    *,
+    allow_image: bool = False,
+    allow_audio: bool = False,
+    label: str = "the source",
 ) -> Probe:
-    """Refuse a probed file that is not a usable video (or image, if allowed) within limits."""
+    """Refuse a probed file that is not a usable video (or image, or audio-only file, if
+    allowed) within limits."""
     if len(p.streams) > limits.max_streams:
         raise invalid(
             f"{label} has {len(p.streams)} streams, over the limit of {limits.max_streams}"
         )
+    if p.video_index is None and allow_audio and p.has_audio:
+        return _check_duration(p, limits, label)
     if p.video_index is None:
         raise invalid(f"{label} has no video stream")
     if p.video_codec == "none":
@@ -253,6 +262,10 @@ def check_probe(
         )
     if p.is_image and not allow_image:
         raise invalid(f"{label} is a still image, not a video (images only work as a watermark)")
+    return _check_duration(p, limits, label)
+
+
+def _check_duration(p: Probe, limits: Limits, label: str) -> Probe:
     if p.duration_ms is not None and p.duration_ms > limits.max_duration_ms:
         raise invalid(
             f"{label} lasts {p.duration_ms / 1000:g} s, over the limit of "
@@ -267,13 +280,16 @@ async def preflight(
     limits: Limits | None = None,
     *,
     allow_image: bool = False,
+    allow_audio: bool = False,
     ffmpeg: str | None = None,
     label: str = "the source",
 ) -> Probe:
     """`probe` then `check_probe`: what uploads and executors run on every untrusted input."""
     limits = limits or Limits()
     result = await probe(path, limits, ffmpeg=ffmpeg, label=label)
-    return check_probe(result, limits, allow_image=allow_image, label=label)
+    return check_probe(
+        result, limits, allow_image=allow_image, allow_audio=allow_audio, label=label
+    )
 
 
 def probe_upload(path: Path, limits: Limits | None = None) -> dict[str, Any]:
@@ -282,8 +298,13 @@ def probe_upload(path: Path, limits: Limits | None = None) -> dict[str, Any]:
     Images pass (an upload may become a watermark); jobs refuse them as main sources.
     Returns the probe summary; a file we would never run raises InvalidRequest (422).
     """
+    cues = _subtitle_upload(path)
+    if cues is not None:
+        return cues
     try:
-        result = asyncio.run(preflight(path, limits, allow_image=True, label="the upload"))
+        result = asyncio.run(
+            preflight(path, limits, allow_image=True, allow_audio=True, label="the upload")
+        )
     except PermanentError as exc:
         raise InvalidRequest(
             exc.message,
@@ -292,7 +313,28 @@ def probe_upload(path: Path, limits: Limits | None = None) -> dict[str, Any]:
     return {**result.metadata(), "is_image": result.is_image}
 
 
+def _subtitle_upload(path: Path) -> dict[str, Any] | None:
+    """An SRT or WebVTT upload, read strictly (no ffmpeg): its summary, or None if the file
+    is not subtitles at all (then it is probed as media)."""
+    st = check_input_path(path, "the upload")
+    if st.st_size > subtitles.MAX_BYTES:
+        return None
+    data = path.read_bytes()
+    head = data[:64].lstrip(b"\xef\xbb\xbf")
+    if not (head.startswith(b"WEBVTT") or (head[:1].isdigit() and b"-->" in data[:400])):
+        return None
+    try:
+        kind, cues = subtitles.parse(data)
+    except subtitles.SubtitleError as exc:
+        raise InvalidRequest(
+            f"the upload looks like subtitles but is not usable: {exc}",
+            details=[{"path": "body", "message": str(exc), "allowed": UPLOAD_ALLOWED}],
+        ) from None
+    return {"format_name": kind, "subtitles": True, "cues": len(cues), "size_bytes": st.st_size}
+
+
 UPLOAD_ALLOWED = (
     "a video (mp4, mov, mkv, webm, avi, ts, flv, ogg, gif) with a video stream within the "
-    "server's limits, or a png/jpeg image for watermarks"
+    "server's limits, an audio file (mp3, m4a, ogg, wav, flac) for audio outputs, a "
+    "png/jpeg image for watermarks, or an SRT/WebVTT file (UTF-8, at most 1 MiB) for subtitles"
 )

@@ -1,0 +1,122 @@
+"""The builder for the delivery operations: known tokens only, the passes it plans, and the
+colour decisions it takes from the probed stream details (pure: no file is read)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.errors import PermanentError
+from tests.ffmpeg.test_ffmpeg_command import GRAPH, MAIN, SAFE_TOKEN, spec_for
+from workers.ffmpeg.avprobe import MediaInfo
+from workers.ffmpeg.binary import encoders
+from workers.ffmpeg.command import build_command
+from workers.ffmpeg.loudness import Measured
+
+pytestmark = pytest.mark.ffmpeg
+
+PQ = MediaInfo("yuv420p10le", 10, "bt2020", "smpte2084", "bt2020nc", "tv", "progressive", 2,
+               "stereo", 48000)  # fmt: skip
+SDR = MediaInfo("yuv420p", 8, "bt709", "bt709", "bt709", "tv", "tt", 2, "stereo", 48000)
+LONG = dataclasses.replace(MAIN, duration_ms=10_000)  # loudnorm needs 3 s or more
+MEASURED = Measured(-30.5, -12.25, 3.1, -40.7, 0.4)
+EVERYTHING: list[dict[str, Any]] = [
+    {"op": "trim", "start": 0.1},
+    {"op": "deinterlace", "auto": True},
+    {"op": "pad", "aspect": "16:9", "color": "gray"},
+    {"op": "fade", "fade_in": 0.2, "fade_out": 0.3},
+    {"op": "volume", "db": 2},
+    {"op": "loudnorm", "target_lufs": -23, "true_peak_db": -2, "lra": 7},
+]
+CONTROLS = {"preset": "slow", "profile": "high", "level": "4.1", "gop_length": 48,
+            "keyframe_interval": 2, "max_bitrate_kbps": 3000, "buffer_size_kbits": 6000,
+            "video_bitrate_kbps": 2000, "two_pass": True, "audio_sample_rate": 44100,
+            "audio_channels": 2}  # fmt: skip
+
+
+def build(ffmpeg_bin: str, ops: list[dict[str, Any]], output: dict[str, Any], **kw: Any) -> Any:
+    return build_command(
+        ffmpeg_bin, spec_for(ops, output), [Path("/data/in0.bin")], [LONG],
+        Path("/work/out.mp4"), encoders(ffmpeg_bin), stats=Path("/work/passlog-1"), **kw,
+    )  # fmt: skip
+
+
+def check_tokens(argv: list[str]) -> None:
+    for before, token in itertools.pairwise(argv):
+        if before == "-filter_complex":
+            assert GRAPH.fullmatch(token), token
+        elif before == "-force_key_frames":
+            assert re.fullmatch(r"expr:gte\(t,n_forced\*\d+\.\d{3}\)", token)
+        else:
+            assert SAFE_TOKEN.fullmatch(token), token
+
+
+def test_every_new_operation_and_control_gives_known_tokens(ffmpeg_bin: str) -> None:
+    cmd = build(ffmpeg_bin, EVERYTHING, CONTROLS, media=[SDR], measured=MEASURED)
+    check_tokens(cmd.argv)
+    check_tokens(cmd.first_pass)
+    graph = cmd.argv[cmd.argv.index("-filter_complex") + 1]
+    assert "bwdif=mode=send_frame:parity=auto:deint=interlaced" in graph
+    assert "pad=428:240:54:0:color=gray" in graph  # 240 * 16 / 9 = 426.7 -> 427 -> 428
+    assert "fade=t=out:st=9.600:d=0.300" in graph  # 9.9 s after the trim
+    assert "volume=2dB,loudnorm=I=-23:TP=-2:LRA=7:measured_I=-30.5" in graph
+    assert "aresample=osr=44100:clev=0.707:slev=0.707:lfe_mix_level=0" in graph
+    assert (cmd.width, cmd.height) == (428, 240)
+    argv = cmd.argv
+    for option, value in (("-preset", "slow"), ("-profile:v", "high"), ("-level:v", "4.1"),
+                          ("-g", "48"), ("-maxrate", "3000k"), ("-bufsize", "6000k"),
+                          ("-pass", "2"), ("-passlogfile", "/work/passlog-1")):  # fmt: skip
+        assert argv[argv.index(option) + 1] == value
+    first = cmd.first_pass
+    assert first[first.index("-pass") + 1] == "1" and first[-3:] == ["-f", "null", "-"]
+    assert "-an" in first and "-progress" not in first and "[vout]" in first
+
+
+def test_hevc_two_pass_and_level_go_through_x265_params(ffmpeg_bin: str) -> None:
+    out = {"video_codec": "hevc", "video_bitrate_kbps": 900, "two_pass": True, "level": "5.1"}
+    cmd = build(ffmpeg_bin, [], out)
+    params = cmd.argv[cmd.argv.index("-x265-params") + 1]
+    assert params == "log-level=error:level-idc=5.1:pass=2:stats=/work/passlog-1.log"
+    assert (
+        "pass=1:stats=/work/passlog-1.log"
+        in cmd.first_pass[cmd.first_pass.index("-x265-params") + 1]
+    )
+
+
+def test_loudnorm_is_measured_first_then_applied(ffmpeg_bin: str) -> None:
+    ops = [{"op": "loudnorm"}, {"op": "volume", "db": -3}]
+    with pytest.raises(PermanentError, match="measuring pass first"):
+        build(ffmpeg_bin, ops, {})
+    measure = build(ffmpeg_bin, ops, {}, measure=True).argv
+    assert measure[-4:] == ["-sn", "-f", "null", "-"] and "-vn" in measure
+    graph = measure[measure.index("-filter_complex") + 1]
+    assert graph == "[0:a:0]loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json[a1]"  # stops there
+    assert measure[measure.index("-loglevel") + 1] == "info"
+
+
+def test_hdr_to_eight_bit_is_tone_mapped_and_ten_bit_keeps_its_tags(ffmpeg_bin: str) -> None:
+    sdr = build(ffmpeg_bin, [], {}, media=[PQ])
+    graph = sdr.argv[sdr.argv.index("-filter_complex") + 1]
+    assert "zscale=tin=smpte2084:min=bt2020nc:pin=bt2020:t=linear" in graph
+    assert "tonemap=tonemap=hable" in graph and graph.endswith("format=yuv420p[vout]")
+    assert sdr.argv[sdr.argv.index("-color_trc") + 1] == "bt709"
+    assert sdr.notes["video_processing"]["tone_mapping"].startswith("pq HDR to SDR")
+    no_zscale = build(ffmpeg_bin, [], {}, media=[PQ], filters_have=frozenset({"tonemap"}))
+    assert "zscale" not in no_zscale.argv[no_zscale.argv.index("-filter_complex") + 1]
+    assert "washed out" in no_zscale.notes["video_processing"]["tone_mapping"]
+    hdr = build(ffmpeg_bin, [], {"container": "mkv", "video_codec": "hevc"}, media=[PQ])
+    assert hdr.argv[hdr.argv.index("-pix_fmt") + 1] == "yuv420p10le"
+    assert hdr.argv[hdr.argv.index("-color_trc") + 1] == "smpte2084"
+    assert hdr.argv[hdr.argv.index("-color_primaries") + 1] == "bt2020"
+
+
+def test_audio_only_output_has_no_video_at_all(ffmpeg_bin: str) -> None:
+    cmd = build(ffmpeg_bin, [{"op": "trim", "end": 1}], {"container": "flac"})
+    assert "-vn" in cmd.argv and "[vout]" not in " ".join(cmd.argv)
+    assert cmd.argv[cmd.argv.index("-c:a") + 1] == "flac" and "-b:a" not in cmd.argv
+    assert cmd.audio_only and cmd.media_type == "audio/flac" and cmd.width is None

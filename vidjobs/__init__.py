@@ -19,9 +19,9 @@ except PackageNotFoundError:  # run from a source tree that is not installed
 from vidjobs import errors
 from vidjobs._http import RetryPolicy
 from vidjobs.client import AsyncClient, Client
-from vidjobs.models import BatchItem, Event, Job, JobError, Page, Progress, Source
+from vidjobs.models import BatchItem, Event, Job, JobError, Page, Progress, Source, Webhook
 
 __all__ = [
     "AsyncClient", "BatchItem", "Client", "Event", "Job", "JobError", "Page", "Progress",
-    "RetryPolicy", "Source", "__version__", "errors",
+    "RetryPolicy", "Source", "Webhook", "__version__", "errors",
 ]

@@ -63,3 +63,56 @@ def events(key: str) -> Call:
 
 def output_path(key: str) -> str:
     return _job(key, "/output")
+
+
+# --- webhook endpoints (`/v1/webhooks`) ---------------------------------------------------
+
+
+def _hook(endpoint_id: str, tail: str = "") -> str:
+    return f"/v1/webhooks/{quote(endpoint_id, safe='')}{tail}"
+
+
+def create_webhook(url: str, events: list[str], description: str | None) -> Call:
+    # Not replay-safe: a resent create makes a second endpoint.
+    body: dict[str, Any] = {"url": url, "events": events}
+    if description is not None:
+        body["description"] = description
+    return Call("POST", "/v1/webhooks", json=body, replay_safe=False)
+
+
+def list_webhooks() -> Call:
+    return Call("GET", "/v1/webhooks")
+
+
+def get_webhook(endpoint_id: str) -> Call:
+    return Call("GET", _hook(endpoint_id))
+
+
+def update_webhook(endpoint_id: str, changes: dict[str, Any]) -> Call:
+    return Call("PATCH", _hook(endpoint_id), json=changes)
+
+
+def delete_webhook(endpoint_id: str) -> Call:
+    return Call("DELETE", _hook(endpoint_id))
+
+
+def rotate_webhook_secret(endpoint_id: str, grace_seconds: float | None) -> Call:
+    body = {"grace_seconds": grace_seconds} if grace_seconds is not None else None
+    return Call("POST", _hook(endpoint_id, "/rotate-secret"), json=body, replay_safe=False)
+
+
+def webhook_deliveries(endpoint_id: str, limit: int, before: int | None) -> Call:
+    params: dict[str, Any] = {"limit": limit}
+    if before is not None:
+        params["before"] = before
+    return Call("GET", _hook(endpoint_id, "/deliveries"), params=params)
+
+
+def replay_delivery(endpoint_id: str, delivery_id: int) -> Call:
+    return Call(
+        "POST", _hook(endpoint_id, f"/deliveries/{int(delivery_id)}/replay"), replay_safe=False
+    )
+
+
+def ping_webhook(endpoint_id: str) -> Call:
+    return Call("POST", _hook(endpoint_id, "/test"), replay_safe=False)

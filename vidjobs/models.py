@@ -137,3 +137,24 @@ class BatchItem:
     status: int
     job: Job | None
     error: Exception | None
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A webhook endpoint. `secret` is only set in the answer that created or rotated it."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    enabled: bool
+    secret: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> Webhook:
+        return cls(
+            id=str(body["id"]), url=str(body["url"]), events=list(body.get("events") or []),
+            description=body.get("description"), enabled=bool(body.get("enabled", True)),
+            secret=body.get("secret"), raw=body,
+        )

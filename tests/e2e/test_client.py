@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +269,55 @@ def test_follow_resumes_after_a_dropped_stream_without_losing_or_repeating_event
     assert transport.streams[1].headers["Last-Event-ID"]
     assert [e.event_id for e in got] == [e.event_id for e in stored]
     assert got[-1].type == "job.succeeded"
+
+
+def test_webhook_endpoints_through_the_client_and_a_verified_ping(tmp_path: Path, source_root: Path) -> None:
+    import http.server
+    import threading
+
+    from vidjobs.webhooks import Receiver
+
+    got: list[tuple[bytes, dict[str, str]]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((body, dict(self.headers.items())))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    data = tmp_path / "hooks"
+    env = {**embedded_env(data, source_root), "VIDJOBS_WEBHOOK_ALLOW_HTTP": "true", "VIDJOBS_WEBHOOK_ALLOW_PRIVATE": "true"}
+    proc = start_embedded(env, data, "--executor", "sleep")
+    try:
+        creds = credentials(data)
+        with vidjobs.Client(creds["url"], creds["token"]) as vj:
+            hook = vj.create_webhook(f"http://127.0.0.1:{receiver.server_port}/hook", ["*"], description="ci")
+            assert hook.secret is not None and hook.secret.startswith("whsec_")
+            assert [w.id for w in vj.webhooks()] == [hook.id] and vj.get_webhook(hook.id).secret is None
+            assert vj.update_webhook(hook.id, events=["job.succeeded"]).events == ["job.succeeded"]
+            vj.ping_webhook(hook.id)
+            deadline = time.monotonic() + 30
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.1)
+            event = Receiver(hook.secret).verify(*got[0])
+            assert event.type == "webhook.test"
+            deliveries = vj.webhook_deliveries(hook.id)["deliveries"]
+            assert [d["type"] for d in deliveries] == ["webhook.test"]
+            vj.replay_delivery(hook.id, deliveries[0]["id"])
+            while len(got) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert got[1][1]["webhook-id"] == got[0][1]["webhook-id"]  # a replay keeps its id
+            rotated = vj.rotate_webhook_secret(hook.id)
+            assert rotated.secret and rotated.secret != hook.secret
+            vj.delete_webhook(hook.id)
+            with pytest.raises(errors.NotFound):
+                vj.get_webhook(hook.id)
+    finally:
+        stop_embedded(proc)
+        receiver.shutdown()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import time
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 

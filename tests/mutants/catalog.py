@@ -517,6 +517,87 @@ MUTANTS: tuple[Mutant, ...] = (
             ),
         ),
     ),
+    # --- guarantees added by the storage, scheduling and webhooks issues -------------------
+    m(
+        "foreign-digest-usable",
+        "sec (tenants): a digest is usable only by a tenant that uploaded or produced it",
+        "jobs/service.py",
+        "            found = await owners.owns(conn, tenant.id, source.digest)\n",
+        "            found = True  # MUTANT: any tenant's upload\n",
+        "tests/integration/test_pinned_sources.py::test_another_tenants_digest_is_refused_exactly_like_an_unknown_one",
+    ),
+    m(
+        "path-source-not-reverified",
+        "inv 1/8: a worker encodes only the bytes its key names (pinned source content)",
+        "workers/inputs.py",
+        "        if found != digest:\n",
+        "        if False:  # MUTANT: whatever the file holds now\n",
+        "tests/integration/test_pinned_sources.py::test_a_path_source_changed_after_submission_fails_source_changed",
+    ),
+    m(
+        "path-source-follows-symlinks",
+        "sec (paths): a source replaced by a symlink is never read from outside the roots",
+        "workers/inputs.py",
+        "os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK",
+        "os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK",
+        "tests/integration/test_pinned_sources.py::test_a_path_source_changed_after_submission_fails_source_changed",
+        more=(
+            Edit(
+                "workers/inputs.py",
+                "        if real != path or not any(real.is_relative_to(r) for r in roots):\n",
+                "        if False:  # MUTANT: no check of where the file really is\n",
+            ),
+        ),
+    ),
+    m(
+        "claim-takes-low-priority-first",
+        "scheduling: every claim takes the highest-priority due job",
+        "jobs/pgsql.py",
+        "    SELECT id FROM candidate ORDER BY priority DESC, turn, run_after, id LIMIT {limit}",
+        "    SELECT id FROM candidate ORDER BY priority ASC, turn, run_after, id LIMIT {limit}",
+        "tests/bus/test_scheduling.py::test_a_higher_priority_job_behind_a_backlog_starts_next",
+        more=(
+            Edit(
+                "jobs/statements.py",
+                ".order_by(ranked.c.priority.desc(), turn, ranked.c.run_after, ranked.c.id)",
+                ".order_by(ranked.c.priority.asc(), turn, ranked.c.run_after, ranked.c.id)",
+            ),
+        ),
+        note="priority also orders each tenant's turns (its rank), so only an ordering that "
+        "prefers low priority, not one that merely omits it here, can be seen by a test",
+    ),
+    m(
+        "claim-ignores-tenant-turns",
+        "scheduling: tenants of equal priority take turns (fair share)",
+        "jobs/pgsql.py",
+        "    SELECT id FROM candidate ORDER BY priority DESC, turn, run_after, id LIMIT {limit}",
+        "    SELECT id FROM candidate ORDER BY priority DESC, run_after, id LIMIT {limit}",
+        "tests/bus/test_scheduling.py::test_a_small_tenants_jobs_start_within_the_first_slots_beside_a_large_backlog",
+        more=(
+            Edit(
+                "jobs/statements.py",
+                ".order_by(ranked.c.priority.desc(), turn, ranked.c.run_after, ranked.c.id)",
+                ".order_by(ranked.c.priority.desc(), ranked.c.run_after, ranked.c.id)",
+            ),
+        ),
+    ),
+    m(
+        "webhook-signature-without-timestamp",
+        "webhooks: signatures follow Standard Webhooks ({id}.{timestamp}.{body})",
+        "jobs/webhooks/signing.py",
+        '    signed = f"{msg_id}.{timestamp}.".encode() + body\n',
+        '    signed = f"{msg_id}.".encode() + body  # MUTANT: no timestamp\n',
+        "tests/integration/test_webhooks_delivery.py::test_delivery_is_signed_per_standard_webhooks",
+    ),
+    m(
+        "ssrf-private-addresses-allowed",
+        "sec (URL fetch): private, loopback and link-local addresses are refused",
+        "jobs/urlguard.py",
+        "    return ip.is_global and not ip.is_reserved\n",
+        "    return True  # MUTANT: any address\n",
+        "tests/unit/test_urlguard.py::test_non_public_addresses_are_refused",
+        "tests/unit/test_urlguard.py::test_real_dns_localhost_is_refused",
+    ),
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

@@ -36,11 +36,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.db import throwaway_database
-from jobs.blobstore import BlobStore
 from jobs.db import Database
 from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.statements import jobs as jobs_table
+from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
 from jobs.webhooks import statements as st
 from jobs.webhooks.service import EndpointCreate, WebhookService
@@ -100,8 +100,8 @@ def settings_for(url: str, root: Path, **kw: Any) -> Settings:
 
 
 async def components(settings: Settings, url: str) -> tuple[Components, Any, str]:
-    blobs = BlobStore(settings.data_dir / "blobs")
-    blobs.ensure()
+    blobs = LocalStorage(settings.data_dir / "blobs")
+    blobs.ensure_scratch()
     c = Components(settings=settings, db=Database(url), blobs=blobs)
     async with c.db.transaction() as conn:
         tenant, _ = await create_tenant(conn, "bench")

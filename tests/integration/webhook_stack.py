@@ -122,7 +122,7 @@ class Hooks:
 async def hooks_on(url: str, settings: Settings, **overrides: Any) -> AsyncIterator[Hooks]:
     settings = settings.model_copy(update={**FAST, **overrides})
     blobs = LocalStorage(settings.data_dir / "blobs")
-    blobs.ensure()
+    await blobs.ensure()
     c = Components(settings=settings, db=Database(url), blobs=blobs)
     async with c.db.transaction() as conn:
         tenant, token = await create_tenant(conn, "acme")

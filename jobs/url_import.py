@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from jobs.errors import InvalidRequest, PayloadTooLarge
 from jobs.storage import Storage
+from jobs.urlguard import is_public
 
 MAX_REDIRECTS = 5
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -81,15 +82,6 @@ class Allow:
         return any(ip in net for net in self.networks) or (str(ip), port) in self.hostports
 
 
-def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified
-    )
-
-
 class _GuardedResolver(AbstractResolver):
     """Resolves like the system, then refuses any non-public address not allowed."""
 
@@ -106,7 +98,7 @@ class _GuardedResolver(AbstractResolver):
         for fam, _, proto, _, sockaddr in infos:
             ip = ipaddress.ip_address(sockaddr[0])
             allowed = self.allow.target(host, port) or self.allow.address(ip, port)
-            if not _public(ip) and not allowed:
+            if not is_public(ip) and not allowed:
                 raise _refuse(host, f"{host} resolves to {ip}, a non-public address")
             results.append(
                 {
@@ -141,7 +133,7 @@ def _check_url(url: str, allow: Allow) -> None:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         ip = None
-    if ip is not None and not _public(ip) and not allow.address(ip, port):
+    if ip is not None and not is_public(ip) and not allow.address(ip, port):
         raise _refuse(url, f"{ip} is a non-public address")
     if parts.scheme == "http" and not _http_allowed(host, port, allow):
         raise _refuse(url, "plain http is only allowed for targets VIDJOBS_URL_SOURCE_ALLOW names")

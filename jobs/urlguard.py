@@ -108,18 +108,30 @@ def check_url(url: str, policy: Policy) -> SplitResult:
     return parts
 
 
+def unmapped(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address as the IPv4 address it stands for."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_public(ip: IPAddress) -> bool:
+    """A global unicast address: not loopback, private, link-local, CGNAT, reserved,
+    multicast or unspecified (in any IPv4-mapped form either). URL imports use it too."""
+    ip = unmapped(ip)
+    return ip.is_global and not (ip.is_reserved or ip.is_multicast or ip.is_unspecified)
+
+
 def address_allowed(address: str, policy: Policy) -> bool:
     """Whether connecting to `address` is allowed: a global unicast one, or allowed by policy."""
-    ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = unmapped(ipaddress.ip_address(address.split("%", 1)[0]))
     if ip.is_unspecified or ip.is_multicast:
         return False  # never a real destination
     if any(ip in net for net in policy.networks()):
         return True
     if policy.allow_private:
         return True
-    return ip.is_global and not ip.is_reserved
+    return is_public(ip)
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

@@ -114,6 +114,8 @@ async def test_an_allowed_url_is_imported_like_an_upload(db: Database, settings:
         ("https://[::ffff:127.0.0.1]:{port}/clip.mp4", "non-public address"),
         ("https://169.254.169.254/latest/meta-data/", "non-public address"),
         ("https://10.1.2.3/clip.mp4", "non-public address"),
+        ("https://100.64.1.2/clip.mp4", "non-public address"),  # shared (CGNAT) space
+        ("https://0.0.0.0:{port}/clip.mp4", "non-public address"),
         ("http://127.0.0.1:{port}/clip.mp4", "non-public address"),
         ("http://example.com/clip.mp4", "only allowed for targets"),
         ("ftp://example.com/clip.mp4", "only https"),

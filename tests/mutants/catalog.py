@@ -593,10 +593,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "ssrf-private-addresses-allowed",
         "sec (URL fetch): private, loopback and link-local addresses are refused",
         "jobs/urlguard.py",
-        "    return ip.is_global and not ip.is_reserved\n",
+        "    return ip.is_global and not (ip.is_reserved or ip.is_multicast or ip.is_unspecified)\n",
         "    return True  # MUTANT: any address\n",
         "tests/unit/test_urlguard.py::test_non_public_addresses_are_refused",
         "tests/unit/test_urlguard.py::test_real_dns_localhost_is_refused",
+        "tests/integration/test_url_import.py::test_private_loopback_and_link_local_targets_are_refused_before_any_request",
     ),
 )
 

@@ -7,7 +7,7 @@ request and the sources' stored probes in, `TaskPlan`s out. The service writes t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -28,4 +28,3 @@ class TaskPlan:
     spec: dict[str, Any]
     depends_on: tuple[str, ...] = ()
     publish_as: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

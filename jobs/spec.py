@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from jobs import chunking
+from jobs.chunking import Chunking
 from jobs.encoding import (
     IMPLICIT_PRESET,
     LEVELS,
@@ -441,6 +443,8 @@ class EditRequest(_Strict):
     # Not before this time (RFC 3339 with an offset; the database clock decides). Not part of
     # the key: the same edit scheduled for another time is the same job.
     run_at: dt.datetime | None = None
+    # Chunked parallel encoding (jobs.chunking); part of the key unless it is the default.
+    chunking: Chunking | None = None
 
     @field_validator("run_at")
     @classmethod
@@ -504,6 +508,7 @@ def check_coherent(req: EditRequest) -> None:
         raise ValueError("'mute' and 'volume' cannot be combined")
     out = req.output
     _check_subtitles(req)
+    chunking.check(req)
     thumbnail = bool(ops) and isinstance(ops[-1], Thumbnail)
     if thumbnail != (out.container in IMAGE_CONTAINERS):
         raise ValueError(
@@ -737,4 +742,8 @@ def canonical_edit(req: EditRequest, digests: list[str]) -> dict[str, Any]:
     ops = [canonical_operation(op, it) for op in req.operations]
     if next(it, None) is not None:
         raise ValueError("more digests than sources")
-    return {"source": source, "operations": ops, "output": canonical_output(req)}
+    edit = {"source": source, "operations": ops, "output": canonical_output(req)}
+    part = req.chunking.canonical() if req.chunking is not None else None
+    if part is not None:
+        edit["chunking"] = part
+    return edit

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from jobs.chunking import slots
 from jobs.errors import PermanentError
 from tests.ffmpeg.conftest import lavfi_av, make_clip
 from tests.support.realmedia import BIKES, real_clip
 from workers.ffmpeg import chunks
-from workers.ffmpeg.keyframes import FrameIndex, frame_index, parse_index, slots, split
+from workers.ffmpeg.keyframes import FrameIndex, frame_index, parse_index, split
 from workers.ffmpeg.probe import probe
 from workers.ffmpeg.run import Limits
 

@@ -5,8 +5,8 @@ child's JSON is checked value by value (integers, bounds, sorted) before it is u
 
 `split` turns an index into chunks: frame ranges that start on keyframes about
 `chunk_seconds` apart. Slot `i` starts at the first keyframe at or after `i * chunk_seconds`,
-so every chunk task of a job computes the same boundaries from the same bytes, and the
-number of slots is known from the source's duration before any index exists.
+so every chunk task of a job computes the same boundaries from the same bytes; the number
+of slots was fixed at submission from the source's duration (`jobs.chunking.slots`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import math
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
@@ -89,11 +88,6 @@ def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"not an integer: {value!r}")
     return value
-
-
-def slots(duration_ms: int, chunk_seconds: float) -> int:
-    """How many chunk slots an edit of this length plans (from the stored probe)."""
-    return max(1, math.ceil(duration_ms / 1000 / chunk_seconds))
 
 
 def split(index: FrameIndex, chunk_seconds: float, n_slots: int) -> list[Chunk]:

@@ -19,9 +19,9 @@ def read(demuxer: str, path: str, video: int, whitelist: str, max_packets: int) 
     opts = {"protocol_whitelist": "file", "format_whitelist": whitelist}
     with av.open(path, format=demuxer, options=opts) as container:
         stream = container.streams[video]
-        if stream.type != "video":
-            raise SystemExit(3)
         tb = stream.time_base
+        if stream.type != "video" or tb is None:
+            raise SystemExit(3)
         pts: list[int] = []
         keys: list[int] = []
         for packet in container.demux(stream):

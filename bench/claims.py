@@ -451,10 +451,8 @@ def table(results: dict[str, Any]) -> str:
         for key, values in ratios(results).items():
             label, p = key.split("|")
             by_label.setdefault(label, {})[p] = values
-        lines.append(
-            f"{"ratios, each round's own, median (min-max)":<{34 + width * len(procs)}}"
-            f"{'best vs best':>{width}}"
-        )
+        title = "ratios, each round's own, median (min-max)"
+        lines.append(f"{title:<{34 + width * len(procs)}}{'best vs best':>{width}}")
         for label, cols in by_label.items():
             cells = "".join(
                 f"{spread(cols[p], '{:.2f}') if p in cols else '':>{width}}" for p in procs

@@ -84,16 +84,18 @@ async def run(
     batch: int,
     mode: str = "prepared",
     threads: int = 1,
+    text: str | None = None,
 ) -> float:
     """pgbench the statement against `host:port` (PostgreSQL or a pooler in front of it):
     `clients` connections share `n` jobs, `batch` per transaction; jobs per second.
     `mode` is pgbench's -M: `extended` (unnamed statements) passes PgBouncer's
-    transaction mode, where `prepared` statements would not survive a server change."""
+    transaction mode, where `prepared` statements would not survive a server change.
+    `text`: another script in place of the statement's (a variant being measured)."""
     pgbench = find_pgbench()
     if pgbench is None:
         raise RuntimeError("pgbench not found (apt-get install postgresql-client)")
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(script(batch))
+        f.write(text if text is not None else script(batch))
     try:
         # Each client's transactions claim n / clients jobs in all (the first one only
         # claims; the last batch stays claimed, as a worker's would at a stop).

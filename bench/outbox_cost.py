@@ -17,14 +17,10 @@ import argparse
 import asyncio
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from bench import pgbench
-from bench.claims import vidjobs_setup
-from bench.db import admin, with_database
 from bench.stats import load_average, spread
 
 _INSERT = re.compile(
@@ -99,33 +95,24 @@ def _backend_cpu(dbname: str) -> float | None:
 
 
 async def one(server: str, variant: str, clients: int, n: int, batch: int) -> tuple[float, Any]:
-    name = f"vj_outbox_{uuid.uuid4().hex[:8]}"
-    await admin(server, f'CREATE DATABASE "{name}"')
-    try:
-        url = with_database(server, name)
-        await vidjobs_setup(url, n)
-        await admin(url, "VACUUM ANALYZE")
-        await admin(url, "CHECKPOINT")
-        u = urlparse(url.replace("postgresql+asyncpg://", "postgresql://"))
+    async with pgbench.filled_database(server, n, "vj_outbox") as db:
         cpu: dict[str, float | None] = {}
 
         async def sample() -> None:  # backends live only while pgbench runs: sample them
             while True:
-                cpu["last"] = _backend_cpu(name) or cpu.get("last")
+                cpu["last"] = _backend_cpu(db.name) or cpu.get("last")
                 await asyncio.sleep(0.05)
 
         sampler = asyncio.create_task(sample())
         try:
             rate = await pgbench.run(
-                u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres",
-                name, n, clients, batch, text=script(batch, variant),
+                db.host, db.port, db.user, db.name, n, clients, batch,
+                text=script(batch, variant),
             )  # fmt: skip
         finally:
             sampler.cancel()
-        last = cpu.get("last")
-        return rate, None if last is None else last / n * 1e6
-    finally:
-        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    last = cpu.get("last")
+    return rate, None if last is None else last / n * 1e6
 
 
 async def main(args: argparse.Namespace) -> None:

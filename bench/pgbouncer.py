@@ -25,14 +25,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from bench import pgbench
-from bench.claims import vidjobs_setup
-from bench.db import admin, with_database
 from bench.stats import load_average, spread
 
 
@@ -81,21 +78,11 @@ def start_pgbouncer(host: str, port: int, user: str, pool: int, root: Path) -> t
 
 
 async def one(server: str, path: str, bouncer_port: int, clients: int, n: int, batch: int) -> float:
-    name = f"vj_bouncer_{uuid.uuid4().hex[:8]}"
-    await admin(server, f'CREATE DATABASE "{name}"')
-    try:
-        url = with_database(server, name)
-        await vidjobs_setup(url, n)
-        await admin(url, "VACUUM ANALYZE")
-        await admin(url, "CHECKPOINT")
-        u = urlparse(url.replace("postgresql+asyncpg://", "postgresql://"))
-        host, port = (u.hostname or "127.0.0.1", u.port or 5432)
+    async with pgbench.filled_database(server, n, "vj_bouncer") as db:
+        host, port = db.host, db.port
         if path == "pgbouncer":
             host, port = "127.0.0.1", bouncer_port
-        user = u.username or "postgres"
-        return await pgbench.run(host, port, user, name, n, clients, batch, "extended", 2)
-    finally:
-        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return await pgbench.run(host, port, db.user, db.name, n, clients, batch, "extended", 2)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -18,6 +18,9 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -55,12 +58,24 @@ def script(batch: int) -> str:
     return " ".join((head + tail).split()) + "\n\\gset\n"
 
 
-async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
-    """Jobs per second with `clients` connections, each finishing and claiming `batch`."""
+@dataclass
+class Filled:
+    """A throwaway database filled with `n` pending jobs, as pgbench connects to it."""
+
+    name: str
+    host: str
+    port: int
+    user: str
+
+
+@asynccontextmanager
+async def filled_database(server: str, n: int, prefix: str = "vj_ceiling") -> AsyncIterator[Filled]:
+    """A fresh database migrated and filled like `bench.claims` (VACUUM ANALYZE and
+    CHECKPOINT before the clock), dropped afterwards."""
     from bench.claims import vidjobs_setup
     from bench.db import admin, with_database
 
-    name = f"vj_ceiling_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     await admin(server, f'CREATE DATABASE "{name}"')
     try:
         url = with_database(server, name)
@@ -68,10 +83,15 @@ async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
         await admin(url, "VACUUM ANALYZE")
         await admin(url, "CHECKPOINT")
         u = urlparse(url.replace("postgresql+asyncpg://", "postgresql://"))
-        host, port = u.hostname or "127.0.0.1", u.port or 5432
-        return await run(host, port, u.username or "postgres", name, n, clients, batch)
+        yield Filled(name, u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres")
     finally:
         await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
+    """Jobs per second with `clients` connections, each finishing and claiming `batch`."""
+    async with filled_database(server, n) as db:
+        return await run(db.host, db.port, db.user, db.name, n, clients, batch)
 
 
 async def run(

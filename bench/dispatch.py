@@ -149,7 +149,7 @@ async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {creds['token']}"}
     db = Database(settings.resolved_database_url)
     try:
-        async with httpx.AsyncClient(base_url=creds["url"], headers=headers) as client:
+        async with httpx.AsyncClient(base_url=creds["url"], headers=headers, timeout=60) as client:
 
             async def submit(i: int) -> None:
                 body = {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i}]}

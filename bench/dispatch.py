@@ -153,7 +153,11 @@ async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
 
             async def submit(i: int) -> None:
                 body = {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i}]}
-                r = await client.post("/v1/jobs", json=body)
+                for _ in range(20):  # a busy server's 503/429 is retried, as a client does
+                    r = await client.post("/v1/jobs", json=body)
+                    if r.status_code not in (429, 503):
+                        break
+                    await asyncio.sleep(0.2)
                 r.raise_for_status()
 
             await submit(0)  # warm-up (digest cache, connections)

@@ -223,6 +223,7 @@ async def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--no-http", action="store_true", help="only through the service")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
     workers = [int(w) for w in args.serve_workers.split(",")]
     service: dict[str, list[dict[str, float]]] = {}
@@ -237,9 +238,10 @@ async def main() -> None:
             clip = make_clip(root / "real.mp4", seconds=3)
         for r in range(args.rounds):
             lite = f"sqlite+aiosqlite:///{root / f'bench-{r}.db'}"
-            service.setdefault("sqlite", []).append(
-                await measure(lite, root, args.n, args.concurrency)
-            )
+            if not args.no_sqlite:
+                service.setdefault("sqlite", []).append(
+                    await measure(lite, root, args.n, args.concurrency)
+                )
             if args.pg:
                 async with throwaway_database(args.pg, migrate=False) as url:
                     got = await measure(url, root, args.n, args.concurrency)
@@ -247,8 +249,9 @@ async def main() -> None:
             if clip is None:
                 continue
             lite = f"sqlite+aiosqlite:///{root / f'http-{r}.db'}"
-            got = await measure_http(lite, root, clip, args.n, args.concurrency)
-            http.setdefault("sqlite", []).append(got)
+            if not args.no_sqlite:
+                got = await measure_http(lite, root, clip, args.n, args.concurrency)
+                http.setdefault("sqlite", []).append(got)
             for w in workers if args.pg else []:
                 async with throwaway_database(args.pg, migrate=False) as url:
                     got = await measure_http(url, root, clip, args.n, args.concurrency, w)

@@ -66,7 +66,9 @@ def start_pgbouncer(host: str, port: int, user: str, pool: int, root: Path) -> t
     if os.geteuid() == 0:  # PgBouncer refuses to run as root: as the unprivileged postgres user
         shutil.chown(root, "postgres")
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # its log file
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as s:

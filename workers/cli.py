@@ -99,6 +99,10 @@ def serve(
         port=port,
         log_level="info",
         log_config=None,
+        # A child answers the supervisor's health check only once it has imported and
+        # built its app; on a loaded host that takes longer than uvicorn's default 5 s,
+        # and a child that misses it is killed and restarted, again and again.
+        timeout_worker_healthcheck=60,
     )
 
 

@@ -131,9 +131,9 @@ def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         # Per process count, against the best pgqueuer configuration at that count.
         worst = min(ours[p] / max(r[p] for r in pgq.values()) for p in ours)
         goals.append(
-            {"goal": "claim-and-complete >= pgqueuer (best vs best)",
+            {"goal": "claim-and-complete >= 1.2x pgqueuer (best vs best, medians)",
              "measured": f"{max(ours.values()) / best_pgq:.2f}x",
-             "met": max(ours.values()) >= best_pgq}
+             "met": max(ours.values()) >= 1.2 * best_pgq}
         )  # fmt: skip
         goals.append(
             {"goal": "claim-and-complete >= pgqueuer (at every process count)",
@@ -155,8 +155,8 @@ def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     disp = results.get("dispatch_embedded")
     if disp:
         goals.append(
-            {"goal": "dispatch p50 < 20 ms embedded", "measured": f"{disp['p50_ms']:.1f} ms",
-             "met": disp["p50_ms"] < 20}
+            {"goal": "dispatch p50 <= 5 ms (sweep on SQLite; `vidjobs up` itself: bench.dispatch)",
+             "measured": f"{disp['p50_ms']:.1f} ms", "met": disp["p50_ms"] <= 5}
         )  # fmt: skip
     frac = results.get("ceiling", {}).get("vidjobs_best_fraction")
     if frac is not None:
@@ -173,6 +173,7 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per claim run")
     parser.add_argument("--procs", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=20, help="cap on jobs in flight")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved claim rounds")
     parser.add_argument(
         "--skip", default="", help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg"
     )
@@ -193,7 +194,9 @@ async def main() -> None:
         results["skipped"]["claims"] = results["skipped"]["ceiling"] = "no PostgreSQL URL"
     if args.pg and "claims" not in skip:
         print("claim-and-complete throughput (vidjobs, pgqueuer, procrastinate) ...", flush=True)
-        c = await claims_bench.run_suite(args.pg, args.jobs, proc_counts, args.concurrency)
+        c = await claims_bench.run_suite(
+            args.pg, args.jobs, proc_counts, args.concurrency, rounds=args.rounds
+        )
         results["claims"] = c
         lines += ["```", claims_bench.table(c), "```"]
     if args.pg and "ceiling" not in skip:

@@ -1,6 +1,6 @@
 """Claim-and-complete throughput of no-op jobs: vidjobs vs pgqueuer vs procrastinate.
 
-    .venv/bin/python -m bench.claims [--jobs 5000] [--procs 1,2,4] [--concurrency 20]
+    .venv/bin/python -m bench.claims [--jobs 5000] [--procs 1,2,4] [--concurrency 20] [--rounds 3]
 
 Every system gets the same job count, the same PostgreSQL server, a fresh database per
 run and the same number of worker PROCESSES, each with the same cap of `--concurrency`
@@ -37,9 +37,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.db import admin, plain_dsn, with_database
+from bench.stats import load_average, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -336,62 +338,126 @@ async def run_suite(
     concurrency: int,
     peers: bool = True,
     only: set[str] | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """`rounds` interleaved rounds: in each, every process count runs every system side by
+    side (the systems' order rotated each round, so drift hits all alike). `jobs_per_s` and
+    `cpu_us_per_job` hold the medians; `rounds` every round's own figures."""
     python = await asyncio.to_thread(ensure_bench_venv) if peers else None
-    results: dict[str, Any] = {
+    chosen = [s for s in systems(python) if not only or s.name in only]
+    per_round: list[dict[str, Any]] = []
+    for r in range(rounds):
+        order = chosen[r % len(chosen) :] + chosen[: r % len(chosen)]
+        one: dict[str, Any] = {"jobs_per_s": {}, "cpu_us_per_job": {}}
+        for procs in proc_counts:
+            for system in order:
+                m = await measure(server, system, n, procs, concurrency)
+                one["jobs_per_s"].setdefault(system.name, {})[str(procs)] = m.jobs_per_s
+                one["cpu_us_per_job"].setdefault(system.name, {})[str(procs)] = {
+                    "workers": m.worker_cpu_us,
+                    "postgres": m.postgres_cpu_us,
+                }
+                print(
+                    f"  round {r + 1}/{rounds} {system.name:<22} {procs} proc:"
+                    f" {m.jobs_per_s:8.0f} jobs/s  (CPU per job, us: workers"
+                    f" {_us(m.worker_cpu_us)}, PostgreSQL {_us(m.postgres_cpu_us)})",
+                    flush=True,
+                )
+        one["load_average"] = os.getloadavg()[0]
+        per_round.append(one)
+    names = [s.name for s in chosen]
+    procs_keys = [str(p) for p in proc_counts]
+    return {
         "jobs": n,
         "concurrency_per_process": concurrency,
         "cores": os.cpu_count(),
         "peer_versions": peer_versions(python) if python else {},
-        "jobs_per_s": {},
-        "cpu_us_per_job": {},
+        "rounds": per_round,
+        "load": load_average(),
+        "jobs_per_s": {
+            name: {p: median([rd["jobs_per_s"][name][p] for rd in per_round]) for p in procs_keys}
+            for name in names
+        },
+        "cpu_us_per_job": {
+            name: {
+                p: {
+                    side: _median_or_none([rd["cpu_us_per_job"][name][p][side] for rd in per_round])
+                    for side in ("workers", "postgres")
+                }
+                for p in procs_keys
+            }
+            for name in names
+        },
     }
-    for system in systems(python):
-        if only and system.name not in only:
-            continue
-        row: dict[str, float] = {}
-        cpu: dict[str, dict[str, float]] = {}
-        for procs in proc_counts:
-            m = await measure(server, system, n, procs, concurrency)
-            row[str(procs)] = m.jobs_per_s
-            cpu[str(procs)] = {"workers": m.worker_cpu_us, "postgres": m.postgres_cpu_us}
-            print(
-                f"  {system.name:<22} {procs} proc: {m.jobs_per_s:8.0f} jobs/s"
-                f"  (CPU per job, us: workers {_us(m.worker_cpu_us)},"
-                f" PostgreSQL {_us(m.postgres_cpu_us)})",
-                flush=True,
-            )
-        results["jobs_per_s"][system.name] = row
-        results["cpu_us_per_job"][system.name] = cpu
-    return results
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return median(known) if known else None
 
 
 def _us(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
+def ratios(results: dict[str, Any]) -> dict[str, list[float]]:
+    """Each round's vidjobs / peer ratio, per process count and best vs best (the best
+    process count of each, pgqueuer's best over its rows)."""
+    out: dict[str, list[float]] = {}
+    for rd in results["rounds"]:
+        rates = rd["jobs_per_s"]
+        ours = rates.get("vidjobs")
+        if ours is None:
+            continue
+        for name, row in rates.items():
+            if name.startswith("vidjobs"):
+                continue
+            for p in row:
+                out.setdefault(f"vidjobs / {name}|{p}", []).append(ours[p] / row[p])
+            out.setdefault(f"vidjobs / {name}|best", []).append(
+                max(ours.values()) / max(row.values())
+            )
+        pgq = [row for name, row in rates.items() if name.startswith("pgqueuer")]
+        if len(pgq) > 1:
+            best = max(max(row.values()) for row in pgq)
+            out.setdefault("vidjobs best / pgqueuer best (any row)|best", []).append(
+                max(ours.values()) / best
+            )
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
+    rounds = results.get("rounds") or [results]
     procs = list(next(iter(results["jobs_per_s"].values())).keys())
+    width = 22 if len(rounds) > 1 else 10
     lines = [
         f"claim-and-complete, no-op jobs: {results['jobs']} jobs, "
-        f"{results['concurrency_per_process']} in flight per process, jobs/s",
-        f"{'system':<30}" + "".join(f"{p + ' proc':>10}" for p in procs),
+        f"{results['concurrency_per_process']} in flight per process, jobs/s; "
+        f"{len(rounds)} interleaved round(s), median (min-max); {results.get('load', '')}",
+        f"{'system':<34}" + "".join(f"{p + ' proc':>{width}}" for p in procs),
     ]
-    for name, row in results["jobs_per_s"].items():
-        lines.append(f"{name:<30}" + "".join(f"{row[p]:>10.0f}" for p in procs))
-    if results.get("cpu_us_per_job"):
-        lines.append("CPU per job, us (workers + PostgreSQL backends), by process count")
-        for name, by_procs in results["cpu_us_per_job"].items():
+    for name in results["jobs_per_s"]:
+        cells = [spread([rd["jobs_per_s"][name][p] for rd in rounds]) for p in procs]
+        lines.append(f"{name:<34}" + "".join(f"{c:>{width}}" for c in cells))
+    lines.append("CPU per job, us, workers + PostgreSQL backends (medians), by process count")
+    for name, by_procs in results["cpu_us_per_job"].items():
+        cells = "".join(
+            f"{_us(by_procs[p]['workers']) + '+' + _us(by_procs[p]['postgres']):>{width}}"
+            for p in procs
+        )
+        lines.append(f"{'  ' + name:<34}{cells}")
+    if "rounds" in results:
+        by_label: dict[str, dict[str, list[float]]] = {}
+        for key, values in ratios(results).items():
+            label, p = key.split("|")
+            by_label.setdefault(label, {})[p] = values
+        title = "ratios, each round's own, median (min-max)"
+        lines.append(f"{title:<{34 + width * len(procs)}}{'best vs best':>{width}}")
+        for label, cols in by_label.items():
             cells = "".join(
-                f"{_us(by_procs[p]['workers']):>5}+{_us(by_procs[p]['postgres']):<4}" for p in procs
+                f"{spread(cols[p], '{:.2f}') if p in cols else '':>{width}}" for p in procs
             )
-            lines.append(f"{'  ' + name:<30}{cells}")
-    ours = results["jobs_per_s"].get("vidjobs")
-    for name, row in results["jobs_per_s"].items():
-        if ours is not None and not name.startswith("vidjobs"):
-            lines.append(
-                f"{'vidjobs / ' + name:<30}" + "".join(f"{ours[p] / row[p]:>10.2f}" for p in procs)
-            )
+            lines.append(f"{label:<34}{cells}{spread(cols['best'], '{:.2f}'):>{width}}")
     return "\n".join(lines)
 
 
@@ -444,6 +510,7 @@ async def main() -> None:
     parser.add_argument(
         "--only", default=None, help="comma-separated system names, e.g. 'vidjobs,pgqueuer drain'"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--blob", action="store_true", help=argparse.SUPPRESS)
@@ -455,7 +522,9 @@ async def main() -> None:
         raise SystemExit("no PostgreSQL: pass --pg URL or set VIDJOBS_TEST_DATABASE_URL")
     procs = [int(p) for p in args.procs.split(",")]
     only = set(args.only.split(",")) if args.only else None
-    results = await run_suite(args.pg, args.jobs, procs, args.concurrency, not args.no_peers, only)
+    results = await run_suite(
+        args.pg, args.jobs, procs, args.concurrency, not args.no_peers, only, args.rounds
+    )
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -1,18 +1,24 @@
-"""Submit-to-claimed latency (p50/p99): through Kafka, through the in-process bus, and
-through the embedded mode's in-process signal sweep, measured in one run.
+"""Submit-to-claimed latency (p50/p99): `vidjobs up` itself, and on PostgreSQL through
+Kafka, through the in-process bus and through the in-process signal sweep, in one run.
 
-    .venv/bin/python -m bench.dispatch [--jobs 500] [--rate 100] [--kafka HOST:PORT] [--pg URL]
+    .venv/bin/python -m bench.dispatch [--jobs 300] [--rate 50] [--rounds 3]
+        [--kafka HOST:PORT] [--pg URL] [--paths embedded,signal-sweep,in-process-bus,kafka]
 
-Jobs are submitted open-loop at `--rate` per second on PostgreSQL. Latency is the job's
+Jobs are submitted open-loop at `--rate` per second. Latency is the job's
 `started_at - created_at`, both from the database clock: it covers the submit transaction's
 commit, the relay's wake-up, publish and ack, the consumer's fetch, and the claim. The
 bus-driven paths run with the database sweep off, so every claim comes from an event.
+"embedded" is `vidjobs up` as it runs (`workers.compose.run_embedded`: SQLite, the API,
+relay, in-process bus, bus-driven worker, ledger, reaper, webhooks in one process), fed
+through its HTTP API. The paths run interleaved, `--rounds` times; the table gives the
+median and the spread (min-max) over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
@@ -24,8 +30,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.db import throwaway_database
+from bench.stats import load_average, spread
 from jobs.db import Database
-from jobs.settings import Settings
+from jobs.settings import CREDENTIALS, Settings
 from jobs.spec import EditRequest
 from jobs.statements import jobs as jobs_table
 from jobs.storage import LocalStorage
@@ -123,33 +130,107 @@ async def run_path(
         }
 
 
+async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
+    """`vidjobs up` (SQLite, in-process bus), fed through its HTTP API at `rate`/s."""
+    import httpx
+
+    from workers.compose import run_embedded
+
+    data = root / f"up-{uuid.uuid4().hex[:8]}"
+    settings = Settings(data_dir=data, source_roots=[root], sleep_seconds=0.01)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    up = asyncio.create_task(
+        run_embedded(settings, "127.0.0.1", 0, 8, "sleep", stop=stop, ready=ready, quiet=True)
+    )
+    await asyncio.wait([up, asyncio.create_task(ready.wait())], return_when="FIRST_COMPLETED")
+    if up.done():
+        await up
+    creds = json.loads((data / CREDENTIALS).read_text())
+    headers = {"Authorization": f"Bearer {creds['token']}"}
+    db = Database(settings.resolved_database_url)
+    try:
+        async with httpx.AsyncClient(base_url=creds["url"], headers=headers, timeout=60) as client:
+
+            async def submit(i: int) -> None:
+                body = {"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": i}]}
+                for _ in range(20):  # a busy server's 503/429 is retried, as a client does
+                    r = await client.post("/v1/jobs", json=body)
+                    if r.status_code not in (429, 503):
+                        break
+                    await asyncio.sleep(0.2)
+                r.raise_for_status()
+
+            await submit(0)  # warm-up (digest cache, connections)
+            await asyncio.sleep(0.5)
+            start = time.perf_counter()
+            sent: list[asyncio.Task[None]] = []
+            for i in range(1, jobs):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent.append(asyncio.create_task(submit(i)))
+            await asyncio.gather(*sent)
+        deadline = time.perf_counter() + 60
+        while len(values := await latencies(db)) < jobs and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await db.dispose()
+        stop.set()
+        await up
+    values = values[1:] if len(values) > 1 else values
+    return {
+        "path": "embedded",
+        "claimed": len(values) + 1,
+        "p50_ms": statistics.median(values),
+        "p99_ms": percentile(values, 0.99),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=100.0, help="submissions per second")
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=50.0, help="submissions per second")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paths", default="embedded,signal-sweep,in-process-bus,kafka")
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--kafka", default=os.environ.get("VIDJOBS_TEST_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
-    if not args.pg:
+    paths = [p for p in args.paths.split(",") if p]
+    if not args.kafka and "kafka" in paths:
+        paths.remove("kafka")
+        print("kafka: skipped (set --kafka or VIDJOBS_TEST_KAFKA_BOOTSTRAP)")
+    if not args.pg and set(paths) - {"embedded"}:
         raise SystemExit("needs PostgreSQL: --pg URL or VIDJOBS_TEST_DATABASE_URL (make services)")
-    paths = ["signal-sweep", "in-process-bus"] + (["kafka"] if args.kafka else [])
-    results = []
+    results: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "clip.mp4").write_bytes(os.urandom(64 * 1024))
-        for path in paths:
-            results.append(await run_path(args.pg, root, path, args.kafka, args.jobs, args.rate))
-    base = results[0]["p50_ms"]
-    print(f"submit-to-claimed on PostgreSQL: {args.jobs} jobs at {args.rate:.0f}/s, open loop")
-    print(f"{'path':<16} {'claimed':>8} {'p50 ms':>8} {'p99 ms':>8} {'p50 / signal':>13}")
-    for r in results:
-        print(
-            f"{r['path']:<16} {r['claimed']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-            f"{r['p50_ms'] / base:>13.2f}"
-        )
-    if not args.kafka:
-        print("kafka: skipped (set --kafka or VIDJOBS_TEST_KAFKA_BOOTSTRAP)")
+        for r in range(args.rounds):
+            for path in paths[r % len(paths) :] + paths[: r % len(paths)]:
+                if path == "embedded":
+                    got = await run_up(root, args.jobs, args.rate)
+                else:
+                    got = await run_path(args.pg, root, path, args.kafka, args.jobs, args.rate)
+                results[path].append(got)
+                print(
+                    f"  round {r + 1}/{args.rounds} {path}: p50 {got['p50_ms']:.1f} ms", flush=True
+                )
+    print(
+        f"submit-to-claimed: {args.jobs} jobs at {args.rate:.0f}/s, open loop; embedded on "
+        f"SQLite, the others on PostgreSQL; {args.rounds} interleaved rounds, median (min-max); "
+        f"{load_average()}"
+    )
+    print(f"{'path':<16} {'p50 ms':>20} {'p99 ms':>20}")
+    for path, runs in results.items():
+        p50 = spread([x["p50_ms"] for x in runs], "{:.1f}")
+        p99 = spread([x["p99_ms"] for x in runs], "{:.1f}")
+        print(f"{path:<16} {p50:>20} {p99:>20}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from workers import loop
+
+    loop.run(main())  # the loop `vidjobs up` and `vidjobs worker` use

@@ -1,6 +1,7 @@
 """Submissions per second, unique keys vs duplicates, per database, two ways.
 
     .venv/bin/python -m bench.submit [--n 2000] [--concurrency 16] [--pg URL] [--no-http]
+        [--rounds 3] [--serve-workers 1,2]
 
 - Through the service: `JobService.submit` called in this process (no HTTP, no preflight).
 - Through HTTP as batches: the same number of new edits in `POST /v1/jobs/batch` requests
@@ -25,6 +26,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +38,7 @@ from typing import Any, TypeVar
 import httpx
 
 from bench.db import throwaway_database
+from bench.stats import load_average, spread
 from jobs.db import Database
 from jobs.service import JobService
 from jobs.settings import Settings
@@ -105,8 +108,8 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(url: str, root: Path) -> AsyncIterator[tuple[str, str]]:
-    """One `vidjobs serve` process on a migrated database; yields (base URL, token)."""
+async def serving(url: str, root: Path, workers: int = 1) -> AsyncIterator[tuple[str, str]]:
+    """`vidjobs serve --workers N` on a migrated database; yields (base URL, token)."""
     db = Database(url)
     await upgrade(db.engine)
     async with db.transaction() as conn:
@@ -124,7 +127,7 @@ async def serving(url: str, root: Path) -> AsyncIterator[tuple[str, str]]:
     vidjobs = str(Path(sys.executable).with_name("vidjobs"))
     log = (root / f"serve-{port}.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        vidjobs, "serve", "--host", "127.0.0.1", "--port", str(port),
+        vidjobs, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -151,17 +154,17 @@ async def serving(url: str, root: Path) -> AsyncIterator[tuple[str, str]]:
 
 
 async def measure_http(
-    url: str, root: Path, clip: Path, n: int, concurrency: int
+    url: str, root: Path, clip: Path, n: int, concurrency: int, workers: int = 1
 ) -> dict[str, float]:
     """The load comes from aiohttp with pre-encoded bodies: the client shares the 2 cores
     with the server and the database, so it must cost little per request."""
     import aiohttp
 
-    async with serving(url, root) as (base, token):
+    async with serving(url, root, workers) as (base, token):
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(base, headers=headers, connector=connector) as http:
-            bodies = [json.dumps(_trim(clip, i)).encode() for i in range(n + 20)]
+            bodies = [json.dumps(_trim(clip, i)).encode() for i in range(n + 20)]  # fresh db
             for body in bodies[:20]:  # warm up: connections, preflight cache, statements
                 async with http.post("/v1/jobs", data=body) as r:
                     r.raise_for_status()
@@ -197,72 +200,106 @@ async def measure_http(
     }
 
 
-def _table(title: str, rows: dict[str, dict[str, float]]) -> None:
+def _table(title: str, rows: dict[str, list[dict[str, float]]]) -> None:
     print(title)
-    print(f"{'database':<10} {'unique/s':>10} {'duplicate/s':>12} {'dup cost / new cost':>20}")
-    for name in ("sqlite", "postgres"):
-        if name in rows:
-            r = rows[name]
-            ratio = r["unique_per_s"] / r["duplicate_per_s"]
-            r["dup_cost_ratio"] = ratio
-            print(
-                f"{name:<10} {r['unique_per_s']:>10.0f} {r['duplicate_per_s']:>12.0f} {ratio:>20.2f}"
-            )
+    print(f"{'database':<16} {'unique/s':>18} {'duplicate/s':>18} {'dup cost / new cost':>20}")
+    for name, runs in rows.items():
+        ratio = [r["unique_per_s"] / r["duplicate_per_s"] for r in runs]
+        print(
+            f"{name:<16} {spread([r['unique_per_s'] for r in runs]):>18}"
+            f" {spread([r['duplicate_per_s'] for r in runs]):>18}"
+            f" {spread(ratio, '{:.2f}'):>20}"
+        )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds")
+    parser.add_argument(
+        "--serve-workers", default="1", help="`vidjobs serve --workers` counts, e.g. 1,2"
+    )
     parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--no-http", action="store_true", help="only through the service")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
-    results: dict[str, Any] = {"n": args.n, "concurrency": args.concurrency}
+    workers = [int(w) for w in args.serve_workers.split(",")]
+    service: dict[str, list[dict[str, float]]] = {}
+    http: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "clip.mp4").write_bytes(os.urandom(1024 * 1024))
-        results["sqlite"] = await measure(
-            f"sqlite+aiosqlite:///{root / 'bench.db'}", root, args.n, args.concurrency
-        )
-        if args.pg:
-            async with throwaway_database(args.pg, migrate=False) as url:
-                results["postgres"] = await measure(url, root, args.n, args.concurrency)
+        clip = None
         if not args.no_http:
             from workers.ffmpeg.testmedia import make_clip
 
             clip = make_clip(root / "real.mp4", seconds=3)
-            http: dict[str, Any] = {}
-            http["sqlite"] = await measure_http(
-                f"sqlite+aiosqlite:///{root / 'http.db'}", root, clip, args.n, args.concurrency
-            )
+        for r in range(args.rounds):
+            lite = f"sqlite+aiosqlite:///{root / f'bench-{r}.db'}"
+            if not args.no_sqlite:
+                service.setdefault("sqlite", []).append(
+                    await measure(lite, root, args.n, args.concurrency)
+                )
             if args.pg:
                 async with throwaway_database(args.pg, migrate=False) as url:
-                    http["postgres"] = await measure_http(url, root, clip, args.n, args.concurrency)
-            results["http"] = http
+                    got = await measure(url, root, args.n, args.concurrency)
+                service.setdefault("postgres", []).append(got)
+            if clip is None:
+                continue
+            lite = f"sqlite+aiosqlite:///{root / f'http-{r}.db'}"
+            if not args.no_sqlite:
+                got = await measure_http(lite, root, clip, args.n, args.concurrency)
+                http.setdefault("sqlite", []).append(got)
+            for w in workers if args.pg else []:
+                async with throwaway_database(args.pg, migrate=False) as url:
+                    got = await measure_http(url, root, clip, args.n, args.concurrency, w)
+                name = "postgres" if w == 1 else f"postgres x{w}"
+                http.setdefault(name, []).append(got)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    rounds = f"{args.rounds} interleaved round(s), median (min-max); {load_average()}"
     _table(
-        f"submissions through the service: n={args.n}, concurrency={args.concurrency}",
-        {k: v for k, v in results.items() if k in ("sqlite", "postgres")},
+        f"submissions through the service: n={args.n}, concurrency={args.concurrency}; {rounds}",
+        service,
     )
-    if "http" in results:
-        _table(
-            f"submissions through HTTP (one uvicorn process, preflight on): n={args.n}, "
-            f"{args.concurrency} connections",
-            results["http"],
+    results: dict[str, Any] = {"n": args.n, "concurrency": args.concurrency, "rounds": args.rounds}
+    for name, runs in service.items():
+        results[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        results[name]["dup_cost_ratio"] = statistics.median(
+            r["unique_per_s"] / r["duplicate_per_s"] for r in runs
         )
-        for name in ("sqlite", "postgres"):
-            if name in results and name in results["http"]:
-                svc, web = results[name], results["http"][name]
-                print(
-                    f"HTTP / service on {name}: unique {web['unique_per_s'] / svc['unique_per_s']:.2f},"
-                    f" duplicate {web['duplicate_per_s'] / svc['duplicate_per_s']:.2f}"
-                )
-        for name, web in results["http"].items():
+    if http:
+        _table(
+            f"submissions through HTTP (`vidjobs serve`, xN: --workers N, preflight on): "
+            f"n={args.n}, {args.concurrency} connections",
+            http,
+        )
+        for name, runs in http.items():
+            base = name.split(" ")[0]
+            if base not in service:
+                continue
+            # Each round's HTTP figure against the same round's service figure.
+            pairs = list(zip(runs, service[base], strict=False))
+            uniq = [w["unique_per_s"] / s["unique_per_s"] for w, s in pairs]
+            dup = [w["duplicate_per_s"] / s["duplicate_per_s"] for w, s in pairs]
             print(
-                f"HTTP on {name}: POST /v1/jobs/batch of {BATCH} ({BATCH_CONNECTIONS} connections)"
-                f" {web['batch_unique_per_s']:.0f} new jobs/s vs single POST /v1/jobs"
-                f" {web['unique_per_s']:.0f}/s: {web['batch_unique_per_s'] / web['unique_per_s']:.2f}x"
+                f"HTTP / service, {name}: unique {spread(uniq, '{:.2f}')},"
+                f" duplicate {spread(dup, '{:.2f}')}"
             )
+        for name, runs in http.items():
+            batch = [r["batch_unique_per_s"] for r in runs]
+            ratio = [r["batch_unique_per_s"] / r["unique_per_s"] for r in runs]
+            single = [r["unique_per_s"] for r in runs]
+            print(
+                f"HTTP {name}: POST /v1/jobs/batch of {BATCH} ({BATCH_CONNECTIONS} connections)"
+                f" {spread(batch)} new jobs/s vs single POST /v1/jobs {spread(single)}/s:"
+                f" {spread(ratio, '{:.2f}')}x"
+            )
+        results["http"] = {
+            name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            for name, runs in http.items()
+        }
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

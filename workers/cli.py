@@ -70,17 +70,40 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="uvicorn processes sharing the port (one per core)")
+    ] = 1,
+) -> None:
     """Run the HTTP API (and Prometheus metrics on VIDJOBS_METRICS_PORT when set)."""
     import uvicorn
 
     from workers import compose
 
     _logging()
-    _serve_metrics(None)
-    c = compose.build(get_settings(), with_ffmpeg_checks=True)
-    app_ = c.app(compose.make_probe(c.settings))
-    uvicorn.run(app_, host=host, port=port, log_level="info", log_config=None)
+    if workers == 1:
+        _serve_metrics(None)
+        app_ = compose.serve_app()
+        uvicorn.run(app_, host=host, port=port, log_level="info", log_config=None)
+        return
+    if get_settings().metrics_port:
+        err.print("VIDJOBS_METRICS_PORT is not served with --workers > 1 (one port, N processes)")
+    # Each process builds its own app (engine, pool, caches) from the settings: the factory.
+    uvicorn.run(
+        "workers.compose:serve_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        # A child answers the supervisor's health check only once it has imported and
+        # built its app; on a loaded host that takes longer than uvicorn's default 5 s,
+        # and a child that misses it is killed and restarted, again and again.
+        timeout_worker_healthcheck=60,
+    )
 
 
 MetricsPortOpt = Annotated[

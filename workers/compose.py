@@ -20,7 +20,7 @@ from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import Event
 from jobs.service import EditCheck, JobService, SourceCheck
-from jobs.settings import CREDENTIALS, Settings
+from jobs.settings import CREDENTIALS, Settings, get_settings
 from jobs.status import WORK_EVENTS
 from jobs.storage import Storage, open_storage
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
@@ -114,6 +114,17 @@ def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components
     return Components(
         settings=settings, db=db, blobs=blobs, check_edit=check, check_source=source_check
     )
+
+
+def serve_app() -> FastAPI:
+    """The API `vidjobs serve` runs, from the settings; with `--workers N` each uvicorn
+    process calls this itself (a factory: no state crosses processes)."""
+    from workers.logs import setup
+
+    settings = get_settings()
+    setup(False, settings.log_format)
+    c = build(settings, with_ffmpeg_checks=True)
+    return c.app(make_probe(c.settings))
 
 
 def ffmpeg_source_check(settings: Settings) -> SourceCheck | None:

@@ -39,6 +39,7 @@ log = logging.getLogger("vidjobs.relay")
 
 LOCK_KEY = 0x76696A6F62730001  # "vijobs" + 1: the relay's advisory lock (a bigint)
 CHANNEL = "vidjobs_outbox"  # NOTIFY channel of the outbox insert trigger (migration 0002)
+BACKLOG_EVERY = 1.0  # seconds between the backlog gauges' reads
 
 
 class LeadershipLost(Exception):
@@ -61,6 +62,17 @@ class Leadership:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self.db.transaction() as conn:
+                yield conn
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise LeadershipLost(f"database error: {exc}") from exc
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A read of the outbox. SQLite: through the reader engine (a deferred transaction,
+        which takes no write lock: the relay's reads no longer queue the runner's claim
+        behind them); PostgreSQL: on the lock connection, like every step."""
+        try:
+            async with self.db.reader.connect() as conn:
                 yield conn
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise LeadershipLost(f"database error: {exc}") from exc
@@ -117,6 +129,11 @@ class PgLeadership(Leadership):
             self.lost = True
             raise LeadershipLost(f"lock connection failed: {exc}") from exc
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        async with self.transaction() as conn:
+            yield conn
+
     async def release(self) -> None:
         """Drop the lock connection (never back to the pool: it would keep the lock)."""
         conn, self._conn = self._conn, None
@@ -153,6 +170,7 @@ class Relay:
         self.leading = asyncio.Event()
         self._publisher_started = False
         self._stop = asyncio.Event()
+        self._backlog_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Lead (or stand by) and publish until `stop` is set."""
@@ -217,7 +235,7 @@ class Relay:
         total = 0
         batch = self.settings.relay_batch
         while not self._stop.is_set():
-            async with self.leadership.transaction() as conn:
+            async with self.leadership.reading() as conn:
                 rows = await outbox.select_unpublished(conn, batch)
             if not rows:
                 break
@@ -233,8 +251,13 @@ class Relay:
         return total
 
     async def _report_backlog(self) -> None:
+        """The backlog gauges, at most once a second: a metric, not worth a read per pass."""
+        now = asyncio.get_running_loop().time()
+        if now - self._backlog_at < BACKLOG_EVERY:
+            return
+        self._backlog_at = now
         try:
-            async with self.leadership.transaction() as conn:
+            async with self.leadership.reading() as conn:
                 count, age = await outbox.select_backlog(conn)
         except LeadershipLost:
             return

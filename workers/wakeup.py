@@ -32,8 +32,11 @@ class Wakeup:
 
     async def wait(self, seconds: float) -> bool:
         """Wait until notified or `seconds` pass. True if notified."""
+        # asyncio.timeout, not wait_for: wait_for runs the wait in a task of its own
+        # (Python 3.11), one more loop turn between notify() and the waiter running.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
         notified = self._event.is_set()
         self._event.clear()
         return notified

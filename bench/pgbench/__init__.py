@@ -18,6 +18,9 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -55,33 +58,73 @@ def script(batch: int) -> str:
     return " ".join((head + tail).split()) + "\n\\gset\n"
 
 
-async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
-    """Jobs per second with `clients` connections, each finishing and claiming `batch`."""
+@dataclass
+class Filled:
+    """A throwaway database filled with `n` pending jobs, as pgbench connects to it."""
+
+    name: str
+    host: str
+    port: int
+    user: str
+
+
+@asynccontextmanager
+async def filled_database(server: str, n: int, prefix: str = "vj_ceiling") -> AsyncIterator[Filled]:
+    """A fresh database migrated and filled like `bench.claims` (VACUUM ANALYZE and
+    CHECKPOINT before the clock), dropped afterwards."""
     from bench.claims import vidjobs_setup
     from bench.db import admin, with_database
 
-    pgbench = find_pgbench()
-    if pgbench is None:
-        raise RuntimeError("pgbench not found (apt-get install postgresql-client)")
-    name = f"vj_ceiling_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     await admin(server, f'CREATE DATABASE "{name}"')
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(script(batch))
     try:
         url = with_database(server, name)
         await vidjobs_setup(url, n)
         await admin(url, "VACUUM ANALYZE")
         await admin(url, "CHECKPOINT")
         u = urlparse(url.replace("postgresql+asyncpg://", "postgresql://"))
+        yield Filled(name, u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres")
+    finally:
+        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
+    """Jobs per second with `clients` connections, each finishing and claiming `batch`."""
+    async with filled_database(server, n) as db:
+        return await run(db.host, db.port, db.user, db.name, n, clients, batch)
+
+
+async def run(
+    host: str,
+    port: int,
+    user: str,
+    dbname: str,
+    n: int,
+    clients: int,
+    batch: int,
+    mode: str = "prepared",
+    threads: int = 1,
+    text: str | None = None,
+) -> float:
+    """pgbench the statement against `host:port` (PostgreSQL or a pooler in front of it):
+    `clients` connections share `n` jobs, `batch` per transaction; jobs per second.
+    `mode` is pgbench's -M: `extended` (unnamed statements) passes PgBouncer's
+    transaction mode, where `prepared` statements would not survive a server change.
+    `text`: another script in place of the statement's (a variant being measured)."""
+    pgbench = find_pgbench()
+    if pgbench is None:
+        raise RuntimeError("pgbench not found (apt-get install postgresql-client)")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(text if text is not None else script(batch))
+    try:
         # Each client's transactions claim n / clients jobs in all (the first one only
         # claims; the last batch stays claimed, as a worker's would at a stop).
         per_client = max(1, n // clients // batch)
         cmd = [
-            pgbench, "-n", "-M", "prepared", "-h", u.hostname or "127.0.0.1",
-            "-p", str(u.port or 5432), "-U", u.username or "postgres",
-            "-c", str(clients), "-j", "1", "-t", str(per_client),
+            pgbench, "-n", "-M", mode, "-h", host, "-p", str(port), "-U", user,
+            "-c", str(clients), "-j", str(min(threads, clients)), "-t", str(per_client),
             "-D", "ids={}", "-D", "tokens={}", "-D", "outputs={}",
-            "-f", f.name, name,
+            "-f", f.name, dbname,
         ]  # fmt: skip
         out = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True)
         match = re.search(r"tps = ([0-9.]+)", out.stdout)
@@ -90,4 +133,3 @@ async def ceiling(server: str, n: int, clients: int, batch: int) -> float:
         return float(match.group(1)) * batch
     finally:
         Path(f.name).unlink(missing_ok=True)
-        await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -40,8 +40,6 @@ _BAD_DIGEST = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"}
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 
 
-
-
 class S3Storage(S3Staging, Scratch):
     direct_uploads = True
 
@@ -71,8 +69,10 @@ class S3Storage(S3Staging, Scratch):
             for k, v in (("aws_access_key_id", access_key), ("aws_secret_access_key", secret_key))
             if v
         }
-        self.region = region or os.environ.get("AWS_REGION") or os.environ.get(
-            "AWS_DEFAULT_REGION", "us-east-1"
+        self.region = (
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
         )
         self.multipart_threshold = max(multipart_threshold, 5 * MiB)
         self.part_size = max(part_size, 5 * MiB)  # S3's smallest part (all but the last)
@@ -285,16 +285,65 @@ class S3Storage(S3Staging, Scratch):
             raise
 
     async def fetch(self, digest: str, dest: Path) -> int:
-        obj = await self._get(digest)
+        """Download and verify. An object larger than a part comes down as ranged GETs of
+        `part_size`, `part_concurrency` at a time (as boto3's transfer manager does: one
+        streamed GET is bound by one connection's reads on the event loop), hashed and
+        written in file order in a thread; smaller ones as one streamed GET."""
         try:
-            found, size = await stream_to_file(obj["Body"], dest)
+            first = await self._get(digest, Range=f"bytes=0-{self.part_size - 1}")
+        except ClientError as exc:
+            if code_of(exc) not in {"InvalidRange", "416"}:
+                raise
+            first = await self._get(digest)  # an empty object has no byte 0 to range over
+        try:
+            total = _total_size(first)
+            if total <= self.part_size:
+                found, size = await stream_to_file(first["Body"], dest)
+            else:
+                found, size = await self._fetch_parts(digest, first, total, dest)
             check_digest(digest, found, f"stored object {digest}")
         except BaseException:
             dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink
             raise
         finally:
-            obj["Body"].close()
+            first["Body"].close()
         return size
+
+    async def _fetch_parts(
+        self, digest: str, first: Any, total: int, dest: Path
+    ) -> tuple[str, int]:
+        count = (total + self.part_size - 1) // self.part_size
+        limit = asyncio.Semaphore(self.part_concurrency)
+        h = hashlib.sha256()
+        in_order = asyncio.Condition()
+        turn = [0]
+        with dest.open("wb") as out:
+
+            def consume(data: bytes) -> None:
+                h.update(data)
+                out.write(data)
+
+            async def one(number: int) -> None:
+                async with limit:  # held until written: at most `part_concurrency` in memory
+                    if number == 0:
+                        obj = first
+                    else:
+                        start = number * self.part_size
+                        end = min(total, start + self.part_size) - 1
+                        obj = await self._get(digest, Range=f"bytes={start}-{end}")
+                    try:
+                        data = await obj["Body"].read()
+                    finally:
+                        obj["Body"].close()
+                    async with in_order:
+                        await in_order.wait_for(lambda: turn[0] == number)
+                        await asyncio.to_thread(consume, data)
+                        turn[0] += 1
+                        in_order.notify_all()
+
+            await _all_or_none([one(n) for n in range(count)])
+            size = out.tell()
+        return f"sha256:{h.hexdigest()}", size
 
     async def read_range(self, digest: str, start: int, end: int | None) -> ByteRange:
         kwargs: dict[str, Any] = {}
@@ -352,6 +401,12 @@ class S3Storage(S3Staging, Scratch):
             ExpiresIn=expires,
         )
         return str(url)
+
+
+def _total_size(obj: Any) -> int:
+    """The whole object's size from a ranged GET's Content-Range (or its length)."""
+    m = re.match(r"^bytes \d+-\d+/(\d+)$", str(obj.get("ContentRange") or ""))
+    return int(m.group(1)) if m is not None else int(obj["ContentLength"])
 
 
 async def _all_or_none(coros: list[Any]) -> list[Any]:

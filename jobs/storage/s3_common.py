@@ -43,8 +43,8 @@ async def open_client(
 
 async def stream_to_file(body: Any, dest: Path) -> tuple[str, int]:
     """Write a GET's body to `dest`: (sha256 digest, size). Hashing and writing run in a
-    thread a buffer behind the network reads (one streamed GET beat parallel ranged GETs
-    here: bench.storage)."""
+    thread a buffer behind the network reads. (Objects larger than a part come down as
+    parallel ranged GETs instead: `S3Storage.fetch`.)"""
     h = hashlib.sha256()
     size = 0
     with dest.open("wb") as out:

@@ -42,6 +42,7 @@ from jobs.media_ops import (
     SubtitleMode,
     SubtitleStyle,
 )
+from jobs.packaging.models import Package, Thumbnails, canonical_package, canonical_thumbnails
 from jobs.specbase import SpecError, Strict, ms_aliases
 from jobs.timecode import Millis
 
@@ -441,6 +442,10 @@ class EditRequest(_Strict):
     # Not before this time (RFC 3339 with an offset; the database clock decides). Not part of
     # the key: the same edit scheduled for another time is the same job.
     run_at: dt.datetime | None = None
+    # Issue 12: an adaptive-bitrate package and thumbnail sprites of the source (tasks of
+    # their own, see jobs.packaging). Part of the key when set.
+    package: Package | None = None
+    thumbnails: Thumbnails | None = None
 
     @field_validator("run_at")
     @classmethod
@@ -502,6 +507,13 @@ def check_coherent(req: EditRequest) -> None:
             )
     if "mute" in kinds and "volume" in kinds:
         raise ValueError("'mute' and 'volume' cannot be combined")
+    for name in ("package", "thumbnails"):
+        if getattr(req, name) is not None and ops:
+            raise SpecError(
+                name,
+                f"'{name}' is made from the source as it is: it cannot be combined with "
+                "operations yet (submit the edit as its own job)",
+            )
     out = req.output
     _check_subtitles(req)
     thumbnail = bool(ops) and isinstance(ops[-1], Thumbnail)
@@ -737,4 +749,9 @@ def canonical_edit(req: EditRequest, digests: list[str]) -> dict[str, Any]:
     ops = [canonical_operation(op, it) for op in req.operations]
     if next(it, None) is not None:
         raise ValueError("more digests than sources")
-    return {"source": source, "operations": ops, "output": canonical_output(req)}
+    edit = {"source": source, "operations": ops, "output": canonical_output(req)}
+    if req.package is not None:  # absent when unset, so every other edit keeps its key
+        edit["package"] = canonical_package(req.package)
+    if req.thumbnails is not None:
+        edit["thumbnails"] = canonical_thumbnails(req.thumbnails)
+    return edit

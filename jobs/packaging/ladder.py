@@ -8,6 +8,7 @@ guidance for H.264 at 30 fps, rounded: 1080p 6 Mb/s, 720p 3 Mb/s, 540p 2 Mb/s, 3
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from jobs.packaging.models import Package
@@ -38,7 +39,7 @@ def bitrate_for(height: int) -> int:
     points = sorted(STANDARD)
     if height <= points[0][0]:
         return max(100, round(points[0][1] * height / points[0][0]))
-    for (h0, b0), (h1, b1) in zip(points, points[1:], strict=False):
+    for (h0, b0), (h1, b1) in itertools.pairwise(points):
         if h0 <= height <= h1:
             return round(b0 + (b1 - b0) * (height - h0) / (h1 - h0))
     return round(points[-1][1] * height / points[-1][0])
@@ -48,8 +49,9 @@ def auto_ladder(pkg: Package, source_height: int) -> list[PlannedRung]:
     """Rungs for `"ladder": "auto"`, tallest first.
 
     Candidates are the standard heights no taller than the source, topped by the source's
-    own (even) height when that is at least 1.25 x the tallest of them or none fits. At most `max_rungs` are kept, spread
-    over the candidates with the tallest and the shortest always in. Bitrates come from the
+    own (even) height when that is at least 1.25 x the tallest of them or none fits. At
+    most `max_rungs` are kept, spread over the candidates with the tallest and the shortest
+    always in. Bitrates come from the
     table clamped to [min_bitrate_kbps, max_bitrate_kbps]; a rung whose clamped bitrate is
     not below the rung above it is dropped (it would be a second copy at the same rate).
     """
@@ -78,5 +80,7 @@ def auto_ladder(pkg: Package, source_height: int) -> list[PlannedRung]:
 def explicit_ladder(pkg: Package) -> list[PlannedRung]:
     """The client's rungs, tallest first, each with its bitrate or the table's."""
     assert isinstance(pkg.ladder, list)
-    rungs = [PlannedRung(r.height, r.video_bitrate_kbps or bitrate_for(r.height)) for r in pkg.ladder]
+    rungs = [
+        PlannedRung(r.height, r.video_bitrate_kbps or bitrate_for(r.height)) for r in pkg.ladder
+    ]
     return sorted(rungs, key=lambda r: -r.height)

@@ -56,7 +56,7 @@ class Package(Strict):
             return data
         if not isinstance(value, list) or not 1 <= len(value) <= MAX_RUNGS:
             raise SpecError(
-                "ladder", f'\'ladder\' is a list of 1 to {MAX_RUNGS} rungs or the word "auto"'
+                "ladder", f"'ladder' is a list of 1 to {MAX_RUNGS} rungs or the word \"auto\""
             )
         rungs = []
         for i, item in enumerate(value):
@@ -79,7 +79,7 @@ class Package(Strict):
                     raise SpecError(f"ladder[{i}].height", f"two rungs have height {h}")
             for name in ("max_rungs", "max_bitrate_kbps", "min_bitrate_kbps"):
                 if getattr(self, name) is not None:
-                    raise SpecError(name, f"'{name}' applies to \"ladder\": \"auto\" only")
+                    raise SpecError(name, f'\'{name}\' applies to "ladder": "auto" only')
         lo, hi = self.min_bitrate_kbps, self.max_bitrate_kbps
         if lo is not None and hi is not None and lo > hi:
             raise SpecError("min_bitrate_kbps", "min_bitrate_kbps is above max_bitrate_kbps")

@@ -138,8 +138,13 @@ def plan_thumbnails(
     if source_probe is not None and _source_height(source_probe) is None:
         raise InvalidRequest(
             "thumbnails need a video source",
-            details=[{"path": "thumbnails", "message": "the source has no video stream",
-                      "allowed": "a video source"}],
+            details=[
+                {
+                    "path": "thumbnails",
+                    "message": "the source has no video stream",
+                    "allowed": "a video source",
+                }
+            ],
         )
     spec = {
         "kind": "sprites",

@@ -229,3 +229,15 @@ def test_sprite_vtt_coordinates_are_inside_the_sheets(
         assert 0 <= x and x + w <= sw and 0 <= y and y + h <= sh
         assert start == previous_end and end > start
         previous_end = end
+
+
+@pytest.mark.parametrize("fmt", ["hls", "cmaf"])
+def test_packaging_the_same_renditions_again_gives_the_same_files(
+    ffmpeg_bin: str, renditions: dict[str, ExecutionResult], work: Path, fmt: str
+) -> None:
+    first = build_package(ffmpeg_bin, renditions, work / "first", fmt, SEGMENT)
+    again = build_package(ffmpeg_bin, renditions, work / "again", fmt, SEGMENT)
+    assert first.output["files"] == again.output["files"]  # same digests: stored once
+    for name in first.output["files"]:
+        if name.endswith(".m3u8"):
+            assert "PROGRAM-DATE-TIME" not in (first.root / name).read_text()

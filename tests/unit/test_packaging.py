@@ -195,3 +195,20 @@ def test_media_types_players_expect() -> None:
     assert media_type_for("init-0.m4s") == "video/mp4"
     assert media_type_for("chunk-0-00001.m4s") == "video/iso.segment"
     assert media_type_for("thumbnails.vtt").startswith("text/vtt")
+
+
+def test_the_executors_register_by_task_kind() -> None:
+    from workers.ffmpeg import packaging_executors
+    from workers.ffmpeg.package import PackageExecutor
+    from workers.ffmpeg.rendition import RenditionExecutor
+    from workers.ffmpeg.sprites import SpritesExecutor
+
+    found = packaging_executors(ffmpeg="/usr/bin/ffmpeg")
+    assert {k: type(v) for k, v in found.items()} == {
+        "rendition": RenditionExecutor,
+        "package": PackageExecutor,
+        "sprites": SpritesExecutor,
+    }
+    kinds = {p.kind for p in plan_package(req(package={}), {"height": 720})}
+    kinds |= {p.kind for p in plan_thumbnails(req(thumbnails={}), {"height": 720})}
+    assert kinds == set(found)

@@ -135,8 +135,7 @@ async def package_file(
     redirect: Annotated[bool, Query(description="S3 storage: 307 to a presigned URL")] = True,
 ) -> Response:
     """A file of the job's package, with the bearer token (Range honoured)."""
-    job = await deps.state(request).service.get(tenant, checked_key(key))
-    return await serve(request, published(job, "package"), name, headers={}, redirect=redirect)
+    return await _authenticated(request, tenant, key, "package", name, redirect)
 
 
 @router.get("/v1/jobs/{key}/thumbnails/{name}", responses=_RANGE_RESPONSES, response_model=None)
@@ -148,8 +147,14 @@ async def thumbnails_file(
     redirect: Annotated[bool, Query(description="S3 storage: 307 to a presigned URL")] = True,
 ) -> Response:
     """A sprite sheet or the WebVTT index of the job's thumbnails, with the bearer token."""
+    return await _authenticated(request, tenant, key, "thumbnails", name, redirect)
+
+
+async def _authenticated(
+    request: Request, tenant: TenantRef, key: str, part: str, name: str, redirect: bool
+) -> Response:
     job = await deps.state(request).service.get(tenant, checked_key(key))
-    return await serve(request, published(job, "thumbnails"), name, headers={}, redirect=redirect)
+    return await serve(request, published(job, part), name, headers={}, redirect=redirect)
 
 
 async def serve(

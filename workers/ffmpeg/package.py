@@ -25,7 +25,6 @@ from workers.ffmpeg.manifests import (
     read_media_playlist,
 )
 from workers.ffmpeg.rendition import RENDITION_FILE, FfmpegTask
-from workers.ffmpeg.run import raise_for_exit, run_ffmpeg
 
 
 def _rendition(ctx: ExecutionContext, name: str) -> tuple[DepOutput, Path]:
@@ -55,8 +54,7 @@ class PackageExecutor(FfmpegTask):
             self.ffmpeg, paths, has_audio, spec.format, root, spec.segment_seconds
         )
         ctx.report_progress(0.0)
-        result = await run_ffmpeg(argv, self.limits, timeout_s=self.limits.timeout_s)
-        raise_for_exit(result, self.redactions(ctx, paths), self.limits)
+        await self.run(ctx, argv, also_redact=paths)
         output = await asyncio.to_thread(self._manifests, root, spec, meta, has_audio)
         files: dict[str, Path] = {}
         for path in sorted(root.iterdir()):

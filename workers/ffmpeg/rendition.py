@@ -34,6 +34,24 @@ class FfmpegTask:
         redact.update({str(p): f"<input{i}>" for i, p in enumerate([*ctx.inputs, *(extra or [])])})
         return redact
 
+    async def run(
+        self,
+        ctx: ExecutionContext,
+        argv: list[str],
+        *,
+        expected_duration_ms: int | None = None,
+        also_redact: list[Path] | None = None,
+    ) -> None:
+        """Run one command under the limits, progress to `ctx`, failures classified."""
+        result = await run_ffmpeg(
+            argv,
+            self.limits,
+            timeout_s=self.limits.timeout_s,
+            expected_duration_ms=expected_duration_ms,
+            on_progress=ctx.report_progress if expected_duration_ms else None,
+        )
+        raise_for_exit(result, self.redactions(ctx, also_redact), self.limits)
+
     @property
     def output_limits(self) -> Limits:
         """Limits for probing what we wrote (as large as an output may be)."""
@@ -65,14 +83,7 @@ class RenditionExecutor(FfmpegTask):
         )
         ctx.report_progress(0.0)
         try:
-            result = await run_ffmpeg(
-                plan.argv,
-                self.limits,
-                timeout_s=self.limits.timeout_s,
-                expected_duration_ms=main.duration_ms,
-                on_progress=ctx.report_progress,
-            )
-            raise_for_exit(result, self.redactions(ctx), self.limits)
+            await self.run(ctx, plan.argv, expected_duration_ms=main.duration_ms)
             made = await probe(out, self.output_limits, ffmpeg=exe, label="the rendition")
             if (made.width, made.height) != (plan.width, plan.height):
                 raise PermanentError(

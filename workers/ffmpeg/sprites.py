@@ -10,7 +10,6 @@ from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg.abr import SpritePlan, sprites_command
 from workers.ffmpeg.probe import preflight
 from workers.ffmpeg.rendition import FfmpegTask
-from workers.ffmpeg.run import raise_for_exit, run_ffmpeg
 
 VTT_FILE = "thumbnails.vtt"
 
@@ -58,14 +57,7 @@ class SpritesExecutor(FfmpegTask):
             columns=spec.columns, rows=spec.rows,
         )  # fmt: skip
         ctx.report_progress(0.0)
-        result = await run_ffmpeg(
-            plan.argv,
-            self.limits,
-            timeout_s=self.limits.timeout_s,
-            expected_duration_ms=main.duration_ms,
-            on_progress=ctx.report_progress,
-        )
-        raise_for_exit(result, self.redactions(ctx), self.limits)
+        await self.run(ctx, plan.argv, expected_duration_ms=main.duration_ms)
         sheets = [f"sprite-{n:03d}.jpg" for n in range(1, plan.sheets + 1)]
         missing = [s for s in sheets if not (root / s).is_file()]
         if missing:

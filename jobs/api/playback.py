@@ -102,19 +102,15 @@ async def _played(request: Request, token: str, part: str, name: str) -> Respons
         )
 
 
-@router.api_route(
-    "/play/{token}/{name}", methods=["GET", "HEAD"], responses=_RANGE_RESPONSES,
-    response_model=None,
-)  # fmt: skip
+@router.get("/play/{token}/{name}", responses=_RANGE_RESPONSES, response_model=None)
+@router.head("/play/{token}/{name}", include_in_schema=False, response_model=None)
 async def play_package(request: Request, token: str, name: str) -> Response:
     """A file of the package (playlist, manifest, init or media segment) by a playback URL."""
     return await _played(request, token, "package", name)
 
 
-@router.api_route(
-    "/play/{token}/thumbnails/{name}", methods=["GET", "HEAD"], responses=_RANGE_RESPONSES,
-    response_model=None,
-)  # fmt: skip
+@router.get("/play/{token}/thumbnails/{name}", responses=_RANGE_RESPONSES, response_model=None)
+@router.head("/play/{token}/thumbnails/{name}", include_in_schema=False, response_model=None)
 async def play_thumbnails(request: Request, token: str, name: str) -> Response:
     """A sprite sheet or the WebVTT index of the job's thumbnails by a playback URL."""
     return await _played(request, token, "thumbnails", name)

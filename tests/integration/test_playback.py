@@ -285,3 +285,14 @@ async def test_s3_segments_can_be_presigned_redirects(
         assert got.content == (made["hls"].root / "stream_0_00000.ts").read_bytes()
     finally:
         settings.playback_redirect = False
+
+
+async def test_head_answers_the_headers_of_a_segment(stack: Stack, made: dict[str, Any]) -> None:
+    pb = (
+        await stack.get(f"/v1/jobs/{KEY}/playback", headers={"Authorization": stack.auth["acme"]})
+    ).json()
+    url = pb["url"].rsplit("/", 1)[0].removeprefix("http://test") + "/stream_1_00000.ts"
+    head = await stack.http.head(url)
+    size = (made["hls"].root / "stream_1_00000.ts").stat().st_size
+    assert head.status_code == 200 and head.headers["content-length"] == str(size)
+    assert head.headers["content-type"] == "video/mp2t" and head.content == b""

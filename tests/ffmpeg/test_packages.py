@@ -241,3 +241,28 @@ def test_packaging_the_same_renditions_again_gives_the_same_files(
     for name in first.output["files"]:
         if name.endswith(".m3u8"):
             assert "PROGRAM-DATE-TIME" not in (first.root / name).read_text()
+
+
+def test_a_source_without_audio_makes_a_video_only_package(ffmpeg_bin: str, work: Path) -> None:
+    silent = work / "silent.mp4"
+    subprocess.run(
+        [ffmpeg_bin, "-nostdin", "-v", "error", "-y", "-f", "lavfi",
+         "-i", "testsrc2=size=320x240:rate=30:duration=2", "-c:v", "libx264",
+         "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(silent)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    _, rungs = build_renditions(
+        ffmpeg_bin, silent, work / "silent", [{"height": 240}, {"height": 144}], 1
+    )
+    assert all(not r.metadata["has_audio"] for r in rungs.values())
+    for fmt in ("hls", "cmaf"):
+        built = build_package(ffmpeg_bin, rungs, work / "silent", fmt, 1)
+        assert built.output["audio"] is None
+        master = m3u8.load(str(built.root / "master.m3u8"))
+        assert not master.media
+        assert all("mp4a" not in p.stream_info.codecs for p in master.playlists)
+        assert [p.stream_info.resolution for p in master.playlists] == [(320, 240), (192, 144)]
+        assert (
+            decode_errors(ffmpeg_bin, built.root / "master.m3u8", "-protocol_whitelist", "file")
+            == ""
+        )

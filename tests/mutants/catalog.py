@@ -67,8 +67,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "key-includes-priority",
         "inv 1: fields that do not change the output are not in the key",
         "jobs/spec.py",
-        'return {"source": source, "operations": ops, "output": canonical_output(req)}',
-        'return {"source": source, "operations": ops, "output": canonical_output(req),'
+        'edit = {"source": source, "operations": ops, "output": canonical_output(req)}',
+        'edit = {"source": source, "operations": ops, "output": canonical_output(req),'
         ' "priority": req.priority}',
         "tests/unit/test_keys.py::test_key_ignores_priority_attempts_and_labels",
     ),

@@ -8,7 +8,11 @@ made by the real executors and stored by digest in the real store (local dir or 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import os
+import re
 import shutil
 import subprocess
 import time
@@ -20,6 +24,7 @@ import httpx
 import m3u8
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
 from jobs.api import ApiState, create_app
 from jobs.db import Database
@@ -94,8 +99,10 @@ async def insert_succeeded(db: Database, tenant_id: str, key: str, output: dict[
 
 
 class Stack:
-    def __init__(self, http: httpx.AsyncClient, auth: dict[str, str], ids: dict[str, str]) -> None:
-        self.http, self.auth, self.ids = http, auth, ids
+    def __init__(
+        self, http: httpx.AsyncClient, auth: dict[str, str], ids: dict[str, str], app: Any
+    ) -> None:
+        self.http, self.auth, self.ids, self.app = http, auth, ids, app
 
     async def get(self, url: str, **kw: Any) -> httpx.Response:
         return await self.http.get(url.removeprefix("http://test"), **kw)
@@ -122,11 +129,8 @@ async def stack(
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as client:
-        yield Stack(
-            client,
-            {"acme": f"Bearer {ta}", "globex": f"Bearer {tb}"},
-            {"acme": a.id, "globex": b.id},
-        )
+        auth = {"acme": f"Bearer {ta}", "globex": f"Bearer {tb}"}
+        yield Stack(client, auth, {"acme": a.id, "globex": b.id}, app)
 
 
 def decode(ffmpeg: str, data: bytes, where: Path) -> None:
@@ -296,3 +300,75 @@ async def test_head_answers_the_headers_of_a_segment(stack: Stack, made: dict[st
     size = (made["hls"].root / "stream_1_00000.ts").stat().st_size
     assert head.status_code == 200 and head.headers["content-length"] == str(size)
     assert head.headers["content-type"] == "video/mp2t" and head.content == b""
+
+
+HLS_JS = Path(
+    os.environ.get(
+        "VIDJOBS_HLSJS", Path.home() / ".cache/vidjobs/npm/node_modules/hls.js/dist/hls.min.js"
+    )
+)
+PAGE = """<!doctype html><html><body><video id="v" muted></video><pre id="out">pending</pre>
+<script src="/hls.min.js"></script><script>
+const v = document.getElementById("v"), out = document.getElementById("out");
+const hls = new Hls({enableWorker: false}); let levels = 0, frags = 0; const fatal = [];
+hls.on(Hls.Events.MANIFEST_PARSED, (e, d) => { levels = d.levels.length; v.play().catch(() => {}); });
+hls.on(Hls.Events.FRAG_BUFFERED, () => frags++);
+hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) fatal.push(d.details); });
+hls.loadSource(URL_HERE); hls.attachMedia(v);
+setInterval(() => { out.textContent = JSON.stringify({levels, frags, fatal,
+  buffered: v.buffered.length ? v.buffered.end(0) : 0}); }, 100);
+</script></body></html>"""
+
+
+async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return server, task, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+async def test_hls_js_plays_the_playback_url_in_a_real_browser(stack: Stack) -> None:
+    """Headless Chromium runs hls.js on a page of another origin (so CORS is exercised for
+    real): it parses the master (3 levels) and buffers segments through the signed URL."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None or not HLS_JS.is_file():
+        message = f"needs chromium and hls.js (npm install hls.js; looked at {HLS_JS})"
+        if os.environ.get("VIDJOBS_REQUIRE_SERVICES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse, HTMLResponse
+    from starlette.routing import Route
+
+    api, api_task, api_url = await _serve(stack.app)
+    auth = {"Authorization": stack.auth["acme"]}
+    pb = (await stack.get(f"/v1/jobs/{KEY}/playback", headers=auth)).json()
+    page = PAGE.replace("URL_HERE", json.dumps(pb["url"].replace("http://test", api_url)))
+    site = Starlette(
+        routes=[
+            Route("/", lambda r: HTMLResponse(page)),
+            Route("/hls.min.js", lambda r: FileResponse(HLS_JS, media_type="text/javascript")),
+        ]
+    )
+    web, web_task, web_url = await _serve(site)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=20000",
+            "--dump-dom", f"{web_url}/",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        dom, _ = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        for server, task in ((web, web_task), (api, api_task)):
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+    found = re.search(r'<pre id="out">([^<]*)</pre>', dom.decode())
+    assert found is not None, dom[-500:]
+    state = json.loads(found.group(1).replace("&quot;", '"'))
+    assert state["levels"] == 3 and state["fatal"] == [], state
+    assert state["frags"] >= 1 and state["buffered"] > 1, state

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from jobs import chunking
+from jobs.chunking import Chunking
 from jobs.encoding import (
     IMPLICIT_PRESET,
     LEVELS,
@@ -442,6 +444,8 @@ class EditRequest(_Strict):
     # Not before this time (RFC 3339 with an offset; the database clock decides). Not part of
     # the key: the same edit scheduled for another time is the same job.
     run_at: dt.datetime | None = None
+    # Chunked parallel encoding (jobs.chunking); part of the key unless it is the default.
+    chunking: Chunking | None = None
     # Issue 12: an adaptive-bitrate package and thumbnail sprites of the source (tasks of
     # their own, see jobs.packaging). Part of the key when set.
     package: Package | None = None
@@ -516,6 +520,7 @@ def check_coherent(req: EditRequest) -> None:
             )
     out = req.output
     _check_subtitles(req)
+    chunking.check(req)
     thumbnail = bool(ops) and isinstance(ops[-1], Thumbnail)
     if thumbnail != (out.container in IMAGE_CONTAINERS):
         raise ValueError(
@@ -750,6 +755,9 @@ def canonical_edit(req: EditRequest, digests: list[str]) -> dict[str, Any]:
     if next(it, None) is not None:
         raise ValueError("more digests than sources")
     edit = {"source": source, "operations": ops, "output": canonical_output(req)}
+    part = req.chunking.canonical() if req.chunking is not None else None
+    if part is not None:
+        edit["chunking"] = part
     if req.package is not None:  # absent when unset, so every other edit keeps its key
         edit["package"] = canonical_package(req.package)
     if req.thumbnails is not None:

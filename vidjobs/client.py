@@ -18,9 +18,10 @@ import httpx
 from httpx_sse import EventSource
 from tenacity import AsyncRetrying, Retrying
 
-from vidjobs import _api, _http, _stream, errors
+from vidjobs import _api, _http, _stream, _upload, errors
 from vidjobs._download import Download
-from vidjobs.models import BatchItem, Event, Job, Page, Progress, Source, Webhook
+from vidjobs._webhook_calls import AsyncWebhookCalls, WebhookCalls
+from vidjobs.models import BatchItem, Event, Job, Page, Progress, Source
 
 DEFAULT_TIMEOUT = 30.0
 UPLOAD_CHUNK = 1024 * 1024
@@ -46,7 +47,7 @@ def _submitted(ans: _http.Answer) -> Job:
     return Job.from_wire(ans.body, replayed=ans.headers.get("Idempotent-Replayed") == "true")
 
 
-class Client:
+class Client(WebhookCalls):
     """The synchronous client. Use it as a context manager, or call `close()`."""
 
     def __init__(
@@ -59,6 +60,7 @@ class Client:
             base_url=url.rstrip("/"), headers=_http.headers(token, user_agent),
             timeout=timeout, transport=transport,
         )
+        self._storage: httpx.Client | None = None  # for presigned storage URLs, made on use
 
     def __enter__(self) -> Client:
         return self
@@ -68,6 +70,8 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+        if self._storage is not None:
+            self._storage.close()
 
     def _send(self, call: _http.Call) -> _http.Answer:
         for attempt in Retrying(**self.retries.tenacity_kwargs(call)):
@@ -179,23 +183,34 @@ class Client:
             time.sleep(delay())
 
     def upload(self, path: str | Path, *, media_type: str = "application/octet-stream") -> Source:
-        """Upload a local file as a source (streamed); use ``{"digest": source.digest}``."""
+        """Upload a local file as a source, straight to the server's storage (the server
+        checks and stores it); use ``{"digest": source.digest}`` in an edit."""
         file = Path(path)
+        size = file.stat().st_size
+        made = self._send(_upload.create(size, media_type)).body
+        for piece in _upload.pieces(made, size, self.http.base_url):
+            self._put(file, piece)
+        return Source.from_wire(self._send(_upload.complete(made["upload_id"])).body)
 
-        def chunks() -> Iterator[bytes]:
-            with file.open("rb") as f:
-                while chunk := f.read(UPLOAD_CHUNK):
-                    yield chunk
-
-        call = _http.Call("POST", "/v1/sources", headers={"Content-Type": media_type})
-        for attempt in Retrying(**self.retries.tenacity_kwargs(call)):
+    def _put(self, file: Path, piece: _upload.Piece) -> None:
+        """One range of the file to where the server said (the same bytes to the same
+        place, so a broken connection may resend it)."""
+        if piece.to_api:
+            http = self.http
+        else:
+            if self._storage is None:
+                self._storage = httpx.Client(timeout=self.http.timeout)
+            http = self._storage
+        for attempt in Retrying(**self.retries.tenacity_kwargs(_http.Call("PUT", piece.url))):
             with attempt:
                 try:
-                    resp = self.http.post(call.path, content=chunks(), headers=call.headers)
+                    resp = http.put(
+                        piece.url, content=_upload.read_range(file, piece),
+                        headers=_upload.put_headers(piece),
+                    )
                 except httpx.TransportError as exc:
                     raise _http.transport_error(exc) from exc
-                return Source.from_wire(_http.answer(resp).body)
-        raise AssertionError("unreachable")
+                _http.answer(resp)
 
     def download(self, key: str, path: str | Path) -> Path:
         """Save a job's output at `path`. A broken transfer resumes where it stopped (Range),
@@ -220,54 +235,7 @@ class Client:
         return dl.finish()
 
 
-    # --- webhook endpoints: deliveries and attempts come back as the server's dicts ---
-
-    def create_webhook(
-        self, url: str, events: builtins.list[str], *, description: str | None = None
-    ) -> Webhook:
-        """A new endpoint; its `secret` (whsec_...) is shown only in this answer."""
-        return Webhook.from_wire(self._send(_api.create_webhook(url, events, description)).body)
-
-    def webhooks(self) -> builtins.list[Webhook]:
-        return [Webhook.from_wire(w) for w in self._send(_api.list_webhooks()).body["webhooks"]]
-
-    def get_webhook(self, endpoint_id: str) -> Webhook:
-        return Webhook.from_wire(self._send(_api.get_webhook(endpoint_id)).body)
-
-    def update_webhook(self, endpoint_id: str, **changes: Any) -> Webhook:
-        """Change `url`, `events`, `description` or `enabled`."""
-        return Webhook.from_wire(self._send(_api.update_webhook(endpoint_id, changes)).body)
-
-    def delete_webhook(self, endpoint_id: str) -> None:
-        self._send(_api.delete_webhook(endpoint_id))
-
-    def rotate_webhook_secret(
-        self, endpoint_id: str, *, grace_seconds: float | None = None
-    ) -> Webhook:
-        """A new secret; the old one still signs for `grace_seconds` (the server's default)."""
-        call = _api.rotate_webhook_secret(endpoint_id, grace_seconds)
-        return Webhook.from_wire(self._send(call).body)
-
-    def webhook_deliveries(
-        self, endpoint_id: str, *, limit: int = 50, before: int | None = None
-    ) -> dict[str, Any]:
-        """`{"deliveries": [...], "next_before"}`, newest first, each with its attempts."""
-        body: dict[str, Any] = self._send(
-            _api.webhook_deliveries(endpoint_id, limit, before)).body
-        return body
-
-    def replay_delivery(self, endpoint_id: str, delivery_id: int) -> dict[str, Any]:
-        """Send an event again (same webhook-id and body), as a new delivery."""
-        body: dict[str, Any] = self._send(_api.replay_delivery(endpoint_id, delivery_id)).body
-        return body
-
-    def ping_webhook(self, endpoint_id: str) -> dict[str, Any]:
-        """Queue a `webhook.test` delivery to the endpoint."""
-        body: dict[str, Any] = self._send(_api.ping_webhook(endpoint_id)).body
-        return body
-
-
-class AsyncClient:
+class AsyncClient(AsyncWebhookCalls):
     """The asyncio client: the same calls as `Client`, awaited."""
 
     def __init__(
@@ -280,6 +248,7 @@ class AsyncClient:
             base_url=url.rstrip("/"), headers=_http.headers(token, user_agent),
             timeout=timeout, transport=transport,
         )
+        self._storage: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -289,6 +258,8 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self._storage is not None:
+            await self._storage.aclose()
 
     async def _send(self, call: _http.Call) -> _http.Answer:
         async for attempt in AsyncRetrying(**self.retries.tenacity_kwargs(call)):
@@ -400,24 +371,30 @@ class AsyncClient:
         self, path: str | Path, *, media_type: str = "application/octet-stream"
     ) -> Source:
         file = Path(path)
+        size = (await asyncio.to_thread(file.stat)).st_size
+        made = (await self._send(_upload.create(size, media_type))).body
+        for piece in _upload.pieces(made, size, self.http.base_url):
+            await self._put(file, piece)
+        return Source.from_wire((await self._send(_upload.complete(made["upload_id"]))).body)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            f = await asyncio.to_thread(file.open, "rb")
-            try:
-                while chunk := await asyncio.to_thread(f.read, UPLOAD_CHUNK):
-                    yield chunk
-            finally:
-                f.close()
-
-        call = _http.Call("POST", "/v1/sources", headers={"Content-Type": media_type})
+    async def _put(self, file: Path, piece: _upload.Piece) -> None:
+        if piece.to_api:
+            http = self.http
+        else:
+            if self._storage is None:
+                self._storage = httpx.AsyncClient(timeout=self.http.timeout)
+            http = self._storage
+        call = _http.Call("PUT", piece.url)
         async for attempt in AsyncRetrying(**self.retries.tenacity_kwargs(call)):
             with attempt:
                 try:
-                    resp = await self.http.post(call.path, content=chunks(), headers=call.headers)
+                    resp = await http.put(
+                        piece.url, content=_upload.aread_range(file, piece),
+                        headers=_upload.put_headers(piece),
+                    )
                 except httpx.TransportError as exc:
                     raise _http.transport_error(exc) from exc
-                return Source.from_wire(_http.answer(resp).body)
-        raise AssertionError("unreachable")
+                _http.answer(resp)
 
     async def download(self, key: str, path: str | Path) -> Path:
         job = await self.get(key)
@@ -438,49 +415,6 @@ class AsyncClient:
                 except httpx.TransportError as exc:
                     raise _http.transport_error(exc) from exc
         return dl.finish()
-
-
-    async def create_webhook(
-        self, url: str, events: builtins.list[str], *, description: str | None = None
-    ) -> Webhook:
-        call = _api.create_webhook(url, events, description)
-        return Webhook.from_wire((await self._send(call)).body)
-
-    async def webhooks(self) -> builtins.list[Webhook]:
-        body = (await self._send(_api.list_webhooks())).body
-        return [Webhook.from_wire(w) for w in body["webhooks"]]
-
-    async def get_webhook(self, endpoint_id: str) -> Webhook:
-        return Webhook.from_wire((await self._send(_api.get_webhook(endpoint_id))).body)
-
-    async def update_webhook(self, endpoint_id: str, **changes: Any) -> Webhook:
-        call = _api.update_webhook(endpoint_id, changes)
-        return Webhook.from_wire((await self._send(call)).body)
-
-    async def delete_webhook(self, endpoint_id: str) -> None:
-        await self._send(_api.delete_webhook(endpoint_id))
-
-    async def rotate_webhook_secret(
-        self, endpoint_id: str, *, grace_seconds: float | None = None
-    ) -> Webhook:
-        call = _api.rotate_webhook_secret(endpoint_id, grace_seconds)
-        return Webhook.from_wire((await self._send(call)).body)
-
-    async def webhook_deliveries(
-        self, endpoint_id: str, *, limit: int = 50, before: int | None = None
-    ) -> dict[str, Any]:
-        call = _api.webhook_deliveries(endpoint_id, limit, before)
-        body: dict[str, Any] = (await self._send(call)).body
-        return body
-
-    async def replay_delivery(self, endpoint_id: str, delivery_id: int) -> dict[str, Any]:
-        call = _api.replay_delivery(endpoint_id, delivery_id)
-        body: dict[str, Any] = (await self._send(call)).body
-        return body
-
-    async def ping_webhook(self, endpoint_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = (await self._send(_api.ping_webhook(endpoint_id))).body
-        return body
 
 
 __all__ = ["AsyncClient", "Client", "errors"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -116,3 +117,43 @@ async def test_direct_upload_refusals(
     await send(http, auth["acme"], made, b"x" * 999)  # one byte short
     short = await http.post(f"/v1/uploads/{made['upload_id']}/complete", headers=auth["acme"])
     assert short.status_code == 422 and "999 bytes" in short.json()["error"]["message"]
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The API's transport, counting the requests that reach the API."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.paths: list[tuple[str, str, bool]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append((request.method, request.url.path, "authorization" in request.headers))
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("size", [300_000, 11 * MiB + 3], ids=["single", "multipart"])
+async def test_the_client_uploads_straight_to_storage(
+    db: Database, service: JobService, settings: Settings, store: Storage, size: int,
+    tmp_path: Path,
+) -> None:
+    import vidjobs
+
+    async with db.transaction() as conn:
+        _, token = await create_tenant(conn, "acme")
+    settings = settings.model_copy(update={"upload_max_bytes": 64 * MiB})
+    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=store))
+    api = CountingTransport(httpx.ASGITransport(app=app))
+    data = os.urandom(size)
+    (tmp_path / "clip.bin").write_bytes(data)
+    async with vidjobs.AsyncClient("http://test", token, transport=api) as vj:
+        src = await vj.upload(tmp_path / "clip.bin", media_type="video/mp4")
+    assert src.digest == f"sha256:{hashlib.sha256(data).hexdigest()}" and src.size == size
+    assert await store.exists(src.digest)
+    puts = [p for p in api.paths if p[0] == "PUT"]
+    if isinstance(store, LocalStorage):
+        assert len(puts) == 1 and puts[0][2]  # through the API, with the token
+    else:
+        assert puts == []  # the bytes went to S3 only, and the token never left for it
+    assert ("POST", "/v1/uploads", True) in api.paths
+    method, path, _ = api.paths[-1]
+    assert method == "POST" and path.startswith("/v1/uploads/") and path.endswith("/complete")

@@ -1,0 +1,146 @@
+"""A source's frame index for chunked encoding: every frame's presentation time, in order,
+and which frames are keyframes, read by PyAV in a child process (`kfchild.py`) under the
+same rlimits, wall clock and allowlists as ffmpeg. Nothing printed by a tool is parsed: the
+child's JSON is checked value by value (integers, bounds, sorted) before it is used.
+
+`split` turns an index into chunks: frame ranges that start on keyframes about
+`chunk_seconds` apart. Slot `i` starts at the first keyframe at or after `i * chunk_seconds`,
+so every chunk task of a job computes the same boundaries from the same bytes; the number
+of slots was fixed at submission from the source's duration (`jobs.chunking.slots`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from workers.ffmpeg.probe import FORMAT_WHITELIST, INPUT_FORMATS, check_input_path, invalid
+from workers.ffmpeg.run import Limits, _apply_rlimits, kill_group
+
+_CHILD = Path(__file__).with_name("kfchild.py")  # run by path: imports only av and json
+MAX_FRAMES = 2_000_000  # 4 h at 120 fps; more is refused, not truncated
+_MAX_OUTPUT = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """The frames of one video stream in presentation order."""
+
+    time_base: Fraction
+    start: Fraction  # the container's start time, in seconds (what ffmpeg's -ss counts from)
+    pts: tuple[int, ...]  # every frame's presentation time, ascending
+    keyframes: tuple[int, ...]  # indexes into `pts` of the keyframes, ascending
+
+    @property
+    def frames(self) -> int:
+        return len(self.pts)
+
+    def seconds(self, frame: int) -> Fraction:
+        """Frame `frame`'s time from the container's start."""
+        return self.pts[frame] * self.time_base - self.start
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames [first, end) of the source; `seek` is where an input seek lands so that the
+    first decoded frame shown is `first` (half-way back to the frame before it)."""
+
+    slot: int
+    first: int
+    end: int
+    seek: Fraction
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.first
+
+
+def parse_index(text: str) -> FrameIndex:
+    """The child's JSON, checked: anything malformed is an invalid input, never a crash."""
+    try:
+        raw = json.loads(text)
+        num, den = (int(v) for v in raw["time_base"])
+        pts = [_int(v) for v in raw["pts"]]
+        keys = {_int(v) for v in raw["keyframes"]}
+        start = Fraction(_int(raw["start_us"]), 1_000_000)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise invalid("the frame index of the source could not be read") from exc
+    if num <= 0 or den <= 0 or not pts or len(pts) > MAX_FRAMES:
+        raise invalid("the source's video stream has no usable frames")
+    pts.sort()  # decode order -> presentation order
+    if any(a == b for a, b in itertools.pairwise(pts)):
+        raise invalid("the source's video has two frames with the same presentation time")
+    first_key = pts.index(min(keys)) if keys else None
+    if first_key != 0:
+        raise invalid("the source's video does not start with a keyframe")
+    key_idx = tuple(i for i, p in enumerate(pts) if p in keys)
+    return FrameIndex(Fraction(num, den), start, tuple(pts), key_idx)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"not an integer: {value!r}")
+    return value
+
+
+def split(index: FrameIndex, chunk_seconds: float, n_slots: int) -> list[Chunk]:
+    """`n_slots` chunks covering every frame once; a slot with no keyframe of its own is
+    empty (frames 0) and its task makes nothing. The last slot takes the rest."""
+    step = Fraction(chunk_seconds)
+    starts = [0]
+    for slot in range(1, n_slots):
+        at = next(
+            (k for k in index.keyframes if k > starts[-1] and index.seconds(k) >= slot * step),
+            None,
+        )
+        starts.append(at if at is not None else index.frames)
+    ends = [*starts[1:], index.frames]
+    out = []
+    for slot, (first, end) in enumerate(zip(starts, ends, strict=True)):
+        out.append(Chunk(slot, first, max(first, end), _seek(index, first)))
+    return out
+
+
+def _seek(index: FrameIndex, frame: int) -> Fraction:
+    if frame <= 0 or frame >= index.frames:
+        return Fraction(0)
+    return (index.seconds(frame) + index.seconds(frame - 1)) / 2
+
+
+async def frame_index(
+    path: Path, demuxer: str, video_index: int, limits: Limits | None = None
+) -> FrameIndex:
+    """Run the child on one (already preflighted) input and return its checked index."""
+    limits = limits or Limits()
+    check_input_path(path)
+    if demuxer not in INPUT_FORMATS:
+        raise invalid(f"input format {demuxer!r} is not allowed")
+    argv = [sys.executable, "-I", str(_CHILD), demuxer, f"file:{path}", str(video_index)]
+    argv += [FORMAT_WHITELIST, str(MAX_FRAMES)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+        preexec_fn=partial(_apply_rlimits, limits.rlimits(limits.timeout_s)),
+    )
+    try:
+        async with asyncio.timeout(limits.probe_timeout_s * 10):
+            assert proc.stdout is not None
+            out = await proc.stdout.read(_MAX_OUTPUT)
+            await proc.wait()
+    except BaseException:
+        kill_group(proc.pid)
+        raise
+    if proc.returncode != 0:
+        raise invalid("the frame index of the source could not be read")
+    return parse_index(out.decode("utf-8", "replace"))

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     url_source_timeout_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
     # How long a presigned download URL (the 307 of GET /v1/jobs/{key}/output) is valid.
     download_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    # Playback URLs (GET /v1/jobs/{key}/playback): how long they are valid, the HMAC key
+    # they are signed with (unset: a random key kept in the data dir; a fleet's API
+    # processes must share one), and whether segments on S3 are 307s to presigned URLs
+    # (the bucket then needs a CORS rule for browser players) instead of streamed.
+    playback_url_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
+    playback_secret: str | None = Field(default=None, min_length=32)
+    playback_redirect: bool = False
     # Directories that `{"path": ...}` sources may come from (colon or comma separated).
     source_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 

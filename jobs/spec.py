@@ -44,6 +44,7 @@ from jobs.media_ops import (
     SubtitleMode,
     SubtitleStyle,
 )
+from jobs.packaging.models import Package, Thumbnails, canonical_package, canonical_thumbnails
 from jobs.specbase import SpecError, Strict, ms_aliases
 from jobs.timecode import Millis
 
@@ -445,6 +446,10 @@ class EditRequest(_Strict):
     run_at: dt.datetime | None = None
     # Chunked parallel encoding (jobs.chunking); part of the key unless it is the default.
     chunking: Chunking | None = None
+    # Issue 12: an adaptive-bitrate package and thumbnail sprites of the source (tasks of
+    # their own, see jobs.packaging). Part of the key when set.
+    package: Package | None = None
+    thumbnails: Thumbnails | None = None
 
     @field_validator("run_at")
     @classmethod
@@ -506,6 +511,13 @@ def check_coherent(req: EditRequest) -> None:
             )
     if "mute" in kinds and "volume" in kinds:
         raise ValueError("'mute' and 'volume' cannot be combined")
+    for name in ("package", "thumbnails"):
+        if getattr(req, name) is not None and ops:
+            raise SpecError(
+                name,
+                f"'{name}' is made from the source as it is: it cannot be combined with "
+                "operations yet (submit the edit as its own job)",
+            )
     out = req.output
     _check_subtitles(req)
     chunking.check(req)
@@ -746,4 +758,8 @@ def canonical_edit(req: EditRequest, digests: list[str]) -> dict[str, Any]:
     part = req.chunking.canonical() if req.chunking is not None else None
     if part is not None:
         edit["chunking"] = part
+    if req.package is not None:  # absent when unset, so every other edit keeps its key
+        edit["package"] = canonical_package(req.package)
+    if req.thumbnails is not None:
+        edit["thumbnails"] = canonical_thumbnails(req.thumbnails)
     return edit

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,14 +20,24 @@ from jobs.errors import PermanentError, RetryableError
 from jobs.models import Job
 
 
+@dataclass(frozen=True)
+class DepOutput:
+    """What one dependency task produced: its output dict and its files, made local by the
+    runner (relative path -> local file, digest-checked) before `execute()`."""
+
+    output: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
 class ExecutionContext:
     """One attempt, as an executor sees it.
 
     `workdir` is the attempt's private scratch directory, made on first use (an executor
-    that writes no file costs no directory) and removed by the runner afterwards.
+    that writes no file costs no directory) and removed by the runner afterwards. `deps`
+    has, for each task this one depends on (by task name), what it produced.
     """
 
-    __slots__ = ("_make_workdir", "_workdir", "inputs", "job", "report_progress")
+    __slots__ = ("_make_workdir", "_workdir", "deps", "inputs", "job", "report_progress")
 
     def __init__(
         self,
@@ -37,12 +47,14 @@ class ExecutionContext:
         *,
         workdir: Path | None = None,
         make_workdir: Callable[[], Path] | None = None,
+        deps: Mapping[str, DepOutput] | None = None,
     ) -> None:
         if workdir is None and make_workdir is None:
             raise ValueError("an ExecutionContext needs a workdir or a way to make one")
         self.job = job
         self.inputs = inputs  # local files of spec["inputs"], main source first
         self.report_progress = report_progress  # 0..1; cheap, the runner throttles it
+        self.deps: Mapping[str, DepOutput] = deps or {}
         self._workdir = workdir
         self._make_workdir = make_workdir
 
@@ -66,6 +78,9 @@ class ExecutionResult:
     path: Path | None
     media_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)  # e.g. duration_ms, width, height
+    # Several files (relative path -> local file inside workdir), each stored by digest; the
+    # task's output gets {"files": {relpath: {"digest", "size", "media_type"}}}.
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 class Executor(Protocol):

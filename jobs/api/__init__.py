@@ -9,7 +9,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from jobs.api import batch, errors, routes, sources, streams, uploads, usage, webhooks
+from jobs.api import (
+    batch,
+    errors,
+    playback,
+    routes,
+    sources,
+    streams,
+    uploads,
+    usage,
+    webhooks,
+)
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -38,6 +48,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(webhooks.router)
     app.include_router(streams.router)
+    app.include_router(playback.router)
 
     if state.settings.api_metrics:
         metrics_token = state.settings.metrics_token

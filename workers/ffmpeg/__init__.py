@@ -7,11 +7,13 @@ Public entry points:
   unless it is a usable video (or, with `allow_image=True`, an image) within limits.
 - `probe(path)`: container, duration and streams, without ffprobe.
 - `probe_upload(path)`: blocking preflight for uploads; raises InvalidRequest (422).
+- `packaging_executors(limits)`: the `rendition`, `package` and `sprites` task executors.
 """
 
 from workers.ffmpeg.binary import FfmpegNotFound, find_ffmpeg
 from workers.ffmpeg.executor import FfmpegExecutor, check_encoders, make_edit_check, media_type
 from workers.ffmpeg.probe import Probe, Stream, check_probe, preflight, probe, probe_upload
+from workers.ffmpeg.registry import packaging_executors
 from workers.ffmpeg.run import Limits
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "find_ffmpeg",
     "make_edit_check",
     "media_type",
+    "packaging_executors",
     "preflight",
     "probe",
     "probe_upload",

@@ -148,16 +148,6 @@ def _can_copy(req: EditRequest, probe: Probe, want_audio: bool) -> bool:
     return not (want_audio and audio is not None and audio.codec != req.output.audio_codec)
 
 
-def needs_stream_details(req: EditRequest, main: Probe) -> bool:
-    """Whether the command depends on `avprobe` details (colour, fields, channels): not for
-    a stream copy, nor for an audio output without loudnorm. Saves its child process."""
-    if req.output.container in AUDIO_CONTAINERS or req.output.video_codec is VideoCodec.NONE:
-        return any(isinstance(op, Loudnorm) for op in req.operations)
-    trim = next((op for op in req.operations if isinstance(op, Trim)), None)
-    want_audio = req.output.audio_codec not in (None, AudioCodec.NONE)
-    return not (trim is not None and trim.fast and _can_copy(req, main, want_audio))
-
-
 def build_command(
     ffmpeg: str,
     spec: Mapping[str, Any],

@@ -35,7 +35,6 @@ from jobs.spec import (
 )
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg import cropdetect, loudness, subfile
-from workers.ffmpeg.avprobe import media_info
 from workers.ffmpeg.binary import (
     AUDIO_ENCODERS,
     IMAGE_ENCODERS,
@@ -50,7 +49,6 @@ from workers.ffmpeg.command import (
     Command,
     build_command,
     file_arg,
-    needs_stream_details,
     parse_spec,
 )
 from workers.ffmpeg.loudness import Measured
@@ -100,12 +98,7 @@ class FfmpegExecutor:
                 )
             )
         main = probes[0]
-        audio_index = next((s.index for s in main.streams if s.kind == "audio"), None)
-        info = None
-        if needs_stream_details(req, main):
-            info = await media_info(
-                media_inputs[0], main.demuxer, main.video_index, audio_index, self.limits
-            )
+        info = main.info  # read by the same probe: colour, fields, audio layout
         have = await asyncio.to_thread(encoders, exe)
         have_filters = await asyncio.to_thread(filters, exe)
         container = Container(spec["output"]["container"])

@@ -104,7 +104,7 @@ def forge(clip_maker: Any, name: str, source: Path, *args: str) -> Path:
     """A copy of `source` with FAKE_LINES as a tag name. ffmpeg's muxer upper-cases tag
     names and writes spaces as '_', so the bytes are patched back afterwards (the same
     length; no CRC elements)."""
-    out = clip_maker(
+    out: Path = clip_maker(
         name, "-i", str(source), *args, "-c", "copy", "-write_crc32", "0",
         "-metadata:s:a:0", f"{FAKE_LINES}=v", "-metadata", f"title={FAKE_LINES}",
     )  # fmt: skip

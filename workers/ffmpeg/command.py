@@ -43,7 +43,16 @@ from workers.ffmpeg import filters, loudness
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args
 from workers.ffmpeg.cropdetect import Detected
-from workers.ffmpeg.graph import Graph, atempo_chain, concat_inputs, num, overlay, scaled, secs
+from workers.ffmpeg.graph import (
+    Graph,
+    atempo_chain,
+    concat_inputs,
+    crop_size,
+    num,
+    overlay,
+    scaled,
+    secs,
+)
 from workers.ffmpeg.probe import Probe, input_args, invalid
 from workers.ffmpeg.subfile import PLAIN_PATH, SubtitleFile
 
@@ -225,7 +234,7 @@ def build_command(
         argv += ["-c", "copy", "-avoid_negative_ts", "make_zero", *tail]
         return Command(argv, output, media_type, expected, main.width, main.height, True)
 
-    w, h = (0, 0) if audio_only else _display_size(main, concat is not None, video_out)
+    w, h = (0, 0) if audio_only else display_size(main, concat is not None, video_out)
     chain = _Chain(Graph(), w, h, video_out, main.fps)
     chain.info, chain.measure, chain.measured = info, measure, measured
     chain.video = not audio_only and not (measure and concat is None)
@@ -347,14 +356,7 @@ class _Chain:
             self.w, self.h = found.width, found.height
             self.vf.append(f"crop={found.width}:{found.height}:{found.x}:{found.y}")
         elif isinstance(op, Crop):
-            assert op.width is not None and op.height is not None
-            if op.x + op.width > self.w or op.y + op.height > self.h:
-                raise invalid(
-                    f"crop {op.width}x{op.height} at ({op.x},{op.y}) does not fit in the "
-                    f"{self.w}x{self.h} frame"
-                )
-            cut = 2 if self.video_out else 1  # yuv420p needs even sides: drop an odd pixel
-            self.w, self.h = op.width - op.width % cut, op.height - op.height % cut
+            self.w, self.h = crop_size(op, self.w, self.h, self.video_out)
             self.vf.append(f"crop={self.w}:{self.h}:{op.x}:{op.y}")
         elif isinstance(op, Fps):
             self.vf.append(f"fps={num(op.fps)}")
@@ -463,7 +465,8 @@ def _seek(start_ms: int, end_ms: int | None) -> list[str]:
     return args + (["-to", secs(end_ms)] if end_ms is not None else [])
 
 
-def _display_size(main: Probe, concat: bool, video_out: bool) -> tuple[int, int]:
+def display_size(main: Probe, concat: bool, video_out: bool) -> tuple[int, int]:
+    """The frame size the filter chain starts from (concat inputs are scaled to it)."""
     if not main.width or not main.height:
         raise invalid("the source has no readable frame size")
     if concat and video_out:

@@ -74,6 +74,25 @@ class Probe:
     def is_image(self) -> bool:
         return self.demuxer in IMAGE_FORMATS
 
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> Probe:
+        """A probe again from its stored summary (`metadata()`, kept with blobs and path
+        sources). Raises ValueError if it is not one."""
+        streams = tuple(Stream(**s) for s in data["streams"])
+        video = next((s for s in streams if s.kind == "video" and not s.attached_pic), None)
+        return cls(
+            format_name=str(data["format_name"]),
+            duration_ms=data["duration_ms"],
+            streams=streams,
+            width=video.width if video else None,
+            height=video.height if video else None,
+            video_codec=video.codec if video else None,
+            has_audio=any(s.kind == "audio" for s in streams),
+            size_bytes=int(data["size_bytes"]),
+            video_index=video.index if video else None,
+            fps=video.fps if video else None,
+        )
+
     def metadata(self) -> dict[str, Any]:
         """The JSON-friendly summary stored with jobs and sources."""
         return {

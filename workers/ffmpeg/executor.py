@@ -34,7 +34,7 @@ from jobs.spec import (
     canonical_output,
 )
 from workers.executor import ExecutionContext, ExecutionResult
-from workers.ffmpeg import cropdetect, loudness, subfile
+from workers.ffmpeg import cropdetect, hardened, loudness, subfile
 from workers.ffmpeg.binary import (
     AUDIO_ENCODERS,
     IMAGE_ENCODERS,
@@ -48,11 +48,10 @@ from workers.ffmpeg.command import (
     MEDIA_TYPES,
     Command,
     build_command,
-    file_arg,
     parse_spec,
 )
 from workers.ffmpeg.loudness import Measured
-from workers.ffmpeg.probe import Probe, input_args, preflight, probe
+from workers.ffmpeg.probe import Probe, preflight, probe
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 log = logging.getLogger(__name__)
@@ -215,10 +214,9 @@ class FfmpegExecutor:
         (measured again on the file written)."""
         if norm is None or measured is None:
             return {}
-        argv = [exe, "-nostdin", "-hide_banner", *loudness.MEASURE_LOGLEVEL, "-nostats"]
-        argv += [*input_args(cmd.output, made.demuxer), "-i", file_arg(cmd.output)]
-        argv += ["-map", "0:a:0", "-af", loudness.measure_filter(), "-f", "null", "-"]
-        after = await self._measure(argv, redact)
+        audio = hardened.source(cmd.output, made.demuxer)["a:0"]
+        out = hardened.null_sink([audio], af=loudness.measure_filter())
+        after = await self._measure(hardened.compile_argv(out, exe, loglevel="info"), redact)
         return {
             "loudness": {
                 "target_lufs": norm.target_lufs,

@@ -15,7 +15,7 @@ from jobs.spec import Crop, Scale, Watermark
 from workers.ffmpeg.probe import Probe, invalid
 
 # What a filter graph built here can contain: no quotes, spaces, backslashes or text.
-_GRAPH_CHARS = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-/()]+")
+GRAPH_CHARS = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-/()]+")
 
 
 def num(x: float) -> str:
@@ -59,7 +59,7 @@ class Graph:
 
     def render(self) -> str:
         graph = ";".join(self.parts)
-        if not _GRAPH_CHARS.fullmatch(graph):
+        if not GRAPH_CHARS.fullmatch(graph):
             raise ValueError(f"refusing a filter graph with unexpected characters: {graph!r}")
         return graph
 

@@ -4,6 +4,7 @@ text inside metadata cannot pose as a stream, a frame size or a duration."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import subprocess
@@ -198,3 +199,35 @@ async def test_probe_upload_runs_in_a_thread_like_the_api_calls_it(
         await asyncio.to_thread(probe_upload, text)
     assert err.value.details[0]["path"] == "body"
     assert str(tmp_path) not in str(err.value.message)
+
+
+async def test_a_known_source_is_not_probed_again_but_still_checked(
+    media: Any, make_ctx: Any, ffmpeg_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor keeps probes by content digest (its inputs are verified copies)."""
+    from workers.ffmpeg.executor import FfmpegExecutor
+
+    probe_module = importlib.import_module("workers.ffmpeg.probe")  # not the function
+
+    read: list[Path] = []
+    real = probe_module.read_media
+
+    async def counting(path: Path, *args: Any, **kwargs: Any) -> Any:
+        read.append(path)
+        return await real(path, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "read_media", counting)
+    executor = FfmpegExecutor(ffmpeg=ffmpeg_bin)
+    for end in (0.5, 1.0):
+        await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": end}]))
+    assert read.count(media.clip) == 1  # the second job used the first job's probe
+    executor.limits = Limits(max_duration_ms=1000)
+    with pytest.raises(PermanentError, match="over the limit of 1 s"):
+        await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": 0.5}]))
+    assert read.count(media.clip) == 1  # the limits hold on a cached probe
+    executor.limits = Limits()
+    await executor.execute(make_ctx([media.small], [{"op": "trim", "end": 0.5}]))
+    assert read.count(media.small) == 1  # same (fake) digest, other size: read again
+    executor.probe_cache = None  # off: every job reads its source
+    await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": 0.5}]))
+    assert read.count(media.clip) == 2

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,7 @@ from workers.ffmpeg.probe import Probe, preflight, probe
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 log = logging.getLogger(__name__)
+PROBE_CACHE_SIZE = 4096  # probes of distinct sources kept per executor (about 1 KiB each)
 
 
 class FfmpegExecutor:
@@ -63,6 +65,9 @@ class FfmpegExecutor:
     def __init__(self, limits: Limits | None = None, *, ffmpeg: str | None = None) -> None:
         self.limits = limits or Limits()
         self._ffmpeg = ffmpeg
+        # Probes by content digest (inputs are verified, content-addressed copies): a known
+        # source is not read again. Checked against the limits on every use.
+        self.probe_cache: OrderedDict[str, Probe] | None = OrderedDict()
 
     @property
     def ffmpeg(self) -> str:
@@ -81,21 +86,24 @@ class FfmpegExecutor:
         probes: list[Probe] = []
         media_inputs: list[Path] = []
         subs_source: Path | None = None
+        digests = [str(i.get("digest") or "") for i in spec.get("inputs", [])]
         for i, (path, (label, allow_image)) in enumerate(zip(ctx.inputs, roles, strict=True)):
             if label == SUBTITLE_ROLE:
                 subs_source = path  # not media: read (strictly) below, never probed
                 continue
             media_inputs.append(path)
-            probes.append(
-                await preflight(
-                    path,
-                    self.limits,
-                    allow_image=allow_image,
-                    allow_audio=audio_out and i == 0,
-                    ffmpeg=exe,
-                    label=label,
-                )
+            digest = digests[i] if i < len(digests) else ""
+            found = await preflight(
+                path,
+                self.limits,
+                allow_image=allow_image,
+                allow_audio=audio_out and i == 0,
+                ffmpeg=exe,
+                label=label,
+                known=self._known(digest),
             )
+            self._remember(digest, found)
+            probes.append(found)
         main = probes[0]
         info = main.info  # read by the same probe: colour, fields, audio layout
         have = await asyncio.to_thread(encoders, exe)
@@ -175,6 +183,21 @@ class FfmpegExecutor:
                 (s.codec for s in made.streams if s.kind == "audio"), None
             )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
+
+    def _known(self, digest: str) -> Probe | None:
+        if self.probe_cache is None or not digest:
+            return None
+        found = self.probe_cache.get(digest)
+        if found is not None:
+            self.probe_cache.move_to_end(digest)
+        return found
+
+    def _remember(self, digest: str, found: Probe) -> None:
+        if self.probe_cache is None or not digest:
+            return
+        self.probe_cache[digest] = found
+        while len(self.probe_cache) > PROBE_CACHE_SIZE:
+            self.probe_cache.popitem(last=False)
 
     async def _detect_crop(
         self, req: EditRequest, source: Path, main: Probe, exe: str

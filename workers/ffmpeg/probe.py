@@ -301,10 +301,20 @@ async def preflight(
     allow_audio: bool = False,
     ffmpeg: str | None = None,
     label: str = "the source",
+    known: Probe | None = None,
 ) -> Probe:
-    """`probe` then `check_probe`: what uploads and executors run on every untrusted input."""
+    """`probe` then `check_probe`: what uploads and executors run on every untrusted input.
+
+    `known` is this content's earlier probe (found by its digest): the file is then not
+    read again unless its size differs, but every check runs as for a new file."""
     limits = limits or Limits()
-    result = await probe(path, limits, ffmpeg=ffmpeg, label=label)
+    result = known
+    if known is not None:
+        st = check_input_path(path, label)
+        if st.st_size != known.size_bytes or st.st_size > limits.max_input_bytes:
+            result = None
+    if result is None:
+        result = await probe(path, limits, ffmpeg=ffmpeg, label=label)
     return check_probe(
         result, limits, allow_image=allow_image, allow_audio=allow_audio, label=label
     )

@@ -18,17 +18,7 @@ from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.storage import LocalStorage
 from jobs.tenants import create_tenant
-from tests.support.databases import require_service
-
-
-def ffmpeg() -> str:
-    from workers.ffmpeg import FfmpegNotFound, find_ffmpeg
-
-    try:
-        return find_ffmpeg()
-    except FfmpegNotFound as exc:
-        require_service("ffmpeg", str(exc))
-        raise
+from tests.e2e.test_uploads_and_hostile import ffmpeg
 
 
 @pytest.fixture
@@ -85,6 +75,16 @@ async def refused(http: httpx.AsyncClient, db: Database, body: dict[str, Any]) -
     return error
 
 
+async def source(
+    http: httpx.AsyncClient, files: dict[str, Path], name: str, by: str
+) -> dict[str, str]:
+    """`files[name]` as a source: uploaded (by digest) or by its path under the source root."""
+    if by == "path":
+        return {"path": files[name].name}
+    media_type = "image/png" if files[name].suffix == ".png" else "video/mp4"
+    return {"digest": await upload(http, files[name], media_type)}
+
+
 def mark(source: dict[str, str], **fields: Any) -> dict[str, Any]:
     return {"op": "watermark", "source": source, **fields}
 
@@ -93,11 +93,7 @@ def mark(source: dict[str, str], **fields: Any) -> dict[str, Any]:
 async def test_a_watermark_entirely_outside_the_frame_is_refused_naming_it(
     http: httpx.AsyncClient, db: Database, files: dict[str, Path], by: str
 ) -> None:
-    if by == "digest":
-        clip = {"digest": await upload(http, files["clip"], "video/mp4")}
-        logo = {"digest": await upload(http, files["logo"], "image/png")}
-    else:
-        clip, logo = {"path": "av.mp4"}, {"path": "logo.png"}
+    clip, logo = await source(http, files, "clip", by), await source(http, files, "logo", by)
     # 320x240 scaled to 160x120: a margin of 200 puts the whole 64x32 mark past the edge.
     ops = [{"op": "scale", "width": 160}, mark(logo, position="top_left", margin=200)]
     error = await refused(http, db, {"source": clip, "operations": ops})
@@ -116,7 +112,7 @@ async def test_a_watermark_entirely_outside_the_frame_is_refused_naming_it(
 async def test_a_crop_outside_the_frame_after_a_rotate_is_refused(
     http: httpx.AsyncClient, db: Database, files: dict[str, Path]
 ) -> None:
-    clip = {"digest": await upload(http, files["clip"], "video/mp4")}
+    clip = await source(http, files, "clip", "digest")
     ops = [{"op": "rotate", "degrees": 90}, {"op": "crop", "width": 300, "height": 200}]
     error = await refused(http, db, {"source": clip, "operations": ops})
     assert error["details"][0]["path"] == "operations[1]"
@@ -131,10 +127,7 @@ async def test_a_crop_outside_the_frame_after_a_rotate_is_refused(
 async def test_an_edit_needing_audio_from_a_silent_source_is_refused(
     http: httpx.AsyncClient, db: Database, files: dict[str, Path], by: str
 ) -> None:
-    if by == "digest":
-        silent = {"digest": await upload(http, files["silent"], "video/mp4")}
-    else:
-        silent = {"path": "silent.mp4"}
+    silent = await source(http, files, "silent", by)
     body = {"source": silent, "output": {"container": "mp3"}}
     error = await refused(http, db, body)
     assert error["details"][0]["path"] == "source"

@@ -68,7 +68,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--cases", default="", help="comma-separated name prefixes; all if empty")
     args = parser.parse_args()
+    wanted = [c for c in args.cases.split(",") if c]
+    cases = {n: b for n, b in SHORT_CASES.items() if not wanted or n.startswith(tuple(wanted))}
     ffmpeg = find_ffmpeg()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -89,9 +92,7 @@ async def main() -> None:
         )
         stop = asyncio.Event()
         loop_task = asyncio.create_task(runner.run(stop))
-        added: dict[str, dict[str, list[float]]] = {
-            name: {"off": [], "on": []} for name in SHORT_CASES
-        }
+        added: dict[str, dict[str, list[float]]] = {name: {"off": [], "on": []} for name in cases}
 
         async def one(req: EditRequest) -> float:
             async with db.transaction() as conn:  # a fresh tenant: same work, new key
@@ -107,13 +108,14 @@ async def main() -> None:
             return (through - direct) * 1000
 
         for r in range(args.rounds + 1):  # round 0 warms up (imports, first probe)
-            for name, body in SHORT_CASES.items():
+            for name, body in cases.items():
                 req = EditRequest.model_validate({"source": {"path": "clip.mp4"}} | body)
                 for mode in ("off", "on") if r % 2 else ("on", "off"):
                     executor.probe_cache = None if mode == "off" else cache
                     ms = await one(req)
                     if r:
                         added[name][mode].append(ms)
+                    print(f"round {r} {name} cache {mode}: {ms:.1f} ms added", flush=True)
         stop.set()
         await loop_task
         await db.dispose()

@@ -33,7 +33,7 @@ from jobs.errors import (
     TooManyRequests,
 )
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
-from jobs.models import IdempotencyKey, Job, OutboxEvent
+from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
 from jobs.settings import Settings
 from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
 from jobs.status import EventType, JobStatus
@@ -48,8 +48,12 @@ idem = IdempotencyKey.__table__  # type: ignore[attr-defined]
 AfterCommit = Callable[[Sequence[outbox.Event]], None]
 EditCheck = Callable[[EditRequest], None]
 # Preflight of one path source before a new job is stored: (JSON path, file, image allowed).
-# Raises InvalidRequest naming the JSON path when the file is not an acceptable input.
-SourceCheck = Callable[[str, Path, bool], Awaitable[None]]
+# Raises InvalidRequest naming the JSON path when the file is not an acceptable input;
+# returns the file's probe summary (or None).
+SourceCheck = Callable[[str, Path, bool], Awaitable[dict[str, Any] | None]]
+# The edit against its sources' probe summaries by JSON path (None: not known): raises
+# InvalidRequest naming the operation or source the edit cannot work with.
+PlanCheck = Callable[[EditRequest, dict[str, dict[str, Any] | None]], None]
 
 
 class OnDuplicate(StrEnum):
@@ -96,6 +100,7 @@ class JobService:
         after_commit: AfterCommit | None = None,
         check_edit: EditCheck | None = None,
         check_source: SourceCheck | None = None,
+        check_plan: PlanCheck | None = None,
         s3_sources: S3Sources | None = None,
     ) -> None:
         self.db = db
@@ -105,6 +110,7 @@ class JobService:
         self.after_commit = after_commit
         self.check_edit = check_edit
         self.check_source = check_source
+        self.check_plan = check_plan
         self.source_roots = settings.resolved_source_roots
         self._in_flight: dict[str, tuple[int, float]] = {}  # tenant -> (estimate, read at)
 
@@ -216,10 +222,13 @@ class JobService:
                     raise _duplicate(existing)
                 return SubmitResult(job=existing, created=False)
         await self._check_in_flight(tenant, prepared.key)
+        probes: dict[str, dict[str, Any] | None] = {}
         if self.check_source is not None:  # only for what may become a new run
             for where, path, image_ok in prepared.checks:
                 if path is not None:
-                    await self.check_source(where, path, image_ok)
+                    probes[where] = await self.check_source(where, path, image_ok)
+        if self.check_plan is not None:
+            await self._check_plan(req, prepared, probes)
         max_attempts = req.max_attempts or self.settings.default_max_attempts
         events: list[OutboxEvent] = []
         async with self.db.transaction() as conn:
@@ -234,6 +243,29 @@ class JobService:
                 await self._bind(conn, tenant, idempotency_key, prepared)
         self._notify(events)
         return result
+
+    async def _check_plan(
+        self, req: EditRequest, prepared: PreparedEdit, probes: dict[str, dict[str, Any] | None]
+    ) -> None:
+        """Run `check_plan` with every source's probe: path sources' from `check_source`,
+        uploaded blobs' from their stored `probe` (ownership was checked when resolved)."""
+        assert self.check_plan is not None
+        digests = {
+            where: spec_input["digest"]
+            for (where, path, _), spec_input in zip(
+                prepared.checks, prepared.spec["inputs"], strict=True
+            )
+            if path is None and "s3" not in spec_input
+        }
+        if digests:
+            blobs = Blob.__table__  # type: ignore[attr-defined]
+            query = sa.select(blobs.c.digest, blobs.c.probe).where(
+                blobs.c.digest.in_(set(digests.values()))
+            )
+            async with self.db.reader.connect() as conn:
+                stored = {row.digest: row.probe for row in await conn.execute(query)}
+            probes.update({where: stored.get(d) for where, d in digests.items()})
+        self.check_plan(req, probes)
 
     async def _check_in_flight(self, tenant: TenantRef, key: str) -> None:
         """Refuse a new run when the tenant already has its cap of pending+running jobs.

@@ -51,8 +51,10 @@ def fail(exc: Exception) -> NoReturn:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_TIMEOUT)
     err.print(f"error: {exc}", markup=False, highlight=False)
-    if isinstance(exc, errors.VidjobsError) and exc.details and not isinstance(
-        exc, errors.TransportError
+    if (
+        isinstance(exc, errors.VidjobsError)
+        and exc.details
+        and not isinstance(exc, errors.TransportError)
     ):
         err.print_json(data=exc.details)
     code = EXIT_UNREACHABLE if isinstance(exc, errors.TransportError) else EXIT_REFUSED
@@ -136,8 +138,12 @@ def submit(
 
 
 def _submit_batch(
-    edits: list[Any], wait: bool, as_json: bool, on_duplicate: str,
-    idempotency_key: str | None, timeout: float,
+    edits: list[Any],
+    wait: bool,
+    as_json: bool,
+    on_duplicate: str,
+    idempotency_key: str | None,
+    timeout: float,
 ) -> None:
     def go(vj: Client) -> list[Any]:
         items = vj.submit_many(edits, on_duplicate=on_duplicate, idempotency_key=idempotency_key)
@@ -152,9 +158,16 @@ def _submit_batch(
     failed = any(i.error is not None or (wait and j.status != "succeeded") for i, j in results)
     if as_json:
         out = [
-            {"status": i.status, "job": j.raw} if j is not None else
-            {"status": i.status, "error": {"code": i.error.code, "message": i.error.message,
-                                           "details": i.error.details}}
+            {"status": i.status, "job": j.raw}
+            if j is not None
+            else {
+                "status": i.status,
+                "error": {
+                    "code": i.error.code,
+                    "message": i.error.message,
+                    "details": i.error.details,
+                },
+            }
             for i, j in results
         ]
         print(json.dumps({"results": out}, indent=2))
@@ -182,13 +195,21 @@ def list_jobs(
     """List your jobs, newest first."""
     page = call(lambda vj: vj.list(status=status, limit=limit))
     if as_json:
-        print(json.dumps({"jobs": [j.raw for j in page.jobs], "next_cursor": page.next_cursor},
-                         indent=2))
+        print(
+            json.dumps(
+                {"jobs": [j.raw for j in page.jobs], "next_cursor": page.next_cursor}, indent=2
+            )
+        )
         return
     table = Table("key", "status", "progress", "attempts", "created")
     for job in page.jobs:
-        table.add_row(job.key, job.status, f"{job.progress:.0%}", str(job.attempts),
-                      job.raw.get("created_at") or "")
+        table.add_row(
+            job.key,
+            job.status,
+            f"{job.progress:.0%}",
+            str(job.attempts),
+            job.raw.get("created_at") or "",
+        )
     console.print(table)
 
 
@@ -217,8 +238,17 @@ def events(
                 continue
             when = item.created_at.isoformat() if item.created_at else None
             if as_json:
-                print(json.dumps({"event_id": item.event_id, "type": item.type,
-                                  "created_at": when, "data": item.data}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "event_id": item.event_id,
+                            "type": item.type,
+                            "created_at": when,
+                            "data": item.data,
+                        }
+                    ),
+                    flush=True,
+                )
             else:
                 console.print(f"{when or ''}  {item.type}", markup=False)
 

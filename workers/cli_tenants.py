@@ -62,9 +62,7 @@ def tenant_create(
         c = compose.build(get_settings())
         try:
             async with c.db.transaction() as conn:
-                _, token = await create_tenant(
-                    conn, name, max_in_flight, max_running=max_running
-                )
+                _, token = await create_tenant(conn, name, max_in_flight, max_running=max_running)
             return token
         finally:
             await c.close()
@@ -122,8 +120,9 @@ def tenant_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         return
     table = Table("name", "id", "max_in_flight", "max_running", "live tokens")
     for r in rows:
-        table.add_row(r.name, r.id, str(r.max_in_flight or "-"), str(r.max_running or "-"),
-                      str(r.live_tokens))
+        table.add_row(
+            r.name, r.id, str(r.max_in_flight or "-"), str(r.max_running or "-"), str(r.live_tokens)
+        )
     console.print(table)
 
 

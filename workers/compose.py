@@ -19,7 +19,7 @@ from jobs.api import ApiState, Probe, create_app
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import Event
-from jobs.service import EditCheck, JobService, SourceCheck
+from jobs.service import EditCheck, JobService, PlanCheck, SourceCheck
 from jobs.settings import CREDENTIALS, Settings, get_settings
 from jobs.status import WORK_EVENTS
 from jobs.storage import Storage, open_storage
@@ -48,6 +48,7 @@ class Components:
     claims: ClaimService = field(init=False)
     check_edit: EditCheck | None = None
     check_source: SourceCheck | None = None
+    check_plan: PlanCheck | None = None
 
     def __post_init__(self) -> None:
         self.service = JobService(
@@ -56,6 +57,7 @@ class Components:
             after_commit=self._after_commit,
             check_edit=self.check_edit,
             check_source=self.check_source,
+            check_plan=self.check_plan,
         )
         self.claims = metrics.MeteredClaimService(
             self.db, self.settings, after_commit=self._after_commit
@@ -108,11 +110,17 @@ def build(settings: Settings, *, with_ffmpeg_checks: bool = False) -> Components
         pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
     db = Database(settings.resolved_database_url, **pool)
     blobs = open_storage(settings)
-    check, source_check = None, None
+    check, source_check, plan_check = None, None, None
     if with_ffmpeg_checks:
         check, source_check = ffmpeg_edit_check(), ffmpeg_source_check(settings)
+        plan_check = ffmpeg_plan_check()
     return Components(
-        settings=settings, db=db, blobs=blobs, check_edit=check, check_source=source_check
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        check_edit=check,
+        check_source=source_check,
+        check_plan=plan_check,
     )
 
 
@@ -136,17 +144,17 @@ def ffmpeg_source_check(settings: Settings) -> SourceCheck | None:
     limits = Limits.from_settings(settings)
     from jobs.errors import InvalidRequest, PermanentError
 
-    passed: set[tuple[str, int, int, bool]] = set()
+    passed: dict[tuple[str, int, int, bool], dict[str, Any]] = {}
 
-    async def check(where: str, path: Path, image_ok: bool) -> None:
+    async def check(where: str, path: Path, image_ok: bool) -> dict[str, Any] | None:
         st = os.stat(path)  # one stat, cheaper than a thread hop
         ident = (str(path), st.st_size, st.st_mtime_ns, image_ok)
         if ident in passed:
-            return
+            return passed[ident]
         try:
             # Audio-only files pass here (they may feed an audio output); the executor
             # refuses one for a video output when it runs.
-            await preflight(
+            probe = await preflight(
                 path, limits, allow_image=image_ok, allow_audio=not image_ok, label=where
             )
         except PermanentError as exc:
@@ -162,8 +170,19 @@ def ffmpeg_source_check(settings: Settings) -> SourceCheck | None:
             ) from None
         if len(passed) > 10_000:
             passed.clear()
-        passed.add(ident)
+        passed[ident] = probe.metadata()
+        return passed[ident]
 
+    return check
+
+
+def ffmpeg_plan_check() -> PlanCheck | None:
+    """The edit against its sources' probes at submission (frame geometry, audio)."""
+    try:
+        from workers.ffmpeg.precheck import check_plan
+    except ImportError:
+        return None
+    check: PlanCheck = check_plan
     return check
 
 

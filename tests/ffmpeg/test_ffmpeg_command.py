@@ -139,6 +139,25 @@ def test_crop_outside_the_frame_fails_before_anything_runs(ffmpeg_bin: str) -> N
     assert err.value.code == "invalid_input"
 
 
+@pytest.mark.parametrize(
+    ("position", "margin", "refused"),
+    [("top_left", 320, True), ("bottom_right", 320, True), ("top_left", 230, False),
+     ("center", 1000, False), ("bottom_left", 240, True)],
+)  # fmt: skip
+def test_a_watermark_entirely_outside_the_frame_fails_instead_of_vanishing(
+    ffmpeg_bin: str, position: str, margin: int, refused: bool
+) -> None:
+    ops = [
+        {"op": "watermark", "source": {"digest": DIGEST}, "position": position, "margin": margin}
+    ]
+    if not refused:
+        assert "overlay=" in " ".join(build(ffmpeg_bin, ops, probes=[MAIN, LOGO]).argv)
+        return
+    with pytest.raises(PermanentError, match="entirely outside the 320x240 frame") as err:
+        build(ffmpeg_bin, ops, probes=[MAIN, LOGO])
+    assert err.value.code == "invalid_input"
+
+
 def test_trim_past_the_end_fails_before_anything_runs(ffmpeg_bin: str) -> None:
     with pytest.raises(PermanentError, match=r"lasts 2\.000 s"):
         build(ffmpeg_bin, [{"op": "trim", "start": 3}])

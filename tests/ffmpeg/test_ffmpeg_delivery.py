@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jobs.errors import PermanentError
-from workers.ffmpeg.avprobe import media_info
+from workers.ffmpeg.probe import probe
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -22,7 +22,11 @@ def near(actual: int | None, expected: int, tolerance: int = 60) -> bool:
 
 
 async def info_of(path: Path, demuxer: str, video: int | None, audio: int | None) -> Any:
-    return await media_info(path, demuxer, video, audio)
+    """The stream details the probe read (of the first video and first audio stream)."""
+    p = await probe(path)
+    assert p.demuxer == demuxer and p.video_index == video
+    assert audio is None or audio == next(s.index for s in p.streams if s.kind == "audio")
+    return p.info
 
 
 def ebur128_integrated(ffmpeg: str, path: Path) -> float:

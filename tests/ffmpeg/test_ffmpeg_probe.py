@@ -1,19 +1,22 @@
-"""Probing with ffmpeg alone: no ffprobe needed, the same answers from different ffmpeg
-builds, and text inside metadata cannot pose as a stream."""
+"""Probing through PyAV in a child process: no ffprobe (nor the ffmpeg binary) needed, and
+text inside metadata cannot pose as a stream, a frame size or a duration."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobs.errors import InvalidRequest
+from jobs.errors import InvalidRequest, PermanentError
 from workers.ffmpeg.binary import find_ffmpeg
-from workers.ffmpeg.probe import parse_probe, preflight, probe, probe_upload
+from workers.ffmpeg.probe import parse_media, preflight, probe, probe_upload
+from workers.ffmpeg.run import Limits
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -28,10 +31,11 @@ async def test_probe_reads_container_duration_and_streams(media: Any, ffmpeg_bin
     assert p.metadata()["streams"][1]["codec"] == "aac"
 
 
-async def test_probe_works_with_only_ffmpeg_and_no_ffprobe(
+async def test_probe_needs_neither_ffprobe_nor_the_ffmpeg_binary(
     media: Any, ffmpeg_bin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """VIDJOBS_FFMPEG names a wrapper that logs its calls; PATH has no ffprobe at all."""
+    """VIDJOBS_FFMPEG names a wrapper that logs its calls; PATH has no ffprobe at all.
+    Probing reads the file through libavformat (PyAV): the binary is never run for it."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     log = tmp_path / "calls.log"
@@ -42,10 +46,10 @@ async def test_probe_works_with_only_ffmpeg_and_no_ffprobe(
     monkeypatch.setenv("PATH", str(bindir))
     assert shutil.which("ffprobe") is None
     assert find_ffmpeg() == str(wrapper)
-    p = await preflight(media.clip)  # resolves the binary itself
+    p = await preflight(media.clip)
     assert (p.width, p.height, p.has_audio) == (320, 240, True)
-    calls = log.read_text()
-    assert f"-i file:{media.clip}" in calls and "-format_whitelist" in calls
+    assert p.info is not None and p.info.pix_fmt == "yuv420p"  # details from the same read
+    assert not log.exists()
 
 
 def test_binary_lookup_order(
@@ -58,23 +62,6 @@ def test_binary_lookup_order(
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH: imageio-ffmpeg's binary
     imageio = pytest.importorskip("imageio_ffmpeg")
     assert os.path.samefile(find_ffmpeg(), imageio.get_ffmpeg_exe())
-
-
-async def test_probe_agrees_across_ffmpeg_builds(media: Any, ffmpeg_bin: str) -> None:
-    """The stderr dump is parsed, so check it against another build (imageio-ffmpeg's)."""
-    imageio = pytest.importorskip("imageio_ffmpeg")
-    other = imageio.get_ffmpeg_exe()
-    if os.path.samefile(other, ffmpeg_bin):
-        pytest.skip("only one ffmpeg build available")
-    for path in (media.clip, media.small, media.logo):
-        a = await probe(path, ffmpeg=ffmpeg_bin)
-        b = await probe(path, ffmpeg=other)
-        assert (a.width, a.height, a.video_codec, a.has_audio, a.fps, len(a.streams)) == (
-            b.width, b.height, b.video_codec, b.has_audio, b.fps, len(b.streams),
-        )  # fmt: skip
-        assert (
-            a.duration_ms == b.duration_ms or abs((a.duration_ms or 0) - (b.duration_ms or 0)) <= 20
-        )
 
 
 async def test_rotation_metadata_gives_the_displayed_size(
@@ -105,21 +92,97 @@ async def test_metadata_cannot_pose_as_a_stream_or_a_duration(
     assert abs((p.duration_ms or 0) - 2000) <= 40
 
 
-def test_parse_program_streams_and_attached_pictures() -> None:
-    lines = [
-        "Input #0, mpegts, from 'file:<x>':",
-        "  Duration: 00:00:10.00, start: 1.400000, bitrate: 100 kb/s",
-        "  Program 1",
-        "    Metadata:",
-        "      service_name    : Service01",
-        "    Stream #0:0[0x100]: Video: mpeg2video (Main) ([2][0][0][0] / 0x0002), yuv420p(tv), 720x576 [SAR 16:15 DAR 4:3], 25 fps, 25 tbr, 90k tbn",
-        "    Stream #0:1[0x101](eng): Audio: mp2 ([3][0][0][0] / 0x0003), 48000 Hz, stereo, fltp, 192 kb/s",
-        "  Stream #0:2: Video: mjpeg (Baseline), yuvj420p(pc), 600x600, 90k tbr, 90k tbn (attached pic)",
-    ]
-    p = parse_probe(lines, 1234, "the source", {})
-    assert p.format_name == "mpegts" and p.duration_ms == 10_000
-    assert (p.width, p.height, p.video_codec, p.video_index) == (720, 576, "mpeg2video", 0)
-    assert p.has_audio and p.streams[2].attached_pic
+# What `ffmpeg -i` prints, as a Matroska tag *name*: ffmpeg's dump prints tag names as they
+# are, so each line below became a line of the dump that the old text parser believed
+# (duration 1 s instead of 2, a 99999x99999 video stream in an audio-only file).
+FAKE_LINES = (
+    "\n  Duration: 00:00:01.00, start: 0.000000, bitrate: 1 kb/s"
+    "\n  Stream #0:5: Video: h264, 99999x99999, 25 fps\n"
+)
+
+
+def forge(clip_maker: Any, name: str, source: Path, *args: str) -> Path:
+    """A copy of `source` with FAKE_LINES as a tag name. ffmpeg's muxer upper-cases tag
+    names and writes spaces as '_', so the bytes are patched back afterwards (the same
+    length; no CRC elements)."""
+    out: Path = clip_maker(
+        name, "-i", str(source), *args, "-c", "copy", "-write_crc32", "0",
+        "-metadata:s:a:0", f"{FAKE_LINES}=v", "-metadata", f"title={FAKE_LINES}",
+    )  # fmt: skip
+    data = out.read_bytes()
+    mangled = FAKE_LINES.upper().replace(" ", "_").encode()
+    assert mangled in data
+    out.write_bytes(data.replace(mangled, FAKE_LINES.encode()))
+    return out
+
+
+async def test_limits_hold_on_files_whose_metadata_imitates_probe_lines(
+    media: Any, clip_maker: Any, ffmpeg_bin: str
+) -> None:
+    """Tags that read as `ffmpeg -i` lines: the real duration, streams and frame size are
+    what the limits see, both ways."""
+    forged = forge(clip_maker, "lines.mkv", media.clip)
+    dump = subprocess.run(
+        [ffmpeg_bin, "-hide_banner", "-i", str(forged)], capture_output=True, text=True
+    ).stderr
+    assert "\n  Stream #0:5: Video: h264, 99999x99999" in dump  # the forgery is in the dump
+    p = await probe(forged)
+    assert len(p.streams) == 2 and (p.width, p.height) == (320, 240)
+    assert abs((p.duration_ms or 0) - 2000) <= 40  # not the 1 s the tag claims
+    with pytest.raises(PermanentError, match=r"lasts 2(\.\d+)? s, over the limit of 1.5 s"):
+        await preflight(forged, Limits(max_duration_ms=1500))
+    assert (await preflight(forged)).width == 320  # the fake 99999x99999 is not refused
+    with pytest.raises(PermanentError, match="320x240, over the limit"):
+        await preflight(forged, Limits(max_pixels=64 * 64))
+    quiet = forge(clip_maker, "lines-audio.mkv", media.clip, "-vn")
+    with pytest.raises(PermanentError, match="no video stream"):
+        await preflight(quiet)  # the fake video stream is not one
+    assert len((await probe(quiet)).streams) == 1
+
+
+async def test_cover_art_is_not_the_video_and_program_streams_count(
+    media: Any, clip_maker: Any
+) -> None:
+    covered = clip_maker(
+        "cover.mkv", "-i", str(media.wav), "-attach", str(media.logo),
+        "-metadata:s:t", "mimetype=image/png", "-c:a", "flac",
+    )  # fmt: skip
+    p = await probe(covered)
+    assert p.video_index is None and p.has_audio
+    art = clip_maker(
+        "art.mp4", "-i", str(media.clip), "-i", str(media.logo), "-map", "1", "-map", "0",
+        "-c", "copy", "-c:v:0", "png", "-disposition:v:0", "attached_pic",
+    )  # fmt: skip
+    p = await probe(art)
+    pics = [s for s in p.streams if s.attached_pic]
+    assert [(s.codec, s.width) for s in pics] == [("png", 64)]  # the cover, read as one
+    assert p.video_codec == "h264" and (p.width, p.height) == (320, 240)
+    ts = clip_maker("prog.ts", "-i", str(media.clip), "-c", "copy", "-f", "mpegts")
+    p = await probe(ts)
+    assert p.demuxer == "mpegts" and (p.width, p.video_codec, p.has_audio) == (320, "h264", True)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"format": "mov\n  Duration"}, "cannot be read"),
+        ({"format": "hls", "streams": []}, "not accepted"),
+        ({"format": "mov", "streams": "x"}, "cannot be read"),
+        ({"format": "mov", "streams": [{"type": "video"}]}, "without an index"),
+        ({"error": {"kind": "format_not_allowed", "format": "x' y"}}, "cannot be read"),
+    ],
+)
+def test_the_childs_answer_is_read_strictly(data: dict[str, Any], words: str) -> None:
+    with pytest.raises(PermanentError, match=words):
+        parse_media(data, 1, "the source", Limits())
+
+
+def test_out_of_bounds_values_become_unknown() -> None:
+    stream = {"index": 0, "type": "video", "codec": "h 264", "width": True, "height": -5}
+    data = {"format": "mov", "duration_us": "9", "streams": [stream, {"index": 1, "type": "?"}]}
+    p = parse_media({**data, "video": {"rotation": 12345}}, 1, "the source", Limits())
+    assert (p.width, p.height, p.video_codec, p.duration_ms) == (None, None, "none", None)
+    assert p.streams[1].kind == "data" and p.streams[0].rotation == 0
 
 
 async def test_probe_upload_runs_in_a_thread_like_the_api_calls_it(
@@ -136,3 +199,35 @@ async def test_probe_upload_runs_in_a_thread_like_the_api_calls_it(
         await asyncio.to_thread(probe_upload, text)
     assert err.value.details[0]["path"] == "body"
     assert str(tmp_path) not in str(err.value.message)
+
+
+async def test_a_known_source_is_not_probed_again_but_still_checked(
+    media: Any, make_ctx: Any, ffmpeg_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor keeps probes by content digest (its inputs are verified copies)."""
+    from workers.ffmpeg.executor import FfmpegExecutor
+
+    probe_module = importlib.import_module("workers.ffmpeg.probe")  # not the function
+
+    read: list[Path] = []
+    real = probe_module.read_media
+
+    async def counting(path: Path, *args: Any, **kwargs: Any) -> Any:
+        read.append(path)
+        return await real(path, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "read_media", counting)
+    executor = FfmpegExecutor(ffmpeg=ffmpeg_bin)
+    for end in (0.5, 1.0):
+        await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": end}]))
+    assert read.count(media.clip) == 1  # the second job used the first job's probe
+    executor.limits = Limits(max_duration_ms=1000)
+    with pytest.raises(PermanentError, match="over the limit of 1 s"):
+        await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": 0.5}]))
+    assert read.count(media.clip) == 1  # the limits hold on a cached probe
+    executor.limits = Limits()
+    await executor.execute(make_ctx([media.small], [{"op": "trim", "end": 0.5}]))
+    assert read.count(media.small) == 1  # same (fake) digest, other size: read again
+    executor.probe_cache = None  # off: every job reads its source
+    await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": 0.5}]))
+    assert read.count(media.clip) == 2

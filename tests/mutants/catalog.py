@@ -401,7 +401,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "ffmpeg-reads-stdin",
         "inv 9: ffmpeg runs with no stdin",
-        CMD,
+        "workers/ffmpeg/hardened.py",
         'GLOBAL_ARGS = ("-nostdin", "-hide_banner",',
         'GLOBAL_ARGS = ("-hide_banner",',
         "tests/ffmpeg/test_ffmpeg_command.py::test_argv_holds_only_expected_tokens",

@@ -1,46 +1,122 @@
-"""Child process of `avprobe.py`: print one file's codec parameters as JSON, via PyAV.
+"""Child process of `avprobe.py`: print what one file holds as JSON, read through PyAV.
 
-Run as `python -I avchild.py DEMUXER PATH VIDEO_INDEX AUDIO_INDEX FORMAT_WHITELIST` under
-rlimits set by the parent. It imports only the standard library and PyAV, and reads only
-the container header and codec parameters (nothing is decoded).
+Run as `python -I avchild.py PATH FORMAT_WHITELIST MAX_PIXELS` under rlimits set by the
+parent. It imports only the standard library and PyAV. Everything comes from libavformat's
+structures (container, streams, codec parameters), never from printed text, so a title tag
+that reads "Stream #0:0: Video: h264, 99999x99999" stays a title tag. The only decoding is
+the first frame of the main video stream (for its display rotation), and only when its
+frame size is within MAX_PIXELS. The parent checks every value it gets back.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
+_BAD_SIZE = re.compile(r"^Picture size (\d{1,9})x(\d{1,9}) is invalid")
+_MAX_PACKETS = 64  # packets read looking for the first frame before giving up on rotation
 
-def read(demuxer: str, path: str, video: int, audio: int, whitelist: str) -> dict[str, Any]:
-    """The codec parameters of stream `video` and stream `audio` (-1: none)."""
+
+def read(path: str, whitelist: str, max_pixels: int) -> dict[str, Any]:
     import av  # only the child loads libav*
+    import av.logging
 
+    av.logging.set_level(av.logging.ERROR)
     opts = {"protocol_whitelist": "file", "format_whitelist": whitelist}
-    with av.open(path, format=demuxer, options=opts) as container:
-        out: dict[str, Any] = {}
-        for stream in container.streams:
-            cc: Any = stream.codec_context
-            if stream.index == video and stream.type == "video":
-                fmt = cc.format
-                out["video"] = {
-                    "pix_fmt": fmt.name if fmt else None,
-                    "bits": max((c.bits for c in fmt.components), default=None) if fmt else None,
-                    "primaries": int(cc.color_primaries),
-                    "transfer": int(cc.color_trc),
-                    "matrix": int(cc.colorspace),
-                    "range": int(cc.color_range),
-                    "field_order": int(getattr(cc, "field_order", 0) or 0),
-                }
-            elif stream.index == audio and stream.type == "audio":
-                out["audio"] = {
-                    "channels": int(cc.channels),
-                    "layout": cc.layout.name if cc.layout else None,
-                    "rate": int(cc.sample_rate),
-                }
-        return out
+    with av.logging.Capture() as logs:
+        try:
+            container = av.open(path, options=opts)
+        except av.error.FFmpegError as exc:
+            return {"error": _error(exc, logs)}
+        with container:
+            out = _describe(av, container, max_pixels)
+    claimed = [m.groups() for lvl, name, msg in logs if (m := _BAD_SIZE.match(msg))]
+    if claimed:
+        out["claimed"] = [int(claimed[0][0]), int(claimed[0][1])]
+    return out
+
+
+def _error(exc: Exception, logs: list[tuple[int, str, str]]) -> dict[str, Any]:
+    for _, name, message in logs:
+        if message.startswith("Format not on whitelist"):
+            return {"kind": "format_not_allowed", "format": name}
+        if message.startswith("Not detecting m3u8/hls"):  # a playlist not named .m3u8
+            return {"kind": "format_not_allowed", "format": "hls"}
+        if message.startswith("moov atom not found"):
+            return {"kind": "no_moov"}
+    invalid = type(exc).__name__ == "InvalidDataError"
+    return {"kind": "invalid_data" if invalid else "unreadable"}
+
+
+def _describe(av: Any, container: Any, max_pixels: int) -> dict[str, Any]:
+    streams: list[dict[str, Any]] = []
+    main: Any = None
+    audio: Any = None
+    for s in container.streams:
+        cc: Any = s.codec_context
+        codec = cc.codec.canonical_name if cc is not None and cc.codec is not None else "none"
+        item: dict[str, Any] = {"index": s.index, "type": s.type, "codec": codec}
+        if s.type == "video" and cc is not None:
+            rate = s.average_rate or s.base_rate
+            pic = bool(s.disposition & av.stream.Disposition.attached_pic)
+            item.update(width=cc.width, height=cc.height, attached_pic=pic)
+            item["fps"] = [rate.numerator, rate.denominator] if rate else None
+            if main is None and not pic:
+                main = s
+        elif s.type == "audio" and audio is None:
+            audio = s
+        streams.append(item)
+    out: dict[str, Any] = {
+        "format": container.format.name,
+        "duration_us": container.duration,
+        "streams": streams,
+    }
+    if main is not None:
+        out["video"] = _video_details(main.codec_context)
+        out["video"]["rotation"] = _rotation(container, main, max_pixels)
+    if audio is not None:
+        cc = audio.codec_context
+        out["audio"] = {
+            "channels": int(cc.channels),
+            "layout": cc.layout.name if cc.layout else None,
+            "rate": int(cc.sample_rate),
+        }
+    return out
+
+
+def _video_details(cc: Any) -> dict[str, Any]:
+    fmt = cc.format
+    return {
+        "pix_fmt": fmt.name if fmt else None,
+        "bits": max((c.bits for c in fmt.components), default=None) if fmt else None,
+        "primaries": int(cc.color_primaries),
+        "transfer": int(cc.color_trc),
+        "matrix": int(cc.colorspace),
+        "range": int(cc.color_range),
+        "field_order": int(getattr(cc, "field_order", 0) or 0),
+    }
+
+
+def _rotation(container: Any, stream: Any, max_pixels: int) -> int | None:
+    """The display rotation, from the first decoded frame's display matrix (PyAV exposes it
+    on frames, not on streams). None when not read: too big to decode, or no frame."""
+    cc = stream.codec_context
+    if not cc.width or not cc.height or cc.width * cc.height > max_pixels:
+        return None
+    try:
+        for n, packet in enumerate(container.demux(stream)):
+            for frame in packet.decode():
+                rotation: float = frame.rotation
+                return round(rotation)
+            if n >= _MAX_PACKETS:
+                break
+    except Exception:  # a broken first frame: ffmpeg will say so when it runs
+        return None
+    return None
 
 
 if __name__ == "__main__":
-    demuxer, path, video, audio, whitelist = sys.argv[1:6]
-    sys.stdout.write(json.dumps(read(demuxer, path, int(video), int(audio), whitelist)))
+    path, whitelist, max_pixels = sys.argv[1:4]
+    sys.stdout.write(json.dumps(read(path, whitelist, int(max_pixels))))

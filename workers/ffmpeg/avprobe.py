@@ -1,11 +1,13 @@
-"""Stream details the command builder needs beyond `probe.py`: pixel format and bit depth,
-colour primaries/transfer/matrix, field order, audio channels and sample rate.
+"""Reading media through libavformat's API (PyAV), never from printed text.
 
-They are read through libavformat's API (PyAV), never parsed from printed text, in a child
-process (`avchild.py`, run by path so it imports nothing of vidjobs) under the same rlimits and
-wall-clock limit as ffmpeg, with the same protocol and demuxer allowlists. Only the codec
-parameters are read; nothing is decoded. What the child prints is still treated as
-untrusted: every value is checked against a table or a bound, and unknown values become None.
+`avchild.py` runs by path in a child process (it imports nothing of vidjobs) under the same
+rlimits and wall-clock limit as ffmpeg, with the same protocol and demuxer allowlists, and
+prints JSON: the container, its duration and streams, and the main streams' details
+(pixel format and bit depth, colour primaries/transfer/matrix, field order, display
+rotation, audio channels and sample rate). The child, not the worker, parses the untrusted
+file, so a crash or a runaway allocation in libav* costs one child. What it prints is still
+treated as untrusted: every value is checked against a table or a bound here (and in
+`probe.py`), and unknown values become None.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from workers.ffmpeg.probe import FORMAT_WHITELIST, INPUT_FORMATS, check_input_path, invalid
+from jobs.errors import PermanentError
 from workers.ffmpeg.run import Limits, _apply_rlimits, kill_group
 
 # libavutil's AVCOL_* numbers -> the names ffmpeg's -color_* options and zscale take.
@@ -36,7 +38,7 @@ MATRICES = {
 RANGES = {1: "tv", 2: "pc"}
 FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 HDR_TRANSFERS = {"smpte2084": "pq", "arib-std-b67": "hlg"}
-_MAX_OUTPUT = 64 * 1024
+_MAX_OUTPUT = 1024 * 1024  # a file with thousands of streams is refused, not misread
 _CHILD = Path(__file__).with_name("avchild.py")  # run by path: imports only av and json
 
 
@@ -61,53 +63,39 @@ class MediaInfo:
         return HDR_TRANSFERS.get(self.color_transfer or "")
 
 
-def parse_info(text: str) -> MediaInfo:
-    """Strictly read the child's JSON: known names and bounded numbers only."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise invalid("reading the stream details gave no usable answer") from None
-    if not isinstance(data, dict):
-        raise invalid("reading the stream details gave no usable answer")
+def parse_info(data: dict[str, Any]) -> MediaInfo:
+    """Strictly read the child's stream details: known names and bounded numbers only."""
     v: dict[str, Any] = data["video"] if isinstance(data.get("video"), dict) else {}
     a: dict[str, Any] = data["audio"] if isinstance(data.get("audio"), dict) else {}
     pix = v.get("pix_fmt")
     layout = a.get("layout")
     return MediaInfo(
         pix_fmt=pix if isinstance(pix, str) and pix.isascii() and pix.isalnum() else None,
-        bit_depth=_bounded(v.get("bits"), 1, 16),
-        color_primaries=PRIMARIES.get(_bounded(v.get("primaries"), 0, 255) or 0),
-        color_transfer=TRANSFERS.get(_bounded(v.get("transfer"), 0, 255) or 0),
-        color_matrix=MATRICES.get(_bounded(v.get("matrix"), 0, 255) or 0),
-        color_range=RANGES.get(_bounded(v.get("range"), 0, 255) or 0),
-        field_order=FIELD_ORDERS.get(_bounded(v.get("field_order"), 0, 255) or 0),
-        audio_channels=_bounded(a.get("channels"), 1, 64),
+        bit_depth=bounded(v.get("bits"), 1, 16),
+        color_primaries=PRIMARIES.get(bounded(v.get("primaries"), 0, 255) or 0),
+        color_transfer=TRANSFERS.get(bounded(v.get("transfer"), 0, 255) or 0),
+        color_matrix=MATRICES.get(bounded(v.get("matrix"), 0, 255) or 0),
+        color_range=RANGES.get(bounded(v.get("range"), 0, 255) or 0),
+        field_order=FIELD_ORDERS.get(bounded(v.get("field_order"), 0, 255) or 0),
+        audio_channels=bounded(a.get("channels"), 1, 64),
         audio_layout=layout if isinstance(layout, str) and len(layout) <= 32 else None,
-        audio_sample_rate=_bounded(a.get("rate"), 1000, 768_000),
+        audio_sample_rate=bounded(a.get("rate"), 1000, 768_000),
     )
 
 
-def _bounded(value: Any, lo: int, hi: int) -> int | None:
+def bounded(value: Any, lo: int, hi: int) -> int | None:
+    """`value` if it is an int (not a bool) within lo..hi, else None."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         return None
     return value
 
 
-async def media_info(
-    path: Path,
-    demuxer: str,
-    video_index: int | None,
-    audio_index: int | None,
-    limits: Limits | None = None,
-) -> MediaInfo:
-    """Run the child on one (already preflighted) input and return what it found."""
-    limits = limits or Limits()
-    check_input_path(path)
-    if demuxer not in INPUT_FORMATS:
-        raise invalid(f"input format {demuxer!r} is not allowed")
-    argv = [sys.executable, "-I", str(_CHILD), demuxer, f"file:{path}"]
-    argv += [str(-1 if video_index is None else video_index)]
-    argv += [str(-1 if audio_index is None else audio_index), FORMAT_WHITELIST]
+async def read_media(
+    path: Path, format_whitelist: str, limits: Limits, label: str = "the source"
+) -> dict[str, Any]:
+    """Run the child on one (already checked) input file; its JSON answer as a dict."""
+    argv = [sys.executable, "-I", str(_CHILD), f"file:{path}", format_whitelist]
+    argv.append(str(limits.max_pixels))
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -122,9 +110,26 @@ async def media_info(
             assert proc.stdout is not None
             out = await proc.stdout.read(_MAX_OUTPUT)
             await proc.wait()
+    except TimeoutError:
+        kill_group(proc.pid)
+        raise PermanentError(
+            f"reading {label} took longer than {limits.probe_timeout_s:g} s and was stopped",
+            code="invalid_input",
+        ) from None
     except BaseException:
         kill_group(proc.pid)
         raise
-    if proc.returncode != 0:
-        raise invalid("the stream details of an input could not be read")
-    return parse_info(out.decode("utf-8", "replace"))
+    code = proc.returncode or 0
+    if code != 0:
+        if code < 0:
+            why = f"was stopped by a resource limit (signal {-code})"
+        else:
+            why = "failed"
+        raise PermanentError(f"probing {label} {why}", code="invalid_input")
+    try:
+        data = json.loads(out.decode("utf-8", "replace"))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise PermanentError(f"probing {label} gave no usable answer", code="invalid_input")
+    return data

@@ -8,7 +8,6 @@ output frame size and can refuse a crop outside the frame before anything runs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,35 +16,33 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobs.errors import PermanentError
-from jobs.media_ops import Deinterlace, Fade, Loudnorm, Pad, SubtitleMode
+from jobs.media_ops import Loudnorm, SubtitleMode
 from jobs.spec import (
     AUDIO_CONTAINERS,
     AudioCodec,
     Concat,
     Container,
-    Crop,
     EditRequest,
-    Flip,
-    FlipDirection,
-    Fps,
     Mute,
-    Rotate,
-    Scale,
     Speed,
-    Subtitles,
     Thumbnail,
     Trim,
     VideoCodec,
-    Volume,
     Watermark,
 )
-from workers.ffmpeg import filters, loudness
+from workers.ffmpeg import filters, hardened, loudness
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args
+from workers.ffmpeg.chain import Chain
 from workers.ffmpeg.cropdetect import Detected
-from workers.ffmpeg.graph import Graph, atempo_chain, concat_inputs, num, overlay, scaled, secs
+from workers.ffmpeg.graph import (
+    Graph,
+    concat_inputs,
+    secs,
+)
+from workers.ffmpeg.hardened import GLOBAL_ARGS, PROGRESS_ARGS, file_arg
 from workers.ffmpeg.probe import Probe, input_args, invalid
-from workers.ffmpeg.subfile import PLAIN_PATH, SubtitleFile
+from workers.ffmpeg.subfile import SubtitleFile
 
 VIDEO_CONTAINERS = frozenset({Container.MP4, Container.MOV, Container.MKV, Container.WEBM})
 MEDIA_TYPES: dict[Container, str] = {
@@ -63,9 +60,6 @@ MEDIA_TYPES: dict[Container, str] = {
     Container.FLAC: "audio/flac",
 }
 AUDIO_ONLY_TYPES = {Container.WEBM: "audio/webm", Container.MKV: "audio/x-matroska"}
-GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-y", "-loglevel", "error", "-nostats")
-PROGRESS_ARGS = ("-progress", "pipe:1")
-_PATH_CHARS = re.compile(r"[\x00-\x1f\x7f%]")
 
 
 @dataclass(frozen=True)
@@ -97,13 +91,6 @@ def parse_spec(spec: Mapping[str, Any]) -> EditRequest:
         raise PermanentError(
             f"the stored job spec is not a valid edit: {exc}", code="invalid_spec"
         ) from None
-
-
-def file_arg(path: Path) -> str:
-    text = str(path)
-    if not path.is_absolute() or _PATH_CHARS.search(text):
-        raise invalid("a file path ffmpeg must not be given")
-    return f"file:{text}"
 
 
 def _timeline(
@@ -146,16 +133,6 @@ def _can_copy(req: EditRequest, probe: Probe, want_audio: bool) -> bool:
         return False
     audio = next((s for s in probe.streams if s.kind == "audio"), None)
     return not (want_audio and audio is not None and audio.codec != req.output.audio_codec)
-
-
-def needs_stream_details(req: EditRequest, main: Probe) -> bool:
-    """Whether the command depends on `avprobe` details (colour, fields, channels): not for
-    a stream copy, nor for an audio output without loudnorm. Saves its child process."""
-    if req.output.container in AUDIO_CONTAINERS or req.output.video_codec is VideoCodec.NONE:
-        return any(isinstance(op, Loudnorm) for op in req.operations)
-    trim = next((op for op in req.operations if isinstance(op, Trim)), None)
-    want_audio = req.output.audio_codec not in (None, AudioCodec.NONE)
-    return not (trim is not None and trim.fast and _can_copy(req, main, want_audio))
 
 
 def build_command(
@@ -229,14 +206,11 @@ def build_command(
 
     copy = trim is not None and trim.fast and concat is None and not audio_only
     if copy and trim is not None and _can_copy(req, main, want_audio):
-        argv += [*input_args(inputs[0], main.demuxer), *_seek(trim.start, trim.end)]
-        argv += ["-i", file_arg(inputs[0]), "-map", f"0:{main.video_index}"]
-        argv += ["-map", "0:a:0"] if want_audio and main.has_audio else ["-an"]
-        argv += ["-c", "copy", "-avoid_negative_ts", "make_zero", *tail]
+        argv = _stream_copy(ffmpeg, inputs[0], main, trim, want_audio, container, output)
         return Command(argv, output, media_type, expected, main.width, main.height, True)
 
-    w, h = (0, 0) if audio_only else _display_size(main, concat is not None, video_out)
-    chain = _Chain(Graph(), w, h, video_out, main.fps)
+    w, h = (0, 0) if audio_only else display_size(main, concat is not None, video_out)
+    chain = Chain(Graph(), w, h, video_out, main.fps)
     chain.info, chain.measure, chain.measured = info, measure, measured
     chain.video = not audio_only and not (measure and concat is None)
     if concat is None:
@@ -321,127 +295,37 @@ def build_command(
     )
 
 
-class _Chain:
-    """The video and audio filter chains being built, and the frame size so far."""
-
-    def __init__(self, g: Graph, w: int, h: int, video_out: bool, fps: float | None) -> None:
-        self.g, self.w, self.h, self.video_out = g, w, h, video_out
-        self.fps = fps  # the frame rate so far, kept through speed changes
-        self.v = ""
-        self.a: str | None = None
-        self.a_is_label = False
-        self.vf: list[str] = []
-        self.af: list[str] = []
-        self.video = True  # False: no video in this command (audio output, or measuring)
-        self.info: MediaInfo | None = None
-        self.measure = False  # building the loudness measuring pass
-        self.measured: loudness.Measured | None = None
-        self.audio_done = False  # measuring: nothing after loudnorm matters
-        self.notes = filters.Notes()
-        self.subtitles: SubtitleFile | None = None
-        self.detected: Detected | None = None  # what cropdetect found, for "crop": "auto"
-
-    def apply(self, op: Any, duration_ms: int | None) -> None:
-        self._audio(op, duration_ms)
-        if not self.video or self.measure:
-            return
-        if isinstance(op, Scale):
-            self.w, self.h = scaled(self.w, self.h, op, self.video_out)
-            self.vf += [f"scale={self.w}:{self.h}", "setsar=1"]
-        elif isinstance(op, Crop) and op.crop == "auto":
-            found = self.detected
-            if found is None:
-                self.notes.video["crop"] = "auto: no picture area detected, not cropped"
-                return
-            self.notes.video["crop"] = f"auto: {found.width}x{found.height} at {found.x},{found.y}"
-            self.w, self.h = found.width, found.height
-            self.vf.append(f"crop={found.width}:{found.height}:{found.x}:{found.y}")
-        elif isinstance(op, Crop):
-            assert op.width is not None and op.height is not None
-            if op.x + op.width > self.w or op.y + op.height > self.h:
-                raise invalid(
-                    f"crop {op.width}x{op.height} at ({op.x},{op.y}) does not fit in the "
-                    f"{self.w}x{self.h} frame"
-                )
-            cut = 2 if self.video_out else 1  # yuv420p needs even sides: drop an odd pixel
-            self.w, self.h = op.width - op.width % cut, op.height - op.height % cut
-            self.vf.append(f"crop={self.w}:{self.h}:{op.x}:{op.y}")
-        elif isinstance(op, Fps):
-            self.vf.append(f"fps={num(op.fps)}")
-            self.fps = op.fps
-        elif isinstance(op, Rotate):
-            self.vf += _ROTATE[op.degrees]
-            if op.degrees != 180:
-                self.w, self.h = self.h, self.w
-        elif isinstance(op, Flip):
-            self.vf.append("hflip" if op.direction is FlipDirection.HORIZONTAL else "vflip")
-        elif isinstance(op, Speed):
-            self.vf.append(f"setpts=PTS/{num(op.factor)}")
-            if self.fps:  # resample to the frame rate we had: drop or repeat frames
-                self.vf.append(f"fps={num(self.fps)}")
-        elif isinstance(op, Deinterlace):
-            self.vf += filters.deinterlace(op, self.info, self.notes)
-        elif isinstance(op, Pad):
-            pad, self.w, self.h = filters.pad(op, self.w, self.h, self.video_out)
-            self.vf += pad
-        elif isinstance(op, Fade) and op.video:
-            self.vf += filters.fades(op, duration_ms, "video")
-        elif isinstance(op, Subtitles) and op.mode is SubtitleMode.BURN:
-            if self.subtitles is None or not PLAIN_PATH.match(str(self.subtitles.path)):
-                raise PermanentError("burned subtitles need their file", code="invalid_spec")
-            self.vf.append(f"ass=filename={self.subtitles.path}")
-        # trim and concat shape the inputs; mute drops the audio map
-
-    def _audio(self, op: Any, duration_ms: int | None) -> None:
-        if self.audio_done:
-            return
-        if isinstance(op, Speed):
-            self.af += [f"atempo={num(f)}" for f in atempo_chain(op.factor)]
-        elif isinstance(op, Volume):
-            self.af.append(f"volume={num(op.db)}dB")
-        elif isinstance(op, Fade) and op.audio:
-            self.af += filters.fades(op, duration_ms, "audio")
-        elif isinstance(op, Loudnorm):
-            if self.measure:
-                self.af.append(loudness.measure_filter(op))
-                self.audio_done = True
-            else:
-                assert self.measured is not None
-                self.af.append(loudness.apply_filter(op, self.measured))
-
-    def watermark(self, op: Watermark, index: int, probe: Probe) -> None:
-        self.v = overlay(self.g, self.g.chain(self.v, self.vf), op, index, probe, self.w, self.h)
-        self.vf = []
-
-    def finish(self, container: Container, want_audio: bool) -> tuple[str, str | None]:
-        """The rendered graph (video ends in [vout]) and what to map for audio, if any."""
-        g = self.g
-        if not self.video:
-            if self.v.startswith("vcat"):  # measuring a concat: its video goes nowhere
-                g.parts.append(f"[{self.v}]nullsink")
-        elif container is Container.GIF:
-            src = g.chain(self.v, self.vf)
-            g.parts.append(
-                f"[{src}]split[gs1][gs2];[gs1]palettegen[gpal];[gs2][gpal]paletteuse[vout]"
-            )
-        else:
-            if self.video_out and (self.w % 2 or self.h % 2):
-                self.w, self.h = self.w - self.w % 2, self.h - self.h % 2
-                self.vf.insert(len(self.vf) - 1 if self.vf else 0, f"crop={self.w}:{self.h}:0:0")
-            g.parts.append(f"[{self.v}]{','.join(self.vf or ['null'])}[vout]")
-        audio_map: str | None = None
-        if want_audio and self.a is not None:
-            if self.af:
-                audio_map = f"[{g.chain(self.a, self.af, 'a')}]"
-            else:
-                audio_map = f"[{self.a}]" if self.a_is_label else self.a
-        return (g.render() if g.parts else ""), audio_map
-
-
-_ROTATE = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
+def _stream_copy(
+    ffmpeg: str,
+    source: Path,
+    main: Probe,
+    trim: Trim,
+    want_audio: bool,
+    container: Container,
+    output: Path,
+) -> list[str]:
+    """A keyframe-cut trim that copies the streams, as an ffmpeg-python graph."""
+    inp = hardened.source(source, main.demuxer, **_seek_options(trim.start, trim.end))
+    streams = [inp[str(main.video_index)]]
+    options: dict[str, Any] = {"c": "copy", "avoid_negative_ts": "make_zero"}
+    if want_audio and main.has_audio:
+        streams.append(inp["a:0"])
+    else:
+        options["an"] = None
+    out = hardened.sink(streams, output, **options, **output_options(container))
+    return hardened.compile_argv(out, ffmpeg, progress=True)
 
 
 def output_args(container: Container) -> list[str]:
+    """Muxer options as arguments (see `output_options`)."""
+    options = output_options(container)
+    args = ["-f", options.pop("format")]
+    for key, value in options.items():
+        args += [f"-{key}", value]
+    return args
+
+
+def output_options(container: Container) -> dict[str, str]:
     """Muxer options: the format is always forced from our own allowlist, never guessed."""
     muxer = {
         Container.MP4: "mp4",
@@ -457,23 +341,28 @@ def output_args(container: Container) -> list[str]:
         Container.WAV: "wav",
         Container.FLAC: "flac",
     }[container]
-    args = ["-f", muxer]
+    options = {"format": muxer}
     if container in (Container.MP4, Container.MOV, Container.M4A):
-        args += ["-movflags", "+faststart"]
+        options["movflags"] = "+faststart"
     if muxer == "image2":
-        args += ["-update", "1"]  # one file, never a numbered sequence
-    return args
+        options["update"] = "1"  # one file, never a numbered sequence
+    return options
 
 
-def _seek(start_ms: int, end_ms: int | None) -> list[str]:
+def _seek_options(start_ms: int, end_ms: int | None) -> dict[str, str]:
     """Input-side seeking: with re-encoding ffmpeg decodes from the keyframe before `start`
     and drops frames before it, so the cut is frame-accurate; with `-c copy` it is a fast
     keyframe cut."""
-    args = ["-ss", secs(start_ms)] if start_ms else []
-    return args + (["-to", secs(end_ms)] if end_ms is not None else [])
+    options = {"ss": secs(start_ms)} if start_ms else {}
+    return options | ({"to": secs(end_ms)} if end_ms is not None else {})
 
 
-def _display_size(main: Probe, concat: bool, video_out: bool) -> tuple[int, int]:
+def _seek(start_ms: int, end_ms: int | None) -> list[str]:
+    return [arg for k, v in _seek_options(start_ms, end_ms).items() for arg in (f"-{k}", v)]
+
+
+def display_size(main: Probe, concat: bool, video_out: bool) -> tuple[int, int]:
+    """The frame size the filter chain starts from (concat inputs are scaled to it)."""
     if not main.width or not main.height:
         raise invalid("the source has no readable frame size")
     if concat and video_out:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.ffmpeg import hardened
 from workers.ffmpeg.graph import secs
-from workers.ffmpeg.probe import Probe, input_args, invalid
+from workers.ffmpeg.probe import Probe, invalid
 
 ANALYSE_MS = 60_000  # at most the first minute of the (trimmed) source is looked at
 KEEP_LINES = 20
@@ -35,13 +36,11 @@ class Detected:
 
 def argv(ffmpeg: str, source: Path, main: Probe, start_ms: int, end_ms: int | None) -> list[str]:
     """The analysis run: decode the trimmed source's video, report, write nothing."""
-    args = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "info", "-nostats"]
-    args += input_args(source, main.demuxer)
-    if start_ms:
-        args += ["-ss", secs(start_ms)]
     window = ANALYSE_MS if end_ms is None else min(ANALYSE_MS, end_ms - start_ms)
-    args += ["-t", secs(window), "-i", f"file:{source}", "-map", f"0:{main.video_index}"]
-    return [*args, "-vf", "cropdetect=limit=24:round=2:reset=0", "-an", "-f", "null", "-"]
+    seek = {"ss": secs(start_ms)} if start_ms else {}
+    inp = hardened.source(source, main.demuxer, t=secs(window), **seek)
+    video = inp[str(main.video_index)].filter("cropdetect", limit=24, round=2, reset=0)
+    return hardened.compile_argv(hardened.null_sink([video], an=None), ffmpeg, loglevel="info")
 
 
 def parse(lines: Sequence[str], width: int, height: int) -> Detected | None:

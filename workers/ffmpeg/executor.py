@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -34,8 +35,7 @@ from jobs.spec import (
     canonical_output,
 )
 from workers.executor import ExecutionContext, ExecutionResult
-from workers.ffmpeg import cropdetect, loudness, subfile
-from workers.ffmpeg.avprobe import media_info
+from workers.ffmpeg import cropdetect, hardened, loudness, subfile
 from workers.ffmpeg.binary import (
     AUDIO_ENCODERS,
     IMAGE_ENCODERS,
@@ -49,15 +49,14 @@ from workers.ffmpeg.command import (
     MEDIA_TYPES,
     Command,
     build_command,
-    file_arg,
-    needs_stream_details,
     parse_spec,
 )
 from workers.ffmpeg.loudness import Measured
-from workers.ffmpeg.probe import Probe, input_args, preflight, probe
+from workers.ffmpeg.probe import Probe, preflight, probe
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 log = logging.getLogger(__name__)
+PROBE_CACHE_SIZE = 4096  # probes of distinct sources kept per executor (about 1 KiB each)
 
 
 class FfmpegExecutor:
@@ -66,6 +65,9 @@ class FfmpegExecutor:
     def __init__(self, limits: Limits | None = None, *, ffmpeg: str | None = None) -> None:
         self.limits = limits or Limits()
         self._ffmpeg = ffmpeg
+        # Probes by content digest (inputs are verified, content-addressed copies): a known
+        # source is not read again. Checked against the limits on every use.
+        self.probe_cache: OrderedDict[str, Probe] | None = OrderedDict()
 
     @property
     def ffmpeg(self) -> str:
@@ -84,28 +86,26 @@ class FfmpegExecutor:
         probes: list[Probe] = []
         media_inputs: list[Path] = []
         subs_source: Path | None = None
+        digests = [str(i.get("digest") or "") for i in spec.get("inputs", [])]
         for i, (path, (label, allow_image)) in enumerate(zip(ctx.inputs, roles, strict=True)):
             if label == SUBTITLE_ROLE:
                 subs_source = path  # not media: read (strictly) below, never probed
                 continue
             media_inputs.append(path)
-            probes.append(
-                await preflight(
-                    path,
-                    self.limits,
-                    allow_image=allow_image,
-                    allow_audio=audio_out and i == 0,
-                    ffmpeg=exe,
-                    label=label,
-                )
+            digest = digests[i] if i < len(digests) else ""
+            found = await preflight(
+                path,
+                self.limits,
+                allow_image=allow_image,
+                allow_audio=audio_out and i == 0,
+                ffmpeg=exe,
+                label=label,
+                known=self._known(digest),
             )
+            self._remember(digest, found)
+            probes.append(found)
         main = probes[0]
-        audio_index = next((s.index for s in main.streams if s.kind == "audio"), None)
-        info = None
-        if needs_stream_details(req, main):
-            info = await media_info(
-                media_inputs[0], main.demuxer, main.video_index, audio_index, self.limits
-            )
+        info = main.info  # read by the same probe: colour, fields, audio layout
         have = await asyncio.to_thread(encoders, exe)
         have_filters = await asyncio.to_thread(filters, exe)
         container = Container(spec["output"]["container"])
@@ -184,6 +184,21 @@ class FfmpegExecutor:
             )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
 
+    def _known(self, digest: str) -> Probe | None:
+        if self.probe_cache is None or not digest:
+            return None
+        found = self.probe_cache.get(digest)
+        if found is not None:
+            self.probe_cache.move_to_end(digest)
+        return found
+
+    def _remember(self, digest: str, found: Probe) -> None:
+        if self.probe_cache is None or not digest:
+            return
+        self.probe_cache[digest] = found
+        while len(self.probe_cache) > PROBE_CACHE_SIZE:
+            self.probe_cache.popitem(last=False)
+
     async def _detect_crop(
         self, req: EditRequest, source: Path, main: Probe, exe: str
     ) -> cropdetect.Detected | None:
@@ -222,10 +237,9 @@ class FfmpegExecutor:
         (measured again on the file written)."""
         if norm is None or measured is None:
             return {}
-        argv = [exe, "-nostdin", "-hide_banner", *loudness.MEASURE_LOGLEVEL, "-nostats"]
-        argv += [*input_args(cmd.output, made.demuxer), "-i", file_arg(cmd.output)]
-        argv += ["-map", "0:a:0", "-af", loudness.measure_filter(), "-f", "null", "-"]
-        after = await self._measure(argv, redact)
+        audio = hardened.source(cmd.output, made.demuxer)["a:0"]
+        out = hardened.null_sink([audio], af=loudness.measure_filter())
+        after = await self._measure(hardened.compile_argv(out, exe, loglevel="info"), redact)
         return {
             "loudness": {
                 "target_lufs": norm.target_lufs,

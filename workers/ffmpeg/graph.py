@@ -11,11 +11,11 @@ import math
 import re
 from collections.abc import Sequence
 
-from jobs.spec import Scale, Watermark
+from jobs.spec import Crop, Scale, Watermark
 from workers.ffmpeg.probe import Probe, invalid
 
 # What a filter graph built here can contain: no quotes, spaces, backslashes or text.
-_GRAPH_CHARS = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-/()]+")
+GRAPH_CHARS = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-/()]+")
 
 
 def num(x: float) -> str:
@@ -59,7 +59,7 @@ class Graph:
 
     def render(self) -> str:
         graph = ";".join(self.parts)
-        if not _GRAPH_CHARS.fullmatch(graph):
+        if not GRAPH_CHARS.fullmatch(graph):
             raise ValueError(f"refusing a filter graph with unexpected characters: {graph!r}")
         return graph
 
@@ -135,22 +135,46 @@ def concat_inputs(
     return "vcat", ("acat" if want_audio else None)
 
 
-def overlay(g: Graph, base: str, op: Watermark, index: int, wp: Probe, w: int, h: int) -> str:
-    """Overlay the watermark image at a corner (with margin) or the centre, in pixels."""
-    if not wp.width or not wp.height:
-        raise invalid("the watermark has no readable frame size")
-    ww, wh = wp.width, wp.height
-    filters: list[str] = []
+def crop_size(op: Crop, w: int, h: int, video_out: bool) -> tuple[int, int]:
+    """The frame size after a fixed crop; refuses a crop that does not fit in w x h."""
+    assert op.width is not None and op.height is not None
+    if op.x + op.width > w or op.y + op.height > h:
+        raise invalid(
+            f"crop {op.width}x{op.height} at ({op.x},{op.y}) does not fit in the {w}x{h} frame"
+        )
+    cut = 2 if video_out else 1  # yuv420p needs even sides: drop an odd pixel
+    return op.width - op.width % cut, op.height - op.height % cut
+
+
+def watermark_box(op: Watermark, mw: int, mh: int, w: int, h: int) -> tuple[int, int, int, int]:
+    """Where an mw x mh watermark lands on a w x h frame: (x, y, width, height) in pixels.
+    Refuses a watermark that would fall entirely outside the frame (nothing of it shown)."""
+    ww, wh = mw, mh
     if op.width is not None:
-        ww, wh = op.width, max(1, round(wp.height * op.width / wp.width))
-        filters.append(f"scale={ww}:{wh}")
-    if op.opacity < 1:
-        filters += ["format=rgba", f"colorchannelmixer=aa={num(op.opacity)}"]
-    mark = g.chain(f"{index}:{wp.video_index}", filters, "w")
+        ww, wh = op.width, max(1, round(mh * op.width / mw))
     m = op.margin
     pos = op.position.value
     x = (w - ww) // 2 if pos == "center" else (m if pos.endswith("left") else w - ww - m)
     y = (h - wh) // 2 if pos == "center" else (m if pos.startswith("top") else h - wh - m)
+    if x >= w or y >= h or x + ww <= 0 or y + wh <= 0:
+        raise invalid(
+            f"the {ww}x{wh} watermark at {pos} with margin {m} falls entirely outside the "
+            f"{w}x{h} frame"
+        )
+    return x, y, ww, wh
+
+
+def overlay(g: Graph, base: str, op: Watermark, index: int, wp: Probe, w: int, h: int) -> str:
+    """Overlay the watermark image at a corner (with margin) or the centre, in pixels."""
+    if not wp.width or not wp.height:
+        raise invalid("the watermark has no readable frame size")
+    x, y, ww, wh = watermark_box(op, wp.width, wp.height, w, h)
+    filters: list[str] = []
+    if op.width is not None:
+        filters.append(f"scale={ww}:{wh}")
+    if op.opacity < 1:
+        filters += ["format=rgba", f"colorchannelmixer=aa={num(op.opacity)}"]
+    mark = g.chain(f"{index}:{wp.video_index}", filters, "w")
     out = g.label("v")
     g.parts.append(f"[{base}][{mark}]overlay=x={x}:y={y}[{out}]")
     return out

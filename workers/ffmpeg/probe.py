@@ -1,9 +1,12 @@
-"""Probe media files with ffmpeg alone (ffprobe may be absent) and refuse what we won't run.
+"""Probe media files through libavformat's API (PyAV, in a child process: `avprobe.py`) and
+refuse what we won't run.
 
-`ffmpeg -i file` prints the container, duration and streams to stderr and exits; that dump
-is parsed here. The probe runs under the same process limits as every other ffmpeg run,
-with `-protocol_whitelist file` and a demuxer allowlist (`-format_whitelist`), so a playlist
-or a concat list is rejected before its demuxer opens anything it names.
+Nothing here parses printed text: the container, duration and streams come from
+libavformat's structures, so metadata that imitates a probe line ("Duration: 09:00:00",
+"Stream #0:7: Video: h264, 99999x99999") cannot change what the limits see. The child runs
+under the same process limits as every ffmpeg run, with `protocol_whitelist=file` and a
+demuxer allowlist (`format_whitelist`), so a playlist or a concat list is rejected before
+its demuxer opens anything it names. ffprobe is never needed.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import asyncio
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs import subtitles
 from jobs.errors import InvalidRequest, PermanentError
-from workers.ffmpeg.binary import find_ffmpeg
-from workers.ffmpeg.run import Limits, run_ffmpeg, sanitize
+from workers.ffmpeg.avprobe import MediaInfo, bounded, parse_info, read_media
+from workers.ffmpeg.run import Limits
 
 # Demuxers we accept. Never hls, dash, concat, sdp, or any other playlist/protocol demuxer.
 INPUT_FORMATS = (
@@ -29,18 +32,10 @@ INPUT_FORMATS = (
 FORMAT_WHITELIST = ",".join(INPUT_FORMATS)
 IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe"})
 
-_INPUT = re.compile(r"^Input #0, (?P<fmt>[a-z0-9_,]+), from '")
-_DURATION = re.compile(r"^  Duration: (?:(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d)\.(?P<f>\d+)|N/A)")
-_STREAM = re.compile(
-    r"^(?P<indent> {2}| {4})Stream #0:(?P<index>\d+)(?:\[0x[0-9a-f]+\])?(?:\([^)]*\))?: "
-    r"(?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)$"
-)
-_PROGRAM = re.compile(r"^  Program \d+")
-_SIZE = re.compile(r", (?P<w>\d{1,6})x(?P<h>\d{1,6})(?=[ ,]|$)")
-_FPS = re.compile(r", (?P<v>\d+(?:\.\d+)?)(?P<k>k?) (?:fps|tbr)(?=,|$| )")
-_ROTATION = re.compile(r"^ +displaymatrix: rotation of (?P<deg>-?\d+(?:\.\d+)?) degrees\s*$")
-_NOT_ON_WHITELIST = re.compile(r"^\[(?P<fmt>\w+) @ 0x[0-9a-f]+\] Format not on whitelist")
-_BAD_SIZE = re.compile(r"Picture size (?P<w>\d+)x(?P<h>\d+) is invalid")
+_KINDS = frozenset({"video", "audio", "subtitle", "data", "attachment"})
+_NAME = re.compile(r"[a-z0-9_]{1,32}")
+_FORMAT = re.compile(r"[a-z0-9_]{1,32}(?:,[a-z0-9_]{1,32}){0,15}")
+_MAX_SIDE = 1 << 20  # a frame side beyond this is not a frame size (the pixel limit is lower)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -68,6 +63,7 @@ class Probe:
     size_bytes: int
     video_index: int | None = None  # stream index of the main video stream
     fps: float | None = None
+    info: MediaInfo | None = field(default=None, compare=False)  # colour, fields, audio layout
 
     @property
     def demuxer(self) -> str:
@@ -77,6 +73,25 @@ class Probe:
     @property
     def is_image(self) -> bool:
         return self.demuxer in IMAGE_FORMATS
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> Probe:
+        """A probe again from its stored summary (`metadata()`, kept with blobs and path
+        sources). Raises ValueError if it is not one."""
+        streams = tuple(Stream(**s) for s in data["streams"])
+        video = next((s for s in streams if s.kind == "video" and not s.attached_pic), None)
+        return cls(
+            format_name=str(data["format_name"]),
+            duration_ms=data["duration_ms"],
+            streams=streams,
+            width=video.width if video else None,
+            height=video.height if video else None,
+            video_codec=video.codec if video else None,
+            has_audio=any(s.kind == "audio" for s in streams),
+            size_bytes=int(data["size_bytes"]),
+            video_index=video.index if video else None,
+            fps=video.fps if video else None,
+        )
 
     def metadata(self) -> dict[str, Any]:
         """The JSON-friendly summary stored with jobs and sources."""
@@ -130,7 +145,10 @@ async def probe(
     ffmpeg: str | None = None,
     label: str = "the source",
 ) -> Probe:
-    """Read a file's container, duration and streams. Raises PermanentError(invalid_input)."""
+    """Read a file's container, duration and streams. Raises PermanentError(invalid_input).
+
+    `ffmpeg` is accepted for callers that name their binary; probing does not run it."""
+    del ffmpeg
     limits = limits or Limits()
     st = check_input_path(path, label)
     if st.st_size > limits.max_input_bytes:
@@ -138,99 +156,99 @@ async def probe(
             f"{label} is {st.st_size} bytes, over the limit of {limits.max_input_bytes}",
             limit_bytes=limits.max_input_bytes,
         )
-    exe = ffmpeg or find_ffmpeg()
-    argv = [exe, "-hide_banner", "-nostdin", "-loglevel", "info", *input_args(path)]
-    argv += ["-i", f"file:{path}"]
-    result = await run_ffmpeg(argv, limits, timeout_s=limits.probe_timeout_s, keep_lines=4000)
-    redact = {f"file:{path}": "<input>", str(path): "<input>", exe: "ffmpeg"}
-    if result.returncode < 0:
-        raise invalid(
-            f"probing {label} was stopped by a resource limit (signal {-result.returncode})"
-        )
-    return parse_probe(result.stderr, st.st_size, label, redact)
+    data = await read_media(path, FORMAT_WHITELIST, limits, label)
+    return parse_media(data, st.st_size, label, limits)
 
 
-def parse_probe(lines: list[str], size_bytes: int, label: str, redact: dict[str, str]) -> Probe:
-    """Parse the stream dump `ffmpeg -i` prints. Only lines at fixed indents count, so text
-    inside metadata (always printed after a `key: ` prefix) cannot pose as a stream."""
-    fmt: str | None = None
-    duration_ms: int | None = None
-    streams: dict[int, Stream] = {}
-    in_program = False
-    current: int | None = None
-    claimed: tuple[int, int] | None = None  # a frame size the decoder refused as invalid
-    for line in lines:
-        if claimed is None and (m := _BAD_SIZE.search(line)):
-            claimed = int(m.group("w")), int(m.group("h"))
-        if fmt is None:
-            if m := _INPUT.match(line):
-                fmt = m.group("fmt")
-            continue
-        if m := _DURATION.match(line):
-            if m.group("h") is not None:
-                frac = (m.group("f") + "000")[:3]
-                secs = int(m.group("h")) * 3600 + int(m.group("m")) * 60 + int(m.group("s"))
-                duration_ms = secs * 1000 + int(frac)
-        elif _PROGRAM.match(line):
-            in_program = True
-        elif (m := _STREAM.match(line)) and (len(m.group("indent")) == 2 or in_program):
-            index = int(m.group("index"))
-            if index not in streams:
-                kind = m.group("kind").lower()
-                streams[index] = _stream(index, kind, m.group("codec"), m.group("rest"))
-            current = index
-        elif current is not None and (m := _ROTATION.match(line)):
-            s = streams[current]
-            deg = round(float(m.group("deg"))) % 360
-            if deg in (90, 270) and s.width and s.height:
-                turned = {"width": s.height, "height": s.width, "rotation": deg}
-                streams[current] = Stream(**{**asdict(s), **turned})
-    if fmt is None:
-        raise invalid(_why_unreadable(lines, label, redact))
+def parse_media(data: dict[str, Any], size_bytes: int, label: str, limits: Limits) -> Probe:
+    """Strictly read the child's answer: names from a small alphabet, bounded numbers, and
+    nothing the file could have written as text reaches a decision."""
+    if isinstance(data.get("error"), dict):
+        raise invalid(_why_unreadable(data["error"], label))
+    fmt = data.get("format")
+    if not isinstance(fmt, str) or not _FORMAT.fullmatch(fmt):
+        raise invalid(f"{label} cannot be read as media")
     if not set(fmt.split(",")) & set(INPUT_FORMATS):
         raise invalid(f"{label} has format {fmt!r}, which is not accepted")
-    ordered = tuple(streams[i] for i in sorted(streams))
-    video = next((s for s in ordered if s.kind == "video" and not s.attached_pic), None)
-    if video is not None and video.width is None and claimed is not None:
-        video = Stream(**{**asdict(video), "width": claimed[0], "height": claimed[1]})
+    us = bounded(data.get("duration_us"), 0, 10**15)
+    raw = data.get("streams")
+    if not isinstance(raw, list):
+        raise invalid(f"{label} cannot be read as media")
+    streams = [_stream(item) for item in raw]
+    details: dict[str, Any] = data["video"] if isinstance(data.get("video"), dict) else {}
+    video = next((s for s in streams if s.kind == "video" and not s.attached_pic), None)
+    if video is not None:
+        deg = (bounded(details.get("rotation"), -360, 360) or 0) % 360
+        turned = deg in (90, 270) and video.width and video.height
+        w, h = (video.height, video.width) if turned else (video.width, video.height)
+        video = Stream(**{**asdict(video), "width": w, "height": h, "rotation": deg})
+        streams[streams.index(next(s for s in streams if s.index == video.index))] = video
+        claimed = data.get("claimed")
+        if video.width is None and isinstance(claimed, list) and len(claimed) == 2:
+            # The decoder refused this frame size outright; say so in the limit's words.
+            cw, ch = (bounded(x, 1, 10**9) or 0 for x in claimed)
+            if cw * ch > limits.max_pixels:
+                raise invalid(
+                    f"{label} is {cw}x{ch}, over the limit of {limits.max_pixels} pixels",
+                    limit_pixels=limits.max_pixels,
+                )
     return Probe(
         format_name=fmt,
-        duration_ms=duration_ms,
-        streams=ordered,
+        duration_ms=None if us is None else round(us / 1000),
+        streams=tuple(streams),
         width=video.width if video else None,
         height=video.height if video else None,
         video_codec=video.codec if video else None,
-        has_audio=any(s.kind == "audio" for s in ordered),
+        has_audio=any(s.kind == "audio" for s in streams),
         size_bytes=size_bytes,
         video_index=video.index if video else None,
         fps=video.fps if video else None,
+        info=parse_info(data),
     )
 
 
-def _stream(index: int, kind: str, codec: str, rest: str) -> Stream:
-    width = height = None
+def _stream(item: Any) -> Stream:
+    if not isinstance(item, dict):
+        raise invalid("probing gave a stream that is not one")
+    index = bounded(item.get("index"), 0, 1 << 16)
+    if index is None:
+        raise invalid("probing gave a stream without an index")
+    kind = item.get("type")
+    codec = item.get("codec")
+    kind = kind if isinstance(kind, str) and kind in _KINDS else "data"
+    codec = codec if isinstance(codec, str) and _NAME.fullmatch(codec) else "none"
+    if kind != "video":
+        return Stream(index, kind, codec)
     fps = None
-    if kind == "video":
-        if m := _SIZE.search(rest):
-            width, height = int(m.group("w")), int(m.group("h"))
-        if m := _FPS.search(rest):
-            fps = float(m.group("v")) * (1000 if m.group("k") else 1)
-    return Stream(index, kind, codec, width, height, fps, "(attached pic)" in rest)
+    rate = item.get("fps")
+    if isinstance(rate, list) and len(rate) == 2:
+        num, den = (bounded(x, 1, 1 << 31) for x in rate)
+        if num and den and num / den <= 1000:
+            fps = round(num / den, 6)
+    return Stream(
+        index,
+        kind,
+        codec,
+        bounded(item.get("width"), 1, _MAX_SIDE),
+        bounded(item.get("height"), 1, _MAX_SIDE),
+        fps,
+        item.get("attached_pic") is True,
+    )
 
 
-def _why_unreadable(lines: list[str], label: str, redact: dict[str, str]) -> str:
-    for line in lines:
-        if m := _NOT_ON_WHITELIST.match(line):
-            return (
-                f"{label} is a {m.group('fmt')!r} file, which is not an accepted media format "
-                f"(accepted: {', '.join(INPUT_FORMATS)})"
-            )
-    text = "\n".join(lines)
-    if "moov atom not found" in text:
+def _why_unreadable(error: dict[str, Any], label: str) -> str:
+    kind = error.get("kind")
+    fmt = error.get("format")
+    if kind == "format_not_allowed" and isinstance(fmt, str) and _FORMAT.fullmatch(fmt):
+        return (
+            f"{label} is a {fmt!r} file, which is not an accepted media format "
+            f"(accepted: {', '.join(INPUT_FORMATS)})"
+        )
+    if kind == "no_moov":
         return f"{label} is not a readable video (no moov atom: truncated, or not an MP4 at all)"
-    if "Invalid data found when processing input" in text:
+    if kind == "invalid_data":
         return f"{label} is not a video or image file ffmpeg can read"
-    return f"{label} cannot be read as media: {sanitize(lines[-4:], redact, 300)}"
+    return f"{label} cannot be read as media"
 
 
 def check_probe(
@@ -283,10 +301,20 @@ async def preflight(
     allow_audio: bool = False,
     ffmpeg: str | None = None,
     label: str = "the source",
+    known: Probe | None = None,
 ) -> Probe:
-    """`probe` then `check_probe`: what uploads and executors run on every untrusted input."""
+    """`probe` then `check_probe`: what uploads and executors run on every untrusted input.
+
+    `known` is this content's earlier probe (found by its digest): the file is then not
+    read again unless its size differs, but every check runs as for a new file."""
     limits = limits or Limits()
-    result = await probe(path, limits, ffmpeg=ffmpeg, label=label)
+    result = known
+    if known is not None:
+        st = check_input_path(path, label)
+        if st.st_size != known.size_bytes or st.st_size > limits.max_input_bytes:
+            result = None
+    if result is None:
+        result = await probe(path, limits, ffmpeg=ffmpeg, label=label)
     return check_probe(
         result, limits, allow_image=allow_image, allow_audio=allow_audio, label=label
     )

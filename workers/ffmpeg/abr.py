@@ -18,8 +18,8 @@ from typing import Any
 import ffmpeg
 
 from jobs.packaging.models import PackageFormat
-from workers.ffmpeg.command import GLOBAL_ARGS, PROGRESS_ARGS, file_arg
 from workers.ffmpeg.graph import even, num
+from workers.ffmpeg.hardened import GLOBAL_ARGS, PROGRESS_ARGS, file_arg
 from workers.ffmpeg.probe import FORMAT_WHITELIST, INPUT_FORMATS, Probe, invalid
 
 AUDIO_RATE = 48_000

@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.errors import PermanentError, RetryableError
 from jobs.models import Job
+
+
+@dataclass(frozen=True)
+class DepOutput:
+    """A dependency task's result as a task that reads it sees it: its output dict and its
+    stored files made local (relative path -> file in this attempt's workdir), each checked
+    against its digest. `path` is the dependency's single output file, if it has one."""
+
+    output: Mapping[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+    path: Path | None = None
 
 
 class ExecutionContext:
@@ -27,7 +38,7 @@ class ExecutionContext:
     that writes no file costs no directory) and removed by the runner afterwards.
     """
 
-    __slots__ = ("_make_workdir", "_workdir", "inputs", "job", "report_progress")
+    __slots__ = ("_make_workdir", "_workdir", "deps", "inputs", "job", "report_progress")
 
     def __init__(
         self,
@@ -43,6 +54,7 @@ class ExecutionContext:
         self.job = job
         self.inputs = inputs  # local files of spec["inputs"], main source first
         self.report_progress = report_progress  # 0..1; cheap, the runner throttles it
+        self.deps: Mapping[str, DepOutput] = {}  # a task's dependencies, by task name
         self._workdir = workdir
         self._make_workdir = make_workdir
 
@@ -66,10 +78,34 @@ class ExecutionResult:
     path: Path | None
     media_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)  # e.g. duration_ms, width, height
+    # More files, inside workdir, by the relative path they are published at (a package's
+    # segments and playlists); the runner stores each by digest into the output's `files`.
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 class Executor(Protocol):
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult: ...
+
+
+class ExecutorRegistry:
+    """Dispatches a claimed job or task to the executor of its `spec["kind"]` (none: "edit",
+    every simple job). Composition registers the kinds a worker can run."""
+
+    def __init__(self, edit: Executor, **kinds: Executor) -> None:
+        self.kinds: dict[str, Executor] = {"edit": edit, **kinds}
+
+    def register(self, kind: str, executor: Executor) -> None:
+        self.kinds[kind] = executor
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        kind = ctx.job.spec.get("kind") or "edit"
+        executor = self.kinds.get(str(kind))
+        if executor is None:
+            raise PermanentError(
+                f"this worker has no executor for task kind {str(kind)[:40]!r}",
+                code="unknown_task_kind",
+            )
+        return await executor.execute(ctx)
 
 
 class SleepExecutor:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from jobs.api import batch, errors, routes, sources, streams, uploads, usage, webhooks
+from jobs.api import batch, errors, routes, sources, streams, tasks, uploads, usage, webhooks
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
 
@@ -34,6 +34,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(batch.router)
     app.include_router(routes.router)
     app.include_router(sources.router)
+    app.include_router(tasks.router)
     app.include_router(uploads.router)
     app.include_router(usage.router)
     app.include_router(webhooks.router)

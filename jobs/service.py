@@ -289,7 +289,9 @@ class JobService:
         if job is not None:
             events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
             if several:
-                job, more = await graph.attach(conn, job, tasks.plan(req, prepared.spec["inputs"]))
+                inputs = prepared.spec["inputs"]
+                probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
+                job, more = await graph.attach(conn, job, tasks.plan(req, inputs, probe))
                 events += more
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)

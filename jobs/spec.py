@@ -523,8 +523,10 @@ def output_request(req: EditRequest, out: NamedOutput) -> EditRequest:
     if thumb is not None:
         ops.append(thumb)
     fields = out.model_dump(exclude={"name", "width", "height", "at"}, exclude_unset=True)
+    if fields.get("keyframe_interval") is not None:  # integer ms: give it as such
+        fields["keyframe_interval_ms"] = fields.pop("keyframe_interval")
     return EditRequest.model_validate(
-        {"source": req.source, "operations": ops, "output": Output(**fields)}
+        {"source": req.source, "operations": ops, "output": Output.model_validate(fields)}
     )
 
 

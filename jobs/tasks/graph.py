@@ -21,13 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox, statements
-from jobs.models import Job, OutboxEvent
+from jobs.models import Blob, Job, OutboxEvent
 from jobs.outcomes import Outcome, event_extra, event_type
 from jobs.status import EventType, JobStatus
 from jobs.taskplan import TaskPlan
 from jobs.tasks.plan import task_key
 
 jobs_t = statements.jobs
+blobs = Blob.__table__  # type: ignore[attr-defined]
 edges = statements.edges
 job_tasks = statements.job_tasks
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
@@ -44,6 +45,14 @@ class Member:
     publish_as: str | None
     reused: bool
     task: Job
+
+
+async def stored_probe(conn: AsyncConnection, digest: str) -> dict[str, Any] | None:
+    """The probe stored with an uploaded blob (None for a path or S3 source): what a
+    planner sizes work by (a ladder's rungs no taller than the source)."""
+    stmt = sa.select(blobs.c.probe).where(blobs.c.digest == digest)
+    found = (await conn.execute(stmt)).scalar_one_or_none()
+    return dict(found) if isinstance(found, dict) else None
 
 
 def _reusable(row: Job) -> bool:

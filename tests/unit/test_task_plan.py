@@ -51,3 +51,10 @@ def test_the_ledger_counts_every_output_of_a_job_of_several() -> None:
     output = {"outputs": {"a": {"duration_ms": 1500}, "b": {"duration_ms": 500}, "c": None}}
     assert media_ms(output) == 2000
     assert media_ms({"duration_ms": 7}) == 7
+
+
+def test_an_output_keeps_its_own_encoding_settings() -> None:
+    several = req(outputs=[{"name": "a", "keyframe_interval": 2, "gop_length": 50, "crf": 30}])
+    [a] = plan(several, INPUTS)
+    assert a.spec["output"]["keyframe_interval_ms"] == 2000
+    assert (a.spec["output"]["gop_length"], a.spec["output"]["crf"]) == (50, 30)

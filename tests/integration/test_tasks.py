@@ -279,3 +279,21 @@ async def test_a_task_in_flight_is_shared_by_two_jobs_of_a_tenant(
     await ClaimService(db, settings).succeed(a, {"made": "once"})
     assert (await service.get(tenant, two.key)).status == "succeeded"
     assert (await service.get(tenant, one.key)).status == "waiting"  # still waits for b
+
+
+async def test_a_task_whose_leases_run_out_for_good_fails_its_job(
+    db: Database, tenant: TenantRef, settings: Settings
+) -> None:
+    short = settings.model_copy(update={"lease_seconds": 0.2})
+    job, tasks = await make_graph(db, tenant, "lost", [plan("a"), plan("b")])  # 2 attempts
+    claims = ClaimService(db, short)
+    for attempt in (1, 2):
+        [a] = await claim(db, short, tasks["a"].key)
+        assert a.attempts == attempt
+        await asyncio.sleep(0.4)
+        [rescued] = await claims.rescue_expired()
+    assert rescued.status == "failed"
+    failed = await row(db, job.id)
+    assert failed.status == "failed" and failed.error_code == "lease_expired"
+    assert (await row(db, tasks["b"].id)).status == "cancelled"
+    assert "task.failed" in await events(db, tasks["a"].id)

@@ -606,18 +606,19 @@ async def recount_waiting(conn: AsyncConnection, row_id: int) -> Job | None:
         .scalar_subquery()
     )
     ready = sa.and_(unfinished == 0, c.role == TASK)
-    stmt = (
-        sa.update(jobs)
-        .where(c.id == row_id, c.status == WAITING)
-        .values(
-            waiting=unfinished,
-            status=sa.case((ready, PENDING), else_=WAITING),
-            run_after=sa.case((ready, db_now()), else_=c.run_after),
-            updated_at=db_now(),
-        )
-        .returning(*c)
-    )
-    return _row(await conn.execute(stmt))
+    stmt = sa.update(jobs).where(c.id == row_id, c.status == WAITING)
+    stmt = stmt.values(**_waiting_values(unfinished, ready))
+    return _row(await conn.execute(stmt.returning(*c)))
+
+
+def _waiting_values(count: Any, ready: sa.ColumnElement[bool]) -> dict[str, Any]:
+    """A waiting row's new count; when `ready` (a task with nothing left), pending now."""
+    return {
+        "waiting": count,
+        "status": sa.case((ready, PENDING), else_=WAITING),
+        "run_after": sa.case((ready, db_now()), else_=c.run_after),
+        "updated_at": db_now(),
+    }
 
 
 async def release_one_if_waiting(conn: AsyncConnection, row_id: int) -> Job | None:
@@ -626,18 +627,9 @@ async def release_one_if_waiting(conn: AsyncConnection, row_id: int) -> Job | No
     Each upstream's fenced success runs this once per downstream row, under the row's lock,
     so concurrent finishers count down exactly once each."""
     last = sa.and_(c.waiting == 1, c.role == TASK)
-    stmt = (
-        sa.update(jobs)
-        .where(c.id == row_id, c.status == WAITING, c.waiting > 0)
-        .values(
-            waiting=c.waiting - 1,
-            status=sa.case((last, PENDING), else_=WAITING),
-            run_after=sa.case((last, db_now()), else_=c.run_after),
-            updated_at=db_now(),
-        )
-        .returning(*c)
-    )
-    return _row(await conn.execute(stmt))
+    stmt = sa.update(jobs).where(c.id == row_id, c.status == WAITING, c.waiting > 0)
+    stmt = stmt.values(**_waiting_values(c.waiting - 1, last))
+    return _row(await conn.execute(stmt.returning(*c)))
 
 
 async def finish_graph_if_done(

@@ -33,7 +33,9 @@ def test_each_named_output_is_a_task_whose_spec_is_its_own_single_output_edit() 
     assert poster.spec["operations"][-1]["op"] == "thumbnail"
     assert poster.spec["output"]["container"] == "png"
     # The job key covers every output; it is not any simple edit's key.
-    assert job_key("t", canonical_edit(several, [DIGEST])) != job_key("t", canonical_edit(req(), [DIGEST]))
+    assert job_key("t", canonical_edit(several, [DIGEST])) != job_key(
+        "t", canonical_edit(req(), [DIGEST])
+    )
 
 
 def test_task_keys_follow_tenant_work_and_bytes_but_not_names_or_paths() -> None:

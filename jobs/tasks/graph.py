@@ -59,8 +59,13 @@ def _reusable(row: Job) -> bool:
     return row.status == SUCCEEDED and not (row.output or {}).get("expired")
 
 
-async def _task_for_update(conn: AsyncConnection, tenant_id: str, key: str) -> Job:
-    stmt = sa.select(jobs_t).where(jobs_t.c.tenant_id == tenant_id, jobs_t.c.key == key)
+async def _task_for_update(
+    conn: AsyncConnection, tenant_id: str, key: str | None = None, *, task_id: int | None = None
+) -> Job:
+    """A task row, locked until the transaction ends (PostgreSQL; SQLite's transactions
+    are serial): a completion, cascade or new waiter of the task then waits for this one."""
+    stmt = sa.select(jobs_t).where(jobs_t.c.tenant_id == tenant_id)
+    stmt = stmt.where(jobs_t.c.key == key if task_id is None else jobs_t.c.id == task_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).mappings().one()
@@ -237,28 +242,42 @@ async def fail_jobs_of(
     stmt = sa.select(job_tasks.c.job_id, job_tasks.c.name).where(job_tasks.c.task_id == task.id)
     events: list[OutboxEvent] = []
     for job_id, name in (await conn.execute(stmt.order_by(job_tasks.c.job_id))).all():
+        unfinished = await _lock_unfinished(conn, task.tenant_id, int(job_id))
         text = f"task {name!r} failed: {message or code}"
         job = await statements.end_graph_if_waiting(conn, int(job_id), FAILED, code, text)
         if job is None:
             continue
         error = {"code": code[:64], "message": text[:500], "retryable": False, "task": name}
         events.append(await outbox.insert_event(conn, job, EventType.FAILED, error=error))
-        events += await _cancel_tasks(conn, job)
+        events += await _cancel_tasks(conn, job, unfinished)
     return events
 
 
-async def _cancel_tasks(conn: AsyncConnection, job: Job) -> list[OutboxEvent]:
-    """Stop the ended job's unfinished tasks, except those another waiting job still needs:
-    pending or waiting ones are cancelled now, running ones are asked to stop."""
+async def _lock_unfinished(conn: AsyncConnection, tenant_id: str, job_id: int) -> list[Job]:
+    """A job's unfinished tasks, locked in id order before the job row is changed (the
+    order a task's completion takes them: its own row, then the rows waiting for it). A
+    job attaching one of them meanwhile is then seen as needing it."""
+    return [
+        await _task_for_update(conn, tenant_id, task_id=m.task.id)
+        for m in await members(conn, job_id)
+        if m.task.status in IN_FLIGHT
+    ]
+
+
+async def _cancel_tasks(
+    conn: AsyncConnection, job: Job, unfinished: list[Job]
+) -> list[OutboxEvent]:
+    """Stop the ended job's unfinished tasks (locked), except those another waiting job
+    still needs: pending or waiting ones are cancelled now, running ones asked to stop."""
     events: list[OutboxEvent] = []
-    for m in await members(conn, job.id or 0):
-        if m.task.status not in IN_FLIGHT or await _needed_elsewhere(conn, m.task, job):
+    for task in unfinished:
+        if task.status not in IN_FLIGHT or await _needed_elsewhere(conn, task, job):
             continue
-        if m.task.status == "running":
-            row = await statements.set_cancel_request_if_running(conn, m.task.id or 0, True)
+        if task.status == "running":
+            row = await statements.set_cancel_request_if_running(conn, task.id or 0, True)
             type_ = EventType.TASK_CANCEL_REQUESTED
         else:
-            row = await statements.cancel_task_if_pending_or_waiting(conn, m.task.id or 0)
+            row = await statements.cancel_task_if_pending_or_waiting(conn, task.id or 0)
             type_ = EventType.TASK_CANCELLED
         if row is not None:
             events.append(await outbox.insert_event(conn, row, type_))
@@ -280,11 +299,12 @@ async def _needed_elsewhere(conn: AsyncConnection, task: Job, job: Job) -> bool:
 
 async def cancel(conn: AsyncConnection, job: Job) -> tuple[Job, list[OutboxEvent]]:
     """A tenant cancels a waiting job of several tasks: cancelled now, its tasks cascade."""
+    unfinished = await _lock_unfinished(conn, job.tenant_id, job.id or 0)
     row = await statements.end_graph_if_waiting(conn, job.id or 0, CANCELLED, None, None)
     if row is None:
         return job, []
     events = [await outbox.insert_event(conn, row, EventType.CANCELLED)]
-    return row, events + await _cancel_tasks(conn, row)
+    return row, events + await _cancel_tasks(conn, row, unfinished)
 
 
 async def rerun(conn: AsyncConnection, job: Job) -> tuple[Job, list[OutboxEvent]]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from jobs import statements
 from jobs.claims import ClaimService
 from jobs.db import Database
-from jobs.errors import LostFence
+from jobs.errors import InvalidTransition, LostFence
 from jobs.models import Job, OutboxEvent
 from jobs.service import JobService
 from jobs.settings import Settings
@@ -297,3 +298,21 @@ async def test_a_task_whose_leases_run_out_for_good_fails_its_job(
     assert failed.status == "failed" and failed.error_code == "lease_expired"
     assert (await row(db, tasks["b"].id)).status == "cancelled"
     assert "task.failed" in await events(db, tasks["a"].id)
+
+
+async def test_a_cascade_keeps_a_task_that_another_waiting_job_still_needs(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings
+) -> None:
+    one = (await service.submit(tenant, outputs_request("a", "b", start=4))).job
+    two = (await service.submit(tenant, outputs_request("a", start=4))).job
+    _, members = await service.tasks(tenant, one.key)
+    by_name = {m.name: m.task for m in members}
+    [b] = await claim(db, settings, by_name["b"].key)
+    await ClaimService(db, settings).fail(b, code="invalid_input", message="no", retryable=False)
+    assert (await service.get(tenant, one.key)).status == "failed"
+    assert (await row(db, by_name["a"].id)).status == "pending"  # job two still needs it
+    [a] = await claim(db, settings, by_name["a"].key)
+    await ClaimService(db, settings).succeed(a, {"shared": True})
+    assert (await service.get(tenant, two.key)).status == "succeeded"
+    with pytest.raises(InvalidTransition):  # failed: as for a simple job, nothing to cancel
+        await service.cancel(tenant, one.key)

@@ -314,7 +314,8 @@ class Runner:
             heartbeat = _Heartbeat(self, job, progress)
             try:
                 ctx.inputs = await self._input_paths(job, ctx)
-                ctx.deps = await fetch_deps(job, self.claims.db, self.blobs, lambda: ctx.workdir)
+                if job.spec.get("deps"):  # a task reading other tasks' results
+                    ctx.deps = await fetch_deps(job, self.claims.db, self.blobs, ctx)
                 result = await self.executor.execute(ctx)
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.

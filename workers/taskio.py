@@ -4,7 +4,6 @@ local (`ctx.deps`), and its own result stored by digest (the output's `files`)."
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,7 +13,7 @@ from jobs.db import Database
 from jobs.models import Job
 from jobs.owners import record_owner
 from jobs.storage import Storage
-from workers.executor import DepOutput, ExecutionResult
+from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 
 jobs_t = Job.__table__  # type: ignore[attr-defined]
 
@@ -28,7 +27,7 @@ def safe_relpath(rel: str) -> PurePosixPath:
 
 
 async def fetch_deps(
-    job: Job, db: Database, blobs: Storage, workdir: Callable[[], Path]
+    job: Job, db: Database, blobs: Storage, ctx: ExecutionContext
 ) -> dict[str, DepOutput]:
     """Each dependency of a task (`spec["deps"]`: name -> task key) with its files fetched
     into the attempt's workdir (digest-checked by the store)."""
@@ -43,7 +42,7 @@ async def fetch_deps(
     found: dict[str, DepOutput] = {}
     for name, key in deps.items():
         output: dict[str, Any] = dict(outputs.get(key) or {})
-        base = workdir() / "deps" / safe_relpath(name)
+        base = ctx.workdir / "deps" / safe_relpath(name)
         files: dict[str, Path] = {}
         for rel, meta in dict(output.get("files") or {}).items():
             dest = base / "files" / safe_relpath(rel)

@@ -22,7 +22,7 @@ from jobs.taskplan import TaskPlan
 from jobs.tasks import graph
 from jobs.tenants import TenantRef
 from tests.integration.test_runner import blobs, make_runner, running, wait_for
-from workers.executor import ExecutorRegistry, SleepExecutor
+from workers.executor import ExecutionContext, ExecutionResult, ExecutorRegistry, SleepExecutor
 
 __all__ = ["blobs"]  # the fixture, shared with the runner tests
 outbox_t = OutboxEvent.__table__  # type: ignore[attr-defined]
@@ -316,3 +316,61 @@ async def test_a_cascade_keeps_a_task_that_another_waiting_job_still_needs(
     assert (await service.get(tenant, two.key)).status == "succeeded"
     with pytest.raises(InvalidTransition):  # failed: as for a simple job, nothing to cancel
         await service.cancel(tenant, one.key)
+
+
+class Maker:
+    """A task that makes several files (a packager's shape)."""
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        (ctx.workdir / "seg").mkdir()
+        (ctx.workdir / "seg" / "0.ts").write_bytes(b"segment zero")
+        (ctx.workdir / "index.m3u8").write_text("#EXTM3U\n")
+        files = {"seg/0.ts": ctx.workdir / "seg" / "0.ts", "index.m3u8": ctx.workdir / "index.m3u8"}
+        return ExecutionResult(path=None, media_type=None, metadata={"made": 2}, files=files)
+
+
+class Reader:
+    """A task that reads its dependency's files through `ctx.deps`."""
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        dep = ctx.deps["a"]
+        seen = {rel: path.read_bytes().decode() for rel, path in sorted(dep.files.items())}
+        return ExecutionResult(
+            path=None, media_type=None, metadata={"seen": seen, "of": dep.output["made"]}
+        )
+
+
+async def test_a_task_reads_its_dependencies_files_and_stores_its_own_by_digest(
+    db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage
+) -> None:
+    maker = TaskPlan("a", "maker", {"inputs": []}, (), None)
+    reader = TaskPlan("p", "reader", {"inputs": []}, ("a",), "package")
+    job, _ = await make_graph(db, tenant, "files", [maker, reader])
+    registry = ExecutorRegistry(SleepExecutor(0.01), maker=Maker(), reader=Reader())
+    runner, _ = make_runner(db, settings, blobs, registry)
+    async with running(runner):
+        async with asyncio.timeout(10):
+            while (done := await row(db, job.id)).status == "waiting":
+                await asyncio.sleep(0.02)
+    assert done.status == "succeeded", done.error_message
+    assert done.output == {
+        "package": {"seen": {"index.m3u8": "#EXTM3U\n", "seg/0.ts": "segment zero"}, "of": 2}
+    }
+    async with db.reader.connect() as conn:
+        a = (await graph.members(conn, job.id or 0))[0].task
+    files = a.output["files"]
+    assert set(files) == {"index.m3u8", "seg/0.ts"}
+    assert files["seg/0.ts"]["size"] == 12 and files["index.m3u8"]["media_type"]
+    assert blobs.path_for(files["seg/0.ts"]["digest"]).read_bytes() == b"segment zero"
+
+
+async def test_an_unknown_task_kind_fails_permanently(
+    db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage
+) -> None:
+    job, _ = await make_graph(db, tenant, "kind", [TaskPlan("x", "teleport", {"inputs": []})])
+    runner, _ = make_runner(db, settings, blobs, ExecutorRegistry(SleepExecutor(0.01)))
+    async with running(runner):
+        async with asyncio.timeout(10):
+            while (done := await row(db, job.id)).status == "waiting":
+                await asyncio.sleep(0.02)
+    assert done.status == "failed" and done.error_code == "unknown_task_kind"

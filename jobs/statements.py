@@ -339,20 +339,22 @@ async def finish_succeeded_if_fenced(
     stmt = (
         sa.update(jobs)
         .where(*_fenced(job_id, token))
-        .values(
-            status=SUCCEEDED,
-            output=output,
-            progress=1.0,
-            lease_owner=None,
-            lease_expires_at=None,
-            error_code=None,
-            error_message=None,
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
+        .values(**_succeeded_values(output), lease_owner=None, lease_expires_at=None)
         .returning(*c)
     )
     return _row(await conn.execute(stmt))
+
+
+def _succeeded_values(output: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": SUCCEEDED,
+        "output": output,
+        "progress": 1.0,
+        "error_code": None,
+        "error_message": None,
+        "finished_at": db_now(),
+        "updated_at": db_now(),
+    }
 
 
 def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
@@ -639,15 +641,7 @@ async def finish_graph_if_done(
     stmt = (
         sa.update(jobs)
         .where(c.id == job_id, c.role == GRAPH, c.status == WAITING, c.waiting == 0)
-        .values(
-            status=SUCCEEDED,
-            output=output,
-            progress=1.0,
-            error_code=None,
-            error_message=None,
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
+        .values(**_succeeded_values(output))
         .returning(*c)
     )
     return _row(await conn.execute(stmt))

@@ -77,14 +77,14 @@ class ClaimService:
         # A task row's outcome moves the rows that wait for it: its own transaction each
         # (`jobs.tasks.graph`). Simple jobs' outcomes stay in the one batched statement.
         by_id: dict[int | None, Job] = {}
-        plain = [o for o in ended if o.job.role != statements.TASK]
-        for o in ended:
-            if o.job.role == statements.TASK:
-                async with self.db.transaction() as tx:
-                    row, events = await graph.record_outcome(tx, o)
-                self._notify(events)
-                if row is not None:
-                    by_id[o.job.id] = row
+        of_tasks = [o for o in ended if o.job.role == statements.TASK]
+        plain = [o for o in ended if o.job.role != statements.TASK] if of_tasks else ended
+        for o in of_tasks:
+            async with self.db.transaction() as tx:
+                row, events = await graph.record_outcome(tx, o)
+            self._notify(events)
+            if row is not None:
+                by_id[o.job.id] = row
         if plain or claim > 0:
             if conn is not None and self.db.is_postgres:
                 recorded, claimed = await statements.record_outcomes_and_claim_due(

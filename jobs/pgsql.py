@@ -70,7 +70,8 @@ def claimed_rows(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Jo
     out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
         job = Job.model_construct(**{name: row[name] for name in JOB_COLUMNS})
-        out.append((job, _event(row, job, EventType.CLAIMED.for_role(job.role), owner=owner)))
+        type_ = EventType.TASK_CLAIMED if row["role"] == "task" else EventType.CLAIMED
+        out.append((job, _event(row, job, type_, owner=owner)))
     return out
 
 

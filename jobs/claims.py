@@ -20,11 +20,12 @@ from jobs import outbox, outcomes, statements
 from jobs.backoff import backoff_seconds
 from jobs.db import Database, execute_outside_transaction
 from jobs.errors import LostFence
-from jobs.models import Job, OutboxEvent
+from jobs.models import Job
 from jobs.outcomes import Outcome
 from jobs.service import AfterCommit
 from jobs.settings import Settings
 from jobs.status import EventType, JobStatus
+from jobs.tasks import graph
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,31 @@ class ClaimService:
         """
         if not ended and claim <= 0:
             return Cycle([], [])
-        if conn is not None and self.db.is_postgres:
-            recorded, claimed = await statements.record_outcomes_and_claim_due(
-                conn, ended, owner, self.settings.lease_seconds, claim
-            )
-        else:
-            async with self.db.single_statement() as own:
+        # A task row's outcome moves the rows that wait for it: its own transaction each
+        # (`jobs.tasks.graph`). Simple jobs' outcomes stay in the one batched statement.
+        by_id: dict[int | None, Job] = {}
+        of_tasks = [o for o in ended if o.job.role == statements.TASK]
+        plain = [o for o in ended if o.job.role != statements.TASK] if of_tasks else ended
+        for o in of_tasks:
+            async with self.db.transaction() as tx:
+                row, events = await graph.record_outcome(tx, o)
+            self._notify(events)
+            if row is not None:
+                by_id[o.job.id] = row
+        if plain or claim > 0:
+            if conn is not None and self.db.is_postgres:
                 recorded, claimed = await statements.record_outcomes_and_claim_due(
-                    own, ended, owner, self.settings.lease_seconds, claim
+                    conn, plain, owner, self.settings.lease_seconds, claim
                 )
+            else:
+                async with self.db.single_statement() as own:
+                    recorded, claimed = await statements.record_outcomes_and_claim_due(
+                        own, plain, owner, self.settings.lease_seconds, claim
+                    )
+        else:
+            recorded, claimed = [], []
         self._notify([event for _, event in claimed] + [event for _, event in recorded])
-        by_id = {job.id: job for job, _ in recorded}
+        by_id.update((job.id, job) for job, _ in recorded)
         return Cycle([by_id.get(o.job.id) for o in ended], [job for job, _ in claimed])
 
     async def loop_connection(self) -> AsyncConnection | None:
@@ -190,7 +205,7 @@ class ClaimService:
     async def rescue_expired(self, limit: int = 100) -> list[Job]:
         """Expired leases: back to pending (a `job.requeued` event) or failed when exhausted."""
         rescued: list[Job] = []
-        events: list[OutboxEvent] = []
+        events: list[outbox.Event] = []
         async with self.db.transaction() as conn:
             for job_id, token in await statements.select_expired_leases(conn, limit):
                 row = await statements.rescue_if_expired(conn, job_id, token)
@@ -199,5 +214,8 @@ class ClaimService:
                 rescued.append(row)
                 type_ = EventType.REQUEUED if row.status == JobStatus.PENDING else EventType.FAILED
                 events.append(await outbox.insert_event(conn, row, type_, reason="lease_expired"))
+                if row.role == statements.TASK and row.status == JobStatus.FAILED:
+                    message = "the task's workers stopped renewing its lease, attempts exhausted"
+                    events += await graph.fail_jobs_of(conn, row, "lease_expired", message)
         self._notify(events)
         return rescued

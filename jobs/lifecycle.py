@@ -31,7 +31,8 @@ def _mentions(column: sa.ColumnElement[object], digest: str) -> sa.ColumnElement
 async def is_referenced(conn: AsyncConnection, digest: str, upload_retention_s: float) -> bool:
     j = jobs.c
     live_input = sa.select(j.id).where(
-        j.status.in_([statements.PENDING, statements.RUNNING]), _mentions(j.spec, digest)
+        j.status.in_([statements.PENDING, statements.RUNNING, statements.WAITING]),
+        _mentions(j.spec, digest),
     )
     live_output = sa.select(j.id).where(
         j.status == statements.SUCCEEDED,

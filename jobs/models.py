@@ -89,6 +89,16 @@ class Job(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenants.id", max_length=36)
     key: str = Field(max_length=80)
     status: str = Field(max_length=16)
+    # "job": a client's job that is its own one task (every simple edit); "graph": a client's
+    # job of several task rows (never claimed itself); "task": one of those task rows (key
+    # `vt1_...`, claimed like a job, shared by the tenant's jobs that plan the same work).
+    role: str = Field(
+        default="job", sa_column=sa.Column(sa.String(8), nullable=False, server_default="job")
+    )
+    # Unfinished rows this one waits for (status `waiting`): dependencies, or a job's tasks.
+    waiting: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0")
+    )
     spec: dict[str, Any] = Field(sa_column=sa.Column(JSONType, nullable=False))
     labels: dict[str, str] = Field(
         default_factory=dict, sa_column=sa.Column(JSONType, nullable=False)
@@ -113,6 +123,34 @@ class Job(SQLModel, table=True):
     updated_at: dt.datetime | None = _ts(nullable=False)
     started_at: dt.datetime | None = _ts()
     finished_at: dt.datetime | None = _ts()
+
+
+class TaskEdge(SQLModel, table=True):
+    """`downstream_id` (a task, or a job of several tasks) waits for `upstream_id` (a task).
+
+    A task's success lowers the `waiting` count of each of its downstream rows, in its own
+    transaction; a shared task can have downstream rows of several jobs."""
+
+    __tablename__ = "task_edges"
+
+    upstream_id: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
+    downstream_id: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
+
+
+class JobTask(SQLModel, table=True):
+    """A task of a job of several tasks, by its name in the job's plan."""
+
+    __tablename__ = "job_tasks"
+    __table_args__ = (sa.Index("ix_job_tasks_task", "task_id"),)
+
+    job_id: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
+    name: str = Field(primary_key=True, max_length=64)
+    task_id: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    kind: str = Field(max_length=32)
+    depends_on: list[str] = Field(sa_column=sa.Column(JSONType, nullable=False))
+    publish_as: str | None = Field(default=None, max_length=100)
+    # The task had already succeeded for this tenant when the job was planned (not re-run).
+    reused: bool = Field(default=False)
 
 
 class IdempotencyKey(SQLModel, table=True):

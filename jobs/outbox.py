@@ -134,7 +134,7 @@ async def insert_event(
             tenant_id=job.tenant_id,
             job_id=job.id,
             job_key=job.key,
-            type=type_.value,
+            type=type_.for_role(job.role).value,
             payload=payload,
             created_at=db_now(),
         )
@@ -159,7 +159,7 @@ async def insert_events(
             "tenant_id": job.tenant_id,
             "job_id": job.id,
             "job_key": job.key,
-            "type": type_.value,
+            "type": type_.for_role(job.role).value,
             "payload": event_payload(job, **extra),
             "created_at": db_now(),
         }

@@ -70,7 +70,8 @@ def claimed_rows(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Jo
     out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
         job = Job.model_construct(**{name: row[name] for name in JOB_COLUMNS})
-        out.append((job, _event(row, job, EventType.CLAIMED, owner=owner)))
+        type_ = EventType.TASK_CLAIMED if row["role"] == "task" else EventType.CLAIMED
+        out.append((job, _event(row, job, type_, owner=owner)))
     return out
 
 
@@ -118,7 +119,8 @@ def claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> 
     """
     events = outbox.insert_events_from_sql(
         claimed,
-        f"'{EventType.CLAIMED.value}'",
+        f"CASE WHEN {claimed}.role = 'task' THEN '{EventType.TASK_CLAIMED.value}'"
+        f" ELSE '{EventType.CLAIMED.value}' END",
         {"owner": f"{owner}::text"},
         f"{claimed}.priority DESC, {claimed}.id",
     )

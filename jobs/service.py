@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import grants, outbox, owners, statements
+from jobs import grants, outbox, owners, statements, tasks
 from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
@@ -38,6 +38,7 @@ from jobs.settings import Settings
 from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
 from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
+from jobs.tasks import graph
 from jobs.tenants import TenantRef
 
 if TYPE_CHECKING:
@@ -313,9 +314,17 @@ class JobService:
             "priority": req.priority,
             "max_attempts": max_attempts,
         }
+        several = tasks.is_graph(req)
+        if several:
+            values.update(role=statements.GRAPH, status=statements.WAITING)
         job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
         if job is not None:
             events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
+            if several:
+                inputs = prepared.spec["inputs"]
+                probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
+                job, more = await graph.attach(conn, job, tasks.plan(req, inputs, probe))
+                events += more
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
@@ -330,13 +339,18 @@ class JobService:
             if req.run_at is not None:
                 changes["run_after"] = req.run_at
             requeue = (
-                statements.requeue_if_failed_or_cancelled
+                statements.requeue_graph_if_failed_or_cancelled
+                if existing.role == statements.GRAPH
+                else statements.requeue_if_failed_or_cancelled
                 if JobStatus(existing.status).is_rerunnable
                 else statements.requeue_if_succeeded_with_expired_output
             )
             rerun = await requeue(conn, tenant.id, prepared.key, changes)
             if rerun is not None:
                 events.append(await outbox.insert_event(conn, rerun, EventType.RESUBMITTED))
+                if rerun.role == statements.GRAPH:
+                    rerun, more = await graph.rerun(conn, rerun)
+                    events += more
                 return SubmitResult(job=rerun, created=False, rerun=True)
         return SubmitResult(job=existing, created=False)
 
@@ -396,6 +410,14 @@ class JobService:
             raise JobNotFound(f"no job with key {key[:100]!r}")
         return job
 
+    async def tasks(self, tenant: TenantRef, key: str) -> tuple[Job, list[graph.Member]]:
+        """A job and its tasks (none for a simple job, which is its own one task)."""
+        job = await self.get(tenant, key)
+        if job.role != statements.GRAPH:
+            return job, []
+        async with self.db.reader.connect() as conn:
+            return job, await graph.members(conn, job.id or 0)
+
     async def list_jobs(
         self,
         tenant: TenantRef,
@@ -431,26 +453,39 @@ class JobService:
             job = await statements.select_job_by_key(conn, tenant.id, key)
             if job is None:
                 raise JobNotFound(f"no job with key {key[:100]!r}")
-            if job.status == JobStatus.PENDING:
-                changed = await statements.cancel_if_pending(conn, tenant.id, key)
-                event = EventType.CANCELLED
-            elif job.status == JobStatus.RUNNING:
-                changed = await statements.request_cancel_if_running(conn, tenant.id, key)
-                event = EventType.CANCEL_REQUESTED
-            elif job.status == JobStatus.CANCELLED:
-                return job
+            if job.status == JobStatus.WAITING:  # a job of several tasks: they cascade
+                changed, events = await graph.cancel(conn, job)
             else:
-                raise InvalidTransition(
-                    f"job {key} is {job.status}: only pending or running jobs can be cancelled",
-                    details={"status": job.status},
-                )
-            if changed is None:  # cancel already requested, or the state moved meanwhile
-                latest = await statements.select_job_by_key(conn, tenant.id, key)
-                assert latest is not None
-                return latest
-            events.append(await outbox.insert_event(conn, changed, event))
+                found = await self._cancel_one(conn, job, tenant.id, key)
+                if isinstance(found, Job):
+                    return found
+                changed, event = found
+                events.append(await outbox.insert_event(conn, changed, event))
         self._notify(events)
         return changed
+
+    async def _cancel_one(
+        self, conn: AsyncConnection, job: Job, tenant_id: str, key: str
+    ) -> Job | tuple[Job, EventType]:
+        """Cancel a simple job: (changed job, its event), or the job as it stays."""
+        if job.status == JobStatus.PENDING:
+            changed = await statements.cancel_if_pending(conn, tenant_id, key)
+            event = EventType.CANCELLED
+        elif job.status == JobStatus.RUNNING:
+            changed = await statements.request_cancel_if_running(conn, tenant_id, key)
+            event = EventType.CANCEL_REQUESTED
+        elif job.status == JobStatus.CANCELLED:
+            return job
+        else:
+            raise InvalidTransition(
+                f"job {key} is {job.status}: only pending or running jobs can be cancelled",
+                details={"status": job.status},
+            )
+        if changed is None:  # cancel already requested, or the state moved meanwhile
+            latest = await statements.select_job_by_key(conn, tenant_id, key)
+            assert latest is not None
+            return latest
+        return changed, event
 
     async def retry(self, tenant: TenantRef, key: str) -> Job:
         """failed or cancelled -> pending, attempts reset."""
@@ -459,7 +494,16 @@ class JobService:
             job = await statements.select_job_by_key(conn, tenant.id, key)
             if job is None:
                 raise JobNotFound(f"no job with key {key[:100]!r}")
-            changed = await statements.requeue_if_failed_or_cancelled(conn, tenant.id, key)
+            several = job.role == statements.GRAPH
+            requeue = (
+                statements.requeue_graph_if_failed_or_cancelled
+                if several
+                else statements.requeue_if_failed_or_cancelled
+            )
+            changed = await requeue(conn, tenant.id, key)
+            if changed is not None and several:
+                changed, more = await graph.rerun(conn, changed)
+                events += more
             if changed is None:
                 raise InvalidTransition(
                     f"job {key} is {job.status}: only failed or cancelled jobs can be retried",

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -163,7 +164,7 @@ class Crop(_Strict):
     def _rect_or_auto(self) -> Crop:
         rect = (self.x, self.y, self.width, self.height) != (0, 0, None, None)
         if self.crop == "auto" and rect:
-            raise ValueError("give either \"crop\": \"auto\" or a rectangle, not both")
+            raise ValueError('give either "crop": "auto" or a rectangle, not both')
         if self.crop is None and (self.width is None or self.height is None):
             raise ValueError("crop needs 'width' and 'height' (or \"crop\": \"auto\")")
         return self
@@ -428,6 +429,24 @@ class Output(_Strict):
         return v
 
 
+OUTPUT_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class NamedOutput(Output):
+    """One of several outputs (`outputs`): its own encoding and size; `at` picks the frame
+    of an image output. The edit's operations apply to every output."""
+
+    name: str = Field(pattern=OUTPUT_NAME_RE)
+    width: int | None = Field(default=None, ge=16, le=7680)
+    height: int | None = Field(default=None, ge=16, le=4320)
+    at: Millis | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return ms_aliases(data, "keyframe_interval", "at")
+
+
 MIN_RUN_AT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_RUN_AT = dt.datetime(2999, 12, 31, tzinfo=dt.UTC)
 
@@ -438,6 +457,8 @@ class EditRequest(_Strict):
     source: Source
     operations: list[Operation] = Field(default_factory=list, max_length=32)
     output: Output = Field(default_factory=Output)
+    # Several named outputs instead of `output`: one task each (see `output_request`).
+    outputs: list[NamedOutput] | None = Field(default=None, min_length=1, max_length=16)
     priority: int = Field(default=0, ge=-100, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     labels: dict[str, str] = Field(default_factory=dict, max_length=16)
@@ -476,7 +497,10 @@ class EditRequest(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> EditRequest:
-        check_coherent(self)
+        if self.outputs is None:
+            check_coherent(self)
+        else:
+            check_outputs(self)
         return self
 
     def sources(self) -> Iterator[Source]:
@@ -487,6 +511,57 @@ class EditRequest(_Strict):
                 yield from op.sources
             elif isinstance(op, Watermark | Subtitles):
                 yield op.source
+
+
+_NO_AUDIO_OPS = frozenset({"mute", "volume", "loudnorm"})
+
+
+def output_request(req: EditRequest, out: NamedOutput) -> EditRequest:
+    """The single-output edit that makes one named output: the shared operations, then a
+    scale to its size, then (an image) the frame at `at`. Audio operations do not apply to
+    an image output and are left out of it."""
+    ops: list[Any] = list(req.operations)
+    image = out.container in IMAGE_CONTAINERS
+    if image:
+        ops = [op for op in ops if op.op not in _NO_AUDIO_OPS]
+    thumb = ops.pop() if ops and isinstance(ops[-1], Thumbnail) else None
+    if out.width is not None or out.height is not None:
+        ops.append(Scale.model_validate({"op": "scale", "width": out.width, "height": out.height}))
+    if image and thumb is None:
+        thumb = Thumbnail.model_validate({"op": "thumbnail", "at_ms": out.at or 0})
+    if thumb is not None:
+        ops.append(thumb)
+    fields = out.model_dump(exclude={"name", "width", "height", "at"}, exclude_unset=True)
+    if fields.get("keyframe_interval") is not None:  # integer ms: give it as such
+        fields["keyframe_interval_ms"] = fields.pop("keyframe_interval")
+    return EditRequest.model_validate(
+        {"source": req.source, "operations": ops, "output": Output.model_validate(fields)}
+    )
+
+
+def check_outputs(req: EditRequest) -> None:
+    """`outputs`: unique names, not beside `output`, each output coherent with the edit."""
+    assert req.outputs is not None
+    if "output" in req.model_fields_set:
+        raise SpecError("outputs", "give either 'output' or 'outputs', not both")
+    seen: set[str] = set()
+    for i, out in enumerate(req.outputs):
+        if out.name in seen:
+            raise SpecError(f"outputs[{i}].name", f"output name {out.name!r} is used twice")
+        seen.add(out.name)
+        if out.at is not None and out.container not in IMAGE_CONTAINERS:
+            raise SpecError(f"outputs[{i}].at", "'at' picks the frame of a jpg or png output")
+        try:
+            output_request(req, out)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            cause = (err.get("ctx") or {}).get("error")
+            where = cause.path if isinstance(cause, SpecError) else ""
+            if where.startswith("output."):
+                raise SpecError(f"outputs[{i}]{where.removeprefix('output')}", str(cause)) from None
+            message = str(err.get("msg", "")).removeprefix("Value error, ")
+            about = f" ({where})" if where else ""
+            raise SpecError(f"outputs[{i}]", f"{message}{about}") from None
 
 
 def check_coherent(req: EditRequest) -> None:
@@ -506,7 +581,7 @@ def check_coherent(req: EditRequest) -> None:
         if isinstance(op, Crop) and op.crop == "auto" and any(k != "trim" for k in kinds[:i]):
             raise SpecError(
                 f"operations[{i}]",
-                "\"crop\": \"auto\" must come first or right after 'trim' (it measures the "
+                '"crop": "auto" must come first or right after \'trim\' (it measures the '
                 "source's frame), and cannot follow 'concat'",
             )
     if "mute" in kinds and "volume" in kinds:
@@ -748,13 +823,29 @@ def canonical_operation(op: BaseModel, digests: Iterator[str]) -> dict[str, Any]
 
 
 def canonical_edit(req: EditRequest, digests: list[str]) -> dict[str, Any]:
-    """The edit as the key sees it. `digests` holds each of `req.sources()`'s content digest."""
+    """The edit as the key sees it. `digests` holds each of `req.sources()`'s content digest.
+
+    With `outputs`, each output appears as the canonical output of its own edit (with its
+    name, size and frame), in the order given, and there is no `output`."""
     it = iter(digests)
     source = {"digest": next(it)}
     ops = [canonical_operation(op, it) for op in req.operations]
     if next(it, None) is not None:
         raise ValueError("more digests than sources")
-    edit = {"source": source, "operations": ops, "output": canonical_output(req)}
+    if req.outputs is None:
+        edit = {"source": source, "operations": ops, "output": canonical_output(req)}
+    else:
+        outputs = [
+            {
+                "name": out.name,
+                "width": out.width,
+                "height": out.height,
+                "at_ms": out.at,
+                **canonical_output(output_request(req, out)),
+            }
+            for out in req.outputs
+        ]
+        edit = {"source": source, "operations": ops, "outputs": outputs}
     part = req.chunking.canonical() if req.chunking is not None else None
     if part is not None:
         edit["chunking"] = part

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import outbox, pgsql
 from jobs.db import db_now, fetch_prepared, insert_on_conflict
-from jobs.models import Job, Tenant
+from jobs.models import Job, JobTask, TaskEdge, Tenant
 from jobs.outcomes import Outcome, OutcomeKind, event_extra, event_type
 from jobs.status import EventType, JobStatus
 
@@ -33,7 +33,9 @@ SUCCEEDED, FAILED, CANCELLED = (
     JobStatus.FAILED.value,
     JobStatus.CANCELLED.value,
 )
+WAITING = JobStatus.WAITING.value
 RERUNNABLE = (FAILED, CANCELLED)
+TASK, GRAPH = "task", "graph"  # `jobs.role` of task rows and of jobs of several tasks
 _PENDING_LITERAL = sa.literal_column(f"'{PENDING}'", sa.String)
 
 
@@ -55,10 +57,11 @@ async def insert_job_if_absent(
 ) -> Job | None:
     """INSERT ... ON CONFLICT (tenant_id, key) DO NOTHING: the new job, or None if it exists.
 
-    `run_at`: not claimable before then (a scheduled job); else due at once."""
+    `run_at`: not claimable before then (a scheduled job); else due at once. The status is
+    pending unless `values` says `waiting` (a job of several tasks, or a task row)."""
     row = {
-        **values,
         "status": PENDING,
+        **values,
         "run_after": db_now() if run_at is None else run_at,
         "created_at": db_now(),
         "updated_at": db_now(),
@@ -89,8 +92,10 @@ async def select_jobs_page(
     limit: int,
 ) -> list[Job]:
     """A tenant's jobs, newest first, strictly older than `before_id` (keyset pagination)."""
-    stmt = sa.select(jobs).where(c.tenant_id == tenant_id)
-    if status is not None:
+    stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.role != TASK)
+    if status is JobStatus.RUNNING:  # a job of several tasks is running while it waits
+        stmt = stmt.where(c.status.in_((RUNNING, WAITING)))
+    elif status is not None:
         stmt = stmt.where(c.status == status.value)
     if before_id is not None:
         stmt = stmt.where(c.id < before_id)
@@ -99,7 +104,7 @@ async def select_jobs_page(
 
 async def count_in_flight(conn: AsyncConnection, tenant_id: str) -> int:
     stmt = sa.select(sa.func.count()).where(
-        c.tenant_id == tenant_id, c.status.in_((PENDING, RUNNING))
+        c.tenant_id == tenant_id, c.status.in_((PENDING, RUNNING, WAITING)), c.role != TASK
     )
     return int((await conn.execute(stmt)).scalar_one())
 
@@ -334,20 +339,22 @@ async def finish_succeeded_if_fenced(
     stmt = (
         sa.update(jobs)
         .where(*_fenced(job_id, token))
-        .values(
-            status=SUCCEEDED,
-            output=output,
-            progress=1.0,
-            lease_owner=None,
-            lease_expires_at=None,
-            error_code=None,
-            error_message=None,
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
+        .values(**_succeeded_values(output), lease_owner=None, lease_expires_at=None)
         .returning(*c)
     )
     return _row(await conn.execute(stmt))
+
+
+def _succeeded_values(output: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": SUCCEEDED,
+        "output": output,
+        "progress": 1.0,
+        "error_code": None,
+        "error_message": None,
+        "finished_at": db_now(),
+        "updated_at": db_now(),
+    }
 
 
 def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
@@ -388,7 +395,7 @@ async def record_outcomes_and_claim_due(
         claimed = await claim_due_pending_batch(conn, owner, lease_seconds, limit)
         recorded: list[tuple[Outcome, Job]] = []
         for o in outcomes:
-            row = await _record_one(conn, o)
+            row = await record_one(conn, o)
             if row is not None:
                 recorded.append((o, row))
         events = await outbox.insert_events(
@@ -406,7 +413,8 @@ async def record_outcomes_and_claim_due(
     return pgsql.recorded_rows(rows[split:], outcomes), pgsql.claimed_rows(rows[:split], owner)
 
 
-async def _record_one(conn: AsyncConnection, o: Outcome) -> Job | None:
+async def record_one(conn: AsyncConnection, o: Outcome) -> Job | None:
+    """One outcome's fenced statement (no outbox row): the job as recorded, or None."""
     job_id, token = o.job.id or 0, o.job.fencing_token
     if o.kind is OutcomeKind.SUCCEEDED:
         return await finish_succeeded_if_fenced(conn, job_id, token, o.output or {})
@@ -568,6 +576,153 @@ async def touch_due_retry_if_pending(conn: AsyncConnection, job_id: int, token: 
             c.run_after <= db_now(),
         )
         .values(updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+# --- tasks: a job of several task rows (`jobs.tasks.graph` owns the transactions) -----------
+
+edges = TaskEdge.__table__  # type: ignore[attr-defined]
+job_tasks = JobTask.__table__  # type: ignore[attr-defined]
+
+
+async def insert_task_edge_if_absent(conn: AsyncConnection, upstream: int, downstream: int) -> None:
+    """`downstream` waits for `upstream` (a no-op if it already does)."""
+    stmt = insert_on_conflict(conn, edges).values(upstream_id=upstream, downstream_id=downstream)
+    await conn.execute(stmt.on_conflict_do_nothing())
+
+
+async def insert_job_task(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(job_tasks).values(**values))
+
+
+async def recount_waiting(conn: AsyncConnection, row_id: int) -> Job | None:
+    """waiting -> waiting with `waiting` = its unfinished upstream rows; a task row with none
+    -> pending (due now). A job of several tasks stays `waiting` (its caller finishes it)."""
+    up = jobs.alias("up")
+    unfinished = (
+        sa.select(sa.func.count())
+        .select_from(edges.join(up, up.c.id == edges.c.upstream_id))
+        .where(edges.c.downstream_id == c.id, up.c.status != SUCCEEDED)
+        .scalar_subquery()
+    )
+    ready = sa.and_(unfinished == 0, c.role == TASK)
+    stmt = sa.update(jobs).where(c.id == row_id, c.status == WAITING)
+    stmt = stmt.values(**_waiting_values(unfinished, ready))
+    return _row(await conn.execute(stmt.returning(*c)))
+
+
+def _waiting_values(count: Any, ready: sa.ColumnElement[bool]) -> dict[str, Any]:
+    """A waiting row's new count; when `ready` (a task with nothing left), pending now."""
+    return {
+        "waiting": count,
+        "status": sa.case((ready, PENDING), else_=WAITING),
+        "run_after": sa.case((ready, db_now()), else_=c.run_after),
+        "updated_at": db_now(),
+    }
+
+
+async def release_one_if_waiting(conn: AsyncConnection, row_id: int) -> Job | None:
+    """One upstream of a waiting row succeeded: `waiting` - 1; a task row at 0 -> pending.
+
+    Each upstream's fenced success runs this once per downstream row, under the row's lock,
+    so concurrent finishers count down exactly once each."""
+    last = sa.and_(c.waiting == 1, c.role == TASK)
+    stmt = sa.update(jobs).where(c.id == row_id, c.status == WAITING, c.waiting > 0)
+    stmt = stmt.values(**_waiting_values(c.waiting - 1, last))
+    return _row(await conn.execute(stmt.returning(*c)))
+
+
+async def finish_graph_if_done(
+    conn: AsyncConnection, job_id: int, output: dict[str, Any]
+) -> Job | None:
+    """waiting with nothing left to wait for -> succeeded (a job of several tasks)."""
+    stmt = (
+        sa.update(jobs)
+        .where(c.id == job_id, c.role == GRAPH, c.status == WAITING, c.waiting == 0)
+        .values(**_succeeded_values(output))
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def end_graph_if_waiting(
+    conn: AsyncConnection, job_id: int, status: str, code: str | None, message: str | None
+) -> Job | None:
+    """waiting -> failed (a task failed for good) or cancelled (its tenant cancelled it)."""
+    stmt = (
+        sa.update(jobs)
+        .where(c.id == job_id, c.role == GRAPH, c.status == WAITING)
+        .values(
+            status=status,
+            error_code=None if code is None else code[:64],
+            error_message=None if message is None else message[:2000],
+            finished_at=db_now(),
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def cancel_task_if_pending_or_waiting(conn: AsyncConnection, task_id: int) -> Job | None:
+    stmt = (
+        sa.update(jobs)
+        .where(c.id == task_id, c.role == TASK, c.status.in_((PENDING, WAITING)))
+        .values(status=CANCELLED, finished_at=db_now(), updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def set_cancel_request_if_running(
+    conn: AsyncConnection, task_id: int, requested: bool
+) -> Job | None:
+    """Set (a cascade) or clear (a new job needs the task after all) a task's cancel flag."""
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.id == task_id,
+            c.role == TASK,
+            c.status == RUNNING,
+            c.cancel_requested.is_(not requested),
+        )
+        .values(cancel_requested=requested, updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def requeue_task_if_rerunnable(conn: AsyncConnection, task_id: int) -> Job | None:
+    """failed/cancelled (or succeeded with an expired output) -> waiting, attempts reset;
+    `recount_waiting` then decides whether it is due."""
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.id == task_id,
+            c.role == TASK,
+            sa.or_(c.status.in_(RERUNNABLE), sa.and_(c.status == SUCCEEDED, output_expired())),
+        )
+        .values(**_requeue_values({"status": WAITING}))
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
+
+
+async def requeue_graph_if_failed_or_cancelled(
+    conn: AsyncConnection, tenant_id: str, key: str, changes: dict[str, Any] | None = None
+) -> Job | None:
+    """failed/cancelled -> waiting on the same row (a job of several tasks run again)."""
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.tenant_id == tenant_id,
+            c.key == key,
+            c.role == GRAPH,
+            sa.or_(c.status.in_(RERUNNABLE), sa.and_(c.status == SUCCEEDED, output_expired())),
+        )
+        .values(**_requeue_values({**(changes or {}), "status": WAITING}))
         .returning(*c)
     )
     return _row(await conn.execute(stmt))

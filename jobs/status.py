@@ -21,6 +21,10 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     # Cancelled by its tenant, before or while it ran. May be re-run.
     CANCELLED = "cancelled"
+    # Not claimable yet: a task whose dependencies are unfinished, or a job of several tasks
+    # while its tasks run (shown to clients as "running"). Its `waiting` column counts what
+    # it waits for; the transaction that finishes the last of those moves it on.
+    WAITING = "waiting"
 
     @property
     def is_rerunnable(self) -> bool:
@@ -43,7 +47,36 @@ class EventType(StrEnum):
     REQUEUED = "job.requeued"  # lease rescued, released, retried by hand, or retry now due
     CANCEL_REQUESTED = "job.cancel_requested"  # running, cancel flag set
     CANCELLED = "job.cancelled"  # pending/running -> cancelled
+    # The same changes of a task row (a unit of a job of several tasks), plus `task.ready`:
+    # its last dependency succeeded (waiting -> pending).
+    TASK_SUBMITTED = "task.submitted"
+    TASK_READY = "task.ready"
+    TASK_CLAIMED = "task.claimed"
+    TASK_SUCCEEDED = "task.succeeded"
+    TASK_FAILED = "task.failed"
+    TASK_RETRY_SCHEDULED = "task.retry_scheduled"
+    TASK_REQUEUED = "task.requeued"
+    TASK_CANCEL_REQUESTED = "task.cancel_requested"
+    TASK_CANCELLED = "task.cancelled"
+
+    def for_role(self, role: str | None) -> EventType:
+        """The event a change of a row with this role writes: a task row's `job.x` is `task.x`."""
+        if role != "task" or not self.value.startswith("job."):
+            return self
+        try:
+            return EventType("task." + self.value.removeprefix("job."))
+        except ValueError:
+            return self
 
 
 # Events that tell a worker there is something to claim.
-WORK_EVENTS = frozenset({EventType.SUBMITTED, EventType.RESUBMITTED, EventType.REQUEUED})
+WORK_EVENTS = frozenset(
+    {
+        EventType.SUBMITTED,
+        EventType.RESUBMITTED,
+        EventType.REQUEUED,
+        EventType.TASK_SUBMITTED,
+        EventType.TASK_READY,
+        EventType.TASK_REQUEUED,
+    }
+)

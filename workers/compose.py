@@ -27,7 +27,7 @@ from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_
 from jobs.webhooks.service import WebhookService
 from migrations import upgrade
 from workers import metrics
-from workers.executor import Executor, SleepExecutor
+from workers.executor import Executor, ExecutorRegistry, SleepExecutor
 from workers.runner import Runner
 from workers.wakeup import Wakeup
 
@@ -195,14 +195,15 @@ def ffmpeg_edit_check() -> EditCheck | None:
     return check
 
 
-def make_executor(name: str, settings: Settings) -> Executor:
+def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
+    """The worker's executors by task kind ("edit": every simple job and named output).
+    Other kinds (rendition, package, sprites) register here beside it."""
     if name == "sleep":
-        return SleepExecutor(seconds=settings.sleep_seconds)
+        return ExecutorRegistry(SleepExecutor(seconds=settings.sleep_seconds))
     from workers.ffmpeg.executor import FfmpegExecutor
     from workers.ffmpeg.run import Limits
 
-    executor: Executor = FfmpegExecutor(Limits.from_settings(settings))
-    return executor
+    return ExecutorRegistry(FfmpegExecutor(Limits.from_settings(settings)))
 
 
 def make_probe(settings: Settings | None = None) -> Probe | None:

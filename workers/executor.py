@@ -22,11 +22,13 @@ from jobs.models import Job
 
 @dataclass(frozen=True)
 class DepOutput:
-    """What one dependency task produced: its output dict and its files, made local by the
-    runner (relative path -> local file, digest-checked) before `execute()`."""
+    """A dependency task's result as a task that reads it sees it: its output dict and its
+    stored files made local (relative path -> file in this attempt's workdir), each checked
+    against its digest. `path` is the dependency's single output file, if it has one."""
 
-    output: dict[str, Any]
+    output: Mapping[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
+    path: Path | None = None
 
 
 class ExecutionContext:
@@ -78,13 +80,34 @@ class ExecutionResult:
     path: Path | None
     media_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)  # e.g. duration_ms, width, height
-    # Several files (relative path -> local file inside workdir), each stored by digest; the
-    # task's output gets {"files": {relpath: {"digest", "size", "media_type"}}}.
+    # More files, inside workdir, by the relative path they are published at (a package's
+    # segments and playlists); the runner stores each by digest into the output's `files`.
     files: dict[str, Path] = field(default_factory=dict)
 
 
 class Executor(Protocol):
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult: ...
+
+
+class ExecutorRegistry:
+    """Dispatches a claimed job or task to the executor of its `spec["kind"]` (none: "edit",
+    every simple job). Composition registers the kinds a worker can run."""
+
+    def __init__(self, edit: Executor, **kinds: Executor) -> None:
+        self.kinds: dict[str, Executor] = {"edit": edit, **kinds}
+
+    def register(self, kind: str, executor: Executor) -> None:
+        self.kinds[kind] = executor
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        kind = ctx.job.spec.get("kind") or "edit"
+        executor = self.kinds.get(str(kind))
+        if executor is None:
+            raise PermanentError(
+                f"this worker has no executor for task kind {str(kind)[:40]!r}",
+                code="unknown_task_kind",
+            )
+        return await executor.execute(ctx)
 
 
 class SleepExecutor:

@@ -20,7 +20,11 @@ from workers.consumer import ConsumerLoop
 
 
 def media_ms(output: dict[str, object] | None) -> int:
-    """An output's media duration in whole milliseconds (executors report `duration_ms`)."""
+    """An output's media duration in whole milliseconds (executors report `duration_ms`).
+    A job of several outputs counts each of them (`{"outputs": {name: output}}`)."""
+    several = (output or {}).get("outputs")
+    if isinstance(several, dict):
+        return sum(media_ms(o) for o in several.values() if isinstance(o, dict))
     value = (output or {}).get("duration_ms")
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return 0

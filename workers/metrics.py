@@ -49,7 +49,7 @@ def observe_events(events: Sequence[Event]) -> None:
     """Count claims won and job outcomes from the events a process just committed."""
     counts: dict[tuple[Counter, str], int] = {}
     for event in events:
-        if event.type == EventType.CLAIMED:
+        if event.type in (EventType.CLAIMED, EventType.TASK_CLAIMED):  # a task is claimed work
             slot = (CLAIMS, "won")
         elif event.type in _OUTCOME_OF:
             slot = (OUTCOMES, _OUTCOME_OF[event.type])

@@ -39,13 +39,13 @@ from jobs.claims import ClaimService
 from jobs.errors import ExecutionError, LostFence
 from jobs.models import Job
 from jobs.outcomes import Outcome, OutcomeKind
-from jobs.owners import record_owner
 from jobs.settings import Settings
 from jobs.storage import Storage, open_s3_sources
 from jobs.storage.base import attempt_prefix
 from workers.executor import ExecutionContext, ExecutionResult, Executor
 from workers.inputs import fetch_inputs
 from workers.logs import job_context
+from workers.taskio import fetch_deps, store_result
 from workers.wakeup import Wakeup
 
 log = logging.getLogger("vidjobs.runner")
@@ -314,6 +314,8 @@ class Runner:
             heartbeat = _Heartbeat(self, job, progress)
             try:
                 ctx.inputs = await self._input_paths(job, ctx)
+                if job.spec.get("deps"):  # a task reading other tasks' results
+                    ctx.deps = await fetch_deps(job, self.claims.db, self.blobs, ctx)
                 result = await self.executor.execute(ctx)
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
@@ -355,13 +357,9 @@ class Runner:
             task.cancel()
 
     async def _finish(self, job: Job, result: ExecutionResult) -> Outcome:
-        output: dict[str, Any] = dict(result.metadata)
-        if result.path is not None:
-            digest, size = await self.blobs.put_file(result.path)
-            async with self.claims.db.transaction() as conn:  # the tenant produced it
-                await record_owner(conn, job.tenant_id, digest)
-            output = {"digest": digest, "size": size, "media_type": result.media_type, **output}
-        return outcomes.succeeded(job, output)
+        if result.path is None and not result.files:
+            return outcomes.succeeded(job, dict(result.metadata))
+        return outcomes.succeeded(job, await store_result(job, result, self.claims.db, self.blobs))
 
     def _stopped(self, job: Job) -> Outcome | None:
         reason = self._stopping.get(job.id or 0, Stop.SHUTDOWN)

@@ -16,6 +16,7 @@ from jobs.api import (
     routes,
     sources,
     streams,
+    tasks,
     uploads,
     usage,
     webhooks,
@@ -44,6 +45,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(batch.router)
     app.include_router(routes.router)
     app.include_router(sources.router)
+    app.include_router(tasks.router)
     app.include_router(uploads.router)
     app.include_router(usage.router)
     app.include_router(webhooks.router)

@@ -60,7 +60,8 @@ async def submit_job(
 
 @router.get("/{key}", responses=ERRORS)
 async def get_job(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
-    return job_view(await deps.state(request).service.get(tenant, checked_key(key)))
+    job, tasks = await deps.state(request).service.tasks(tenant, checked_key(key))
+    return job_view(job, tasks if job.role == "graph" else None)
 
 
 @router.get("", responses=ERRORS)

@@ -149,17 +149,30 @@ async def job_output(
     job = await st.service.get(tenant, checked_key(key))
     if job.status != "succeeded" or not job.output:
         raise JobNotFound(f"job {key} has no output (it is {job.status})")
-    if job.output.get("expired"):
+    return await serve_output(request, st, key, job.output, key, redirect)
+
+
+async def serve_output(
+    request: Request,
+    st: deps.ApiState,
+    key: str,
+    output: dict[str, Any],
+    stem: str,
+    redirect: bool,
+) -> FileResponse | RedirectResponse | StreamingResponse:
+    """One stored output file (`output`: its digest, size, media type), downloaded as
+    `<stem>.<ext>`: a file, a presigned redirect, or a byte range."""
+    if output.get("expired"):
         raise OutputExpired(
             f"the output of job {key} expired and was deleted; submit the same edit again "
             "to run it again (same key)",
             details={"key": key},
         )
-    if "digest" not in job.output:
+    if "digest" not in output:
         raise JobNotFound(f"job {key} made no file; its result is the job's `output` metadata")
-    digest = str(job.output["digest"])
-    media = str(job.output.get("media_type") or "application/octet-stream")
-    filename = f"{key}.{_EXT.get(media, 'bin')}"
+    digest = str(output["digest"])
+    media = str(output.get("media_type") or "application/octet-stream")
+    filename = f"{stem}.{_EXT.get(media, 'bin')}"
     gone = JobNotFound(f"the output of job {key} is no longer stored")
     path = st.blobs.local_path(digest)
     if path is not None and "range" not in request.headers:

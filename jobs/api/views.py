@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from jobs.models import Job, OutboxEvent
+from jobs.status import JobStatus
+from jobs.tasks import views as task_views
+from jobs.tasks.graph import Member
 
 
 def _ts(value: dt.datetime | None) -> str | None:
@@ -17,14 +21,19 @@ def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "inputs"}
 
 
-def job_view(job: Job) -> dict[str, Any]:
+def job_view(job: Job, tasks: Sequence[Member] | None = None) -> dict[str, Any]:
+    """A job as its tenant sees it. A job of several tasks (`tasks`: its tasks, when read)
+    is "running" while it waits for them, and its progress is theirs."""
     error = None
     if job.error_code:
         error = {"code": job.error_code, "message": job.error_message}
-    return {
+    progress = job.progress
+    if tasks is not None and job.status == JobStatus.WAITING:
+        progress = task_views.progress(tasks)
+    view: dict[str, Any] = {
         "key": job.key,
-        "status": job.status,
-        "progress": round(job.progress, 4),
+        "status": JobStatus.RUNNING.value if job.status == JobStatus.WAITING else job.status,
+        "progress": round(progress, 4),
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "priority": job.priority,
@@ -44,6 +53,15 @@ def job_view(job: Job) -> dict[str, Any]:
             "output": f"/v1/jobs/{job.key}/output" if job.output else None,
         },
     }
+    if job.role == "graph":
+        links: dict[str, Any] = view["links"]
+        links["output"] = None
+        links["tasks"] = f"/v1/jobs/{job.key}/tasks"
+        names = list(((job.output or {}).get("outputs") or {}).keys())
+        links["outputs"] = {n: f"/v1/jobs/{job.key}/outputs/{n}" for n in names}
+        if tasks is not None:
+            view["tasks"] = task_views.summary(tasks)
+    return view
 
 
 def event_view(event: OutboxEvent) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from jobs.spec import (
     VideoCodec,
     Watermark,
     canonical_output,
+    output_request,
 )
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg import cropdetect, hardened, loudness, subfile
@@ -348,7 +349,8 @@ def make_edit_check(ffmpeg: str | None = None) -> Callable[[EditRequest], None]:
     exe = ffmpeg or find_ffmpeg()
 
     def check(req: EditRequest) -> None:
-        check_encoders(canonical_output(req), exe)
+        for one in [output_request(req, out) for out in req.outputs or []] or [req]:
+            check_encoders(canonical_output(one), exe)
 
     return check
 

@@ -45,7 +45,7 @@ class PackageExecutor(FfmpegTask):
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         spec = parse_task_spec(PackageSpec, ctx.job.spec)
         rungs = [_rendition(ctx, name) for name in spec.renditions]
-        meta = [dep.output for dep, _ in rungs]
+        meta = [dict(dep.output) for dep, _ in rungs]
         paths = [path for _, path in rungs]
         has_audio = all(bool(m.get("has_audio")) for m in meta)
         root = ctx.workdir / "package"

@@ -83,6 +83,8 @@ class Job(SQLModel, table=True):
         sa.Index("ix_jobs_tenant_status_id", "tenant_id", "status", "id"),
         # The console's jobs page: a tenant's newest jobs of any status (keyset by id).
         sa.Index("ix_jobs_tenant_id", "tenant_id", "id"),
+        # The console's jobs page filtered by creation time (a window of a large backlog).
+        sa.Index("ix_jobs_created_at", "created_at"),
         # The console's fleet page: what finished in the last hour.
         sa.Index(
             "ix_jobs_finished_at",

@@ -26,7 +26,8 @@ jobs = Job.__table__  # type: ignore[attr-defined]
 tenants = Tenant.__table__  # type: ignore[attr-defined]
 c = jobs.c
 PAGE = 50
-_KEY_CHARS = set("vj1_0123456789abcdef")
+HEX = "0123456789abcdef"
+_KEY_CHARS = set("vj1_" + HEX)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def _where(conn: AsyncConnection, scope: TenantRef | None, f: JobFilter) -> list
     tenant_id = scope.id if scope is not None else f.tenant_id
     if tenant_id is not None:
         where.append(c.tenant_id == tenant_id)
+    elif f.key_prefix is not None:  # every tenant: one range of uq_jobs_tenant_key each
+        where.append(c.tenant_id.in_(sa.select(tenants.c.id).scalar_subquery()))
     if f.status is not None:
         where.append(c.status == f.status.value)
     if f.label is not None:
@@ -133,8 +136,24 @@ def _where(conn: AsyncConnection, scope: TenantRef | None, f: JobFilter) -> list
         where.append(c.created_at >= f.since)
     if f.until is not None:
         where.append(c.created_at < f.until)
-    if f.key_prefix is not None:  # only key characters: no LIKE wildcards
-        where.append(c.key.like(f.key_prefix + "%"))
+    if f.key_prefix is not None:
+        where += _key_prefix(f.key_prefix)
+    return where
+
+
+def _key_prefix(prefix: str) -> list[Any]:
+    """A key prefix as a range of `uq_jobs_tenant_key` (LIKE 'x%' reads every row unless the
+    column's collation is C) plus the LIKE itself (exact whatever the collation). Keys are
+    `vj1_` and 64 lowercase hex digits, so past `vj1_` the next prefix is the last hex digit
+    plus one (trailing f's dropped)."""
+    if "vj1_".startswith(prefix):
+        return []  # every key starts so
+    if not prefix.startswith("vj1_"):
+        return [sa.false()]
+    where: list[Any] = [c.key >= prefix, c.key.like(prefix + "%")]  # key chars: no wildcards
+    head = prefix[4:].rstrip("f")
+    if head:
+        where.append(c.key < "vj1_" + head[:-1] + HEX[HEX.index(head[-1]) + 1])
     return where
 
 
@@ -143,14 +162,21 @@ LIST_COLUMNS = (c.id, c.tenant_id, c.key, c.status, c.progress, c.attempts, c.ma
                 c.cancel_requested)
 
 
+def page_statement(
+    conn: AsyncConnection, scope: TenantRef | None, f: JobFilter, limit: int = PAGE
+) -> sa.Select[Any]:
+    """The keyset query of one page (and one row more: is there a next page?)."""
+    where = _where(conn, scope, f)
+    if f.before is not None:
+        where.append(c.id < f.before)
+    return sa.select(*LIST_COLUMNS).where(*where).order_by(c.id.desc()).limit(limit + 1)
+
+
 async def select_page(
     conn: AsyncConnection, scope: TenantRef | None, f: JobFilter, limit: int = PAGE
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page of matching jobs, newest first, and the cursor of the next page."""
-    where = _where(conn, scope, f)
-    if f.before is not None:
-        where.append(c.id < f.before)
-    stmt = sa.select(*LIST_COLUMNS).where(*where).order_by(c.id.desc()).limit(limit + 1)
+    stmt = page_statement(conn, scope, f, limit)
     rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]

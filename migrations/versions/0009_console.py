@@ -5,12 +5,16 @@
   CSRF token of its forms; expired rows are refused and deleted at the next sign-in.
 - `ix_jobs_tenant_id` (tenant_id, id): a tenant's newest jobs of any status, keyset by id
   (the jobs page without a status filter; `ix_jobs_tenant_status_id` serves it with one).
+- `ix_jobs_created_at`: the jobs page's time filter (a window of a large backlog).
 - `ix_jobs_finished_at` (partial, finished jobs): throughput and failure rate of the last
   hour on the fleet page without reading every job.
 
 Revision ID: 0009
 Revises: 0007
 Create Date: 2026-12-01
+
+None of these columns changes after the insert except `finished_at`, which changes with
+`status` (already indexed): heartbeats stay HOT updates (migration 0004).
 
 (Written beside 0008 on another branch; the merge re-chains `down_revision`.)
 """
@@ -56,6 +60,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_tenant_id", ["tenant_id", "id"], unique=False)
+        batch_op.create_index("ix_jobs_created_at", ["created_at"], unique=False)
         batch_op.create_index(
             "ix_jobs_finished_at",
             ["finished_at"],
@@ -68,6 +73,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_finished_at")
+        batch_op.drop_index("ix_jobs_created_at")
         batch_op.drop_index("ix_jobs_tenant_id")
     op.drop_index("ix_console_sessions_expires_at", table_name="console_sessions")
     op.drop_table("console_sessions")

@@ -39,7 +39,7 @@ def browser(stack: Stack) -> Iterator[object]:
     """Chromium, launched after the stack: Playwright's sync API keeps an event loop running
     in this thread, where the database fixtures' asyncio.run could not start one."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        if os.environ.get("VIDJOBS_REQUIRE_SERVICES"):
+        if os.environ.get("VIDJOBS_REQUIRE_SERVICES") == "1":
             pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
         pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

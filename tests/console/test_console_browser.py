@@ -224,3 +224,51 @@ def test_the_jobs_page_works_at_phone_width(browser: Any, stack: Stack, shots: P
     assert overflow <= 0
     page.screenshot(path=str(shots / "jobs-phone.png"), full_page=True)
     page.close()
+
+
+# Every visible text element against its nearest opaque background (WCAG relative
+# luminance), and every form control with an accessible name. Run in the page by Playwright's
+# evaluate (CDP), which the page's Content-Security-Policy does not govern.
+AUDIT = """() => {
+  const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+                         if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3); } return [255, 255, 255]; };
+  const low = []; let checked = 0;
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const st = getComputedStyle(el);
+    if (!own || st.visibility === "hidden" || st.display === "none" || el.closest("[hidden], svg, .skip")) continue;
+    if (el.disabled || el.closest("button:disabled")) continue;  // WCAG exempts disabled controls
+    checked += 1;
+    const a = lum(rgb(st.color).slice(0, 3)), b = lum(bg(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(el.tagName + " '" + el.textContent.trim().slice(0, 30) + "' " + ratio.toFixed(2));
+  }
+  const unnamed = [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.textContent.trim())
+    .map((el) => el.outerHTML.slice(0, 80));
+  return { low, unnamed, checked };
+}"""
+
+
+def test_pages_have_labelled_controls_and_aa_contrast(browser: Any, stack: Stack) -> None:
+    acme, _ = stack.tenant("a11y-acme")
+    key = stack.submit(acme, 40, labels={"team": "news"}).key
+    stack.fail(acme, key)
+    page = signed_in(browser, stack, stack.operator("a11y-ops"))
+    for path in ("/console/jobs", f"/console/jobs/{acme.id}/{key}", "/console/fleet"):
+        page.goto(stack.url + path)
+        found = page.evaluate(AUDIT)
+        assert found["checked"] > 20 and found["low"] == [] and found["unnamed"] == [], (path, found)
+    page.goto(stack.url + "/console/login")
+    found = page.evaluate(AUDIT)
+    assert found["checked"] > 5 and found["low"] == [] and found["unnamed"] == [], found
+    # the skip link is the first stop of the keyboard and moves focus to the content
+    page.goto(stack.url + "/console/jobs")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.close()

@@ -106,6 +106,24 @@ async def test_label_status_and_key_filters_select_on_both_databases(app_client)
     assert "No job matches" in page
 
 
+async def test_keyset_pages_cover_every_job_once(app_client) -> None:
+    c, client = app_client
+    tenant, token, first = await tenant_with_job(c, "pages-acme")
+    keys = {first}
+    for i in range(54):
+        req = EditRequest.model_validate({"source": {"path": "clip.mp4"},
+                                          "operations": [{"op": "trim", "start": i, "end": i + 1}]})
+        keys.add((await c.service.submit(tenant, req)).job.key)
+    await sign_in(client, token)
+    page = (await client.get("/console/jobs")).text
+    older = page.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    assert "before=" in older
+    second = (await client.get(older)).text
+    seen = [t.split("/")[1].split('"')[0] for t in (page + second).split(f'href="/console/jobs/{tenant.id}')[1:]]
+    assert len(seen) == 55 and set(seen) == keys
+    assert 'rel="next"' not in second
+
+
 @pytest.mark.parametrize("query", [
     "status=%00", "label=%FF%FE", "since=99999-01-01", "until=2026-13-45T99:99", "key=" + "a" * 500,
     "before=99999999999999999999999", "tenant=%27%20OR%201%3D1", "label=team%3D" + "x" * 400,

@@ -16,6 +16,7 @@ from jobs.api.views import job_view
 from jobs.console import auth, queries
 from jobs.console.common import current, job_tenant, not_found, page, to_login
 from jobs.errors import JobNotFound, VidjobsError
+from jobs.models import Job
 from jobs.service import JobService
 from jobs.tenants import TenantRef
 
@@ -125,32 +126,34 @@ async def live(request: Request, ids: Annotated[str, Query(max_length=2000)] = "
     return JSONResponse({"jobs": [{**r, "progress": round(r["progress"], 4)} for r in rows]})
 
 
-@router.get("/jobs/{tenant_id}/{key}/stream")
-async def job_stream(request: Request, tenant_id: str, key: str) -> Response:
-    """The job's events and progress as Server-Sent Events (the API's `follow=true` stream,
-    with the session instead of a bearer token: EventSource cannot send headers)."""
+async def _visible_job(request: Request, tenant_id: str, key: str) -> Job | Response:
+    """The job a console URL names if the signed-in viewer may see it, else the refusal."""
     viewer = await current(request)
     if viewer is None:
         return _refused("sign in first", 401)
     tenant = await job_tenant(viewer, request, tenant_id, key)
     if tenant is None:
         return not_found(request, viewer, "no such job")
-    job = await deps.state(request).service.get(tenant, key)
-    return streams.job_stream_response(request, job, request.headers.get("last-event-id"))
+    return await deps.state(request).service.get(tenant, key)
+
+
+@router.get("/jobs/{tenant_id}/{key}/stream")
+async def job_stream(request: Request, tenant_id: str, key: str) -> Response:
+    """The job's events and progress as Server-Sent Events (the API's `follow=true` stream,
+    with the session instead of a bearer token: EventSource cannot send headers)."""
+    found = await _visible_job(request, tenant_id, key)
+    if isinstance(found, Response):
+        return found
+    return streams.job_stream_response(request, found, request.headers.get("last-event-id"))
 
 
 @router.get("/jobs/{tenant_id}/{key}/output")
 async def job_output(request: Request, tenant_id: str, key: str) -> Response:
     """The job's file (Range requests honoured, for the video player), as the API serves it."""
-    viewer = await current(request)
-    if viewer is None:
-        return _refused("sign in first", 401)
-    tenant = await job_tenant(viewer, request, tenant_id, key)
-    if tenant is None:
-        return not_found(request, viewer, "no such job")
-    st = deps.state(request)
-    job = await st.service.get(tenant, key)
-    return await output_response(request, st, job, redirect=True)
+    found = await _visible_job(request, tenant_id, key)
+    if isinstance(found, Response):
+        return found
+    return await output_response(request, deps.state(request), found, redirect=True)
 
 
 @router.post("/logout")

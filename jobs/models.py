@@ -353,6 +353,8 @@ class ConsoleSession(SQLModel, table=True):
 
     token_hash: str = Field(primary_key=True, max_length=64)
     tenant_id: str | None = Field(default=None, max_length=36)
+    # The tenant token it signed in with: revoking that token ends the session too.
+    api_key_id: str | None = Field(default=None, max_length=36)
     operator_id: str | None = Field(default=None, max_length=36)
     csrf: str = Field(max_length=64)
     created_at: dt.datetime | None = _now_default()

@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.db import Database, db_now
 from jobs.errors import InvalidRequest
-from jobs.models import ConsoleSession, Operator, Tenant
-from jobs.tenants import TenantRef, hash_token, tenant_for_token
+from jobs.models import ApiKey, ConsoleSession, Operator, Tenant
+from jobs.tenants import TenantRef, hash_token
 
 operators = Operator.__table__  # type: ignore[attr-defined]
 sessions = ConsoleSession.__table__  # type: ignore[attr-defined]
 tenants = Tenant.__table__  # type: ignore[attr-defined]
+api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 
 OPERATOR_PREFIX = "vjo_"
 COOKIE = "vidjobs_console"
@@ -75,6 +76,7 @@ async def sign_in(db: Database, token: str) -> tuple[str, Viewer] | None:
     if not _plausible(token):
         return None
     tenant: TenantRef | None = None
+    key_id: str | None = None
     operator: tuple[str, str] | None = None
     async with db.transaction() as conn:
         if token.startswith(OPERATOR_PREFIX):
@@ -88,7 +90,17 @@ async def sign_in(db: Database, token: str) -> tuple[str, Viewer] | None:
             ).first()
             operator = None if row is None else (row[0], row[1])
         else:
-            tenant = await tenant_for_token(conn, token)
+            found = (
+                await conn.execute(
+                    sa.select(api_keys.c.id, tenants.c.id, tenants.c.name,
+                              tenants.c.max_in_flight)
+                    .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+                    .where(api_keys.c.token_hash == hash_token(token),
+                           api_keys.c.revoked_at.is_(None))
+                )
+            ).first()
+            if found is not None:
+                key_id, tenant = found[0], TenantRef(found[1], found[2], found[3])
         if tenant is None and operator is None:
             return None
         await conn.execute(sa.delete(sessions).where(sessions.c.expires_at <= db_now()))
@@ -97,6 +109,7 @@ async def sign_in(db: Database, token: str) -> tuple[str, Viewer] | None:
             sa.insert(sessions).values(
                 token_hash=hash_token(cookie),
                 tenant_id=None if tenant is None else tenant.id,
+                api_key_id=key_id,
                 operator_id=None if operator is None else operator[0],
                 csrf=csrf,
                 expires_at=db_now(SESSION_HOURS * 3600),
@@ -106,20 +119,20 @@ async def sign_in(db: Database, token: str) -> tuple[str, Viewer] | None:
 
 
 async def viewer(request: Request, db: Database) -> Viewer | None:
-    """The signed-in viewer of this request, or None (no, unknown or expired session, or an
-    operator revoked since). A tenant session lives its 12 hours; sign-out ends it."""
+    """The signed-in viewer of this request, or None: no, unknown or expired session, or
+    the token it signed in with was revoked since (`vidjobs tenant revoke`)."""
     cookie = request.cookies.get(COOKIE, "")
     if not _plausible(cookie):
         return None
     stmt = (
         sa.select(
             sessions.c.csrf, sessions.c.tenant_id, tenants.c.name, tenants.c.max_in_flight,
-            operators.c.name, operators.c.revoked_at,
+            api_keys.c.revoked_at, operators.c.name, operators.c.revoked_at,
         )
         .select_from(
-            sessions.outerjoin(tenants, tenants.c.id == sessions.c.tenant_id).outerjoin(
-                operators, operators.c.id == sessions.c.operator_id
-            )
+            sessions.outerjoin(tenants, tenants.c.id == sessions.c.tenant_id)
+            .outerjoin(api_keys, api_keys.c.id == sessions.c.api_key_id)
+            .outerjoin(operators, operators.c.id == sessions.c.operator_id)
         )
         .where(sessions.c.token_hash == hash_token(cookie), sessions.c.expires_at > db_now())
     )
@@ -127,8 +140,10 @@ async def viewer(request: Request, db: Database) -> Viewer | None:
         row = (await conn.execute(stmt)).first()
     if row is None:
         return None
-    csrf, tenant_id, tenant_name, max_in_flight, operator_name, revoked = row
+    csrf, tenant_id, tenant_name, max_in_flight, key_revoked, operator_name, revoked = row
     if tenant_id is not None and tenant_name is not None:
+        if key_revoked is not None:
+            return None
         return Viewer(TenantRef(tenant_id, tenant_name, max_in_flight), None, csrf)
     if operator_name is not None and revoked is None:
         return Viewer(None, operator_name, csrf)

@@ -2,7 +2,8 @@
 
 - `operators`: `vidjobs operator create NAME` tokens (sha256 only), which see every tenant.
 - `console_sessions`: a signed-in browser (HttpOnly cookie token, stored as sha256) with the
-  CSRF token of its forms; expired rows are refused and deleted at the next sign-in.
+  CSRF token of its forms and the token it signed in with (revoking it ends the session);
+  expired rows are refused and deleted at the next sign-in.
 - `ix_jobs_tenant_id` (tenant_id, id): a tenant's newest jobs of any status, keyset by id
   (the jobs page without a status filter; `ix_jobs_tenant_status_id` serves it with one).
 - `ix_jobs_created_at`: the jobs page's time filter (a window of a large backlog).
@@ -49,6 +50,7 @@ def upgrade() -> None:
         "console_sessions",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=36), nullable=True),
+        sa.Column("api_key_id", sa.String(length=36), nullable=True),
         sa.Column("operator_id", sa.String(length=36), nullable=True),
         sa.Column("csrf", sa.String(length=64), nullable=False),
         sa.Column("created_at", TS, server_default=sa.func.current_timestamp(), nullable=False),

@@ -16,7 +16,7 @@ from jobs.console.auth import create_operator
 from jobs.db import Database
 from jobs.settings import Settings
 from jobs.spec import EditRequest
-from jobs.tenants import TenantRef, create_tenant
+from jobs.tenants import TenantRef, create_tenant, revoke_tokens
 from workers import compose
 
 
@@ -151,6 +151,18 @@ async def test_operator_sees_every_tenant_and_fleet_and_a_revoked_session_is_gon
     r = await client.post("/console/logout", data={"csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303
     assert (await client.get("/console/jobs", follow_redirects=False)).status_code == 303
+
+
+async def test_revoking_the_tenant_token_ends_its_console_session(app_client) -> None:
+    c, client = app_client
+    tenant, token, _ = await tenant_with_job(c, "rev-acme")
+    await sign_in(client, token)
+    async with c.db.transaction() as conn:
+        await revoke_tokens(conn, tenant.id)
+    r = await client.get("/console/jobs", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/login"
+    r = await client.post("/console/login", data={"token": token})
+    assert r.status_code == 401
 
 
 def test_operator_create_prints_a_token_once(tmp_path: Path) -> None:

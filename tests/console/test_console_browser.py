@@ -5,6 +5,7 @@ run go to docs/console/."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,21 @@ def test_play_an_output(browser: Any, stack: Stack, tmp_path: Path, shots: Path)
     assert until(page, "document.getElementById('player').currentTime", above=0.3) > 0.3
     assert page.get_by_role("link", name="Download").get_attribute("href", timeout=5000).endswith(f"{key}/output")
     page.screenshot(path=str(shots / "player.png"))
+    page.close()
+
+
+def test_a_thumbnail_output_is_shown_as_an_image(browser: Any, stack: Stack, tmp_path: Path) -> None:
+    acme, token = stack.tenant("thumb-acme")
+    key = stack.submit(acme, 4).key
+    jpg = tmp_path / "thumb.jpg"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x90",
+                    "-frames:v", "1", str(jpg)], check=True, timeout=60)
+    stack.succeed_with_file(acme, key, jpg, "image/jpeg")
+    page = signed_in(browser, stack, token)
+    page.goto(f"{stack.url}/console/jobs/{acme.id}/{key}")
+    img = page.get_by_role("img", name=f"Output of job {key[:16]}")
+    img.wait_for()
+    assert until(page, "document.querySelector('img.preview').naturalWidth", above=0) == 160
     page.close()
 
 

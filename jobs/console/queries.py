@@ -185,14 +185,6 @@ async def select_page(
     return rows, (rows[-1].id if more and rows else None)
 
 
-async def count_matching(
-    conn: AsyncConnection, scope: TenantRef | None, f: JobFilter, cap: int
-) -> int:
-    """How many jobs match, counted up to `cap` (a bulk action's confirmation)."""
-    inner = sa.select(c.id).where(*_where(conn, scope, f)).limit(cap).subquery()
-    return int((await conn.execute(sa.select(sa.func.count()).select_from(inner))).scalar() or 0)
-
-
 async def select_matching_keys(
     conn: AsyncConnection, scope: TenantRef | None, f: JobFilter, limit: int
 ) -> list[tuple[str, str]]:

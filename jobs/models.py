@@ -81,6 +81,17 @@ class Job(SQLModel, table=True):
             sqlite_where=sa.text("status = 'running'"),
         ),
         sa.Index("ix_jobs_tenant_status_id", "tenant_id", "status", "id"),
+        # The console's jobs page: a tenant's newest jobs of any status (keyset by id).
+        sa.Index("ix_jobs_tenant_id", "tenant_id", "id"),
+        # The console's jobs page filtered by creation time (a window of a large backlog).
+        sa.Index("ix_jobs_created_at", "created_at"),
+        # The console's fleet page: what finished in the last hour.
+        sa.Index(
+            "ix_jobs_finished_at",
+            "finished_at",
+            postgresql_where=sa.text("finished_at IS NOT NULL"),
+            sqlite_where=sa.text("finished_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(
@@ -357,6 +368,35 @@ class WebhookAttempt(SQLModel, table=True):
     status_code: int | None = Field(default=None)
     error: str | None = Field(default=None, max_length=500)
     outcome: str = Field(max_length=16)
+
+
+class Operator(SQLModel, table=True):
+    """A console operator (`vidjobs operator create NAME`): sees every tenant and the fleet."""
+
+    __tablename__ = "operators"
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True})
+    # sha256 of the token (`vjo_...`), shown once and never stored.
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    created_at: dt.datetime | None = _now_default()
+    revoked_at: dt.datetime | None = _ts()
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in console browser: a tenant's or an operator's. The cookie holds the token;
+    the row holds its sha256 and the CSRF token of the session's forms."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    tenant_id: str | None = Field(default=None, max_length=36)
+    # The tenant token it signed in with: revoking that token ends the session too.
+    api_key_id: str | None = Field(default=None, max_length=36)
+    operator_id: str | None = Field(default=None, max_length=36)
+    csrf: str = Field(max_length=64)
+    created_at: dt.datetime | None = _now_default()
+    expires_at: dt.datetime | None = _ts(nullable=False, index=True)
 
 
 metadata = SQLModel.metadata

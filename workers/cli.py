@@ -12,10 +12,12 @@ from rich.console import Console
 
 from jobs.settings import get_settings
 from workers import cli_client, loop
+from workers.cli_operators import operator_app
 from workers.cli_tenants import tenant_app
 
 app = typer.Typer(help="vidjobs: video edit jobs with idempotent job keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(operator_app, name="operator")
 console = Console()
 err = Console(stderr=True)
 

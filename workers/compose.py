@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
+from jobs import console
 from jobs.api import ApiState, Probe, create_app
 from jobs.claims import ClaimService
 from jobs.db import Database
@@ -92,6 +93,7 @@ class Components:
             max_upload_bytes=self.settings.source_max_bytes,
         )
         app = create_app(state)
+        console.install(app)
         app.state.webhooks = WebhookService(self.db, self.settings, wake=self.webhook_wakeup.notify)
         return app
 

@@ -22,7 +22,7 @@ from jobs.errors import (
     OutputExpired,
     RangeNotSatisfiable,
 )
-from jobs.models import Blob
+from jobs.models import Blob, Job
 from jobs.tenants import TenantRef
 from jobs.url_import import Allow, fetch_url
 
@@ -147,6 +147,15 @@ async def job_output(
     stores (one range; a suffix; 416 past the end)."""
     st = deps.state(request)
     job = await st.service.get(tenant, checked_key(key))
+    return await output_response(request, st, job, redirect=redirect)
+
+
+async def output_response(
+    request: Request, st: deps.ApiState, job: Job, *, redirect: bool
+) -> FileResponse | RedirectResponse | StreamingResponse:
+    """The answer of `GET /v1/jobs/{key}/output` for a job already looked up (the console
+    serves outputs through this too)."""
+    key = job.key
     if job.status != "succeeded" or not job.output:
         raise JobNotFound(f"job {key} has no output (it is {job.status})")
     return await serve_output(request, st, key, job.output, key, redirect)

@@ -39,6 +39,7 @@ from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
 from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
 from jobs.tenants import TenantRef
+from jobs.tracecontext import current_traceparent, traced
 
 if TYPE_CHECKING:
     from jobs.storage.s3_sources import S3Sources
@@ -67,6 +68,15 @@ class SubmitResult:
     def replayed(self) -> bool:
         """True when the answer is an existing job that this request did not (re)start."""
         return not (self.created or self.rerun)
+
+
+def _submit_attributes(result: SubmitResult) -> dict[str, str | bool]:
+    """The submit span's attributes: which job the request was answered with."""
+    return {
+        "vidjobs.job_key": result.job.key,
+        "vidjobs.tenant": result.job.tenant_id,
+        "vidjobs.created": result.created or result.rerun,
+    }
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,7 @@ class JobService:
         if self._s3_sources is not None:
             await self._s3_sources.close()
 
+    @traced("vidjobs.submit", _submit_attributes)
     async def submit(
         self,
         tenant: TenantRef,
@@ -281,9 +292,10 @@ class JobService:
             "priority": req.priority,
             "max_attempts": max_attempts,
         }
-        job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
+        trace = _trace_fields()  # this run's trace: on the row and in its event (tracing on)
+        job = await statements.insert_job_if_absent(conn, {**values, **trace}, run_at=req.run_at)
         if job is not None:
-            events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
+            events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED, **trace))
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
@@ -294,6 +306,7 @@ class JobService:
                 "labels": req.labels,
                 "priority": req.priority,
                 "max_attempts": max_attempts,
+                **trace,
             }
             if req.run_at is not None:
                 changes["run_after"] = req.run_at
@@ -304,7 +317,9 @@ class JobService:
             )
             rerun = await requeue(conn, tenant.id, prepared.key, changes)
             if rerun is not None:
-                events.append(await outbox.insert_event(conn, rerun, EventType.RESUBMITTED))
+                events.append(
+                    await outbox.insert_event(conn, rerun, EventType.RESUBMITTED, **trace)
+                )
                 return SubmitResult(job=rerun, created=False, rerun=True)
         return SubmitResult(job=existing, created=False)
 
@@ -442,6 +457,12 @@ class JobService:
     def _notify(self, events: Sequence[outbox.Event]) -> None:
         if events and self.after_commit is not None:
             self.after_commit(events)
+
+
+def _trace_fields() -> dict[str, str]:
+    """`{"traceparent": ...}` of the current span when tracing is on, else nothing."""
+    traceparent = current_traceparent()
+    return {} if traceparent is None else {"traceparent": traceparent}
 
 
 def _may_run_again(job: Job) -> bool:

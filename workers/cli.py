@@ -49,9 +49,14 @@ def _startup(
 
 
 def _logging(verbose: bool = False) -> None:
+    """Logs, and traces when the OTEL_* variables ask for them (every process command)."""
+    import click
+
+    from workers import tracing
     from workers.logs import setup
 
     setup(verbose, get_settings().log_format)
+    tracing.setup(click.get_current_context().info_name or "vidjobs")
 
 
 @app.command()

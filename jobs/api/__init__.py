@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from jobs.api import batch, errors, routes, sources, streams, uploads, usage, webhooks
 from jobs.api.deps import ApiState, Probe
 from jobs.api.limits import BodyLimit
+from jobs.tracecontext import instrument_app
 
 __all__ = ["ApiState", "Probe", "create_app"]
 
@@ -81,6 +82,7 @@ def create_app(state: ApiState) -> FastAPI:
         },
     )
     app.add_middleware(SubmissionMetrics)
+    instrument_app(app)  # server spans when tracing is on (OTEL_*, vidjobs[otel])
     return app
 
 

@@ -22,6 +22,7 @@ from functools import partial
 
 from jobs.errors import PermanentError, RetryableError
 from jobs.settings import Settings
+from jobs.tracecontext import traced
 
 GiB = 1024**3
 
@@ -127,6 +128,11 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _exit_attributes(result: RunResult) -> dict[str, int]:
+    return {"process.exit.code": result.returncode}
+
+
+@traced("ffmpeg", _exit_attributes)
 async def run_ffmpeg(
     argv: Sequence[str],
     limits: Limits,

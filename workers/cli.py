@@ -56,7 +56,9 @@ def _logging(verbose: bool = False) -> None:
     from workers.logs import setup
 
     setup(verbose, get_settings().log_format)
-    tracing.setup(click.get_current_context().info_name or "vidjobs")
+    ctx = click.get_current_context(silent=True)
+    commands = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    tracing.setup(ctx.info_name if ctx and ctx.info_name else (commands or ["vidjobs"])[0])
 
 
 @app.command()

@@ -46,7 +46,7 @@ def current_traceparent() -> str | None:
 
 
 def traced(
-    name: str, attributes: Callable[[R], Attributes] | None = None
+    name: str, attributes: Callable[[Any], Attributes] | None = None
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Run an async function in a span `name`; `attributes(result)` are added at the end.
 

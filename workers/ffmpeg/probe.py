@@ -18,6 +18,7 @@ from typing import Any
 
 from jobs import subtitles
 from jobs.errors import InvalidRequest, PermanentError
+from jobs.tracecontext import traced
 from workers.ffmpeg.binary import find_ffmpeg
 from workers.ffmpeg.run import Limits, run_ffmpeg, sanitize
 
@@ -123,6 +124,7 @@ def input_args(path: Path, demuxer: str | None = None) -> list[str]:
     return args
 
 
+@traced("ffmpeg probe")
 async def probe(
     path: Path,
     limits: Limits | None = None,

@@ -150,9 +150,12 @@ class JobService:
     async def _resolve(self, tenant: TenantRef, source: Source, where: str) -> dict[str, Any]:
         if source.path is not None:
             path = resolve_source_path(source.path, self.source_roots, where)
-            digest = self.digests.cached(path)
-            if digest is None:  # hashing a large file must not block the event loop
-                digest = await asyncio.to_thread(self.digests.digest, path)
+            try:
+                digest = self.digests.cached(path)
+                if digest is None:  # hashing a large file must not block the event loop
+                    digest = await asyncio.to_thread(self.digests.digest, path)
+            except OSError as exc:  # removed (or made unreadable) since it was found
+                raise _source_vanished(where, exc) from exc
             return {"digest": digest, "path": str(path)}
         if source.s3 is not None:
             return await self._resolve_s3(tenant, source.s3, where)
@@ -230,7 +233,10 @@ class JobService:
         if self.check_source is not None:  # only for what may become a new run
             for where, path, image_ok in prepared.checks:
                 if path is not None:
-                    await self.check_source(where, path, image_ok)
+                    try:
+                        await self.check_source(where, path, image_ok)
+                    except OSError as exc:  # the file went away after it was hashed
+                        raise _source_vanished(where, exc) from exc
         max_attempts = req.max_attempts or self.settings.default_max_attempts
         events: list[OutboxEvent] = []
         async with self.db.transaction() as conn:
@@ -392,13 +398,23 @@ class JobService:
                 "limit must be between 1 and 500",
                 details=[{"path": "limit", "message": f"got {limit}", "allowed": "1..500"}],
             )
-        before = _decode_cursor(cursor) if cursor else None
         async with self.db.reader.connect() as conn:
+            before = await self._cursor_position(conn, tenant, cursor) if cursor else None
             rows = await statements.select_jobs_page(conn, tenant.id, status, before, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].id) if more and rows and rows[-1].id else None
+        next_cursor = _encode_cursor(rows[-1].key) if more and rows else None
         return Page(jobs=rows, next_cursor=next_cursor)
+
+    async def _cursor_position(
+        self, conn: AsyncConnection, tenant: TenantRef, cursor: str
+    ) -> int:
+        """The keyset position a cursor names: the row of the page's last job, looked up by
+        its key among this tenant's jobs only (another tenant's cursor names nothing)."""
+        last = await statements.select_job_by_key(conn, tenant.id, _decode_cursor(cursor))
+        if last is None or last.id is None:
+            raise _bad_cursor()
+        return last.id
 
     async def events(self, tenant: TenantRef, key: str) -> list[OutboxEvent]:
         job = await self.get(tenant, key)
@@ -459,6 +475,23 @@ class JobService:
             self.after_commit(events)
 
 
+def _source_vanished(where: str, exc: OSError) -> SourceNotFound:
+    """A path source that was found but could not be read any more (a filesystem error,
+    not an outage): the client's to fix, 422."""
+    reason = exc.strerror or type(exc).__name__
+    return SourceNotFound(
+        f"the source file could not be read any more ({reason}): it was removed or changed"
+        " during the submission",
+        details=[
+            {
+                "path": where,
+                "message": f"file vanished or unreadable: {reason}",
+                "allowed": "a regular file that stays in place inside a source root",
+            }
+        ],
+    )
+
+
 def _trace_fields() -> dict[str, str]:
     """`{"traceparent": ...}` of the current span when tracing is on, else nothing."""
     traceparent = current_traceparent()
@@ -498,25 +531,33 @@ def check_idempotency_key(value: str) -> None:
         )
 
 
-def _encode_cursor(job_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"before": job_id}).encode()).decode().rstrip("=")
+# A list cursor names the last job of a page by its key, never by a row id: row ids are
+# global, so a tenant reading them could count everyone's submissions. Keys are the
+# tenant's own (derived from its id), and a cursor is resolved among its jobs only.
+def _encode_cursor(last_key: str) -> str:
+    raw = json.dumps({"after": last_key}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> int:
+def _decode_cursor(cursor: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)["before"]
-        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        value = json.loads(raw)["after"]
+        if isinstance(value, str) and 0 < len(value) <= 80:
             return value
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         pass
-    raise InvalidRequest(
-        "cursor is not one this server handed out",
+    raise _bad_cursor()
+
+
+def _bad_cursor() -> InvalidRequest:
+    return InvalidRequest(
+        "cursor is not one this server handed out for this tenant's list",
         details=[
             {
                 "path": "cursor",
                 "message": "invalid cursor",
-                "allowed": "next_cursor of a previous page",
+                "allowed": "next_cursor of a previous page of this tenant's list",
             }
         ],
     )

@@ -82,12 +82,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     from workers import compose
+    from workers.http_server import server_config
 
     _logging()
     _serve_metrics(None)
     c = compose.build(get_settings(), with_ffmpeg_checks=True)
     app_ = c.app(compose.make_probe(c.settings))
-    uvicorn.run(app_, host=host, port=port, log_level="info", log_config=None)
+    config = server_config(app_, host, port, c.settings, log_level="info", log_config=None)
+    uvicorn.Server(config).run()
 
 
 MetricsPortOpt = Annotated[

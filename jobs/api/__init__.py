@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from jobs.api import batch, errors, routes, sources, streams, uploads, usage, webhooks
 from jobs.api.deps import ApiState, Probe
+from jobs.api.hardening import BodyReadTimeout, HeadWithoutBody
 from jobs.api.limits import BodyLimit
 from jobs.tracecontext import instrument_app
 
@@ -82,6 +83,8 @@ def create_app(state: ApiState) -> FastAPI:
         },
     )
     app.add_middleware(SubmissionMetrics)
+    app.add_middleware(BodyReadTimeout, seconds=state.settings.http_body_read_timeout_seconds)
+    app.add_middleware(HeadWithoutBody)
     instrument_app(app)  # server spans when tracing is on (OTEL_*, vidjobs[otel])
     return app
 

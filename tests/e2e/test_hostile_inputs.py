@@ -55,7 +55,7 @@ async def test_head_answers_jobs_and_outputs_like_get_without_a_body(
     missing = await http.head("/v1/jobs/vj1_" + "0" * 64)
     assert missing.status_code == 404 and missing.content == b""
     # the schema still lists GET only
-    assert "head" not in (await http.get("/openapi.json")).json()["paths"][f"/v1/jobs/{{key}}"]
+    assert "head" not in (await http.get("/openapi.json")).json()["paths"]["/v1/jobs/{key}"]
 
 
 async def test_range_errors_and_other_errors_use_the_json_envelope(
@@ -92,7 +92,7 @@ def test_heap_addresses_are_removed_from_any_context_name() -> None:
 async def test_stored_error_messages_show_no_heap_addresses(
     api: Any, source_root: Path, tenant: TenantRef  # noqa: F811
 ) -> None:
-    http, service, _ = api
+    http, _, _ = api
     # No preflight in this service: the worker's ffmpeg meets the broken file and fails.
     (source_root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
     r = await http.post("/v1/jobs", json={**EDIT, "source": {"path": "broken.mp4"}})

@@ -43,7 +43,7 @@ async def server(db: Database, settings: Settings) -> AsyncIterator[tuple[int, s
     config = server_config(app, "127.0.0.1", 0, settings, log_level="warning", lifespan="off", log_config=None)
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110 - uvicorn has no event for it
+    while not srv.started:  # uvicorn has no event for it
         await asyncio.sleep(0.02)
     port = srv.servers[0].sockets[0].getsockname()[1]
     yield port, token, settings.data_dir / "blobs" / "tmp"

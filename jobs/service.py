@@ -290,7 +290,9 @@ class JobService:
         max_attempts: int,
         events: list[OutboxEvent],
     ) -> SubmitResult:
+        trace = _trace_fields()  # this run's trace: on the row and in its event (tracing on)
         values = {
+            **trace,
             "tenant_id": tenant.id,
             "key": prepared.key,
             "spec": prepared.spec,
@@ -298,8 +300,7 @@ class JobService:
             "priority": req.priority,
             "max_attempts": max_attempts,
         }
-        trace = _trace_fields()  # this run's trace: on the row and in its event (tracing on)
-        job = await statements.insert_job_if_absent(conn, {**values, **trace}, run_at=req.run_at)
+        job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
         if job is not None:
             events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED, **trace))
             return SubmitResult(job=job, created=True)

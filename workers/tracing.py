@@ -177,6 +177,17 @@ def _error(span: Any, message: str) -> None:
 # --- the relay and the consumers ----------------------------------------------------------
 
 
+def _messaging(operation: str, topic: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """The attributes every message span has (semantic conventions, plus the job's)."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": topic,
+        "vidjobs.job_key": key,
+        "vidjobs.event_type": headers.get("type", ""),
+    }
+
+
 @contextmanager
 def publishing(messages: Sequence[Message], topic: str) -> Iterator[list[Message]]:
     """A PRODUCER span for each message that carries a stored traceparent (its child);
@@ -199,12 +210,8 @@ def publishing(messages: Sequence[Message], topic: str) -> Iterator[list[Message
             context=_parent(stored),
             kind=SpanKind.PRODUCER,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": topic,
+                **_messaging("publish", topic, message.key, message.headers),
                 "messaging.kafka.message.key": message.key,
-                "vidjobs.job_key": message.key,
-                "vidjobs.event_type": message.headers.get("type", ""),
             },
         )
         spans.append(span)
@@ -236,14 +243,10 @@ def consuming(record: Record, group: str, topic: str) -> Iterator[None]:
         context=_parent(stored),
         kind=SpanKind.CONSUMER,
         attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
+            **_messaging("process", topic, record.key, record.headers),
             "messaging.consumer.group.name": group,
             "messaging.destination.partition.id": str(record.partition),
             "messaging.kafka.offset": record.offset,
-            "vidjobs.job_key": record.key,
-            "vidjobs.event_type": record.headers.get("type", ""),
         },
     ):
         yield

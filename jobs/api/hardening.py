@@ -13,9 +13,10 @@ server's (`workers.http_server`).
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobs.api.limits import run_answering, send_error
 
 
 class HeadWithoutBody:
@@ -50,7 +51,6 @@ class BodyReadTimeout:
         if scope["type"] != "http" or self.seconds <= 0:
             await self.app(scope, receive, send)
             return
-        started = False
         body_done = False
 
         async def timed_receive() -> Message:
@@ -65,32 +65,18 @@ class BodyReadTimeout:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, tracking_send)
-        except BodyTimedOut:
-            if not started:
-                await _timed_out(send, self.seconds)
+        await run_answering(
+            self.app,
+            scope,
+            timed_receive,
+            send,
+            BodyTimedOut,
+            lambda: _timed_out(send, self.seconds),
+        )
 
 
 async def _timed_out(send: Send, seconds: float) -> None:
-    body = {
-        "error": {
-            "code": "request_timeout",
-            "message": f"the request body stalled: no bytes for {seconds:g} s",
-            "details": {"read_timeout_seconds": seconds},
-        }
-    }
-    raw = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(raw)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 408, "headers": headers})
-    await send({"type": "http.response.body", "body": raw})
+    message = f"the request body stalled: no bytes for {seconds:g} s"
+    details = {"read_timeout_seconds": seconds}
+    close = [(b"connection", b"close")]
+    await send_error(send, 408, "request_timeout", message, details, close)

@@ -36,13 +36,18 @@ def envelope(r: httpx.Response, status: int, code: str | None = None) -> dict[st
     return dict(error)
 
 
+async def succeeded_job(http: httpx.AsyncClient, source_root: Path, video: Path) -> str:
+    (source_root / "clip.mp4").write_bytes(video.read_bytes())
+    key = str((await http.post("/v1/jobs", json=EDIT)).json()["key"])
+    assert (await finished(http, key))["status"] == "succeeded"
+    return key
+
+
 async def test_head_answers_jobs_and_outputs_like_get_without_a_body(
     api: Any, source_root: Path, clip: Path  # noqa: F811
 ) -> None:
     http, _, _ = api
-    (source_root / "clip.mp4").write_bytes(clip.read_bytes())
-    key = (await http.post("/v1/jobs", json=EDIT)).json()["key"]
-    assert (await finished(http, key))["status"] == "succeeded"
+    key = await succeeded_job(http, source_root, clip)
     for path in (f"/v1/jobs/{key}", "/v1/jobs", f"/v1/jobs/{key}/output"):
         got, head = await http.get(path), await http.head(path)
         assert (head.status_code, got.status_code) == (200, 200), (path, head.text)
@@ -62,9 +67,7 @@ async def test_range_errors_and_other_errors_use_the_json_envelope(
     api: Any, source_root: Path, clip: Path  # noqa: F811
 ) -> None:
     http, _, _ = api
-    (source_root / "clip.mp4").write_bytes(clip.read_bytes())
-    key = (await http.post("/v1/jobs", json=EDIT)).json()["key"]
-    assert (await finished(http, key))["status"] == "succeeded"
+    key = await succeeded_job(http, source_root, clip)
     url = f"/v1/jobs/{key}/output"
     for value in ("bytes=999999999-", "bytes=-0", "bytes=999999999-999999999"):
         envelope(await http.get(url, headers={"Range": value}), 416)

@@ -26,8 +26,11 @@ from workers.http_server import server_config
 TIMEOUT = 1.0
 
 
-@pytest.fixture
-async def server(db: Database, settings: Settings) -> AsyncIterator[tuple[int, str, Path]]:
+@pytest.fixture(params=["httptools", "h11"])
+async def server(
+    request: pytest.FixtureRequest, db: Database, settings: Settings
+) -> AsyncIterator[tuple[int, str, Path]]:
+    """The API on a real uvicorn server, with each of its HTTP/1.1 implementations."""
     settings = settings.model_copy(
         update={
             "http_header_timeout_seconds": TIMEOUT,
@@ -40,7 +43,9 @@ async def server(db: Database, settings: Settings) -> AsyncIterator[tuple[int, s
     app = create_app(ApiState(db=db, service=JobService(db, settings), settings=settings, blobs=blobs))
     async with db.transaction() as conn:
         _, token = await create_tenant(conn, "slow")
-    config = server_config(app, "127.0.0.1", 0, settings, log_level="warning", lifespan="off", log_config=None)
+    config = server_config(
+        app, "127.0.0.1", 0, settings, http=request.param, log_level="warning", lifespan="off", log_config=None
+    )
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
     while not srv.started:  # uvicorn has no event for it
@@ -135,3 +140,21 @@ async def test_a_request_that_is_not_http_gets_the_json_envelope(server: tuple[i
     assert answer.startswith(b"HTTP/1.1 400"), answer
     body = answer.partition(b"\r\n\r\n")[2]
     assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+async def test_an_oversized_request_head_is_refused_in_the_json_envelope(
+    server: tuple[int, str, Path],
+) -> None:
+    port, _, _ = server
+    s = _connect(port)
+    head = b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"a" * 40_000 + b"\r\n"
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_sendall(s, head)  # no end of head: it only grows
+    except ConnectionError:
+        pass
+    answer, took = await _read_until_closed(s, 10 * TIMEOUT)
+    s.close()
+    assert took < TIMEOUT, took  # refused for its size, not left to the deadline
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request"

@@ -186,3 +186,16 @@ async def test_list_cursors_are_tenant_bound_and_reveal_no_row_ids(
         forged = base64.urlsafe_b64encode(b'{"before": 3}').decode().rstrip("=")
         envelope(await http.get("/v1/jobs", params={"cursor": forged}, headers=ha), 422)
         envelope(await http.get("/v1/jobs", params={"cursor": "%%%"}, headers=ha), 422)
+
+
+async def test_an_unexpected_error_is_a_500_in_the_envelope(db: Database, settings: Settings) -> None:
+    app = create_app(ApiState(db=db, service=JobService(db, settings), settings=settings, blobs=LocalStorage(settings.data_dir / "blobs")))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        error = envelope(await http.get("/boom"), 500, "internal")
+    assert "a bug" not in error["message"]

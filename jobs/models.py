@@ -134,6 +134,9 @@ class Job(SQLModel, table=True):
     updated_at: dt.datetime | None = _ts(nullable=False)
     started_at: dt.datetime | None = _ts()
     finished_at: dt.datetime | None = _ts()
+    # W3C traceparent of the submission that (re)started this run, when tracing was on:
+    # the worker's attempt spans continue that trace (migration 0010)
+    traceparent: str | None = Field(default=None, max_length=55)
 
 
 class TaskEdge(SQLModel, table=True):

@@ -40,6 +40,7 @@ from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
 from jobs.tasks import graph
 from jobs.tenants import TenantRef
+from jobs.tracecontext import current_traceparent, traced
 
 if TYPE_CHECKING:
     from jobs.storage.s3_sources import S3Sources
@@ -72,6 +73,15 @@ class SubmitResult:
     def replayed(self) -> bool:
         """True when the answer is an existing job that this request did not (re)start."""
         return not (self.created or self.rerun)
+
+
+def _submit_attributes(result: SubmitResult) -> dict[str, str | bool]:
+    """The submit span's attributes: which job the request was answered with."""
+    return {
+        "vidjobs.job_key": result.job.key,
+        "vidjobs.tenant": result.job.tenant_id,
+        "vidjobs.created": result.created or result.rerun,
+    }
 
 
 @dataclass(frozen=True)
@@ -147,9 +157,12 @@ class JobService:
     async def _resolve(self, tenant: TenantRef, source: Source, where: str) -> dict[str, Any]:
         if source.path is not None:
             path = resolve_source_path(source.path, self.source_roots, where)
-            digest = self.digests.cached(path)
-            if digest is None:  # hashing a large file must not block the event loop
-                digest = await asyncio.to_thread(self.digests.digest, path)
+            try:
+                digest = self.digests.cached(path)
+                if digest is None:  # hashing a large file must not block the event loop
+                    digest = await asyncio.to_thread(self.digests.digest, path)
+            except OSError as exc:  # removed (or made unreadable) since it was found
+                raise _source_vanished(where, exc) from exc
             return {"digest": digest, "path": str(path)}
         if source.s3 is not None:
             return await self._resolve_s3(tenant, source.s3, where)
@@ -201,6 +214,7 @@ class JobService:
         if self._s3_sources is not None:
             await self._s3_sources.close()
 
+    @traced("vidjobs.submit", _submit_attributes)
     async def submit(
         self,
         tenant: TenantRef,
@@ -227,7 +241,10 @@ class JobService:
         if self.check_source is not None:  # only for what may become a new run
             for where, path, image_ok in prepared.checks:
                 if path is not None:
-                    probes[where] = await self.check_source(where, path, image_ok)
+                    try:
+                        probes[where] = await self.check_source(where, path, image_ok)
+                    except OSError as exc:  # the file went away after it was hashed
+                        raise _source_vanished(where, exc) from exc
         if self.check_plan is not None:
             await self._check_plan(req, prepared, probes)
         max_attempts = req.max_attempts or self.settings.default_max_attempts
@@ -306,7 +323,9 @@ class JobService:
         max_attempts: int,
         events: list[OutboxEvent],
     ) -> SubmitResult:
+        trace = _trace_fields()  # this run's trace: on the row and in its event (tracing on)
         values = {
+            **trace,
             "tenant_id": tenant.id,
             "key": prepared.key,
             "spec": prepared.spec,
@@ -319,7 +338,7 @@ class JobService:
             values.update(role=statements.GRAPH, status=statements.WAITING)
         job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
         if job is not None:
-            events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED))
+            events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED, **trace))
             if several:
                 inputs = prepared.spec["inputs"]
                 probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
@@ -335,6 +354,7 @@ class JobService:
                 "labels": req.labels,
                 "priority": req.priority,
                 "max_attempts": max_attempts,
+                **trace,
             }
             if req.run_at is not None:
                 changes["run_after"] = req.run_at
@@ -347,7 +367,9 @@ class JobService:
             )
             rerun = await requeue(conn, tenant.id, prepared.key, changes)
             if rerun is not None:
-                events.append(await outbox.insert_event(conn, rerun, EventType.RESUBMITTED))
+                events.append(
+                    await outbox.insert_event(conn, rerun, EventType.RESUBMITTED, **trace)
+                )
                 if rerun.role == statements.GRAPH:
                     rerun, more = await graph.rerun(conn, rerun)
                     events += more
@@ -431,13 +453,23 @@ class JobService:
                 "limit must be between 1 and 500",
                 details=[{"path": "limit", "message": f"got {limit}", "allowed": "1..500"}],
             )
-        before = _decode_cursor(cursor) if cursor else None
         async with self.db.reader.connect() as conn:
+            before = await self._cursor_position(conn, tenant, cursor) if cursor else None
             rows = await statements.select_jobs_page(conn, tenant.id, status, before, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].id) if more and rows and rows[-1].id else None
+        next_cursor = _encode_cursor(rows[-1].key) if more and rows else None
         return Page(jobs=rows, next_cursor=next_cursor)
+
+    async def _cursor_position(
+        self, conn: AsyncConnection, tenant: TenantRef, cursor: str
+    ) -> int:
+        """The keyset position a cursor names: the row of the page's last job, looked up by
+        its key among this tenant's jobs only (another tenant's cursor names nothing)."""
+        last = await statements.select_job_by_key(conn, tenant.id, _decode_cursor(cursor))
+        if last is None or last.id is None:
+            raise _bad_cursor()
+        return last.id
 
     async def events(self, tenant: TenantRef, key: str) -> list[OutboxEvent]:
         job = await self.get(tenant, key)
@@ -520,6 +552,29 @@ class JobService:
             self.after_commit(events)
 
 
+def _source_vanished(where: str, exc: OSError) -> SourceNotFound:
+    """A path source that was found but could not be read any more (a filesystem error,
+    not an outage): the client's to fix, 422."""
+    reason = exc.strerror or type(exc).__name__
+    return SourceNotFound(
+        f"the source file could not be read any more ({reason}): it was removed or changed"
+        " during the submission",
+        details=[
+            {
+                "path": where,
+                "message": f"file vanished or unreadable: {reason}",
+                "allowed": "a regular file that stays in place inside a source root",
+            }
+        ],
+    )
+
+
+def _trace_fields() -> dict[str, str]:
+    """`{"traceparent": ...}` of the current span when tracing is on, else nothing."""
+    traceparent = current_traceparent()
+    return {} if traceparent is None else {"traceparent": traceparent}
+
+
 def _may_run_again(job: Job) -> bool:
     """failed or cancelled, or succeeded with an output that retention deleted."""
     if JobStatus(job.status).is_rerunnable:
@@ -553,25 +608,33 @@ def check_idempotency_key(value: str) -> None:
         )
 
 
-def _encode_cursor(job_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"before": job_id}).encode()).decode().rstrip("=")
+# A list cursor names the last job of a page by its key, never by a row id: row ids are
+# global, so a tenant reading them could count everyone's submissions. Keys are the
+# tenant's own (derived from its id), and a cursor is resolved among its jobs only.
+def _encode_cursor(last_key: str) -> str:
+    raw = json.dumps({"after": last_key}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> int:
+def _decode_cursor(cursor: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)["before"]
-        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        value = json.loads(raw)["after"]
+        if isinstance(value, str) and 0 < len(value) <= 80:
             return value
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         pass
-    raise InvalidRequest(
-        "cursor is not one this server handed out",
+    raise _bad_cursor()
+
+
+def _bad_cursor() -> InvalidRequest:
+    return InvalidRequest(
+        "cursor is not one this server handed out for this tenant's list",
         details=[
             {
                 "path": "cursor",
                 "message": "invalid cursor",
-                "allowed": "next_cursor of a previous page",
+                "allowed": "next_cursor of a previous page of this tenant's list",
             }
         ],
     )

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     default_max_attempts: int = Field(default=3, ge=1, le=100)
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The API's connection timeouts (hostile clients): a request head must arrive within
+    # HTTP_HEADER_TIMEOUT_SECONDS of the connection or of the previous response; a body may
+    # stall at most HTTP_BODY_READ_TIMEOUT_SECONDS between chunks (then 408, connection
+    # closed, temp file removed); an idle keep-alive connection is closed after
+    # HTTP_KEEP_ALIVE_SECONDS.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_keep_alive_seconds: int = Field(default=5, ge=1)
     worker_concurrency: int = Field(default=2, ge=1, le=256)
     # ffmpeg's limits per run: wall clock, address space, largest file written; and the longest
     # source accepted (preflight refuses longer ones).

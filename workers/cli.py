@@ -51,9 +51,16 @@ def _startup(
 
 
 def _logging(verbose: bool = False) -> None:
+    """Logs, and traces when the OTEL_* variables ask for them (every process command)."""
+    import click
+
+    from workers import tracing
     from workers.logs import setup
 
     setup(verbose, get_settings().log_format)
+    ctx = click.get_current_context(silent=True)
+    commands = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    tracing.setup(ctx.info_name if ctx and ctx.info_name else (commands or ["vidjobs"])[0])
 
 
 @app.command()
@@ -83,29 +90,30 @@ def serve(
     import uvicorn
 
     from workers import compose
+    from workers.http_server import server_config
 
     _logging()
+    settings = get_settings()
     if workers == 1:
         _serve_metrics(None)
-        app_ = compose.serve_app()
-        uvicorn.run(app_, host=host, port=port, log_level="info", log_config=None)
+        config = server_config(
+            compose.serve_app(), host, port, settings, log_level="info", log_config=None
+        )
+        uvicorn.Server(config).run()
         return
-    if get_settings().metrics_port:
+    if settings.metrics_port:
         err.print("VIDJOBS_METRICS_PORT is not served with --workers > 1 (one port, N processes)")
+    from uvicorn.supervisors import Multiprocess
+
     # Each process builds its own app (engine, pool, caches) from the settings: the factory.
-    uvicorn.run(
-        "workers.compose:serve_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=None,
-        # A child answers the supervisor's health check only once it has imported and
-        # built its app; on a loaded host that takes longer than uvicorn's default 5 s,
-        # and a child that misses it is killed and restarted, again and again.
-        timeout_worker_healthcheck=60,
+    # A child answers the supervisor's health check only once it has imported and built its
+    # app; on a loaded host that takes longer than uvicorn's default 5 s, and a child that
+    # misses it is killed and restarted, again and again.
+    config = server_config(
+        "workers.compose:serve_app", host, port, settings, factory=True, workers=workers,
+        log_level="info", log_config=None, timeout_worker_healthcheck=60,
     )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 MetricsPortOpt = Annotated[

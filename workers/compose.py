@@ -280,6 +280,7 @@ async def run_embedded(
     from workers import loop
     from workers.bus import make_bus
     from workers.consumer import BusWorker
+    from workers.http_server import server_config
     from workers.ledger import Ledger
     from workers.reaper import Reaper
     from workers.relay import Relay
@@ -288,10 +289,11 @@ async def run_embedded(
     c = build(settings, with_ffmpeg_checks=executor == "ffmpeg")
     await migrate(c.db, c.blobs)
     creds = await local_credentials(c)
-    config = uvicorn.Config(
+    config = server_config(
         c.app(make_probe(c.settings)),
-        host=host,
-        port=port,
+        host,
+        port,
+        settings,
         log_level="warning",
         lifespan="off",
         log_config=None,

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from jobs.backoff import backoff_seconds
 from jobs.status import WORK_EVENTS
-from workers import loop, metrics
+from workers import loop, metrics, tracing
 from workers.bus import Bus, CommitFailed, Consumer, Record
 from workers.bus.events import event_type
 from workers.runner import Runner
@@ -79,7 +79,8 @@ class ConsumerLoop:
                     await self._prepare(list(pending))
                 try:
                     while pending and not stop.is_set():
-                        result = await self.handle(pending[0])
+                        with tracing.consuming(pending[0], self.group, self.bus.topic):
+                            result = await self.handle(pending[0])
                         done.append(pending.popleft())
                         self.handled += 1
                         metrics.CONSUMED.labels(self.group, result).inc()

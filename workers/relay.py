@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from jobs import outbox
 from jobs.db import Database
 from jobs.settings import Settings
-from workers import loop, metrics
+from workers import loop, metrics, tracing
 from workers.bus import Bus, BusError, Publisher
 from workers.bus.events import message_for
 from workers.wakeup import Wakeup
@@ -239,7 +239,8 @@ class Relay:
                 rows = await outbox.select_unpublished(conn, batch)
             if not rows:
                 break
-            await self.publisher.publish([message_for(row) for row in rows])
+            with tracing.publishing([message_for(r) for r in rows], self.bus.topic) as messages:
+                await self.publisher.publish(messages)
             ids = [row.id for row in rows if row.id is not None]
             async with self.leadership.transaction() as conn:
                 await outbox.mark_published(conn, ids)

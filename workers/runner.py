@@ -42,6 +42,7 @@ from jobs.outcomes import Outcome, OutcomeKind
 from jobs.settings import Settings
 from jobs.storage import Storage, open_s3_sources
 from jobs.storage.base import attempt_prefix
+from workers import tracing
 from workers.executor import ExecutionContext, ExecutionResult, Executor
 from workers.inputs import fetch_inputs
 from workers.logs import job_context
@@ -83,6 +84,7 @@ class RunnerStats:
 class _Queued:
     outcome: Outcome
     deadline: float  # monotonic: the job's lease runs out then; the outcome is dropped after
+    trace: Any = None  # the attempt's trace context (tracing on): its finish span's parent
 
 
 class Runner:
@@ -165,6 +167,7 @@ class Runner:
         free = max(0, self.free_slots()) if claim else 0
         if not batch and free == 0:
             return 0
+        started_ns = time.time_ns()
         try:
             conn = await self._connection()
             cycle = await self.claims.complete(
@@ -182,6 +185,7 @@ class Runner:
         self._failures = 0
         for q, row in zip(batch, cycle.recorded, strict=True):
             self._count(q.outcome, row)
+            tracing.finished(q.trace, q.outcome, row, started_ns)
         for job in cycle.claimed:
             self._start(job)
         return len(cycle.claimed)
@@ -231,7 +235,9 @@ class Runner:
         self.stats.claimed += 1
         self._lease_until[job.id] = time.monotonic() + self.settings.lease_seconds
         task = asyncio.create_task(
-            self._run_job(job), name=f"job-{job.id}", context=job_context(job)
+            tracing.attempt(job, self.owner, self._run_job(job)),
+            name=f"job-{job.id}",
+            context=job_context(job),
         )
         self._running[job.id] = task
 
@@ -253,7 +259,7 @@ class Runner:
         if outcome is None:
             return
         deadline = self._lease_until.get(job.id or 0, time.monotonic())
-        self._queued.append(_Queued(outcome, deadline))
+        self._queued.append(_Queued(outcome, deadline, tracing.current()))
         self._ended.set()
 
     async def _idle(self, stop_wait: asyncio.Task[Any]) -> None:
@@ -316,7 +322,7 @@ class Runner:
                 ctx.inputs = await self._input_paths(job, ctx)
                 if job.spec.get("deps"):  # a task reading other tasks' results
                     ctx.deps = await fetch_deps(job, self.claims.db, self.blobs, ctx)
-                result = await self.executor.execute(ctx)
+                result = await tracing.execute(self.executor, ctx)
             finally:
                 # Never cancel a beat mid-transaction: stop the timer, wait for a beat.
                 await heartbeat.stop()

@@ -22,7 +22,9 @@ from jobs.api import (
     webhooks,
 )
 from jobs.api.deps import ApiState, Probe
+from jobs.api.hardening import BodyReadTimeout, HeadWithoutBody
 from jobs.api.limits import BodyLimit
+from jobs.tracecontext import instrument_app
 
 __all__ = ["ApiState", "Probe", "create_app"]
 
@@ -94,6 +96,9 @@ def create_app(state: ApiState) -> FastAPI:
         },
     )
     app.add_middleware(SubmissionMetrics)
+    app.add_middleware(BodyReadTimeout, seconds=state.settings.http_body_read_timeout_seconds)
+    app.add_middleware(HeadWithoutBody)
+    instrument_app(app)  # server spans when tracing is on (OTEL_*, vidjobs[otel])
     return app
 
 

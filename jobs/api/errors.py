@@ -144,6 +144,12 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # The last resort (Starlette's own answer is text/plain): still the envelope. The
+        # server logs the traceback as before.
+        return JSONResponse(error_body("internal", "an internal error occurred"), 500)
+
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
         # Nobody is left to answer; nothing was stored (an upload's temp file is removed).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +40,6 @@ class BodyLimit:
                     await _too_large(send, limit)
                     return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -50,17 +50,33 @@ class BodyLimit:
                     raise _TooLarge()
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        await run_answering(
+            self.app, scope, limited_receive, send, _TooLarge, lambda: _too_large(send, limit)
+        )
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _too_large(send, limit)
+
+async def run_answering(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    error: type[Exception],
+    answer: Callable[[], Awaitable[None]],
+) -> None:
+    """Run `app`; when it raises `error` before it began its response, send `answer()`."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except error:
+        if not started:
+            await answer()
 
 
 class _TooLarge(Exception):
@@ -68,22 +84,24 @@ class _TooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body: dict[str, Any] = {
-        "error": {
-            "code": "payload_too_large",
-            "message": f"the request body is larger than the limit of {limit} bytes",
-            "details": {"limit_bytes": limit},
-        }
-    }
-    raw = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(raw)).encode()),
-            ],
-        }
-    )
+    message = f"the request body is larger than the limit of {limit} bytes"
+    await send_error(send, 413, "payload_too_large", message, {"limit_bytes": limit})
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: Any,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """A whole response in the error envelope, straight from a middleware."""
+    raw = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": raw})

@@ -78,6 +78,11 @@ async def list_jobs(
     return {"jobs": [job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
 
 
+# HEAD answers what GET would, without the body (the schema lists the GETs only).
+router.add_api_route("/{key}", get_job, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("", list_jobs, methods=["HEAD"], include_in_schema=False)
+
+
 @router.post("/{key}/cancel", responses=ERRORS)
 async def cancel_job(request: Request, tenant: Tenant, key: str) -> dict[str, Any]:
     return job_view(await deps.state(request).service.cancel(tenant, checked_key(key)))

@@ -213,6 +213,15 @@ async def serve_output(
     )
 
 
+router.add_api_route(  # HEAD: the GET's status and headers, no body
+    "/v1/jobs/{key}/output",
+    job_output,
+    methods=["HEAD"],
+    include_in_schema=False,
+    response_model=None,
+)
+
+
 def _parse_range(header: str | None) -> tuple[int, int | None, bool]:
     """(start, end or None, partial?) of a single-range header; anything else: the whole
     file. A suffix range (`bytes=-N`) has a negative start."""

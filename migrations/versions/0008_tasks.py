@@ -7,7 +7,6 @@ Create Date: 2026-12-01
 Task rows live in `jobs` (claimed by the same statement as every job); `waiting` counts
 the unfinished rows a waiting row depends on, `task_edges` says who waits for whom and
 `job_tasks` names a job's tasks. Existing rows become role "job" with nothing to wait for.
-(Written beside other branches' migrations; the merge re-chains `down_revision`.)
 """
 
 from collections.abc import Sequence

@@ -11,13 +11,12 @@
   hour on the fleet page without reading every job.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 
 None of these columns changes after the insert except `finished_at`, which changes with
 `status` (already indexed): heartbeats stay HOT updates (migration 0004).
 
-(Written beside 0008 on another branch; the merge re-chains `down_revision`.)
 """
 
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

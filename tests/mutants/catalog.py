@@ -319,14 +319,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "relay-marks-before-publishing",
         "inv 6/7: rows are marked published only after the broker's ack",
         "workers/relay.py",
-        "            await self.publisher.publish([message_for(row) for row in rows])\n"
+        "            with tracing.publishing([message_for(r) for r in rows], self.bus.topic) as messages:\n"
+        "                await self.publisher.publish(messages)\n"
         "            ids = [row.id for row in rows if row.id is not None]\n"
         "            async with self.leadership.transaction() as conn:\n"
         "                await outbox.mark_published(conn, ids)\n",
         "            ids = [row.id for row in rows if row.id is not None]\n"
         "            async with self.leadership.transaction() as conn:\n"
         "                await outbox.mark_published(conn, ids)\n"
-        "            await self.publisher.publish([message_for(row) for row in rows])\n",
+        "            with tracing.publishing([message_for(r) for r in rows], self.bus.topic) as messages:\n"
+        "                await self.publisher.publish(messages)\n",
         f"{T_PIPE}::test_a_failed_publish_is_retried_and_every_event_arrives",
     ),
     m(

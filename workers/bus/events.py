@@ -11,6 +11,7 @@ from workers.bus.base import Message, Record
 
 EVENT_ID = "event_id"
 EVENT_TYPE = "type"
+TRACEPARENT = "traceparent"  # W3C trace context of the job's submission, when it was traced
 
 
 def message_for(event: OutboxEvent) -> Message:
@@ -24,10 +25,14 @@ def message_for(event: OutboxEvent) -> Message:
         "created_at": event.created_at.isoformat() if event.created_at else None,
         "payload": event.payload,
     }
+    headers = {EVENT_ID: event.event_id, EVENT_TYPE: event.type}
+    traceparent = (event.payload or {}).get(TRACEPARENT)
+    if isinstance(traceparent, str):
+        headers[TRACEPARENT] = traceparent
     return Message(
         key=event.job_key,
         value=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
-        headers={EVENT_ID: event.event_id, EVENT_TYPE: event.type},
+        headers=headers,
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from jobs import subtitles
 from jobs.errors import InvalidRequest, PermanentError
+from jobs.tracecontext import traced
 from workers.ffmpeg.avprobe import MediaInfo, bounded, parse_info, read_media
 from workers.ffmpeg.run import Limits
 
@@ -138,6 +139,7 @@ def input_args(path: Path, demuxer: str | None = None) -> list[str]:
     return args
 
 
+@traced("ffmpeg probe")
 async def probe(
     path: Path,
     limits: Limits | None = None,

@@ -22,6 +22,7 @@ from functools import partial
 
 from jobs.errors import PermanentError, RetryableError
 from jobs.settings import Settings
+from jobs.tracecontext import traced
 
 GiB = 1024**3
 
@@ -89,6 +90,8 @@ _TRANSIENT_IO = re.compile(
 )
 
 
+_HEAP_ADDRESS = re.compile(r"\[([^\]\s@]+) @ 0x[0-9a-fA-F]+\]")
+
 _PR_SET_PDEATHSIG = 1
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
@@ -127,6 +130,11 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _exit_attributes(result: RunResult) -> dict[str, int]:
+    return {"process.exit.code": result.returncode}
+
+
+@traced("ffmpeg", _exit_attributes)
 async def run_ffmpeg(
     argv: Sequence[str],
     limits: Limits,
@@ -205,7 +213,9 @@ def sanitize(lines: Sequence[str], redact: Mapping[str, str], limit: int = 500) 
     for secret in sorted(redact, key=len, reverse=True):
         if secret:
             text = text.replace(secret, redact[secret])
-    text = re.sub(r"\[(\w+) @ 0x[0-9a-f]+\]", r"[\1]", text)  # drop heap addresses
+    # drop heap addresses: `[mp4 @ 0x..]`, and names with `#`, `:` or `/` (`[in#0 @ 0x..]`,
+    # `[vost#0:0/libx264 @ 0x..]`)
+    text = _HEAP_ADDRESS.sub(r"[\1]", text)
     text = re.sub(r"(?<![\w<>])(?:file:)?/[^\s'\":,]+", "<path>", text)
     return text[-limit:]
 

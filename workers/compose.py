@@ -202,10 +202,12 @@ def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
     Other kinds (rendition, package, sprites) register here beside it."""
     if name == "sleep":
         return ExecutorRegistry(SleepExecutor(seconds=settings.sleep_seconds))
+    from workers.ffmpeg import packaging_executors
     from workers.ffmpeg.executor import FfmpegExecutor
     from workers.ffmpeg.run import Limits
 
-    return ExecutorRegistry(FfmpegExecutor(Limits.from_settings(settings)))
+    limits = Limits.from_settings(settings)
+    return ExecutorRegistry(FfmpegExecutor(limits), **packaging_executors(limits))
 
 
 def make_probe(settings: Settings | None = None) -> Probe | None:

@@ -3,7 +3,6 @@ local (`ctx.deps`), and its own result stored by digest (the output's `files`)."
 
 from __future__ import annotations
 
-import mimetypes
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from jobs.db import Database
 from jobs.models import Job
 from jobs.owners import record_owner
+from jobs.packaging.media import media_type_for
 from jobs.storage import Storage
 from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 
@@ -75,8 +75,7 @@ async def store_result(
             safe_relpath(rel)
             digest, size = await blobs.put_file(path)
             digests.append(digest)
-            media = mimetypes.guess_type(rel)[0] or "application/octet-stream"
-            files[rel] = {"digest": digest, "size": size, "media_type": media}
+            files[rel] = {"digest": digest, "size": size, "media_type": media_type_for(rel)}
         output["files"] = files
     if digests:
         async with db.transaction() as conn:  # the tenant produced them

@@ -25,7 +25,13 @@ class TaskInput(BaseModel):
     digest: str = Field(pattern=_DIGEST.pattern)
 
 
-class RenditionSpec(Strict):
+class _TaskSpec(Strict):
+    # Written by the graph when the task is stored: dependency name -> task key (the
+    # runner fetches their results by it).
+    deps: dict[str, str] = Field(default_factory=dict)
+
+
+class RenditionSpec(_TaskSpec):
     kind: Literal["rendition"]
     source: dict[str, str]
     inputs: list[TaskInput] = Field(min_length=1, max_length=1)
@@ -37,7 +43,7 @@ class RenditionSpec(Strict):
     segment_seconds: int = Field(ge=1, le=30)
 
 
-class PackageSpec(Strict):
+class PackageSpec(_TaskSpec):
     kind: Literal["package"]
     inputs: list[TaskInput] = Field(max_length=0)
     format: PackageFormat
@@ -52,7 +58,7 @@ class PackageSpec(Strict):
         return names
 
 
-class SpritesSpec(Strict):
+class SpritesSpec(_TaskSpec):
     kind: Literal["sprites"]
     source: dict[str, str]
     inputs: list[TaskInput] = Field(min_length=1, max_length=1)

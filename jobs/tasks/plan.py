@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobs.keys import canonical_json
+from jobs.packaging import plan_package, plan_thumbnails
 from jobs.spec import EditRequest, canonical_edit, output_request
 from jobs.taskplan import TaskPlan
 
@@ -22,7 +23,7 @@ TASK_KEY_VERSION = "vt1"
 
 def is_graph(req: EditRequest) -> bool:
     """Does this request become a job of several task rows (not a simple job)?"""
-    return req.outputs is not None
+    return req.outputs is not None or req.package is not None or req.thumbnails is not None
 
 
 def plan(
@@ -30,16 +31,20 @@ def plan(
 ) -> list[TaskPlan]:
     """The request's tasks, each after the tasks it depends on. `inputs`: the resolved
     sources (`{"digest", "path"}` each, main source first), as the job's spec stores them.
-    `source_probe` is for planners that size work by the source (packages, sprites)."""
-    del source_probe  # used by the package and thumbnail planners once they exist
+    `source_probe` sizes a package's ladder and the sprites (the main source's stored probe).
+
+    A request with a `package` or `thumbnails` makes those (and its `outputs`, if any), not
+    the single `output`: "an mp4 plus a ladder" is `outputs` beside `package`."""
     digests = [str(i["digest"]) for i in inputs]
-    if req.outputs is None:
+    if not is_graph(req):
         return [TaskPlan("main", "edit", {**canonical_edit(req, digests), "inputs": list(inputs)})]
     plans: list[TaskPlan] = []
-    for out in req.outputs:
+    for out in req.outputs or ():
         edit = canonical_edit(output_request(req, out), digests)
         spec = {**edit, "inputs": list(inputs)}
         plans.append(TaskPlan(out.name, "edit", spec, publish_as=f"outputs.{out.name}"))
+    plans += plan_package(req, source_probe, inputs=inputs)
+    plans += plan_thumbnails(req, source_probe, inputs=inputs)
     return plans
 
 

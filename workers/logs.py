@@ -48,11 +48,16 @@ class Throttle(logging.Filter):
 
 def job_context(job: Any) -> contextvars.Context:
     """A context for a job's task: every line the task logs names the job's key, tenant,
-    attempt and fencing token (`asyncio.create_task(..., context=job_context(job))`)."""
+    attempt and fencing token (`asyncio.create_task(..., context=job_context(job))`). A task
+    row of a job of several tasks is named as `task` (its key) and `task_kind` instead of
+    `job_key`: one task can serve several jobs of its tenant (GET /v1/jobs/{key}/tasks)."""
     ctx = contextvars.copy_context()
+    names: dict[str, Any] = {"job_key": job.key}
+    if getattr(job, "role", "job") == "task":
+        names = {"task": job.key, "task_kind": (job.spec or {}).get("kind", "edit")}
     ctx.run(
         structlog.contextvars.bind_contextvars,
-        job_key=job.key,
+        **names,
         tenant=job.tenant_id,
         attempt=job.attempts,
         fencing_token=job.fencing_token,

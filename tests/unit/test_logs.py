@@ -52,6 +52,8 @@ def test_json_lines_carry_the_job_of_the_task_that_logged_them(capsys: object) -
     async def main() -> None:
         jobs = [SimpleNamespace(key=f"vj1_{n}", tenant_id=f"t{n}", attempts=n, fencing_token=10 + n) for n in (1, 2)]
         await asyncio.gather(*(asyncio.create_task(job_task(n), context=job_context(j)) for n, j in zip((1, 2), jobs, strict=True)))
+        task = SimpleNamespace(key="vt1_3", tenant_id="t3", attempts=3, fencing_token=13, role="task", spec={"kind": "rendition"})
+        await asyncio.create_task(job_task(3), context=job_context(task))
         log.info("not about a job", extra={"owner": "w1"})
 
     asyncio.run(main())
@@ -60,6 +62,8 @@ def test_json_lines_carry_the_job_of_the_task_that_logged_them(capsys: object) -
     assert about["vj1_1"]["tenant"] == "t1" and about["vj1_1"]["attempt"] == 1 and about["vj1_1"]["fencing_token"] == 11
     assert about["vj1_2"]["event"] == "lost the lease on job2" and about["vj1_2"]["level"] == "warning"
     plain = next(line for line in lines if line["event"] == "not about a job")
+    task = next(line for line in lines if line.get("task") == "vt1_3")
+    assert task["task_kind"] == "rendition" and "job_key" not in task and task["attempt"] == 3
     assert "job_key" not in plain and plain["owner"] == "w1" and plain["logger"] == "vidjobs.runner"
     logging.getLogger().handlers.clear()
 

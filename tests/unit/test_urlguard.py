@@ -114,17 +114,15 @@ async def test_the_checked_address_is_the_one_connected_no_rebinding() -> None:
     resolver = fixed(["127.0.0.1"], ["10.9.9.9"])
     policy = Policy(allow_http=True, allowlist=("127.0.0.1/32",))
     try:
-        async with http.make_client() as client:
-            outcome = await http.post(
-                client,
-                f"http://rebind.test:{receiver.port}/hook",
-                {"webhook-id": "msg_1"},
-                b"{}",
-                policy=policy,
-                time_limit=5,
-                max_body_bytes=1024,
-                resolver=resolver,
-            )
+        outcome = await http.post(
+            f"http://rebind.test:{receiver.port}/hook",
+            {"webhook-id": "msg_1"},
+            b"{}",
+            policy=policy,
+            time_limit=5,
+            max_body_bytes=1024,
+            resolver=resolver,
+        )
     finally:
         await receiver.stop()
     assert outcome.ok, outcome
@@ -136,16 +134,14 @@ async def test_the_checked_address_is_the_one_connected_no_rebinding() -> None:
 async def test_a_refused_address_is_never_connected() -> None:
     receiver = await Receiver().start()
     try:
-        async with http.make_client() as client:
-            outcome = await http.post(
-                client,
-                f"http://127.0.0.1:{receiver.port}/hook",
-                {},
-                b"{}",
-                policy=Policy(allow_http=True),
-                time_limit=5,
-                max_body_bytes=1024,
-            )
+        outcome = await http.post(
+            f"http://127.0.0.1:{receiver.port}/hook",
+            {},
+            b"{}",
+            policy=Policy(allow_http=True),
+            time_limit=5,
+            max_body_bytes=1024,
+        )
     finally:
         await receiver.stop()
     assert outcome.status_code is None and "SSRF" in (outcome.error or "")
@@ -156,16 +152,14 @@ async def test_response_bodies_are_capped() -> None:
     big = b"x" * (8 * 1024 * 1024)
     receiver = await Receiver(lambda n, r: Reply(200, body=big)).start()
     try:
-        async with http.make_client() as client:
-            outcome = await http.post(
-                client,
-                receiver.url,
-                {},
-                b"{}",
-                policy=OPEN,
-                time_limit=10,
-                max_body_bytes=64 * 1024,
-            )
+        outcome = await http.post(
+            receiver.url,
+            {},
+            b"{}",
+            policy=OPEN,
+            time_limit=10,
+            max_body_bytes=64 * 1024,
+        )
     finally:
         await receiver.stop()
     assert outcome.ok
@@ -176,10 +170,9 @@ async def test_redirects_are_not_followed() -> None:
     target = await Receiver().start()
     redirector = await Receiver(lambda n, r: Reply(302, {"Location": target.url})).start()
     try:
-        async with http.make_client() as client:
-            outcome = await http.post(
-                client, redirector.url, {}, b"{}", policy=OPEN, time_limit=5, max_body_bytes=10
-            )
+        outcome = await http.post(
+            redirector.url, {}, b"{}", policy=OPEN, time_limit=5, max_body_bytes=10
+        )
     finally:
         await target.stop()
         await redirector.stop()

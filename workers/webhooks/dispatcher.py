@@ -15,8 +15,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-import httpx
-
 from jobs import outbox, statements
 from jobs.api.views import job_view
 from jobs.db import Database
@@ -61,12 +59,11 @@ class Dispatcher:
         *,
         group: str | None = None,
         wakeup: Wakeup | None = None,
-        client: httpx.AsyncClient | None = None,
         resolver: Resolver | None = None,
     ) -> None:
         self.db = db
         self.group = group or settings.kafka_webhooks_group
-        self.sender = Sender(db, settings, wakeup=wakeup, client=client, resolver=resolver)
+        self.sender = Sender(db, settings, wakeup=wakeup, resolver=resolver)
         self.loop = ConsumerLoop(bus, self.group, self.handle, prepare=self.prepare)
         self.queued = 0
         # Per fetched batch: the subscribed event types of the batch's tenants, read once

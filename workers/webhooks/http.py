@@ -5,12 +5,19 @@ that address with the host name in the Host header and as the TLS server name (S
 certificate check), so no second DNS lookup can send it elsewhere. Proxies from the
 environment are ignored, redirects are never followed (a 3xx is a failed attempt), the
 response body is read up to a cap and dropped, and the whole attempt has one deadline.
+
+Every attempt has its own connection, closed after it: no pool is shared between attempts.
+httpcore's pool can lose a slot for good when a request times out or is cancelled while the
+pool is busy (encode/httpcore#1093); a shared pool of timed-out attempts stalled every later
+delivery in the soak run. Only the TLS context (the expensive part) is shared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -34,11 +41,17 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def make_client(max_connections: int = 100) -> httpx.AsyncClient:
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def _one_connection() -> httpx.AsyncClient:
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=0)
     return httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(verify=_tls(), limits=one, trust_env=False),
         follow_redirects=False,
         trust_env=False,  # no proxy from the environment: we connect where we checked
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
         headers={"User-Agent": "vidjobs-webhooks/1"},
     )
 
@@ -60,7 +73,6 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 async def post(
-    client: httpx.AsyncClient,
     url: str,
     headers: dict[str, str],
     body: bytes,
@@ -80,7 +92,7 @@ async def post(
         return Outcome(code, error, retry_after, ms, n)
 
     try:
-        async with asyncio.timeout(time_limit):
+        async with _one_connection() as client, asyncio.timeout(time_limit):
             target = await urlguard.resolve(url, policy, resolver)
             extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
             request = client.build_request(
@@ -106,7 +118,7 @@ async def post(
             return done(response.status_code, error, retry_after, read)
     except urlguard.URLNotAllowed as exc:
         return done(None, f"refused by the SSRF guard: {exc.message}")
-    except TimeoutError:
+    except (TimeoutError, httpx.TimeoutException):
         return done(None, f"timed out after {time_limit:g} s")
     except httpx.HTTPError as exc:
         return done(None, f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)

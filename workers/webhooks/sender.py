@@ -20,8 +20,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
-
 from jobs.db import Database
 from jobs.models import WebhookDelivery, WebhookEndpoint
 from jobs.settings import Settings
@@ -61,13 +59,11 @@ class Sender:
         settings: Settings,
         *,
         wakeup: Wakeup | None = None,
-        client: httpx.AsyncClient | None = None,
         resolver: Resolver | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.wakeup = wakeup or Wakeup()
-        self.client = client
         self.resolver = resolver
         self.policy = policy_of(settings)
         self.schedule = list(settings.webhook_retry_schedule)
@@ -85,8 +81,6 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.wakeup.bind()
-        own_client = self.client is None
-        self.client = self.client or http.make_client(self.settings.webhook_concurrency)
         last_gauges = 0.0
         try:
             while not stop.is_set():
@@ -106,9 +100,6 @@ class Sender:
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            if own_client:
-                await self.client.aclose()
-                self.client = None
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
         """Until woken, stopped or `seconds` pass. Both waiters are cancelled after: a
@@ -152,9 +143,7 @@ class Sender:
         body = encode_body(row.body)
         headers = signed_headers(endpoint, row.event_id, body)
         started = dt.datetime.now(dt.UTC)
-        assert self.client is not None
         outcome = await http.post(
-            self.client,
             endpoint.url,
             headers,
             body,

@@ -80,6 +80,7 @@
         if (!source) follow();
       });
     });
+    return show;
   }
 
   // --- the jobs page: poll the status of the listed jobs ---
@@ -114,11 +115,16 @@
   }
 
   // --- the job page's tasks graph: poll the tasks' status until the job ends ---
-  function tasksGraph(list) {
+  function tasksGraph(list, showJob) {
     const items = new Map([...list.querySelectorAll("li[data-task]")].map((li) => [li.dataset.task, li]));
     const field = (li, name) => li.querySelector("[data-field=" + name + "]");
+    const jobStatus = document.getElementById("job-status");
     let timer = null;
+    let busy = false;
     async function poll() {
+      if (busy) return;
+      busy = true;
+      clearTimeout(timer);
       timer = null;
       let body = null;
       try {
@@ -136,12 +142,14 @@
           field(li, "attempts").textContent = t.attempts + " of " + t.max_attempts;
           field(li, "error").textContent = t.error ? t.error.code + ": " + t.error.message : "";
         }
+        if (showJob && jobStatus.textContent !== body.status) showJob(body.status, body.progress);
       }
+      busy = false;
       if (!body || !TERMINAL.includes(body.status)) timer = setTimeout(poll, 1500);
     }
     timer = setTimeout(poll, 1500);
     // A retry (or any live status change of the job) starts polling again.
-    return { refresh: () => { if (timer === null) poll(); } };
+    return { refresh: () => { if (timer === null && !busy) poll(); } };
   }
 
   // --- the job page's package player: hls.js (or native HLS) on the signed playback URL ---
@@ -243,9 +251,9 @@
   window.vidjobsConsole = { tasks: null, playback: null, terminal: TERMINAL };
 
   const job = document.getElementById("job");
+  const showJob = job ? jobPage(job) : null;
   const tasks = document.querySelector("ol#tasks[data-live]");
-  if (tasks) window.vidjobsConsole.tasks = tasksGraph(tasks);
-  if (job) jobPage(job);
+  if (tasks) window.vidjobsConsole.tasks = tasksGraph(tasks, showJob);
   const playback = document.getElementById("playback");
   // hls.min.js is a deferred script after this one: start the player once it has run.
   if (playback) document.addEventListener("DOMContentLoaded", () => { window.vidjobsConsole.playback = player(playback); });

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.api.playback import playback_urls
+from jobs.api.views import job_view
 from jobs.errors import VidjobsError
 from jobs.models import Job
 from jobs.settings import Settings
@@ -28,9 +29,10 @@ def tasks_of(members: list[Member]) -> list[dict[str, Any]]:
 
 def live_tasks(job: Job, members: list[Member]) -> dict[str, Any]:
     """The job page's poll: the job's status and progress and each task's."""
+    view = job_view(job, members)  # a waiting job is "running", its progress its tasks'
     return {
-        "status": job.status,
-        "progress": round(float(job.progress), 4),
+        "status": view["status"],
+        "progress": view["progress"],
         "tasks": [{k: v for k, v in task_view(m).items() if k in LIVE_FIELDS} for m in members],
     }
 

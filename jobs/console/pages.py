@@ -79,7 +79,7 @@ async def job_page(request: Request, tenant_id: str, key: str) -> Response:
         events = [event_view(e) for e in await service.events(tenant, key)]
     except JobNotFound:
         return not_found(request, viewer, "There is no job with this key that you can see.")
-    view: dict[str, Any] = job_view(job)
+    view: dict[str, Any] = job_view(job, members)
     base = f"/console/jobs/{tenant_id}/{key}"
     settings = deps.state(request).settings
     return page(

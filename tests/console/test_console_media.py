@@ -67,6 +67,9 @@ def test_a_job_of_several_tasks_shows_its_tasks_and_follows_them_live(
     stack.heartbeat(left, 0.5)
     assert until(page, "document.querySelector('#task-left progress').value", above=0.4) == 0.5
     assert page.locator("#task-left [data-field=attempts]").inner_text() == "1 of 2"
+    # the job's own bar is its tasks' mean, and it is "running" while they run (as the API)
+    assert until(page, "document.getElementById('job-progress').value", above=0.1) == pytest.approx(0.1667)
+    assert page.locator("#job-status").inner_text() == "running"
     page.screenshot(path=str(shots / "tasks.png"), full_page=True)
     stack.run(lambda: stack.c.claims.succeed(left, {"work": "left"}))
     assert wait_text(page, "left", "succeeded") == "succeeded"

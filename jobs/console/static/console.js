@@ -118,7 +118,6 @@
   function tasksGraph(list, showJob) {
     const items = new Map([...list.querySelectorAll("li[data-task]")].map((li) => [li.dataset.task, li]));
     const field = (li, name) => li.querySelector("[data-field=" + name + "]");
-    const jobStatus = document.getElementById("job-status");
     let timer = null;
     let busy = false;
     async function poll() {
@@ -142,7 +141,7 @@
           field(li, "attempts").textContent = t.attempts + " of " + t.max_attempts;
           field(li, "error").textContent = t.error ? t.error.code + ": " + t.error.message : "";
         }
-        if (showJob && jobStatus.textContent !== body.status) showJob(body.status, body.progress);
+        if (showJob) showJob(body.status, body.progress);
       }
       busy = false;
       if (!body || !TERMINAL.includes(body.status)) timer = setTimeout(poll, 1500);

@@ -37,7 +37,9 @@ def live_tasks(job: Job, members: list[Member]) -> dict[str, Any]:
     }
 
 
-def playback_of(settings: Settings, tenant: TenantRef, job: Job, origin: str) -> dict[str, Any] | None:
+def playback_of(
+    settings: Settings, tenant: TenantRef, job: Job, origin: str
+) -> dict[str, Any] | None:
     """A succeeded package job's signed playback URLs (GET /v1/jobs/{key}/playback), and
     which player the page starts: "hls" (hls.js, or the browser's own HLS) or "dash" (no
     DASH player is bundled: the page links the MPD). None for a job without a package."""

@@ -41,8 +41,8 @@ def playback_of(
     settings: Settings, tenant: TenantRef, job: Job, origin: str
 ) -> dict[str, Any] | None:
     """A succeeded package job's signed playback URLs (GET /v1/jobs/{key}/playback), and
-    which player the page starts: "hls" (hls.js, or the browser's own HLS) or "dash" (no
-    DASH player is bundled: the page links the MPD). None for a job without a package."""
+    which player the page starts: "hls" (hls.js, or the browser's own HLS; an HLS or CMAF
+    package) or "dash" (dash.js; a DASH-only package). None for a job without a package."""
     output = job.output if job.status == "succeeded" else None
     if not isinstance((output or {}).get("package"), dict):
         return None

@@ -94,21 +94,21 @@ def test_the_tasks_feed_is_tenant_bound(browser: Any, stack: Stack) -> None:
     page.close()
 
 
-def _build(work: Path) -> dict[str, Any]:
-    """An HLS package of two rungs and 1 s sprites of a 4 s source, by the real executors
+def _build(work: Path, fmt: str) -> dict[str, Any]:
+    """An HLS or DASH package of two rungs and 1 s sprites of a 4 s source, by the real executors
     (in a thread of its own: the executors' asyncio.run cannot share Playwright's loop)."""
     source = make_source(FFMPEG, work / "source.mp4", seconds=4)
     _, renditions = build_renditions(FFMPEG, source, work, [{"height": 240}, {"height": 360}], 2)
-    built = build_package(FFMPEG, renditions, work, "hls", 2)
+    built = build_package(FFMPEG, renditions, work, fmt, 2)
     sprites = build_sprites(FFMPEG, source, work / "sprites", interval_seconds=1, width=96,
                             columns=2, rows=2)
     return {"package": (built.output, dict(built.package.files)),
             "thumbnails": (sprites.metadata, dict(sprites.files))}
 
 
-def package_job(stack: Stack, tenant: TenantRef, work: Path) -> Job:
+def package_job(stack: Stack, tenant: TenantRef, work: Path, fmt: str) -> Job:
     with ThreadPoolExecutor(1) as pool:
-        parts = pool.submit(_build, work).result(300)
+        parts = pool.submit(_build, work, fmt).result(300)
     key = stack.submit(tenant, 7).key
     job = stack.claim(tenant, key)
 
@@ -124,34 +124,43 @@ def package_job(stack: Stack, tenant: TenantRef, work: Path) -> Job:
     return stack.run(go)
 
 
-def test_an_hls_package_plays_in_the_console_player(
-    browser: Any, stack: Stack, tmp_path: Path, shots: Path
+@pytest.mark.parametrize("fmt", ["hls", "dash"])
+def test_a_package_plays_in_the_console_player(
+    browser: Any, stack: Stack, tmp_path: Path, shots: Path, fmt: str
 ) -> None:
-    acme, token = stack.tenant("package-acme")
-    job = package_job(stack, acme, tmp_path)
+    acme, token = stack.tenant(f"package-{fmt}-acme")
+    job = package_job(stack, acme, tmp_path, fmt)
     page = signed_in(browser, stack, token)
-    failures: list[str] = []
-    page.on("console", lambda m: failures.append(m.text) if "Content Security Policy" in m.text else None)
+    log: list[str] = []  # the page's console and uncaught errors (a CSP refusal shows here)
+    page.on("console", lambda m: log.append(m.text))
+    page.on("pageerror", lambda e: log.append(f"uncaught: {e}"))
     page.goto(f"{stack.url}/console/jobs/{acme.id}/{job.key}")
     player = "document.getElementById('package-player')"
     page.locator("video#package-player").wait_for()
-    assert page.evaluate("typeof window.Hls") == "function"  # the vendored hls.js, same origin
-    assert until(page, f"{player}.readyState") >= 2  # HAVE_CURRENT_DATA
+    # the vendored player, served from the console's static files
+    library = "window.Hls" if fmt == "hls" else "window.dashjs"
+    assert page.evaluate(f"typeof {library}") in ("function", "object")
+    ready = until(page, f"{player}.readyState")
+    assert ready >= 2, (page.locator("#playback-message").inner_text(), log)  # HAVE_CURRENT_DATA
     page.evaluate(f"{player}.muted = true")
     page.evaluate(f"{player}.play()")
     assert until(page, f"{player}.currentTime", above=0.5) > 0.5
-    assert page.evaluate("window.vidjobsConsole.playback.hls.levels.length") == 2
+    assert page.evaluate(f"{player}.src").startswith("blob:")  # Media Source Extensions
+    if fmt == "hls":
+        assert page.evaluate("window.vidjobsConsole.playback.hls.levels.length") == 2
+    else:
+        assert page.evaluate("window.vidjobsConsole.playback.dash.getVideoElement() !== null")
     # the manifests and the thumbnails index are linked through the signed URL
-    hls = page.get_by_role("link", name="HLS manifest").get_attribute("href", timeout=5000)
-    assert "/play/" in hls and hls.endswith("master.m3u8")
+    manifest = page.get_by_role("link", name=f"{fmt.upper()} manifest").get_attribute("href", timeout=5000)
+    assert "/play/" in manifest and manifest.endswith("master.m3u8" if fmt == "hls" else ".mpd")
     vtt = page.get_by_role("link", name="Thumbnails (WebVTT sprite index)")
     assert vtt.get_attribute("href", timeout=5000).endswith("thumbnails/thumbnails.vtt")
     # the poster is the first sprite; scrubbing shows a thumbnail from the sheets
     assert until(page, f"{player}.poster.length", above=100) > 100
     page.locator("#scrub").hover()
-    preview = page.locator("#scrub-preview")
-    preview.wait_for(state="visible")
+    page.locator("#scrub-preview").wait_for(state="visible")
     assert "sprite-" in page.evaluate("document.getElementById('scrub-preview').style.backgroundImage")
-    assert failures == []
-    page.screenshot(path=str(shots / "package-player.png"), full_page=False)
+    assert not [m for m in log if "Content Security Policy" in m or m.startswith("uncaught")], log
+    if fmt == "hls":
+        page.screenshot(path=str(shots / "package-player.png"), full_page=False)
     page.close()

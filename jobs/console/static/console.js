@@ -226,11 +226,19 @@
 
   function player(root) {
     const video = document.getElementById("package-player");
-    if (!video) return null;  // a DASH-only package: the page links its MPD
     const message = document.getElementById("playback-message");
     const src = root.dataset.src;
     let hls = null;
-    if (window.Hls && window.Hls.isSupported()) {
+    let dash = null;
+    if (root.dataset.kind === "dash") {  // a DASH-only package: dash.js
+      if (window.dashjs && (window.MediaSource || window.ManagedMediaSource)) {
+        dash = window.dashjs.MediaPlayer().create();
+        dash.on("error", (e) => { message.textContent = "Playback failed (" + ((e.error && e.error.message) || "DASH error") + "); the signed URL may have expired: reload the page."; });
+        dash.initialize(video, src, false);
+      } else {
+        message.textContent = "This browser has no Media Source Extensions: use the manifest links below.";
+      }
+    } else if (window.Hls && window.Hls.isSupported()) {
       hls = new window.Hls();
       hls.on(window.Hls.Events.ERROR, (_, d) => {
         if (d.fatal) message.textContent = "Playback failed (" + d.type + ": " + d.details + "); the signed URL may have expired: reload the page.";
@@ -243,7 +251,7 @@
       message.textContent = "This browser has no Media Source Extensions: use the manifest links below.";
     }
     if (root.dataset.thumbnails) scrubbing(video, root.dataset.thumbnails).catch(() => {});
-    return { video, hls };
+    return { video, hls, dash };
   }
 
   // The tasks graph and the package player (job.html, HOOK(tasks) and HOOK(playback)).

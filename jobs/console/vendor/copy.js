@@ -8,6 +8,9 @@ const out = path.join(__dirname, "..", "static", "vendor");
 const files = [
   ["hls.js/dist/hls.min.js", "hls.min.js"],
   ["hls.js/LICENSE", "hls.js.LICENSE"],
+  // DASH-only packages: the media player build (no offline, protection or reporting)
+  ["dashjs/dist/modern/umd/dash.mediaplayer.min.js", "dash.mediaplayer.min.js"],
+  ["dashjs/LICENSE.md", "dashjs.LICENSE.md"],
 ];
 fs.mkdirSync(out, { recursive: true });
 for (const [from, to] of files) {

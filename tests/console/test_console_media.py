@@ -16,7 +16,7 @@ import pytest
 from jobs.models import Job
 from jobs.tenants import TenantRef
 from tests.console.stack import Stack
-from tests.console.test_console_browser import signed_in, until
+from tests.console.test_console_browser import AUDIT, signed_in, until
 from tests.integration.test_tasks import make_graph, plan
 from tests.support.packages import build_package, build_renditions, build_sprites, make_source
 
@@ -70,6 +70,8 @@ def test_a_job_of_several_tasks_shows_its_tasks_and_follows_them_live(
     # the job's own bar is its tasks' mean, and it is "running" while they run (as the API)
     assert until(page, "document.getElementById('job-progress').value", above=0.1) == pytest.approx(0.1667)
     assert page.locator("#job-status").inner_text() == "running"
+    found = page.evaluate(AUDIT)  # labelled controls and AA contrast, the tasks included
+    assert found["checked"] > 20 and found["low"] == [] and found["unnamed"] == [], found
     page.screenshot(path=str(shots / "tasks.png"), full_page=True)
     stack.run(lambda: stack.c.claims.succeed(left, {"work": "left"}))
     assert wait_text(page, "left", "succeeded") == "succeeded"
@@ -160,6 +162,8 @@ def test_a_package_plays_in_the_console_player(
     page.locator("#scrub").hover()
     page.locator("#scrub-preview").wait_for(state="visible")
     assert "sprite-" in page.evaluate("document.getElementById('scrub-preview').style.backgroundImage")
+    found = page.evaluate(AUDIT)
+    assert found["checked"] > 20 and found["low"] == [] and found["unnamed"] == [], found
     assert not [m for m in log if "Content Security Policy" in m or m.startswith("uncaught")], log
     if fmt == "hls":
         page.screenshot(path=str(shots / "package-player.png"), full_page=False)

@@ -26,6 +26,7 @@ from jobs.errors import BlobMissing, JobNotFound, OutputExpired, VidjobsError
 from jobs.models import Job
 from jobs.packaging.media import FILE_NAME, media_type_for
 from jobs.packaging.tokens import playback_secret, sign, verify
+from jobs.settings import Settings
 from jobs.tenants import TenantRef
 
 router = APIRouter(tags=["playback"])
@@ -71,10 +72,16 @@ async def playback(request: Request, tenant: Tenant, key: str) -> dict[str, Any]
     the DASH MPD), every manifest's URL, and the sprites' WebVTT index when there is one."""
     st = deps.state(request)
     job = await st.service.get(tenant, checked_key(key))
+    return playback_urls(st.settings, tenant, job, str(request.base_url))
+
+
+def playback_urls(settings: Settings, tenant: TenantRef, job: Job, origin: str) -> dict[str, Any]:
+    """The playback answer of a succeeded package job, its URLs under `origin` (the API's
+    own base URL; the console's player uses it too)."""
     package = published(job, "package")
-    expires = int(time.time()) + st.settings.playback_url_seconds
-    token = sign(playback_secret(st.settings), tenant.id, job.key, expires)
-    base = f"{str(request.base_url).rstrip('/')}/play/{token}"
+    expires = int(time.time()) + settings.playback_url_seconds
+    token = sign(playback_secret(settings), tenant.id, job.key, expires)
+    base = f"{origin.rstrip('/')}/play/{token}"
     manifests = {kind: f"{base}/{name}" for kind, name in package.get("manifests", {}).items()}
     thumbs = (job.output or {}).get("thumbnails")
     vtt = thumbs.get("vtt") if isinstance(thumbs, dict) else None

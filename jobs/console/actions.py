@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from jobs.api import deps, streams
 from jobs.api.sources import output_response
 from jobs.api.views import job_view
-from jobs.console import auth, queries
+from jobs.console import auth, media, queries
 from jobs.console.common import current, job_tenant, not_found, page, to_login
 from jobs.errors import JobNotFound, VidjobsError
 from jobs.models import Job
@@ -145,6 +145,20 @@ async def job_stream(request: Request, tenant_id: str, key: str) -> Response:
     if isinstance(found, Response):
         return found
     return streams.job_stream_response(request, found, request.headers.get("last-event-id"))
+
+
+@router.get("/jobs/{tenant_id}/{key}/tasks")
+async def job_tasks(request: Request, tenant_id: str, key: str) -> Response:
+    """The job's and its tasks' status and progress (polled by the job page's tasks graph)."""
+    viewer = await current(request)
+    if viewer is None:
+        return _refused("sign in first", 401)
+    tenant = await job_tenant(viewer, request, tenant_id, key)
+    if tenant is None:
+        return JSONResponse({"error": {"code": "not_found", "message": "no such job",
+                                       "details": None}}, status_code=404)
+    job, members = await deps.state(request).service.tasks(tenant, key)
+    return JSONResponse(media.live_tasks(job, members))
 
 
 @router.get("/jobs/{tenant_id}/{key}/output")

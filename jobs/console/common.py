@@ -21,6 +21,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "connect-src 'self'; worker-src 'self' blob:; "  # hls.js: fetches, MSE, its worker
         "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from jobs.api import deps
 from jobs.api.views import event_view, job_view
-from jobs.console import auth, fleet, queries
+from jobs.console import auth, fleet, media, queries
 from jobs.console.common import current, job_tenant, not_found, page, to_login
 from jobs.console.timeline import attempts_of, preview_of
 from jobs.errors import JobNotFound
@@ -75,15 +75,18 @@ async def job_page(request: Request, tenant_id: str, key: str) -> Response:
     try:
         if tenant is None:
             raise JobNotFound("no such job")
-        job = await service.get(tenant, key)
+        job, members = await service.tasks(tenant, key)
         events = [event_view(e) for e in await service.events(tenant, key)]
     except JobNotFound:
         return not_found(request, viewer, "There is no job with this key that you can see.")
-    view: dict[str, Any] = job_view(job)
+    view: dict[str, Any] = job_view(job, members)
     base = f"/console/jobs/{tenant_id}/{key}"
+    settings = deps.state(request).settings
     return page(
         request, "job.html", viewer, title=f"Job {key[:16]}…", job=view, tenant=tenant,
         events=events, attempts=attempts_of(events), preview=preview_of(view, base), base=base,
+        tasks=media.tasks_of(members),
+        playback=media.playback_of(settings, tenant, job, str(request.base_url)),
     )
 
 

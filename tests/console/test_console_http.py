@@ -17,6 +17,7 @@ from jobs.db import Database
 from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.tenants import TenantRef, create_tenant, revoke_tokens
+from tests.integration.test_tasks import make_graph, plan
 from workers import compose
 
 
@@ -75,7 +76,7 @@ async def test_a_tenant_session_reaches_no_other_tenants_job(app_client) -> None
     other, _, theirs = await tenant_with_job(c, "own-globex")
     csrf = await sign_in(client, token)
     base = f"/console/jobs/{other.id}/{theirs}"
-    for path in (base, f"{base}/stream", f"{base}/output"):
+    for path in (base, f"{base}/stream", f"{base}/output", f"{base}/tasks"):
         assert (await client.get(path)).status_code == 404, path
     r = await client.post(f"{base}/cancel", headers={"X-CSRF-Token": csrf})
     assert r.status_code == 404
@@ -88,6 +89,28 @@ async def test_a_tenant_session_reaches_no_other_tenants_job(app_client) -> None
     page = await client.get(f"/console/jobs?tenant={other.id}")
     assert theirs[:16] not in page.text
     assert (await client.get("/console/fleet")).status_code == 403
+
+
+async def test_a_job_of_several_tasks_shows_its_graph_and_feeds_its_tasks(app_client) -> None:
+    c, client = app_client
+    tenant, token, simple = await tenant_with_job(c, "graph-http-acme")
+    plans = [plan("left"), plan("right"), plan("join", "left", "right")]
+    job, _ = await make_graph(c.db, tenant, "http-graph", plans)
+    base = f"/console/jobs/{tenant.id}/{job.key}"
+    assert (await client.get(f"{base}/tasks")).status_code == 401  # no session
+    await sign_in(client, token)
+    html = (await client.get(base)).text
+    assert html.count('class="task"') == 3
+    assert 'waits for <a href="#task-left">left</a>, <a href="#task-right">right</a>' in html
+    assert 'needed by <a href="#task-join">join</a>' in html
+    feed = (await client.get(f"{base}/tasks")).json()
+    assert feed["status"] == "running" and feed["progress"] == 0  # a waiting job, as the API says
+    assert [(t["name"], t["status"]) for t in feed["tasks"]] == [
+        ("left", "pending"), ("right", "pending"), ("join", "waiting")]
+    # a simple job is its own one task, and has no package to play
+    one = (await client.get(f"/console/jobs/{tenant.id}/{simple}")).text
+    assert "This job runs as one task." in one and 'id="playback"' not in one
+    assert (await client.get(f"/console/jobs/{tenant.id}/{simple}/tasks")).json()["tasks"] == []
 
 
 async def test_label_status_and_key_filters_select_on_both_databases(app_client) -> None:

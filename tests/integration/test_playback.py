@@ -302,11 +302,8 @@ async def test_head_answers_the_headers_of_a_segment(stack: Stack, made: dict[st
     assert head.headers["content-type"] == "video/mp2t" and head.content == b""
 
 
-HLS_JS = Path(
-    os.environ.get(
-        "VIDJOBS_HLSJS", Path.home() / ".cache/vidjobs/npm/node_modules/hls.js/dist/hls.min.js"
-    )
-)
+# The console's vendored hls.js (jobs/console/vendor: package.json + lock file).
+HLS_JS = Path(__file__).parents[2] / "jobs" / "console" / "static" / "vendor" / "hls.min.js"
 PAGE = """<!doctype html><html><body><video id="v" muted></video><pre id="out">pending</pre>
 <script src="/hls.min.js"></script><script>
 const v = document.getElementById("v"), out = document.getElementById("out");
@@ -336,7 +333,7 @@ async def test_hls_js_plays_the_playback_url_in_a_real_browser(stack: Stack) -> 
     real): it parses the master (3 levels) and buffers segments through the signed URL."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None or not HLS_JS.is_file():
-        message = f"needs chromium and hls.js (npm install hls.js; looked at {HLS_JS})"
+        message = f"needs chromium and the vendored hls.js (looked at {HLS_JS})"
         if os.environ.get("VIDJOBS_REQUIRE_SERVICES") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

@@ -49,6 +49,7 @@ from workers.ffmpeg.binary import (
 from workers.ffmpeg.command import (
     MEDIA_TYPES,
     Command,
+    Window,
     build_command,
     parse_spec,
 )
@@ -77,8 +78,14 @@ class FfmpegExecutor:
         return self._ffmpeg
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        return await self.encode(ctx, ctx.job.spec)
+
+    async def encode(
+        self, ctx: ExecutionContext, spec: Mapping[str, Any], window: Window | None = None
+    ) -> ExecutionResult:
+        """Run the edit `spec` (a canonical edit with its `inputs`): the whole job, or with
+        `window` one chunk of it (`workers.ffmpeg.chunked`)."""
         exe = self.ffmpeg
-        spec = ctx.job.spec
         req = parse_spec(spec)
         roles = input_roles(req)
         if len(ctx.inputs) != len(roles):
@@ -131,6 +138,7 @@ class FfmpegExecutor:
             stats=stats,
             subtitles=subs_file,
             detected=detected,
+            window=window,
         )
         ctx.report_progress(0.0)
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)

@@ -58,7 +58,8 @@ def job_view(job: Job, tasks: Sequence[Member] | None = None) -> dict[str, Any]:
         view["chunking"] = job.spec[DECISION_KEY]
     if job.role == "graph":
         links: dict[str, Any] = view["links"]
-        links["output"] = None
+        single = bool((job.output or {}).get("digest"))  # a chunked edit's stitched file
+        links["output"] = f"/v1/jobs/{job.key}/output" if single else None
         links["tasks"] = f"/v1/jobs/{job.key}/tasks"
         names = list(((job.output or {}).get("outputs") or {}).keys())
         links["outputs"] = {n: f"/v1/jobs/{job.key}/outputs/{n}" for n in names}

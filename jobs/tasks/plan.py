@@ -31,7 +31,10 @@ def is_graph(req: EditRequest, chunks: Decision | None = None) -> bool:
 
 
 def plan(
-    req: EditRequest, inputs: Sequence[Mapping[str, Any]], source_probe: Any = None
+    req: EditRequest,
+    inputs: Sequence[Mapping[str, Any]],
+    source_probe: Any = None,
+    chunks: Decision | None = None,
 ) -> list[TaskPlan]:
     """The request's tasks, each after the tasks it depends on. `inputs`: the resolved
     sources (`{"digest", "path"}` each, main source first), as the job's spec stores them.

@@ -25,6 +25,7 @@ from workers.ffmpeg.executor import FfmpegExecutor
 from workers.ffmpeg.keyframes import Chunk, frame_index, split
 from workers.ffmpeg.probe import preflight, probe
 
+_AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
 SYNC_TOLERANCE_MS = 100  # stitched duration vs the longer of its video and its audio
 
 
@@ -81,7 +82,8 @@ class AudioExecutor:
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         spec = edit_of(ctx.job.spec)
-        output = {**spec["output"], "video_codec": "none"}
+        output = {k: v for k, v in spec["output"].items() if k in _AUDIO_FIELDS and v is not None}
+        output |= {"container": "mkv", "video_codec": "none"}  # holds any audio codec we make
         return await self.edit.encode(ctx, {**spec, "output": output})
 
 

@@ -3,14 +3,17 @@ PostgreSQL). A chunked edit runs as chunk tasks, an audio task and a stitch; los
 (crf 0) stitched back give every source frame once (framemd5 against the source's decode)
 with the audio in sync; `auto` says why a short source is not chunked; `on` with an
 operation that stops chunking is a 422 naming it; a rerun after a failure redoes only what
-failed."""
+failed; a SIGKILLed worker process (a real `vidjobs worker`) costs at most its running chunk."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 
 from jobs import owners
 from jobs.api import ApiState, create_app
+from jobs.claims import ClaimService
 from jobs.db import Database, insert_on_conflict
 from jobs.errors import PermanentError
 from jobs.models import Blob
@@ -31,6 +35,7 @@ from tests.e2e.test_outputs_ffmpeg import probe
 from tests.e2e.test_video_jobs import _ffmpeg
 from tests.integration.test_runner import blobs, make_runner, running, wait_for
 from workers.executor import ExecutionContext, ExecutionResult, ExecutorRegistry
+from workers.reaper import Reaper
 
 __all__ = ["blobs"]
 
@@ -202,3 +207,66 @@ def _client(app: Any, token: str) -> httpx.AsyncClient:
         base_url="http://t",
         headers={"Authorization": f"Bearer {token}"},
     )
+
+
+async def test_a_worker_killed_mid_job_redoes_at_most_its_in_flight_chunk(
+    db_url: str, db: Database, tenant: TenantRef, chunk_settings: Settings,
+    blobs: LocalStorage, tmp_path: Path,
+) -> None:
+    from workers.ffmpeg.testmedia import make_clip
+
+    long = make_clip(tmp_path / "long.mp4", seconds=16, size="1280x720", rate=25, ffmpeg=_ffmpeg())
+    service = JobService(db, chunk_settings)
+    digest = await upload(db, blobs, tenant, long)
+    req = EditRequest.model_validate(
+        {
+            "source": {"digest": digest},
+            "operations": [{"op": "scale", "width": 960}],
+            "output": {"crf": 20},
+            "chunking": {"mode": "on", "chunk_seconds": 2},
+        }
+    )
+    key = (await service.submit(tenant, req)).job.key
+    env = {
+        **os.environ,
+        "VIDJOBS_DATABASE_URL": db_url,
+        "VIDJOBS_DATA_DIR": str(chunk_settings.data_dir),
+        "VIDJOBS_LEASE_SECONDS": "2",
+        "VIDJOBS_HEARTBEAT_SECONDS": "0.5",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker", "--concurrency", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                tasks = (await service.tasks(tenant, key))[1]
+                done = [m for m in tasks if m.kind == "chunk" and m.task.status == "succeeded"]
+                if len(done) >= 2 and any(m.task.status == "running" for m in tasks):
+                    break
+                await asyncio.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+    at_kill = {m.name: m.task for m in (await service.tasks(tenant, key))[1]}
+    finished = {n for n, t in at_kill.items() if t.status == "succeeded"}
+    in_flight = {n for n, t in at_kill.items() if t.status == "running"}
+    assert len(in_flight) <= 1  # one worker, concurrency 1
+    short = chunk_settings.model_copy(update={"lease_seconds": 2})
+    reaper = Reaper(ClaimService(db, short), blobs, temp_max_age=0)
+    async with asyncio.timeout(20):
+        while not await reaper.tick():
+            await asyncio.sleep(0.2)
+    runner, _ = make_runner(db, chunk_settings, blobs, registry())
+    async with running(runner):
+        job = await wait_for(service, tenant, key, {"succeeded", "failed"}, timeout=300)
+    assert job.status == "succeeded", job.error_message
+    after = {m.name: m.task for m in (await service.tasks(tenant, key))[1]}
+    redone = {n for n, t in after.items() if t.attempts > 1}
+    assert redone <= in_flight, (redone, in_flight)  # only what was running is done again
+    for name in finished:
+        assert after[name].attempts == 1 and after[name].output == at_kill[name].output
+    assert job.output["frames"] == 400 and job.output["width"] == 960

@@ -26,6 +26,7 @@ from workers.ffmpeg.keyframes import Chunk, frame_index, split
 from workers.ffmpeg.probe import preflight, probe
 
 _AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
+_AUDIO_OPS = ("volume", "loudnorm")  # the chunkable operations that change the audio
 SYNC_TOLERANCE_MS = 100  # stitched duration vs the longer of its video and its audio
 
 
@@ -84,7 +85,12 @@ class AudioExecutor:
         spec = edit_of(ctx.job.spec)
         output = {k: v for k, v in spec["output"].items() if k in _AUDIO_FIELDS and v is not None}
         output |= {"container": "mkv", "video_codec": "none"}  # holds any audio codec we make
-        return await self.edit.encode(ctx, {**spec, "output": output})
+        ops = [op for op in spec["operations"] if op.get("op") in _AUDIO_OPS]
+        audio = {**spec, "operations": ops, "output": output, "inputs": spec["inputs"][:1]}
+        main_only = ExecutionContext(  # the watermark, if any, is the chunks' business
+            ctx.job, ctx.inputs[:1], ctx.report_progress, make_workdir=lambda: ctx.workdir
+        )
+        return await self.edit.encode(main_only, audio)
 
 
 class StitchExecutor:

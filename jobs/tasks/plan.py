@@ -17,8 +17,8 @@ from jobs.chunking import Chunking, plan_chunks
 from jobs.keys import canonical_json
 from jobs.packaging import plan_package, plan_thumbnails
 from jobs.spec import EditRequest, canonical_edit, output_request
-from jobs.tasks.chunkplan import Decision
 from jobs.taskplan import TaskPlan
+from jobs.tasks.chunkplan import Decision
 
 TASK_KEY_VERSION = "vt1"
 
@@ -48,7 +48,8 @@ def plan(
         seconds = (req.chunking or Chunking()).chunk_seconds
         edit = canonical_edit(req, digests)
         return plan_chunks(
-            edit, list(inputs), chunks.duration_ms, seconds, has_audio=chunks.has_audio
+            edit, [dict(i) for i in inputs], chunks.duration_ms, seconds,
+            has_audio=chunks.has_audio,
         )
     if not is_graph(req):
         return [TaskPlan("main", "edit", {**canonical_edit(req, digests), "inputs": list(inputs)})]

@@ -161,6 +161,7 @@ def build_command(
     subtitles: SubtitleFile | None = None,
     detected: Detected | None = None,
     window: Window | None = None,
+    threads: int | None = None,
 ) -> Command:
     """The whole ffmpeg invocation for one job: argv plus what the output will be.
 
@@ -170,7 +171,7 @@ def build_command(
     `measure=True` the command measures loudness (argv writes nothing), then with the
     `measured` result the real command. A two-pass encode needs `stats`, a file prefix in
     the job's private workdir; the command's `first_pass` is then run before `argv`.
-    A `window` makes the video of one chunk only (`Window`).
+    A `window` makes the video of one chunk only (`Window`); `threads` caps the encoder's.
     """
     req = parse_spec(spec)
     ops = list(req.operations)
@@ -297,6 +298,7 @@ def build_command(
         req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes
     )
     argv += tags
+    argv += ["-threads", str(threads)] if threads else []
     if window is not None:
         argv += ["-frames:v", str(window.frames), "-fps_mode", "passthrough", "-an", "-sn"]
     return Command(

@@ -139,6 +139,7 @@ class FfmpegExecutor:
             subtitles=subs_file,
             detected=detected,
             window=window,
+            threads=self.limits.encoder_threads,
         )
         ctx.report_progress(0.0)
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)

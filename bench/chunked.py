@@ -73,7 +73,7 @@ async def one_run(source: Path, workers: int, chunk: dict[str, Any], root: Path)
             ["taskset", "-c", str(i % cores), sys.executable, "-m", "workers.cli", "worker",
              "--concurrency", "1"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for i in range(max(1, workers))
     ]
     try:

@@ -21,7 +21,7 @@ from jobs.errors import PermanentError
 from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 from workers.ffmpeg import chunks
 from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_spec
-from workers.ffmpeg.executor import FfmpegExecutor
+from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
 from workers.ffmpeg.keyframes import Chunk, frame_index, split
 from workers.ffmpeg.probe import preflight, probe
 
@@ -126,12 +126,7 @@ class StitchExecutor:
             raise
         ctx.report_progress(1.0)
         metadata = {
-            "duration_ms": made.duration_ms,
-            "width": made.width,
-            "height": made.height,
-            "video_codec": made.video_codec,
-            "has_audio": made.has_audio,
-            "size_bytes": made.size_bytes,
+            **output_metadata(made),
             "frames": expected,
             "chunks": len(files),
         }

@@ -173,12 +173,7 @@ class FfmpegExecutor:
                 subs_file.path.unlink(missing_ok=True)
         ctx.report_progress(1.0)
         metadata = {
-            "duration_ms": made.duration_ms,
-            "width": made.width,
-            "height": made.height,
-            "video_codec": made.video_codec,
-            "has_audio": made.has_audio,
-            "size_bytes": made.size_bytes,
+            **output_metadata(made),
             **cmd.notes,
             **extra,
         }
@@ -285,6 +280,18 @@ class FfmpegExecutor:
                 "output is %sx%s, planned %sx%s", made.width, made.height, cmd.width, cmd.height
             )
         return made
+
+
+def output_metadata(made: Probe) -> dict[str, Any]:
+    """What an edit's output says about the file written (a chunked edit's stitch too)."""
+    return {
+        "duration_ms": made.duration_ms,
+        "width": made.width,
+        "height": made.height,
+        "video_codec": made.video_codec,
+        "has_audio": made.has_audio,
+        "size_bytes": made.size_bytes,
+    }
 
 
 def is_audio_only(req: EditRequest) -> bool:

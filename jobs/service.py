@@ -38,7 +38,7 @@ from jobs.settings import Settings
 from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
 from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
-from jobs.tasks import graph
+from jobs.tasks import chunkplan, graph
 from jobs.tenants import TenantRef
 from jobs.tracecontext import current_traceparent, traced
 
@@ -333,16 +333,22 @@ class JobService:
             "priority": req.priority,
             "max_attempts": max_attempts,
         }
-        several = tasks.is_graph(req)
+        inputs = prepared.spec["inputs"]
+        chunks = None
+        if chunkplan.candidate(req):  # only these read the probe before the insert
+            probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
+            chunks = chunkplan.decide(req, probe, self.settings.chunk_min_seconds)
+            values["spec"] = {**prepared.spec, chunkplan.DECISION_KEY: chunks.as_spec()}
+        several = tasks.is_graph(req, chunks)
         if several:
             values.update(role=statements.GRAPH, status=statements.WAITING)
         job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
         if job is not None:
             events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED, **trace))
             if several:
-                inputs = prepared.spec["inputs"]
                 probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
-                job, more = await graph.attach(conn, job, tasks.plan(req, inputs, probe))
+                plans = tasks.plan(req, inputs, probe, chunks)
+                job, more = await graph.attach(conn, job, plans)
                 events += more
             return SubmitResult(job=job, created=True)
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
@@ -350,7 +356,7 @@ class JobService:
         if _may_run_again(existing):
             # The new run reads the inputs resolved now (a path source's current digest).
             changes: dict[str, Any] = {
-                "spec": prepared.spec,
+                "spec": values["spec"],
                 "labels": req.labels,
                 "priority": req.priority,
                 "max_attempts": max_attempts,

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     ffmpeg_memory_mib: int = Field(default=4096, ge=256, le=1024 * 1024)
     ffmpeg_max_output_mib: int = Field(default=16 * 1024, ge=1, le=1024 * 1024 * 1024)
     max_source_duration_seconds: float = Field(default=4 * 3600.0, gt=0, le=7 * 86400)
+    # Encoder threads per edit encode (`-threads N`; x264 then runs N threads). Unset:
+    # ffmpeg's default (one per core). 1 with one pinned core per worker: bench.chunked.
+    ffmpeg_encoder_threads: int | None = Field(default=None, ge=1, le=64)
+    # Chunked encoding: `chunking: auto` chunks a source longer than this (jobs.chunking).
+    chunk_min_seconds: float = Field(default=120.0, ge=0, le=7 * 86400)
     # How long the fixed-time test executor (`--executor sleep`) takes per job.
     sleep_seconds: float = Field(default=0.05, ge=0, le=3600)
     # Per tenant, per API process: a token bucket (requests/s and burst), and a cap on

@@ -199,15 +199,18 @@ def ffmpeg_edit_check() -> EditCheck | None:
 
 def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
     """The worker's executors by task kind ("edit": every simple job and named output).
-    Other kinds (rendition, package, sprites) register here beside it."""
+    Other kinds (rendition, package, sprites; chunk, audio, stitch) register beside it."""
     if name == "sleep":
         return ExecutorRegistry(SleepExecutor(seconds=settings.sleep_seconds))
     from workers.ffmpeg import packaging_executors
+    from workers.ffmpeg.chunked import chunked_executors
     from workers.ffmpeg.executor import FfmpegExecutor
     from workers.ffmpeg.run import Limits
 
     limits = Limits.from_settings(settings)
-    return ExecutorRegistry(FfmpegExecutor(limits), **packaging_executors(limits))
+    edit = FfmpegExecutor(limits)
+    kinds = {**packaging_executors(limits), **chunked_executors(edit)}
+    return ExecutorRegistry(edit, **kinds)
 
 
 def make_probe(settings: Settings | None = None) -> Probe | None:

@@ -9,6 +9,7 @@ from typing import Any
 from jobs.models import Job, OutboxEvent
 from jobs.status import JobStatus
 from jobs.tasks import views as task_views
+from jobs.tasks.chunkplan import DECISION_KEY
 from jobs.tasks.graph import Member
 
 
@@ -18,7 +19,7 @@ def _ts(value: dt.datetime | None) -> str | None:
 
 def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The canonical edit as stored, without the server-side paths of its inputs."""
-    return {k: v for k, v in spec.items() if k != "inputs"}
+    return {k: v for k, v in spec.items() if k not in ("inputs", DECISION_KEY)}
 
 
 def job_view(job: Job, tasks: Sequence[Member] | None = None) -> dict[str, Any]:
@@ -53,9 +54,12 @@ def job_view(job: Job, tasks: Sequence[Member] | None = None) -> dict[str, Any]:
             "output": f"/v1/jobs/{job.key}/output" if job.output else None,
         },
     }
+    if isinstance(job.spec.get(DECISION_KEY), dict):  # whether and why it was (not) chunked
+        view["chunking"] = job.spec[DECISION_KEY]
     if job.role == "graph":
         links: dict[str, Any] = view["links"]
-        links["output"] = None
+        single = bool((job.output or {}).get("digest"))  # a chunked edit's stitched file
+        links["output"] = f"/v1/jobs/{job.key}/output" if single else None
         links["tasks"] = f"/v1/jobs/{job.key}/tasks"
         names = list(((job.output or {}).get("outputs") or {}).keys())
         links["outputs"] = {n: f"/v1/jobs/{job.key}/outputs/{n}" for n in names}

@@ -179,10 +179,14 @@ async def members(conn: AsyncConnection, job_id: int) -> list[Member]:
 
 def job_output(tasks: Sequence[Member]) -> dict[str, Any]:
     """The output of a job of several tasks: each published task's output at its
-    `publish_as` path (`outputs.720p` -> `{"outputs": {"720p": ...}}`)."""
+    `publish_as` path (`outputs.720p` -> `{"outputs": {"720p": ...}}`); "output" is the
+    job's output itself, shaped as a single pass's."""
     output: dict[str, Any] = {}
     for m in tasks:
         if m.publish_as is None:
+            continue
+        if m.publish_as == "output":  # a chunked edit's stitch: the job's own output
+            output.update(m.task.output or {})
             continue
         *parents, leaf = m.publish_as.split(".")
         node = output

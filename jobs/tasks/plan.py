@@ -13,29 +13,44 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobs.chunking import Chunking, plan_chunks
 from jobs.keys import canonical_json
 from jobs.packaging import plan_package, plan_thumbnails
 from jobs.spec import EditRequest, canonical_edit, output_request
 from jobs.taskplan import TaskPlan
+from jobs.tasks.chunkplan import Decision
 
 TASK_KEY_VERSION = "vt1"
 
 
-def is_graph(req: EditRequest) -> bool:
-    """Does this request become a job of several task rows (not a simple job)?"""
-    return req.outputs is not None or req.package is not None or req.thumbnails is not None
+def is_graph(req: EditRequest, chunks: Decision | None = None) -> bool:
+    """Does this request become a job of several task rows (not a simple job)? A chunked
+    edit does (`chunks`: the submission's `chunkplan.decide`, made once with the probe)."""
+    several = req.outputs is not None or req.package is not None or req.thumbnails is not None
+    return several or (chunks is not None and chunks.chunked)
 
 
 def plan(
-    req: EditRequest, inputs: Sequence[Mapping[str, Any]], source_probe: Any = None
+    req: EditRequest,
+    inputs: Sequence[Mapping[str, Any]],
+    source_probe: Any = None,
+    chunks: Decision | None = None,
 ) -> list[TaskPlan]:
     """The request's tasks, each after the tasks it depends on. `inputs`: the resolved
     sources (`{"digest", "path"}` each, main source first), as the job's spec stores them.
     `source_probe` sizes a package's ladder and the sprites (the main source's stored probe).
+    A chunked edit (`chunks`) is its chunk tasks, its audio task and the stitch.
 
     A request with a `package` or `thumbnails` makes those (and its `outputs`, if any), not
     the single `output`: "an mp4 plus a ladder" is `outputs` beside `package`."""
     digests = [str(i["digest"]) for i in inputs]
+    if chunks is not None and chunks.chunked and chunks.duration_ms is not None:
+        seconds = (req.chunking or Chunking()).chunk_seconds
+        edit = canonical_edit(req, digests)
+        return plan_chunks(
+            edit, [dict(i) for i in inputs], chunks.duration_ms, seconds,
+            has_audio=chunks.has_audio,
+        )
     if not is_graph(req):
         return [TaskPlan("main", "edit", {**canonical_edit(req, digests), "inputs": list(inputs)})]
     plans: list[TaskPlan] = []

@@ -63,6 +63,16 @@ AUDIO_ONLY_TYPES = {Container.WEBM: "audio/webm", Container.MKV: "audio/x-matros
 
 
 @dataclass(frozen=True)
+class Window:
+    """One chunk of a chunked edit: seek the input to `seek` seconds (half-way back to the
+    frame before the chunk's first), take exactly `frames` frames with their timestamps
+    passed through, from 0, and no audio (the audio task makes the whole audio once)."""
+
+    seek: float
+    frames: int
+
+
+@dataclass(frozen=True)
 class Command:
     argv: list[str]
     output: Path
@@ -150,6 +160,8 @@ def build_command(
     stats: Path | None = None,
     subtitles: SubtitleFile | None = None,
     detected: Detected | None = None,
+    window: Window | None = None,
+    threads: int | None = None,
 ) -> Command:
     """The whole ffmpeg invocation for one job: argv plus what the output will be.
 
@@ -159,6 +171,7 @@ def build_command(
     `measure=True` the command measures loudness (argv writes nothing), then with the
     `measured` result the real command. A two-pass encode needs `stats`, a file prefix in
     the job's private workdir; the command's `first_pass` is then run before `argv`.
+    A `window` makes the video of one chunk only (`Window`); `threads` caps the encoder's.
     """
     req = parse_spec(spec)
     ops = list(req.operations)
@@ -170,13 +183,13 @@ def build_command(
         raise PermanentError("the job's inputs do not match its spec", code="invalid_spec")
     audio_only = container in AUDIO_CONTAINERS or req.output.video_codec is VideoCodec.NONE
     video_out = container in VIDEO_CONTAINERS and not audio_only
-    want_audio = (
+    want_audio = window is None and (
         (video_out or audio_only)
         and req.output.audio_codec not in (None, AudioCodec.NONE)
         and not any(isinstance(op, Mute) for op in ops)
     )
     norm = next((op for op in ops if isinstance(op, Loudnorm)), None)
-    if norm is not None and not measure and measured is None:
+    if norm is not None and not measure and measured is None and want_audio:
         raise PermanentError("loudnorm needs its measuring pass first", code="invalid_spec")
     before: list[int | None] = []
     expected = _timeline(req, probes, mains, before)
@@ -218,6 +231,7 @@ def build_command(
         if thumb is not None:
             start += round(thumb.at * speed)  # seek straight to the frame: nothing before it
         argv += [*input_args(inputs[0], main.demuxer), *_seek(start, trim.end if trim else None)]
+        argv += ["-ss", f"{window.seek:.6f}"] if window is not None and window.seek else []
         argv += ["-i", file_arg(inputs[0])]
         chain.v, chain.a = f"0:{main.video_index}", ("0:a:0" if main.has_audio else None)
     else:
@@ -226,10 +240,10 @@ def build_command(
         v, a = concat_inputs(chain.g, probes[:mains], w, h, want_audio)
         chain.v, chain.a, chain.a_is_label = v, a, True
         if trim is not None:
-            window = f"start={secs(trim.start)}"
-            window += f":end={secs(trim.end)}" if trim.end is not None else ""
-            chain.vf += [f"trim={window}", "setpts=PTS-STARTPTS"]
-            chain.af += [f"atrim={window}", "asetpts=PTS-STARTPTS"]
+            cut = f"start={secs(trim.start)}"
+            cut += f":end={secs(trim.end)}" if trim.end is not None else ""
+            chain.vf += [f"trim={cut}", "setpts=PTS-STARTPTS"]
+            chain.af += [f"atrim={cut}", "asetpts=PTS-STARTPTS"]
     if watermark is not None:
         argv += [*input_args(inputs[mains], probes[mains].demuxer), "-i", file_arg(inputs[mains])]
     soft = subtitles is not None and subtitles.mode is SubtitleMode.SOFT and not measure
@@ -249,6 +263,8 @@ def build_command(
     depth = filters.output_depth(req.output, info)
     tone, tags = filters.colour(info, depth, filters_have, chain.notes) if video_out else ([], [])
     chain.vf += tone
+    if window is not None:
+        chain.vf.append("setpts=PTS-STARTPTS")  # each chunk from 0: the concat adds them up
     if want_audio and not measure:
         chain.af += filters.audio_out(req.output, norm is not None, info)
     graph, audio_map = chain.finish(container, want_audio)
@@ -282,11 +298,14 @@ def build_command(
         req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes
     )
     argv += tags
+    argv += ["-threads", str(threads)] if threads else []
+    if window is not None:
+        argv += ["-frames:v", str(window.frames), "-fps_mode", "passthrough", "-an", "-sn"]
     return Command(
         argv + tail,
         output,
         media_type,
-        None if thumb else expected,
+        None if thumb or window else expected,  # a chunk's progress: done or not
         None if audio_only else chain.w,
         None if audio_only else chain.h,
         first_pass=first_pass,

@@ -49,6 +49,7 @@ from workers.ffmpeg.binary import (
 from workers.ffmpeg.command import (
     MEDIA_TYPES,
     Command,
+    Window,
     build_command,
     parse_spec,
 )
@@ -77,8 +78,14 @@ class FfmpegExecutor:
         return self._ffmpeg
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        return await self.encode(ctx, ctx.job.spec)
+
+    async def encode(
+        self, ctx: ExecutionContext, spec: Mapping[str, Any], window: Window | None = None
+    ) -> ExecutionResult:
+        """Run the edit `spec` (a canonical edit with its `inputs`): the whole job, or with
+        `window` one chunk of it (`workers.ffmpeg.chunked`)."""
         exe = self.ffmpeg
-        spec = ctx.job.spec
         req = parse_spec(spec)
         roles = input_roles(req)
         if len(ctx.inputs) != len(roles):
@@ -131,6 +138,8 @@ class FfmpegExecutor:
             stats=stats,
             subtitles=subs_file,
             detected=detected,
+            window=window,
+            threads=self.limits.encoder_threads,
         )
         ctx.report_progress(0.0)
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)
@@ -164,12 +173,7 @@ class FfmpegExecutor:
                 subs_file.path.unlink(missing_ok=True)
         ctx.report_progress(1.0)
         metadata = {
-            "duration_ms": made.duration_ms,
-            "width": made.width,
-            "height": made.height,
-            "video_codec": made.video_codec,
-            "has_audio": made.has_audio,
-            "size_bytes": made.size_bytes,
+            **output_metadata(made),
             **cmd.notes,
             **extra,
         }
@@ -276,6 +280,18 @@ class FfmpegExecutor:
                 "output is %sx%s, planned %sx%s", made.width, made.height, cmd.width, cmd.height
             )
         return made
+
+
+def output_metadata(made: Probe) -> dict[str, Any]:
+    """What an edit's output says about the file written (a chunked edit's stitch too)."""
+    return {
+        "duration_ms": made.duration_ms,
+        "width": made.width,
+        "height": made.height,
+        "video_codec": made.video_codec,
+        "has_audio": made.has_audio,
+        "size_bytes": made.size_bytes,
+    }
 
 
 def is_audio_only(req: EditRequest) -> bool:

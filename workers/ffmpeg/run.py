@@ -40,6 +40,7 @@ class Limits:
     max_pixels: int = 7680 * 4320
     max_streams: int = 16
     max_input_bytes: int = 16 * GiB
+    encoder_threads: int | None = None  # `-threads N` on edit encodes; None: ffmpeg's choice
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -51,6 +52,7 @@ class Limits:
             max_output_bytes=out,
             max_input_bytes=max(out, cls.max_input_bytes),
             max_duration_ms=int(settings.max_source_duration_seconds * 1000),
+            encoder_threads=settings.ffmpeg_encoder_threads,
         )
 
     def rlimits(self, timeout_s: float) -> tuple[tuple[int, int], ...]:

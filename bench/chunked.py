@@ -1,0 +1,137 @@
+"""Chunked encoding's scaling: a 60 s 720p edit chunked over 1, 2 and 4 worker processes vs
+the same edit in one pass, every worker pinned to one core with one encoder thread.
+
+    .venv/bin/python -m bench.chunked [--rounds 3] [--seconds 60] [--chunk-seconds 6]
+
+Each round submits the edit to a fresh SQLite database (the source an uploaded blob with its
+stored probe, as the planner needs) and starts real `vidjobs worker` processes (concurrency
+1), worker i under `taskset -c (i mod cores)` with `VIDJOBS_FFMPEG_ENCODER_THREADS=1`
+(`-threads 1`: x264 runs one thread). Time: submission to the job's success, workers already
+started. Configurations are interleaved within each round (single, 1, 2, 4, single, ...);
+median and spread (min-max) per configuration. On a machine of fewer cores than workers,
+workers share cores (the table says how many there were).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.stats import load_average, spread
+from jobs import owners
+from jobs.db import Database, insert_on_conflict
+from jobs.models import Blob
+from jobs.service import JobService
+from jobs.settings import Settings
+from jobs.spec import EditRequest
+from jobs.storage import LocalStorage
+from jobs.tenants import create_tenant
+from workers.compose import migrate
+from workers.ffmpeg.probe import probe_upload
+from workers.ffmpeg.testmedia import make_clip
+
+OUTPUT = {"container": "mp4", "video_codec": "h264", "crf": 23, "preset": "veryfast"}
+
+
+async def one_run(source: Path, workers: int, chunk: dict[str, Any], root: Path) -> float:
+    data = root / f"run-{workers}-{time.monotonic_ns()}"
+    settings = Settings(data_dir=data, chunk_min_seconds=0)
+    db = Database(settings.resolved_database_url)
+    await migrate(db)
+    store = LocalStorage(data / "blobs")
+    store.ensure_scratch()
+    copy = data / "upload.mp4"
+    shutil.copyfile(source, copy)
+    found = await asyncio.to_thread(probe_upload, copy)
+    digest, size = await store.put_file(copy)
+    async with db.transaction() as conn:
+        tenant, _ = await create_tenant(conn, "bench")
+        await conn.execute(
+            insert_on_conflict(conn, Blob.__table__)  # type: ignore[attr-defined]
+            .on_conflict_do_nothing()
+            .values(digest=digest, size=size, media_type="video/mp4", probe=found)
+        )
+        await owners.record_owner(conn, tenant.id, digest)
+    env = {
+        **os.environ,
+        "VIDJOBS_DATA_DIR": str(data),
+        "VIDJOBS_DATABASE_URL": settings.resolved_database_url,
+        "VIDJOBS_FFMPEG_ENCODER_THREADS": "1",
+        "VIDJOBS_POLL_SECONDS": "0.2",
+    }
+    cores = os.cpu_count() or 1
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", str(i % cores), sys.executable, "-m", "workers.cli", "worker",
+             "--concurrency", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for i in range(max(1, workers))
+    ]
+    try:
+        await asyncio.sleep(3)  # the workers are up and polling
+        service = JobService(db, settings)
+        req = EditRequest.model_validate(
+            {"source": {"digest": digest}, "output": OUTPUT, "chunking": chunk}
+        )
+        start = time.perf_counter()
+        job = (await service.submit(tenant, req)).job
+        while True:
+            job = await service.get(tenant, job.key)
+            if job.status in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        took = time.perf_counter() - start
+        if job.status != "succeeded":
+            raise SystemExit(f"the bench job failed: {job.error_message}")
+        return took
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+        await db.dispose()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--chunk-seconds", type=float, default=6.0)
+    args = parser.parse_args(argv)
+    configs = [
+        ("single pass, 1 worker", 1, {"mode": "off"}),
+        ("chunked, 1 worker", 1, {"mode": "on", "chunk_seconds": args.chunk_seconds}),
+        ("chunked, 2 workers", 2, {"mode": "on", "chunk_seconds": args.chunk_seconds}),
+        ("chunked, 4 workers", 4, {"mode": "on", "chunk_seconds": args.chunk_seconds}),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    with tempfile.TemporaryDirectory(prefix="bench-chunked-") as tmp:
+        root = Path(tmp)
+        source = make_clip(root / "source.mp4", seconds=args.seconds, size="1280x720", rate=30)
+        for _ in range(args.rounds):
+            for name, workers, chunk in configs:
+                times[name].append(asyncio.run(one_run(source, workers, chunk, root)))
+    base = sorted(times[configs[0][0]])[len(times[configs[0][0]]) // 2]
+    print(f"{args.seconds} s 1280x720 30 fps, x264 veryfast crf 23, chunks of "
+          f"{args.chunk_seconds:g} s, {args.rounds} interleaved rounds; {load_average()}")
+    print("| configuration | wall s, median (min-max) | speed-up vs single pass | efficiency |")
+    print("|---|---|---|---|")
+    for name, workers, _ in configs:
+        mid = sorted(times[name])[len(times[name]) // 2]
+        speedup = base / mid
+        print(f"| {name} | {spread(times[name], '{:.1f}')} | {speedup:.2f}x | "
+              f"{speedup / workers:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

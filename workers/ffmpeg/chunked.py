@@ -1,0 +1,182 @@
+"""The three task kinds of a chunked edit (`jobs.chunking.plan_chunks`).
+
+- `chunk`: exactly one slot's frames of the source, with the edit's video operations and
+  output encoder settings and no audio: the edit executor's own command (`build_command`)
+  with a `Window`. A slot with no frames (no keyframe of its own) makes no file.
+- `audio`: the edit's whole audio once: the edit itself with `video_codec: none`.
+- `stitch`: the chunk files joined by stream copy with the audio, checked (frame count,
+  duration against the audio) and returned as the job's output, shaped like a single pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import PermanentError
+from workers.executor import DepOutput, ExecutionContext, ExecutionResult
+from workers.ffmpeg import chunks
+from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_spec
+from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
+from workers.ffmpeg.keyframes import Chunk, frame_index, split
+from workers.ffmpeg.probe import preflight, probe
+
+_AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
+_AUDIO_OPS = ("volume", "loudnorm")  # the chunkable operations that change the audio
+SYNC_TOLERANCE_MS = 100  # stitched duration vs the longer of its video and its audio
+
+
+def edit_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical edit a chunked task works on, with the job's inputs (an edit spec)."""
+    edit = spec.get("edit")
+    if not isinstance(edit, dict) or not isinstance(spec.get("inputs"), list):
+        raise PermanentError("the task's spec has no edit", code="invalid_spec")
+    return {**edit, "inputs": spec["inputs"]}
+
+
+def _int(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    value = spec.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PermanentError(f"the task's {name!r} is not valid", code="invalid_spec")
+    return value
+
+
+class ChunkExecutor:
+    """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames."""
+
+    def __init__(self, edit: FfmpegExecutor) -> None:
+        self.edit = edit
+
+    async def plan(self, ctx: ExecutionContext) -> Chunk:
+        spec = ctx.job.spec
+        n = _int(spec, "slots", 1, 1000)
+        slot = _int(spec, "slot", 0, n - 1)
+        seconds = spec.get("chunk_seconds")
+        if not isinstance(seconds, int | float) or not 2 <= seconds <= 600:
+            raise PermanentError("the task's 'chunk_seconds' is not valid", code="invalid_spec")
+        main = await preflight(ctx.inputs[0], self.edit.limits, ffmpeg=self.edit.ffmpeg)
+        if main.video_index is None:
+            raise PermanentError("a chunk needs a video stream", code="invalid_input")
+        index = await frame_index(ctx.inputs[0], main.demuxer, main.video_index, self.edit.limits)
+        return split(index, float(seconds), n)[slot]
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        chunk = await self.plan(ctx)
+        info = {"slot": chunk.slot, "first": chunk.first, "frames": chunk.frames}
+        if chunk.frames == 0:
+            ctx.report_progress(1.0)
+            return ExecutionResult(path=None, media_type=None, metadata=info)
+        window = Window(float(chunk.seek), chunk.frames)
+        made = await self.edit.encode(ctx, edit_of(ctx.job.spec), window)
+        return dataclasses.replace(made, metadata={**made.metadata, **info})
+
+
+class AudioExecutor:
+    """`kind="audio"`: the edit's audio operations over the whole source, audio only."""
+
+    def __init__(self, edit: FfmpegExecutor) -> None:
+        self.edit = edit
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        spec = edit_of(ctx.job.spec)
+        output = {k: v for k, v in spec["output"].items() if k in _AUDIO_FIELDS and v is not None}
+        output |= {"container": "mkv", "video_codec": "none"}  # holds any audio codec we make
+        ops = [op for op in spec["operations"] if op.get("op") in _AUDIO_OPS]
+        audio = {**spec, "operations": ops, "output": output, "inputs": spec["inputs"][:1]}
+        main_only = ExecutionContext(  # the watermark, if any, is the chunks' business
+            ctx.job, ctx.inputs[:1], ctx.report_progress, make_workdir=lambda: ctx.workdir
+        )
+        return await self.edit.encode(main_only, audio)
+
+
+class StitchExecutor:
+    """`kind="stitch"`: the chunks (deps `chunk-NNNN`) and the audio (dep `audio`) as one."""
+
+    def __init__(self, edit: FfmpegExecutor) -> None:
+        self.edit = edit
+
+    async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
+        spec = ctx.job.spec
+        n = _int(spec, "slots", 1, 1000)
+        req = parse_spec(edit_of(spec))
+        container = req.output.container
+        ext = container.value if container.value in ("mp4", "mkv", "mov") else "mkv"
+        files, expected = _link_chunks(ctx, n, ext)
+        audio_dep = ctx.deps.get("audio") if spec.get("audio") else None
+        audio = audio_dep.path if audio_dep is not None else None
+        if spec.get("audio") and audio is None:
+            raise PermanentError("the audio task made no file", code="stitch_mismatch")
+        listing = chunks.write_listing(ctx.workdir, files)
+        out = ctx.workdir / f"stitched.{container.value}"
+        exe, limits = self.edit.ffmpeg, self.edit.limits
+        ctx.report_progress(0.0)
+        try:
+            argv = chunks.stitch_command(exe, listing, audio, out, output_options(container))
+            await chunks.run(argv, limits, {str(ctx.workdir): "<workdir>", exe: "ffmpeg"})
+            out_limits = dataclasses.replace(limits, max_input_bytes=limits.max_output_bytes)
+            made = await probe(out, out_limits, ffmpeg=exe, label="the stitched output")
+            index = await chunks.verify_frames(out, made.demuxer, expected, out_limits)
+            _check_sync(made.duration_ms, index, audio_dep)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        ctx.report_progress(1.0)
+        metadata = {
+            **output_metadata(made),
+            "frames": expected,
+            "chunks": len(files),
+        }
+        return ExecutionResult(path=out, media_type=MEDIA_TYPES[container], metadata=metadata)
+
+
+def _link_chunks(ctx: ExecutionContext, n: int, ext: str) -> tuple[list[Path], int]:
+    """The chunk files under their chunk names in the workdir, and the frames they hold."""
+    files: list[Path] = []
+    expected = 0
+    for slot in range(n):
+        dep: DepOutput | None = ctx.deps.get(f"chunk-{slot:04d}")
+        frames = dep.output.get("frames") if dep is not None else None
+        if dep is None or isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+            raise PermanentError(f"chunk {slot} has no usable result", code="stitch_mismatch")
+        if frames == 0:
+            continue
+        if dep.path is None:
+            raise PermanentError(f"chunk {slot} made no file", code="stitch_mismatch")
+        dest = ctx.workdir / f"chunk-{slot:04d}.{ext}"
+        try:
+            os.link(dep.path, dest)
+        except OSError:
+            shutil.copyfile(dep.path, dest)
+        files.append(dest)
+        expected += frames
+    if not files:
+        raise PermanentError("no chunk made any frames", code="stitch_mismatch")
+    return files, expected
+
+
+def _check_sync(duration_ms: int | None, index: Any, audio: DepOutput | None) -> None:
+    """The stitched file lasts as long as the longer of its video and its audio."""
+    last = index.frames - 1
+    step = index.seconds(last) - index.seconds(last - 1) if last > 0 else 0
+    video_ms = round(float(index.seconds(last) + step) * 1000)
+    audio_ms = audio.output.get("duration_ms") if audio is not None else None
+    longest = max(video_ms, audio_ms if isinstance(audio_ms, int) else 0)
+    if duration_ms is None or abs(duration_ms - longest) > SYNC_TOLERANCE_MS:
+        raise PermanentError(
+            f"the stitched output lasts {duration_ms} ms, its video {video_ms} ms and its "
+            f"audio {audio_ms} ms: out of sync",
+            code="stitch_mismatch",
+        )
+
+
+def chunked_executors(edit: FfmpegExecutor) -> dict[str, Any]:
+    """{"chunk", "audio", "stitch"} -> executor, sharing the edit executor (and its probes)."""
+    return {
+        "chunk": ChunkExecutor(edit),
+        "audio": AudioExecutor(edit),
+        "stitch": StitchExecutor(edit),
+    }

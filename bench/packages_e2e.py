@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.packages import summary
 from jobs.packaging import plan_package
 from jobs.packaging.models import PackageFormat
 from jobs.packaging.specs import PackageSpec, RenditionSpec, parse_task_spec
@@ -148,10 +148,6 @@ def end_to_end(source: Path, tmp: Path, concurrency: int) -> dict[str, Any]:
     if reused:
         raise RuntimeError(f"rungs were reused, not encoded: {reused}")
     return {"seconds": elapsed, "tasks": sorted(t["name"] for t in tasks)}
-
-
-def summary(xs: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": xs}
 
 
 def main() -> None:

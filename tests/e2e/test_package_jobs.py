@@ -6,7 +6,6 @@ second package of the same bytes."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,21 +13,12 @@ import m3u8
 import pytest
 
 import vidjobs
-from tests.e2e.conftest import credentials, embedded_env, start_embedded, stop_embedded
-from tests.e2e.test_client import _ffmpeg
+from tests.e2e.test_client import _ffmpeg, server
 from tests.support.packages import make_source
 
+__all__ = ["server"]  # the real `vidjobs up --executor ffmpeg` of the client tests
+
 pytestmark = pytest.mark.ffmpeg
-
-
-@pytest.fixture
-def server(tmp_path: Path, source_root: Path) -> Iterator[tuple[str, str]]:
-    _ffmpeg()
-    data = tmp_path / "data"
-    proc = start_embedded(embedded_env(data, source_root), data, "--executor", "ffmpeg")
-    creds = credentials(data)
-    yield creds["url"], creds["token"]
-    stop_embedded(proc)
 
 
 def decodes(ffmpeg: str, data: bytes, tmp: Path, name: str) -> None:

@@ -127,7 +127,10 @@ class Runner:
         return len(self._running)
 
     def free_slots(self) -> int:
-        return self.concurrency - len(self._running)
+        """Slots not held by a running job. A job whose outcome is queued holds none: its
+        task has nothing left to do, so the statement recording it claims its successor."""
+        ending = sum(1 for q in self._queued if q.outcome.job.id in self._running)
+        return self.concurrency - len(self._running) + ending
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then let running jobs finish (up to the grace period),
@@ -163,8 +166,8 @@ class Runner:
                     q.outcome.kind,
                     q.outcome.job.key,
                 )
-        self._queued = []
         free = max(0, self.free_slots()) if claim else 0
+        self._queued = []
         if not batch and free == 0:
             return 0
         started_ns = time.time_ns()
@@ -240,11 +243,15 @@ class Runner:
             context=job_context(job),
         )
         self._running[job.id] = task
+        self._stopping.pop(job.id, None)  # a reclaimed job's last attempt may have left one
 
-        def _done(_: asyncio.Task[None], job_id: int = job.id) -> None:
-            self._running.pop(job_id, None)
-            self._stopping.pop(job_id, None)
-            self._lease_until.pop(job_id, None)
+        def _done(ended: asyncio.Task[None], job_id: int = job.id) -> None:
+            # The statement that recorded this attempt may have claimed the job again (a
+            # retry due now), starting a new task under the same id before this one ended.
+            if self._running.get(job_id) is ended:
+                del self._running[job_id]
+                self._stopping.pop(job_id, None)
+                self._lease_until.pop(job_id, None)
             self._ended.set()
 
         task.add_done_callback(_done)

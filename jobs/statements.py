@@ -25,6 +25,7 @@ from jobs.status import EventType, JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
 tenants = Tenant.__table__  # type: ignore[attr-defined]
+edges = TaskEdge.__table__  # type: ignore[attr-defined]
 c = jobs.c
 
 PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
@@ -164,7 +165,16 @@ async def requeue_if_succeeded_with_expired_output(
 async def select_succeeded_finished_before(
     conn: AsyncConnection, seconds: float, after_id: int, limit: int
 ) -> list[Job]:
-    """Succeeded jobs finished more than `seconds` ago, by id after `after_id` (retention)."""
+    """Succeeded jobs finished more than `seconds` ago, by id after `after_id` (retention).
+    A task that a live row (a job or task not yet ended) still waits for is not among them:
+    that row will read the task's output when it runs."""
+    waiter = jobs.alias("waiter")
+    live_waiter = (
+        sa.select(edges.c.downstream_id)
+        .join(waiter, waiter.c.id == edges.c.downstream_id)
+        .where(edges.c.upstream_id == c.id, waiter.c.status.in_((PENDING, WAITING, RUNNING)))
+        .exists()
+    )
     stmt = (
         sa.select(*c)
         .where(
@@ -172,6 +182,7 @@ async def select_succeeded_finished_before(
             c.finished_at <= db_now(-seconds),
             c.id > after_id,
             c.output.is_not(None),
+            sa.not_(live_waiter),
         )
         .order_by(c.id)
         .limit(limit)
@@ -583,7 +594,6 @@ async def touch_due_retry_if_pending(conn: AsyncConnection, job_id: int, token: 
 
 # --- tasks: a job of several task rows (`jobs.tasks.graph` owns the transactions) -----------
 
-edges = TaskEdge.__table__  # type: ignore[attr-defined]
 job_tasks = JobTask.__table__  # type: ignore[attr-defined]
 
 

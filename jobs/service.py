@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import grants, outbox, owners, statements, tasks
+from jobs.canonical import canonical_edit
 from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
@@ -35,7 +36,8 @@ from jobs.errors import (
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
 from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
 from jobs.settings import Settings
-from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
+from jobs.sources import Source, parse_s3_url
+from jobs.spec import EditRequest
 from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
 from jobs.tasks import chunkplan, graph

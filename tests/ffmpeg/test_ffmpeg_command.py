@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.errors import InvalidRequest, PermanentError
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 from workers.ffmpeg.binary import encoders
 from workers.ffmpeg.command import build_command, file_arg
 from workers.ffmpeg.executor import check_encoders, make_edit_check

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.keys import DigestCache, canonical_json, is_job_key, job_key
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 
 D1 = "sha256:" + "ab" * 32
 D2 = "sha256:" + "cd" * 32
@@ -64,7 +65,8 @@ def test_golden_keys_are_pinned(expected: str) -> None:
 def test_key_is_the_same_in_a_fresh_interpreter() -> None:
     body, digests = GOLDEN[next(iter(GOLDEN))]
     code = (
-        "import json,sys;from jobs.spec import EditRequest,canonical_edit;from jobs.keys import job_key;"
+        "import json,sys;from jobs.spec import EditRequest;from jobs.canonical import canonical_edit;"
+        "from jobs.keys import job_key;"
         "b,d=json.loads(sys.argv[1]);print(job_key('tenant-1',canonical_edit(EditRequest.model_validate(b),d)))"
     )
     out = subprocess.run(

@@ -17,24 +17,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from jobs.canonical import canonical_output
 from jobs.errors import InvalidRequest, PermanentError
 from jobs.media_ops import Loudnorm
-from jobs.spec import (
+from jobs.operations import Concat, Crop, Subtitles, Trim, Watermark
+from jobs.outputs import (
     ALLOWED_AUDIO,
     ALLOWED_VIDEO,
     AUDIO_CONTAINERS,
-    Concat,
     Container,
-    Crop,
-    EditRequest,
     Output,
-    Subtitles,
-    Trim,
     VideoCodec,
-    Watermark,
-    canonical_output,
-    output_request,
 )
+from jobs.spec import EditRequest, output_request
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg import cropdetect, hardened, loudness, subfile
 from workers.ffmpeg.binary import (

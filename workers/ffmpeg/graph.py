@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from jobs.spec import Crop, Scale, Watermark
+from jobs.operations import Crop, Scale, Watermark
 from workers.ffmpeg.probe import Probe, invalid
 
 # What a filter graph built here can contain: no quotes, spaces, backslashes or text.

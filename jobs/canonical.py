@@ -4,7 +4,7 @@ times as integer milliseconds, floats rounded to a fixed precision, keys in a fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -69,8 +69,9 @@ def canonical_output(req: EditRequest) -> dict[str, Any]:
     return data
 
 
-def canonical_operation(op: BaseModel, digests: Iterator[str]) -> dict[str, Any]:
-    """One operation as plain JSON: times renamed to `*_ms`, sources replaced by digests."""
+def canonical_operation(op: BaseModel, where: str, digests: Mapping[str, str]) -> dict[str, Any]:
+    """One operation as plain JSON: times renamed to `*_ms`, sources replaced by digests
+    (`digests` by the source's JSON path; `where` is the operation's)."""
     data: dict[str, Any] = {}
     for name, value in op.model_dump(mode="json").items():
         if isinstance(op, Trim | Thumbnail) and name in ("start", "end", "at"):
@@ -80,24 +81,26 @@ def canonical_operation(op: BaseModel, digests: Iterator[str]) -> dict[str, Any]
         elif isinstance(op, Crop) and name == "crop" and value is None:
             continue  # a rectangle keeps the canonical form it had before "auto" existed
         elif name == "sources":
-            data[name] = [{"digest": next(digests)} for _ in value]
+            data[name] = [{"digest": digests[f"{where}.sources[{j}]"]} for j in range(len(value))]
         elif name == "source":
-            data[name] = {"digest": next(digests)}
+            data[name] = {"digest": digests[f"{where}.source"]}
         else:
             data[name] = value
     return data
 
 
 def canonical_edit(req: EditRequest, digests: list[str]) -> dict[str, Any]:
-    """The edit as the key sees it. `digests` holds each of `req.sources()`'s content digest.
+    """The edit as the key sees it. `digests` holds the content digest of each of
+    `req.inputs()`, in that order.
 
     With `outputs`, each output appears as the canonical output of its own edit (with its
     name, size and frame), in the order given, and there is no `output`."""
-    it = iter(digests)
-    source = {"digest": next(it)}
-    ops = [canonical_operation(op, it) for op in req.operations]
-    if next(it, None) is not None:
-        raise ValueError("more digests than sources")
+    by_path = {ref.path: d for ref, d in zip(req.inputs(), digests, strict=True)}
+    source = {"digest": by_path["source"]}
+    ops = [
+        canonical_operation(op, f"operations[{i}]", by_path)
+        for i, op in enumerate(req.operations)
+    ]
     if req.outputs is None:
         edit = {"source": source, "operations": ops, "output": canonical_output(req)}
     else:

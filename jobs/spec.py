@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -109,14 +109,44 @@ class EditRequest(Strict):
             check_outputs(self)
         return self
 
-    def sources(self) -> Iterator[Source]:
-        """Every input file of the edit, main source first."""
-        yield self.source
-        for op in self.operations:
+    def inputs(self) -> list[InputRef]:
+        """Every input file of the edit, main source first: the one walk over its sources
+        (the service resolves them in this order, the key's canonical form and the worker's
+        input files follow it)."""
+        found = [InputRef("source", self.source, "main", "the source")]
+        for i, op in enumerate(self.operations):
+            where = f"operations[{i}]"
             if isinstance(op, Concat):
-                yield from op.sources
-            elif isinstance(op, Watermark | Subtitles):
-                yield op.source
+                found += [
+                    InputRef(f"{where}.sources[{j}]", s, "concat", f"concat source {j + 1}")
+                    for j, s in enumerate(op.sources)
+                ]
+            elif isinstance(op, Watermark):
+                found.append(InputRef(f"{where}.source", op.source, "watermark", "the watermark"))
+            elif isinstance(op, Subtitles):
+                found.append(
+                    InputRef(f"{where}.source", op.source, "subtitles", "the subtitle file")
+                )
+        return found
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One input file of an edit: where it is in the request (the JSON path an error
+    names), the source, what it is for and how messages call it."""
+
+    path: str
+    source: Source
+    kind: Literal["main", "concat", "watermark", "subtitles"]
+    label: str
+
+    @property
+    def is_media(self) -> bool:
+        return self.kind != "subtitles"  # a subtitle file is parsed text, never probed
+
+    @property
+    def image_ok(self) -> bool:
+        return self.kind == "watermark"
 
 
 _NO_AUDIO_OPS = frozenset({"mute", "volume", "loudnorm"})

@@ -49,7 +49,7 @@ def spec_for(
     req = EditRequest.model_validate(
         {"source": {"digest": DIGEST}, "operations": operations, "output": output or {}}
     )
-    return canonical_edit(req, [DIGEST] * len(list(req.sources())))
+    return canonical_edit(req, [DIGEST] * len(req.inputs()))
 
 
 def build(

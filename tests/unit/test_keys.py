@@ -248,6 +248,6 @@ def test_the_inputs_walk_names_each_source_where_the_key_puts_its_digest() -> No
                 walk(v, f"{where}[{i}]")
 
     walk(edit, "")
-    assert found == {r.path: d for r, d in zip(refs, digests)}
+    assert found == {r.path: d for r, d in zip(refs, digests, strict=True)}
     with pytest.raises(ValueError):  # one digest too few
         canonical_edit(req, digests[:-1])

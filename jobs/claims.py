@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox, outcomes, statements
+from jobs import fenced, outbox, outcomes, statements
 from jobs.backoff import backoff_seconds
 from jobs.db import Database, execute_outside_transaction
 from jobs.errors import LostFence
@@ -87,12 +87,12 @@ class ClaimService:
                 by_id[o.job.id] = row
         if plain or claim > 0:
             if conn is not None and self.db.is_postgres:
-                recorded, claimed = await statements.record_outcomes_and_claim_due(
+                recorded, claimed = await fenced.record_outcomes_and_claim_due(
                     conn, plain, owner, self.settings.lease_seconds, claim
                 )
             else:
                 async with self.db.single_statement() as own:
-                    recorded, claimed = await statements.record_outcomes_and_claim_due(
+                    recorded, claimed = await fenced.record_outcomes_and_claim_due(
                         own, plain, owner, self.settings.lease_seconds, claim
                     )
         else:
@@ -183,7 +183,7 @@ class ClaimService:
             if consumer is not None and event_id is not None:
                 if not await outbox.record_processed_if_new(conn, consumer, event_id):
                     return None
-            job = await statements.claim_pending_by_key(
+            job = await fenced.claim_pending_by_key(
                 conn, tenant_id, key, owner, self.settings.lease_seconds
             )
             if job is not None:
@@ -195,7 +195,7 @@ class ClaimService:
     async def heartbeat(self, job: Job, progress: float | None = None) -> Heartbeat:
         assert job.id is not None
         async with self.db.transaction() as conn:
-            row = await statements.heartbeat_if_fenced(
+            row = await fenced.heartbeat_if_fenced(
                 conn, job.id, job.fencing_token, self.settings.lease_seconds, progress
             )
         if row is None:
@@ -207,8 +207,8 @@ class ClaimService:
         rescued: list[Job] = []
         events: list[outbox.Event] = []
         async with self.db.transaction() as conn:
-            for job_id, token in await statements.select_expired_leases(conn, limit):
-                row = await statements.rescue_if_expired(conn, job_id, token)
+            for job_id, token in await fenced.select_expired_leases(conn, limit):
+                row = await fenced.rescue_if_expired(conn, job_id, token)
                 if row is None:
                     continue
                 rescued.append(row)

@@ -1,7 +1,7 @@
 """What a worker's job ended with: an outcome, carried with the fencing token it was run under.
 
 A job's task queues one `Outcome` and ends; the worker's loop records every queued outcome
-in one fenced statement (`statements.record_outcomes_and_claim_due`) together with the claim
+in one fenced statement (`jobs.fenced.record_outcomes_and_claim_due`) together with the claim
 of the jobs that take their slots. Each kind names the state it leads to and its outbox row.
 """
 

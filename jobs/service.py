@@ -41,6 +41,7 @@ from jobs.spec import EditRequest
 from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
 from jobs.tasks import chunkplan, graph
+from jobs.tasks import statements as task_statements
 from jobs.tenants import TenantRef
 from jobs.tracecontext import current_traceparent, traced
 
@@ -368,7 +369,7 @@ class JobService:
             if req.run_at is not None:
                 changes["run_after"] = req.run_at
             requeue = (
-                statements.requeue_graph_if_failed_or_cancelled
+                task_statements.requeue_graph_if_failed_or_cancelled
                 if existing.role == statements.GRAPH
                 else statements.requeue_if_failed_or_cancelled
                 if JobStatus(existing.status).is_rerunnable
@@ -537,7 +538,7 @@ class JobService:
                 raise JobNotFound(f"no job with key {key[:100]!r}")
             several = job.role == statements.GRAPH
             requeue = (
-                statements.requeue_graph_if_failed_or_cancelled
+                task_statements.requeue_graph_if_failed_or_cancelled
                 if several
                 else statements.requeue_if_failed_or_cancelled
             )

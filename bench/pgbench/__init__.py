@@ -3,7 +3,7 @@
 A busy worker's steady state is one statement per group of jobs: the fenced outcomes of
 the group that just ran (here all successes), with their `job.succeeded` outbox rows, and
 the claim of as many successors, with their `job.claimed` outbox rows
-(`statements.record_outcomes_and_claim_due` with a batch of successes). The pgbench
+(`jobs.fenced.record_outcomes_and_claim_due` with a batch of successes). The pgbench
 script is generated from that very SQL text, so it cannot drift from the code: each client
 carries the ids and fencing tokens it claimed into its next transaction (pgbench variables,
 `\\gset`), exactly as a worker carries its jobs. Prepared (`-M prepared`), on a fresh

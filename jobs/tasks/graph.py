@@ -20,17 +20,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs import outbox, statements
+from jobs import fenced, outbox, statements
 from jobs.models import Blob, Job, OutboxEvent
 from jobs.outcomes import Outcome, event_extra, event_type
 from jobs.status import EventType, JobStatus
 from jobs.taskplan import TaskPlan
+from jobs.tasks import statements as task_statements
 from jobs.tasks.plan import task_key
 
 jobs_t = statements.jobs
 blobs = Blob.__table__  # type: ignore[attr-defined]
 edges = statements.edges
-job_tasks = statements.job_tasks
+job_tasks = task_statements.job_tasks
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 IN_FLIGHT = ("pending", "running", "waiting")
 
@@ -105,26 +106,30 @@ async def attach(
         else:
             row = await _task_for_update(conn, job.tenant_id, key)
             if row.status not in IN_FLIGHT and not _reusable(row):
-                requeued = await statements.requeue_task_if_rerunnable(
+                requeued = await task_statements.requeue_task_if_rerunnable(
                     conn, row.id or 0, job.run_after
                 )
                 assert requeued is not None, "a locked failed task could not be requeued"
                 row = requeued
                 fresh.append((row, EventType.TASK_REQUEUED))
             elif row.status in ("pending", "waiting"):  # made by a job scheduled for later?
-                sooner = await statements.advance_task_if_later(conn, row.id or 0, job.run_after)
+                sooner = await task_statements.advance_task_if_later(
+                    conn, row.id or 0, job.run_after
+                )
                 row = sooner or row
             elif row.status == "running" and row.cancel_requested:
                 # A cascade asked it to stop; this job needs it after all.
-                cleared = await statements.set_cancel_request_if_running(conn, row.id or 0, False)
+                cleared = await task_statements.set_cancel_request_if_running(
+                    conn, row.id or 0, False
+                )
                 row = cleared or row
         reused = _reusable(row)
         if any(r.id == row.id for r, _ in fresh):
             for d in p.depends_on:
-                await statements.insert_task_edge_if_absent(conn, rows[d].id or 0, row.id or 0)
+                await task_statements.insert_task_edge_if_absent(conn, rows[d].id or 0, row.id or 0)
         if not reused:
-            await statements.insert_task_edge_if_absent(conn, row.id or 0, job.id)
-        await statements.insert_job_task(
+            await task_statements.insert_task_edge_if_absent(conn, row.id or 0, job.id)
+        await task_statements.insert_job_task(
             conn,
             {
                 "job_id": job.id,
@@ -138,7 +143,7 @@ async def attach(
         )
         rows[p.name] = row
     for row, type_ in fresh:
-        counted = await statements.recount_waiting(conn, row.id or 0)
+        counted = await task_statements.recount_waiting(conn, row.id or 0)
         assert counted is not None
         events.append(await outbox.insert_event(conn, counted, type_))
     return await _settle(conn, job, events)
@@ -148,7 +153,7 @@ async def _settle(
     conn: AsyncConnection, job: Job, events: list[OutboxEvent]
 ) -> tuple[Job, list[OutboxEvent]]:
     """Count what the job waits for; with nothing left, it succeeds now."""
-    counted = await statements.recount_waiting(conn, job.id or 0)
+    counted = await task_statements.recount_waiting(conn, job.id or 0)
     job = counted or job
     if counted is not None and counted.waiting == 0:
         done, event = await _succeed(conn, counted)
@@ -204,7 +209,7 @@ def job_output(tasks: Sequence[Member]) -> dict[str, Any]:
 
 async def _succeed(conn: AsyncConnection, job: Job) -> tuple[Job | None, OutboxEvent | None]:
     output = job_output(await members(conn, job.id or 0))
-    done = await statements.finish_graph_if_done(conn, job.id or 0, output)
+    done = await task_statements.finish_graph_if_done(conn, job.id or 0, output)
     if done is None:
         return None, None
     return done, await outbox.insert_event(conn, done, EventType.SUCCEEDED, output=output)
@@ -213,7 +218,7 @@ async def _succeed(conn: AsyncConnection, job: Job) -> tuple[Job | None, OutboxE
 async def record_outcome(conn: AsyncConnection, o: Outcome) -> tuple[Job | None, list[OutboxEvent]]:
     """A worker's outcome of a task row, fenced, with everything it moves (one transaction).
     None: the task was taken over, and nothing changed."""
-    row = await statements.record_one(conn, o)
+    row = await fenced.record_one(conn, o)
     if row is None:
         return None, []
     events = [await outbox.insert_event(conn, row, event_type(o, row.status), **event_extra(o))]
@@ -232,7 +237,7 @@ async def _release(conn: AsyncConnection, task: Job) -> list[OutboxEvent]:
     stmt = sa.select(edges.c.downstream_id).where(edges.c.upstream_id == task.id)
     events: list[OutboxEvent] = []
     for (down_id,) in (await conn.execute(stmt.order_by(edges.c.downstream_id))).all():
-        row = await statements.release_one_if_waiting(conn, int(down_id))
+        row = await task_statements.release_one_if_waiting(conn, int(down_id))
         if row is None:
             continue
         if row.role == statements.TASK and row.status == JobStatus.PENDING:
@@ -254,7 +259,7 @@ async def fail_jobs_of(
     for job_id, name in (await conn.execute(stmt.order_by(job_tasks.c.job_id))).all():
         unfinished = await _lock_unfinished(conn, task.tenant_id, int(job_id))
         text = f"task {name!r} failed: {message or code}"
-        job = await statements.end_graph_if_waiting(conn, int(job_id), FAILED, code, text)
+        job = await task_statements.end_graph_if_waiting(conn, int(job_id), FAILED, code, text)
         if job is None:
             continue
         error = {"code": code[:64], "message": text[:500], "retryable": False, "task": name}
@@ -284,10 +289,10 @@ async def _cancel_tasks(
         if task.status not in IN_FLIGHT or await _needed_elsewhere(conn, task, job):
             continue
         if task.status == "running":
-            row = await statements.set_cancel_request_if_running(conn, task.id or 0, True)
+            row = await task_statements.set_cancel_request_if_running(conn, task.id or 0, True)
             type_ = EventType.TASK_CANCEL_REQUESTED
         else:
-            row = await statements.cancel_task_if_pending_or_waiting(conn, task.id or 0)
+            row = await task_statements.cancel_task_if_pending_or_waiting(conn, task.id or 0)
             type_ = EventType.TASK_CANCELLED
         if row is not None:
             events.append(await outbox.insert_event(conn, row, type_))
@@ -310,7 +315,7 @@ async def _needed_elsewhere(conn: AsyncConnection, task: Job, job: Job) -> bool:
 async def cancel(conn: AsyncConnection, job: Job) -> tuple[Job, list[OutboxEvent]]:
     """A tenant cancels a waiting job of several tasks: cancelled now, its tasks cascade."""
     unfinished = await _lock_unfinished(conn, job.tenant_id, job.id or 0)
-    row = await statements.end_graph_if_waiting(conn, job.id or 0, CANCELLED, None, None)
+    row = await task_statements.end_graph_if_waiting(conn, job.id or 0, CANCELLED, None, None)
     if row is None:
         return job, []
     events = [await outbox.insert_event(conn, row, EventType.CANCELLED)]
@@ -323,12 +328,12 @@ async def rerun(conn: AsyncConnection, job: Job) -> tuple[Job, list[OutboxEvent]
     events: list[OutboxEvent] = []
     requeued: list[Job] = []
     for m in await members(conn, job.id or 0):
-        row = await statements.requeue_task_if_rerunnable(conn, m.task.id or 0, job.run_after)
+        row = await task_statements.requeue_task_if_rerunnable(conn, m.task.id or 0, job.run_after)
         if row is not None:
             requeued.append(row)
-        await statements.insert_task_edge_if_absent(conn, m.task.id or 0, job.id or 0)
+        await task_statements.insert_task_edge_if_absent(conn, m.task.id or 0, job.id or 0)
     for row in requeued:
-        counted = await statements.recount_waiting(conn, row.id or 0)
+        counted = await task_statements.recount_waiting(conn, row.id or 0)
         assert counted is not None
         events.append(await outbox.insert_event(conn, counted, EventType.TASK_REQUEUED))
     return await _settle(conn, job, events)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobs import statements
+from jobs import fenced, statements
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.errors import LostFence
@@ -135,11 +135,11 @@ async def test_rescue_does_not_undo_a_finish_between_its_read_and_write(
     [job] = await worker.claim_batch("A", 1)
     await asyncio.sleep(0.4)
     async with db.transaction() as conn:  # the rescuer reads...
-        expired = await statements.select_expired_leases(conn, 10)
+        expired = await fenced.select_expired_leases(conn, 10)
     assert expired == [(job.id, job.fencing_token)]
     await worker.succeed(job, {"digest": "sha256:" + "c" * 64})  # ...the worker finishes...
     async with db.transaction() as conn:  # ...and the rescuer writes
-        assert await statements.rescue_if_expired(conn, *expired[0]) is None
+        assert await fenced.rescue_if_expired(conn, *expired[0]) is None
     async with db.engine.connect() as conn:
         final = await statements.select_job_by_key(conn, tenant.id, job.key)
     assert final is not None and final.status == "succeeded"
@@ -313,7 +313,7 @@ async def test_every_outcome_kind_is_recorded_fenced_in_one_statement_with_the_c
     ]
     more = (await submit_many(service, tenant, 17))[13:]  # four new jobs: three get claimed
     async with db.single_statement() as conn:
-        recorded, claimed = await statements.record_outcomes_and_claim_due(
+        recorded, claimed = await fenced.record_outcomes_and_claim_due(
             conn, ended, "w", settings.lease_seconds, 3
         )
     by_id = {j.id: j for j, _ in recorded}

@@ -235,9 +235,9 @@ class MetadataExecutor:
 async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_nothing(
     db: Database, service: JobService, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
-    from jobs import statements
+    from jobs import fenced
 
-    merged = statements.record_outcomes_and_claim_due
+    merged = fenced.record_outcomes_and_claim_due
     calls: list[tuple[int, int]] = []
 
     async def counting(*args: Any) -> Any:
@@ -249,7 +249,7 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
     executor = MetadataExecutor()
     runner, _ = make_runner(db, settings, blobs, executor, concurrency=4)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(statements, "record_outcomes_and_claim_due", counting)
+        mp.setattr(fenced, "record_outcomes_and_claim_due", counting)
         async with running(runner):
             done = [await wait_for(service, tenant, k, {"succeeded"}) for k in keys]
     assert executor.runs == 40 and runner.stats.succeeded == 40

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from jobs import outcomes, statements
+from jobs import fenced, outcomes, statements
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import outbox
@@ -55,7 +55,7 @@ async def one_cycle_each_kind(url: str, settings: Settings) -> tuple[list[Any], 
             outcomes.succeeded(zombie, {"zombie": True}),
         ]
         async with db.single_statement() as conn:
-            await statements.record_outcomes_and_claim_due(conn, ended, "w", 30.0, 2)
+            await fenced.record_outcomes_and_claim_due(conn, ended, "w", 30.0, 2)
         async with db.engine.connect() as conn:
             rows = (await conn.execute(sa.select(statements.jobs).order_by(statements.c.id))).all()
             place = {row.id: n for n, row in enumerate(rows)}  # the n-th job submitted

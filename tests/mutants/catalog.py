@@ -10,6 +10,7 @@ from __future__ import annotations
 from tests.mutants.model import Edit, Mutant, m
 
 ST = "jobs/statements.py"
+FE = "jobs/fenced.py"
 PG = "jobs/pgsql.py"
 OC = "jobs/outcomes.py"
 SV = "jobs/service.py"
@@ -119,7 +120,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "claim-by-key-ignores-status",
         "inv 4: claim only WHERE status = 'pending'",
-        ST,
+        FE,
         "            c.key == key,\n            c.status == PENDING,\n            c.run_after <= db_now(),\n",
         "            c.key == key,\n            c.run_after <= db_now(),\n",
         f"{T_CLAIMS}::test_claim_by_key_has_one_winner",
@@ -142,7 +143,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "claim-keeps-fencing-token",
         "inv 4: a claim increments the fencing token",
-        ST,
+        FE,
         '"fencing_token": c.fencing_token + 1,',
         '"fencing_token": c.fencing_token,',
         ZOMBIE,
@@ -155,7 +156,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "lease-from-worker-clock",
         "inv 4: lease expiry from the database clock (claim by key, SQLite batch, heartbeat)",
-        ST,
+        FE,
         '        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),\n'
         '        "fencing_token": c.fencing_token + 1,\n',
         '        "lease_expires_at": _worker_clock(lease_seconds),\n'
@@ -163,14 +164,14 @@ MUTANTS: tuple[Mutant, ...] = (
         CLOCK,
         more=(
             Edit(
-                ST,
+                FE,
                 '        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),\n'
                 '        "updated_at": db_now(),\n',
                 '        "lease_expires_at": _worker_clock(lease_seconds),\n'
                 '        "updated_at": db_now(),\n',
             ),
             Edit(
-                ST,
+                FE,
                 "_PENDING_LITERAL = sa.literal_column(f\"'{PENDING}'\", sa.String)\n",
                 "_PENDING_LITERAL = sa.literal_column(f\"'{PENDING}'\", sa.String)\n"
                 + _WORKER_CLOCK,
@@ -186,7 +187,7 @@ MUTANTS: tuple[Mutant, ...] = (
         f"{CLOCK}[postgres]",
         more=(
             Edit(
-                ST,
+                FE,
                 "*arrays, owner, float(lease_seconds), max(0, limit))",
                 '*arrays, owner, __import__("time").time() + float(lease_seconds), max(0, limit))',
             ),
@@ -196,7 +197,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "heartbeat-unfenced",
         "inv 5: heartbeats carry the fencing token",
-        ST,
+        FE,
         "stmt = sa.update(jobs).where(*_fenced(job_id, token)).values(**values).returning(*c)",
         "stmt = sa.update(jobs).where(c.id == job_id).values(**values).returning(*c)",
         ZOMBIE,
@@ -212,7 +213,7 @@ MUTANTS: tuple[Mutant, ...] = (
         LOST_LEASE,
         more=(
             Edit(
-                ST,
+                FE,
                 '    """running -> succeeded, pointing the job at its stored output."""\n'
                 "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
                 '    """running -> succeeded, pointing the job at its stored output."""\n'
@@ -223,7 +224,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "fail-unfenced",
         "inv 5: a failure carries the fencing token",
-        ST,
+        FE,
         "    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)\n"
         "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
         "    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)\n"
@@ -233,7 +234,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "cancel-unfenced",
         "inv 5: the worker's cancel carries the fencing token",
-        ST,
+        FE,
         '    """running -> cancelled, when the worker honours a cancel request."""\n'
         "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
         '    """running -> cancelled, when the worker honours a cancel request."""\n'
@@ -243,7 +244,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "release-unfenced",
         "inv 5: a release carries the fencing token",
-        ST,
+        FE,
         '    """running -> pending at once, attempt not counted (graceful shutdown)."""\n'
         "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
         '    """running -> pending at once, attempt not counted (graceful shutdown)."""\n'
@@ -253,7 +254,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "rescue-without-status-and-token",
         "inv 5: a rescue re-checks status and token",
-        ST,
+        FE,
         ".where(*_fenced(job_id, token), c.lease_expires_at < db_now())",
         ".where(c.id == job_id, c.lease_expires_at < db_now())",
         f"{T_CLAIMS}::test_rescue_does_not_undo_a_finish_between_its_read_and_write",
@@ -560,7 +561,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/bus/test_scheduling.py::test_a_higher_priority_job_behind_a_backlog_starts_next",
         more=(
             Edit(
-                "jobs/statements.py",
+                FE,
                 ".order_by(ranked.c.priority.desc(), turn, ranked.c.run_after, ranked.c.id)",
                 ".order_by(ranked.c.priority.asc(), turn, ranked.c.run_after, ranked.c.id)",
             ),
@@ -577,7 +578,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/bus/test_scheduling.py::test_a_small_tenants_jobs_start_within_the_first_slots_beside_a_large_backlog",
         more=(
             Edit(
-                "jobs/statements.py",
+                FE,
                 ".order_by(ranked.c.priority.desc(), turn, ranked.c.run_after, ranked.c.id)",
                 ".order_by(ranked.c.priority.desc(), ranked.c.run_after, ranked.c.id)",
             ),

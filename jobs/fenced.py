@@ -1,0 +1,354 @@
+"""The worker's statements on jobs: claims, and what a worker does under a fence.
+
+A claim takes due pending jobs (one by key, or the next ones in claim order) and gives each
+a lease and a new fencing token. A fenced statement (a worker acting on a job it claimed)
+carries that token in its WHERE clause and returns None when it no longer matches: the job
+was rescued, cancelled or claimed again meanwhile, and nothing changed. Rescue takes jobs
+whose lease ran out back from dead or partitioned workers. Callers own the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs import outbox, pgsql
+from jobs.db import db_now, fetch_prepared
+from jobs.models import Job, Tenant
+from jobs.outcomes import Outcome, OutcomeKind, event_extra, event_type
+from jobs.statements import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    c,
+    jobs,
+    row_of,
+    rows_of,
+    succeeded_values,
+)
+from jobs.status import EventType
+
+tenants = Tenant.__table__  # type: ignore[attr-defined]
+_PENDING_LITERAL = sa.literal_column(f"'{PENDING}'", sa.String)
+
+
+# --- claims -----------------------------------------------------------------------------
+
+
+def _claim_values(owner: str, lease_seconds: float) -> dict[str, Any]:
+    return {
+        "status": RUNNING,
+        "lease_owner": owner,
+        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),
+        "fencing_token": c.fencing_token + 1,
+        "attempts": c.attempts + 1,
+        "progress": 0.0,
+        "started_at": db_now(),
+        "updated_at": db_now(),
+    }
+
+
+async def claim_pending_by_key(
+    conn: AsyncConnection, tenant_id: str, key: str, owner: str, lease_seconds: float
+) -> Job | None:
+    """pending -> running for one job, if it is due; None means someone else has it."""
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.tenant_id == tenant_id,
+            c.key == key,
+            c.status == PENDING,
+            c.run_after <= db_now(),
+        )
+        .values(**_claim_values(owner, lease_seconds))
+        .returning(*c)
+    )
+    return row_of(await conn.execute(stmt))
+
+
+def _due_pending_ids(limit: int) -> sa.Select[Any]:
+    """The ids of the next `limit` due pending jobs in claim order (SQLite's form of the
+    PostgreSQL `due` CTE below; the same order and the same caps).
+
+    Order: priority (highest first), then the tenant's turn (its running jobs plus the job's
+    rank among the tenant's due jobs: tenants of equal priority take turns), then age. A
+    tenant with `max_running` set gets no more than its free share.
+    """
+    running = (
+        sa.select(c.tenant_id, sa.func.count().label("n"))
+        .where(c.status == RUNNING)
+        .group_by(c.tenant_id)
+        .subquery()
+    )
+    rank = sa.func.row_number().over(
+        partition_by=c.tenant_id, order_by=(c.priority.desc(), c.run_after, c.id)
+    )
+    ranked = (
+        sa.select(c.id, c.tenant_id, c.priority, c.run_after, rank.label("rank"))
+        .where(c.status == _PENDING_LITERAL, c.run_after <= db_now())
+        .subquery()
+    )
+    busy = sa.func.coalesce(running.c.n, 0)
+    turn = busy + ranked.c.rank
+    return (
+        sa.select(ranked.c.id)
+        .select_from(
+            ranked.join(tenants, tenants.c.id == ranked.c.tenant_id).outerjoin(
+                running, running.c.tenant_id == ranked.c.tenant_id
+            )
+        )
+        .where(sa.or_(tenants.c.max_running.is_(None), turn <= tenants.c.max_running))
+        .order_by(ranked.c.priority.desc(), turn, ranked.c.run_after, ranked.c.id)
+        .limit(limit)
+    )
+
+
+async def claim_due_pending_batch(
+    conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
+) -> list[Job]:
+    """Claim up to `limit` due pending jobs: highest priority first, tenants of equal
+    priority in turn, then oldest first; no tenant past its `max_running`.
+
+    SQLite (BEGIN IMMEDIATE serialises the claimers). PostgreSQL claims through
+    `record_outcomes_and_claim_due`, one statement with FOR UPDATE SKIP LOCKED.
+    """
+    if limit <= 0:
+        return []
+    stmt = (
+        sa.update(jobs)
+        .where(c.id.in_(_due_pending_ids(limit).scalar_subquery()), c.status == PENDING)
+        .values(**_claim_values(owner, lease_seconds))
+        .returning(*c)
+    )
+    claimed = rows_of(await conn.execute(stmt))
+    claimed.sort(key=lambda j: (-j.priority, j.run_after or j.created_at, j.id or 0))
+    return claimed
+
+
+# --- fenced statements: a worker acting on a job it claimed -------------------------------
+
+
+def _fenced(job_id: int, token: int) -> Sequence[sa.ColumnElement[bool]]:
+    return (c.id == job_id, c.status == RUNNING, c.fencing_token == token)
+
+
+async def heartbeat_if_fenced(
+    conn: AsyncConnection, job_id: int, token: int, lease_seconds: float, progress: float | None
+) -> Job | None:
+    """Extend the lease (from the database clock) and record progress."""
+    values: dict[str, Any] = {
+        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),
+        "updated_at": db_now(),
+    }
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    stmt = sa.update(jobs).where(*_fenced(job_id, token)).values(**values).returning(*c)
+    return row_of(await conn.execute(stmt))
+
+
+async def finish_succeeded_if_fenced(
+    conn: AsyncConnection, job_id: int, token: int, output: dict[str, Any]
+) -> Job | None:
+    """running -> succeeded, pointing the job at its stored output."""
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(**succeeded_values(output), lease_owner=None, lease_expires_at=None)
+        .returning(*c)
+    )
+    return row_of(await conn.execute(stmt))
+
+
+
+
+def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
+    """The statement for these outcomes and its outcome arrays."""
+    ids = [o.job.id for o in outcomes]
+    tokens = [o.job.fencing_token for o in outcomes]
+    outputs = [None if o.output is None else json.dumps(o.output) for o in outcomes]
+    if all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes):
+        return pgsql.RECORD_SUCCESSES_AND_CLAIM_DUE, [ids, tokens, outputs]
+    return pgsql.RECORD_OUTCOMES_AND_CLAIM_DUE, [
+        ids,
+        tokens,
+        [o.kind.value for o in outcomes],
+        outputs,
+        [None if o.error_code is None else o.error_code[:64] for o in outcomes],
+        [None if o.error_message is None else o.error_message[:2000] for o in outcomes],
+        [float(o.delay_seconds) for o in outcomes],
+    ]
+
+
+async def record_outcomes_and_claim_due(
+    conn: AsyncConnection,
+    outcomes: Sequence[Outcome],
+    owner: str,
+    lease_seconds: float,
+    limit: int,
+) -> tuple[list[tuple[Job, outbox.Event]], list[tuple[Job, outbox.Event]]]:
+    """Record each outcome if still fenced, then claim up to `limit` due jobs, each with its
+    outbox row, in one transaction. Returns (recorded, claimed); an outcome missing from
+    `recorded` lost its fence and changed nothing.
+
+    PostgreSQL: one statement, one round trip, prepared once per connection (outside a
+    transaction it commits on its own). SQLite: the claim (first, so that the tenants'
+    turns count the jobs that are ending, as the PostgreSQL statement's snapshot does), the
+    outcomes' fenced statements, then their outbox rows, in the caller's transaction.
+    """
+    if conn.dialect.name != "postgresql":
+        claimed = await claim_due_pending_batch(conn, owner, lease_seconds, limit)
+        recorded: list[tuple[Outcome, Job]] = []
+        for o in outcomes:
+            row = await record_one(conn, o)
+            if row is not None:
+                recorded.append((o, row))
+        events = await outbox.insert_events(
+            conn,
+            [(job, EventType.CLAIMED, {"owner": owner}) for job in claimed]
+            + [(row, event_type(o, row.status), event_extra(o)) for o, row in recorded],
+        )
+        return (
+            list(zip([row for _, row in recorded], events[len(claimed) :], strict=True)),
+            list(zip(claimed, events[: len(claimed)], strict=True)),
+        )
+    sql, arrays = _outcome_args(outcomes)
+    rows = await fetch_prepared(conn, sql, *arrays, owner, float(lease_seconds), max(0, limit))
+    split = next((i for i, row in enumerate(rows) if row["recorded"]), len(rows))
+    return pgsql.recorded_rows(rows[split:], outcomes), pgsql.claimed_rows(rows[:split], owner)
+
+
+async def record_one(conn: AsyncConnection, o: Outcome) -> Job | None:
+    """One outcome's fenced statement (no outbox row): the job as recorded, or None."""
+    job_id, token = o.job.id or 0, o.job.fencing_token
+    if o.kind is OutcomeKind.SUCCEEDED:
+        return await finish_succeeded_if_fenced(conn, job_id, token, o.output or {})
+    if o.kind is OutcomeKind.CANCELLED:
+        return await cancel_if_fenced(conn, job_id, token)
+    if o.kind is OutcomeKind.RELEASED:
+        return await release_if_fenced(conn, job_id, token)
+    return await fail_if_fenced(
+        conn,
+        job_id,
+        token,
+        code=o.error_code or "",
+        message=o.error_message or "",
+        retryable=o.kind is OutcomeKind.RETRY,
+        delay_seconds=o.delay_seconds,
+    )
+
+
+async def fail_if_fenced(
+    conn: AsyncConnection,
+    job_id: int,
+    token: int,
+    *,
+    code: str,
+    message: str,
+    retryable: bool,
+    delay_seconds: float,
+) -> Job | None:
+    """running -> pending after `delay_seconds` (retryable, attempts left) or -> failed."""
+    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=sa.case((again, PENDING), else_=FAILED),
+            run_after=sa.case(
+                (again, db_now(sa.bindparam("delay_s", delay_seconds, sa.Float))),
+                else_=c.run_after,
+            ),
+            finished_at=sa.case((again, None), else_=db_now()),
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code=code[:64],
+            error_message=message[:2000],
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return row_of(await conn.execute(stmt))
+
+
+async def cancel_if_fenced(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """running -> cancelled, when the worker honours a cancel request."""
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=CANCELLED,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=db_now(),
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return row_of(await conn.execute(stmt))
+
+
+async def release_if_fenced(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """running -> pending at once, attempt not counted (graceful shutdown)."""
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token))
+        .values(
+            status=PENDING,
+            attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0),
+            run_after=db_now(),
+            lease_owner=None,
+            lease_expires_at=None,
+            progress=0.0,
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return row_of(await conn.execute(stmt))
+
+
+# --- rescue -------------------------------------------------------------------------------
+
+
+async def select_expired_leases(conn: AsyncConnection, limit: int) -> list[tuple[int, int]]:
+    """(job id, fencing token) of running jobs whose lease ran out by the database clock."""
+    stmt = (
+        sa.select(c.id, c.fencing_token)
+        .where(c.status == RUNNING, c.lease_expires_at < db_now())
+        .order_by(c.lease_expires_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return [(int(r[0]), int(r[1])) for r in (await conn.execute(stmt)).all()]
+
+
+async def rescue_if_expired(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
+    """running with an expired lease -> pending (attempts left) or failed.
+
+    Fenced and re-checked in its own WHERE clause, so a job that finished or was
+    re-claimed since `select_expired_leases` read it is left alone. The job keeps its
+    `run_after`, so among its priority it is claimed before jobs that came after it.
+    """
+    again = c.attempts < c.max_attempts
+    stmt = (
+        sa.update(jobs)
+        .where(*_fenced(job_id, token), c.lease_expires_at < db_now())
+        .values(
+            status=sa.case((again, PENDING), else_=FAILED),
+            # `run_after` stays: it was due when it was claimed, and keeps its place in the
+            # queue (a rescued job is not sent behind the backlog that came after it).
+            finished_at=sa.case((again, None), else_=db_now()),
+            lease_owner=None,
+            lease_expires_at=None,
+            error_code="lease_expired",
+            error_message="the worker stopped renewing its lease (crashed, paused or cut off)",
+            updated_at=db_now(),
+        )
+        .returning(*c)
+    )
+    return row_of(await conn.execute(stmt))

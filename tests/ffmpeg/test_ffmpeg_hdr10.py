@@ -37,18 +37,22 @@ MASTERING = "Mastering display metadata"
 LIGHT = "Content light level metadata"
 
 
-def pq_source(clip_maker: MakeClip, name: str, x265: str) -> Path:
-    """1 s of 10-bit PQ hevc whose SEI carries `x265` (master-display / max-cll)."""
-    return clip_maker(
-        name, "-f", "lavfi", "-i", PQ_GRAPH, "-c:v", "libx265", "-preset", "ultrafast",
+HDR10_PARAMS = f"master-display={P3_1000}:max-cll=1000,400"
+
+
+def pq_args(x265: str) -> list[str]:
+    """ffmpeg arguments for 1 s of 10-bit PQ hevc whose SEI carries `x265` (master-display,
+    max-cll), from lavfi and zscale."""
+    return [
+        "-f", "lavfi", "-i", PQ_GRAPH, "-c:v", "libx265", "-preset", "ultrafast",
         "-x265-params", f"log-level=error:{x265}", "-pix_fmt", "yuv420p10le",
         "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc",
-    )  # fmt: skip
+    ]  # fmt: skip
 
 
 @pytest.fixture
 def hdr10_source(clip_maker: MakeClip) -> Path:
-    return pq_source(clip_maker, "hdr10.mkv", f"master-display={P3_1000}:max-cll=1000,400")
+    return clip_maker("hdr10.mkv", *pq_args(HDR10_PARAMS))
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +154,7 @@ async def test_av1_keeps_hdr10_metadata_with_svt_and_vp9_says_it_cannot(
          "L(200000000,60000):max-cll=300,900", False, (300, 300),
          ["mastering display dropped", "clamped from 300,900 to 300,300"]),
     ],
+    ids=["primaries-out-of-range", "zero-luminance", "beyond-pq"],
 )  # fmt: skip
 async def test_absurd_side_data_is_clamped_or_dropped_and_the_job_still_runs(
     run_edit: RunEdit,
@@ -160,7 +165,7 @@ async def test_absurd_side_data_is_clamped_or_dropped_and_the_job_still_runs(
     light: tuple[int, int] | None,
     said: list[str],
 ) -> None:
-    source = pq_source(clip_maker, "absurd.mkv", x265)
+    source = clip_maker("absurd.mkv", *pq_args(x265))
     result, made = await run_edit([], {"container": "mkv", "video_codec": "hevc"}, [source])
     assert made.info is not None and made.info.bit_depth == 10
     found = side_data(ffprobe, result.path)

@@ -6,7 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_uploads_and_hostile import api, clip, finished
+import pytest
+
+from tests.e2e.test_uploads_and_hostile import api, clip, ffmpeg, finished
+from tests.ffmpeg.conftest import make_clip
+from tests.ffmpeg.test_ffmpeg_hdr10 import (
+    EXPECTED,
+    HDR10_PARAMS,
+    LIGHT,
+    MASTERING,
+    mastering_values,
+    pq_args,
+    side_data,
+)
 
 __all__ = ["api", "clip"]  # fixtures
 
@@ -47,3 +59,33 @@ async def test_uploaded_subtitles_and_an_audio_deliverable(api: Any, clip: Path)
     r = await http.post("/v1/jobs", json=wrong)
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["path"] == "operations[0]"
+
+
+async def test_an_uploaded_hdr10_source_keeps_its_metadata_in_hevc_and_not_in_h264(
+    api: Any, tmp_path: Path
+) -> None:
+    http, _, _ = api
+    ffprobe = str(Path(ffmpeg()).with_name("ffprobe"))
+    source = make_clip(ffmpeg(), tmp_path / "hdr10.mkv", *pq_args(HDR10_PARAMS))
+    up = await http.post("/v1/sources", content=source.read_bytes())
+    assert up.status_code == 201, up.text
+    digest = up.json()["digest"]
+    outputs = ({"container": "mkv", "video_codec": "hevc", "bit_depth": 10}, {"container": "mp4"})
+    keys = []
+    for output in outputs:
+        r = await http.post("/v1/jobs", json={"source": {"digest": digest}, "output": output})
+        assert r.status_code == 201, r.text
+        keys.append(r.json()["key"])
+    hevc, h264 = [await finished(http, key, timeout=120) for key in keys]
+    assert (hevc["status"], h264["status"]) == ("succeeded", "succeeded"), (hevc, h264)
+    assert "passed to libx265" in hevc["output"]["video_processing"]["hdr10"]
+    assert h264["output"]["video_processing"]["hdr10"] == "dropped: the output is 8-bit SDR"
+    made = []
+    for key, name in zip(keys, ("out.mkv", "out.mp4"), strict=True):
+        got = await http.get(f"/v1/jobs/{key}/output")
+        assert got.status_code == 200
+        (tmp_path / name).write_bytes(got.content)
+        made.append(side_data(ffprobe, tmp_path / name))
+    assert mastering_values(made[0][MASTERING]) == pytest.approx(EXPECTED)
+    assert (made[0][LIGHT]["max_content"], made[0][LIGHT]["max_average"]) == (1000, 400)
+    assert MASTERING not in made[1] and LIGHT not in made[1]

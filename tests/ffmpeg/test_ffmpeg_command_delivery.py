@@ -16,6 +16,7 @@ from tests.ffmpeg.test_ffmpeg_command import GRAPH, MAIN, SAFE_TOKEN, spec_for
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoders
 from workers.ffmpeg.command import build_command
+from workers.ffmpeg.hdr10 import ContentLight, Hdr10, MasteringDisplay
 from workers.ffmpeg.loudness import Measured
 
 pytestmark = pytest.mark.ffmpeg
@@ -113,6 +114,36 @@ def test_hdr_to_eight_bit_is_tone_mapped_and_ten_bit_keeps_its_tags(ffmpeg_bin: 
     assert hdr.argv[hdr.argv.index("-pix_fmt") + 1] == "yuv420p10le"
     assert hdr.argv[hdr.argv.index("-color_trc") + 1] == "smpte2084"
     assert hdr.argv[hdr.argv.index("-color_primaries") + 1] == "bt2020"
+
+
+def test_hdr10_metadata_becomes_encoder_params_only_for_a_ten_bit_pq_output(
+    ffmpeg_bin: str,
+) -> None:
+    md = MasteringDisplay(((34000, 16000), (13250, 34500), (7500, 3000), (15635, 16450)),
+                          10_000_000, 50)  # fmt: skip
+    pq = dataclasses.replace(PQ, hdr10=Hdr10(md, ContentLight(1000, 400)))
+    hevc = build(ffmpeg_bin, [], {"container": "mkv", "video_codec": "hevc"}, media=[pq])
+    params = hevc.argv[hevc.argv.index("-x265-params") + 1]
+    assert params == (
+        "log-level=error:master-display=G(13250,34500)B(7500,3000)R(34000,16000)"
+        "WP(15635,16450)L(10000000,50):max-cll=1000,400"
+    )
+    assert re.fullmatch(r"[a-z0-9=:,()\-A-Z]+", params)
+    assert "passed to libx265" in hevc.notes["video_processing"]["hdr10"]
+    sdr = build(ffmpeg_bin, [], {}, media=[pq])
+    assert "-x265-params" not in sdr.argv and "master-display" not in " ".join(sdr.argv)
+    hlg = dataclasses.replace(pq, color_transfer="arib-std-b67")
+    kept = build(ffmpeg_bin, [], {"container": "mkv", "video_codec": "hevc"}, media=[hlg])
+    assert kept.argv[kept.argv.index("-x265-params") + 1] == "log-level=error"
+    assert "is for PQ sources" in kept.notes["video_processing"]["hdr10"]
+    vp9 = build(ffmpeg_bin, [], {"container": "webm", "video_codec": "vp9"}, media=[pq])
+    assert "mastering" not in " ".join(vp9.argv)
+    assert vp9.notes["video_processing"]["hdr10"].startswith("not passed: libvpx-vp9")
+    if "libsvtav1" in encoders(ffmpeg_bin):
+        av1 = build(ffmpeg_bin, [], {"container": "mkv", "video_codec": "av1"}, media=[pq])
+        assert av1.argv[av1.argv.index("-svtav1-params") + 1].startswith(
+            "mastering-display=G(0.26500,0.69000)B(0.15000,0.06000)"
+        )
 
 
 def test_audio_only_output_has_no_video_at_all(ffmpeg_bin: str) -> None:

@@ -4,19 +4,26 @@ Run as `python -I avchild.py PATH FORMAT_WHITELIST MAX_PIXELS` under rlimits set
 parent. It imports only the standard library and PyAV. Everything comes from libavformat's
 structures (container, streams, codec parameters), never from printed text, so a title tag
 that reads "Stream #0:0: Video: h264, 99999x99999" stays a title tag. The only decoding is
-the first frame of the main video stream (for its display rotation), and only when its
-frame size is within MAX_PIXELS. The parent checks every value it gets back.
+the first frame of the main video stream (for its display rotation and its HDR10 static
+metadata: mastering display and content light level side data, as raw numbers), and only
+when its frame size is within MAX_PIXELS. The parent checks every value it gets back.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
 import sys
 from typing import Any
 
 _BAD_SIZE = re.compile(r"^Picture size (\d{1,9})x(\d{1,9}) is invalid")
-_MAX_PACKETS = 64  # packets read looking for the first frame before giving up on rotation
+_MAX_PACKETS = 64  # packets read looking for the first frame before giving up on it
+# libavutil's AVMasteringDisplayMetadata (3 primaries and a white point as x/y AVRationals,
+# min and max luminance as AVRationals, has_primaries, has_luminance: 22 ints) and
+# AVContentLightMetadata (MaxCLL, MaxFALL: 2 unsigned ints). Any other size is not read.
+_MASTERING = struct.Struct("=22i")
+_LIGHT = struct.Struct("=2I")
 
 
 def read(path: str, whitelist: str, max_pixels: int) -> dict[str, Any]:
@@ -75,7 +82,7 @@ def _describe(av: Any, container: Any, max_pixels: int) -> dict[str, Any]:
     }
     if main is not None:
         out["video"] = _video_details(main.codec_context)
-        out["video"]["rotation"] = _rotation(container, main, max_pixels)
+        out["video"].update(_first_frame(container, main, max_pixels))
     if audio is not None:
         cc = audio.codec_context
         out["audio"] = {
@@ -99,22 +106,38 @@ def _video_details(cc: Any) -> dict[str, Any]:
     }
 
 
-def _rotation(container: Any, stream: Any, max_pixels: int) -> int | None:
-    """The display rotation, from the first decoded frame's display matrix (PyAV exposes it
-    on frames, not on streams). None when not read: too big to decode, or no frame."""
+def _first_frame(container: Any, stream: Any, max_pixels: int) -> dict[str, Any]:
+    """From the first decoded frame: the display rotation (PyAV exposes it on frames, not on
+    streams; None when not read: too big to decode, or no frame), and the mastering display
+    and content light level side data as raw integers (absent when the frame has none)."""
     cc = stream.codec_context
     if not cc.width or not cc.height or cc.width * cc.height > max_pixels:
-        return None
+        return {"rotation": None}
     try:
         for n, packet in enumerate(container.demux(stream)):
             for frame in packet.decode():
                 rotation: float = frame.rotation
-                return round(rotation)
+                try:
+                    return {"rotation": round(rotation), **_hdr10(frame)}
+                except Exception:  # odd side data loses the metadata, not the rotation
+                    return {"rotation": round(rotation)}
             if n >= _MAX_PACKETS:
                 break
     except Exception:  # a broken first frame: ffmpeg will say so when it runs
-        return None
-    return None
+        return {"rotation": None}
+    return {"rotation": None}
+
+
+def _hdr10(frame: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for side in frame.side_data:
+        name = side.type.name
+        raw = bytes(side)
+        if name == "MASTERING_DISPLAY_METADATA" and len(raw) == _MASTERING.size:
+            out["mastering"] = list(_MASTERING.unpack(raw))
+        elif name == "CONTENT_LIGHT_LEVEL" and len(raw) == _LIGHT.size:
+            out["light"] = list(_LIGHT.unpack(raw))
+    return out
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
 rlimits and wall-clock limit as ffmpeg, with the same protocol and demuxer allowlists, and
 prints JSON: the container, its duration and streams, and the main streams' details
 (pixel format and bit depth, colour primaries/transfer/matrix, field order, display
-rotation, audio channels and sample rate). The child, not the worker, parses the untrusted
-file, so a crash or a runaway allocation in libav* costs one child. What it prints is still
-treated as untrusted: every value is checked against a table or a bound here (and in
-`probe.py`), and unknown values become None.
+rotation, HDR10 mastering display and content light level, audio channels and sample
+rate). The child, not the worker, parses the untrusted file, so a crash or a runaway
+allocation in libav* costs one child. What it prints is still treated as untrusted: every
+value is checked against a table or a bound here (and in `probe.py`, `hdr10.py`), and
+unknown values become None.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import PermanentError
+from workers.ffmpeg.hdr10 import Hdr10
+from workers.ffmpeg.hdr10 import parse as parse_hdr10
 from workers.ffmpeg.run import Limits, _apply_rlimits, kill_group
 
 # libavutil's AVCOL_* numbers -> the names ffmpeg's -color_* options and zscale take.
@@ -56,6 +59,7 @@ class MediaInfo:
     audio_channels: int | None = None
     audio_layout: str | None = None
     audio_sample_rate: int | None = None
+    hdr10: Hdr10 | None = None  # mastering display and content light level, checked
 
     @property
     def hdr(self) -> str | None:
@@ -80,6 +84,7 @@ def parse_info(data: dict[str, Any]) -> MediaInfo:
         audio_channels=bounded(a.get("channels"), 1, 64),
         audio_layout=layout if isinstance(layout, str) and len(layout) <= 32 else None,
         audio_sample_rate=bounded(a.get("rate"), 1000, 768_000),
+        hdr10=parse_hdr10(v.get("mastering"), v.get("light")),
     )
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from jobs.errors import PermanentError
 from jobs.outputs import LOSSLESS_AUDIO, AudioCodec, Output
 from workers.ffmpeg.controls import controls
+from workers.ffmpeg.hdr10 import Hdr10
 
 ENV_VAR = "VIDJOBS_FFMPEG"
 INSTALL_HINT = (
@@ -127,9 +128,11 @@ def encoder_args(
     *,
     pix_fmt: str = "yuv420p",
     two_pass: tuple[int, str] | None = None,
+    hdr10: Hdr10 | None = None,
 ) -> list[str]:
     """Codec options for an output: encoder chosen from what the binary has, then quality
-    and the encoder controls. `two_pass` is (pass number, stats file prefix)."""
+    and the encoder controls. `two_pass` is (pass number, stats file prefix); `hdr10` the
+    HDR10 static metadata to write."""
     container = output.container
     if container.value in IMAGE_ENCODERS:
         enc = IMAGE_ENCODERS[container.value][0]
@@ -142,7 +145,7 @@ def encoder_args(
     codec = output.video_codec.value if output.video_codec else ""
     if codec == "none":
         return [*audio_args(output, have), "-vn"]
-    venc = next((e for e in VIDEO_ENCODERS.get(codec, ()) if e in have), None)
+    venc = video_encoder(output, have)
     if venc is None:
         raise _missing(f"{codec or 'no'} video")
     args = ["-c:v", venc, "-pix_fmt", pix_fmt]
@@ -156,12 +159,18 @@ def encoder_args(
             args += ["-crf", str(crf)]
             if venc in ("libvpx-vp9", "libaom-av1"):
                 args += ["-b:v", "0"]  # constant quality, not a bitrate cap
-    args += controls(output, venc, two_pass)
+    args += controls(output, venc, two_pass, hdr10)
     if codec == "hevc" and container.value in ("mp4", "mov"):
         args += ["-tag:v", "hvc1"]  # what Apple players look for
     if not with_audio or (output.audio_codec or AudioCodec.NONE) is AudioCodec.NONE:
         return [*args, "-an"]
     return [*args, *audio_args(output, have)]
+
+
+def video_encoder(output: Output, have: frozenset[str]) -> str | None:
+    """The encoder `encoder_args` picks for the output's video codec, or None."""
+    codec = output.video_codec.value if output.video_codec else ""
+    return next((e for e in VIDEO_ENCODERS.get(codec, ()) if e in have), None)
 
 
 def audio_args(output: Output, have: frozenset[str]) -> list[str]:

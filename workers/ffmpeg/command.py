@@ -22,7 +22,7 @@ from jobs.outputs import AUDIO_CONTAINERS, AudioCodec, Container, VideoCodec
 from jobs.spec import EditRequest
 from workers.ffmpeg import filters, hardened, loudness
 from workers.ffmpeg.avprobe import MediaInfo
-from workers.ffmpeg.binary import encoder_args
+from workers.ffmpeg.binary import encoder_args, video_encoder
 from workers.ffmpeg.chain import Chain
 from workers.ffmpeg.cropdetect import Detected
 from workers.ffmpeg.graph import (
@@ -252,6 +252,8 @@ def build_command(
             chain.apply(op, before[i])
     depth = filters.output_depth(req.output, info)
     tone, tags = filters.colour(info, depth, filters_have, chain.notes) if video_out else ([], [])
+    venc = video_encoder(req.output, encoders) if video_out else None
+    hdr10 = filters.hdr10(info, depth, venc, chain.notes) if video_out else None
     chain.vf += tone
     if window is not None:
         chain.vf.append("setpts=PTS-STARTPTS")  # each chunk from 0: the concat adds them up
@@ -276,7 +278,9 @@ def build_command(
     if req.output.two_pass and video_out:
         if stats is None:
             raise PermanentError("a two-pass encode needs a stats path", code="invalid_spec")
-        first = encoder_args(req.output, encoders, False, pix_fmt=pix_fmt, two_pass=(1, str(stats)))
+        first = encoder_args(
+            req.output, encoders, False, pix_fmt=pix_fmt, two_pass=(1, str(stats)), hdr10=hdr10
+        )
         first_pass = [*argv, "-map", "[vout]", *first, *tags, "-f", "null", "-"]
         first_pass = [a for a in first_pass if a not in PROGRESS_ARGS]
     passes = (2, str(stats)) if first_pass is not None else None
@@ -285,7 +289,7 @@ def build_command(
         if subtitles.language is not None:
             maps += ["-metadata:s:s:0", f"language={subtitles.language}"]
     argv += maps + encoder_args(
-        req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes
+        req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes, hdr10=hdr10
     )
     argv += tags
     argv += ["-threads", str(threads)] if threads else []

@@ -7,6 +7,7 @@ import re
 
 from jobs.encoding import Preset
 from jobs.outputs import Output
+from workers.ffmpeg.hdr10 import Hdr10, encoder_params
 
 # Speed/quality trade-offs used when no preset is given (libaom and rav1e defaults are slow).
 DEFAULT_SPEED: dict[str, list[str]] = {
@@ -28,8 +29,11 @@ _AV1 = {  # preset -> (SVT-AV1 preset, libaom cpu-used, rav1e speed)
 _STATS_PATH = re.compile(r"^/[A-Za-z0-9/_.-]+$")
 
 
-def controls(output: Output, venc: str, two_pass: tuple[int, str] | None) -> list[str]:
-    """Options after the codec and quality for encoder `venc`."""
+def controls(
+    output: Output, venc: str, two_pass: tuple[int, str] | None, hdr10: Hdr10 | None = None
+) -> list[str]:
+    """Options after the codec and quality for encoder `venc`; `hdr10` is the source's
+    checked HDR10 static metadata to write (see `hdr10.plan`)."""
     args = _preset(output.preset, venc)
     x265: list[str] = ["log-level=error"]
     if output.profile is not None:
@@ -56,8 +60,11 @@ def controls(output: Output, venc: str, two_pass: tuple[int, str] | None) -> lis
             x265 += [f"pass={number}", f"stats={prefix}.log"]
         else:
             args += ["-pass", str(number), "-passlogfile", prefix]
+    hdr = encoder_params(hdr10, venc) if hdr10 is not None else []
     if venc == "libx265":
-        args += ["-x265-params", ":".join(x265)]
+        args += ["-x265-params", ":".join([*x265, *hdr])]
+    elif hdr:  # libsvtav1
+        args += ["-svtav1-params", ":".join(hdr)]
     return args
 
 

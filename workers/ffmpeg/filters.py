@@ -1,5 +1,6 @@
 """Filter pieces for the delivery operations and output formats: deinterlace, pad, fades,
-bit depth, HDR tone mapping, audio layout and rate. Numbers and enums in, filter text out.
+bit depth, HDR tone mapping (and whether HDR10 metadata is kept), audio layout and rate.
+Numbers and enums in, filter text out.
 
 Like `graph.py`, nothing here takes text from a request: names come from enums or from the
 allowlisted tables in `avprobe.py`, numbers pass through `num`/`secs`.
@@ -15,6 +16,8 @@ from jobs.media_ops import Deinterlace, Fade, Pad
 from jobs.outputs import Output
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.graph import secs
+from workers.ffmpeg.hdr10 import ENCODER_PARAMS, Hdr10
+from workers.ffmpeg.hdr10 import encoder_params as hdr10_params
 from workers.ffmpeg.probe import invalid
 
 TONEMAP_FILTERS = frozenset({"zscale", "tonemap"})
@@ -123,6 +126,37 @@ def colour(
         if hdr is not None:
             notes_v["hdr"] = f"{hdr} kept, colour tags passed through"
     return [f"format={pix_fmt}"], _tags(info)
+
+
+def hdr10(info: MediaInfo | None, depth: int, venc: str | None, notes: Notes) -> Hdr10 | None:
+    """The source's HDR10 static metadata to hand to encoder `venc` (None: none), and the
+    sentence for the view. Only a PQ source encoded to 10 bits keeps it: an 8-bit SDR
+    (tone-mapped) output must not claim an HDR mastering display."""
+    meta = info.hdr10 if info is not None else None
+    if info is None or meta is None:
+        return None
+    hdr, notes_v = info.hdr, notes.video
+    fixed = f" ({'; '.join(meta.fixes)})" if meta.fixes else ""
+    if hdr != "pq":
+        notes_v["hdr10"] = f"not passed: HDR10 static metadata is for PQ sources{fixed}"
+        return None
+    if depth != 10:
+        notes_v["hdr10"] = f"dropped: the output is 8-bit SDR{fixed}"
+        return None
+    if meta.mastering is None and meta.light is None:
+        notes_v["hdr10"] = f"none passed{fixed}"
+        return None
+    if venc not in ENCODER_PARAMS:
+        notes_v["hdr10"] = (
+            f"not passed: {venc or 'this encoder'} takes no HDR10 static metadata from this "
+            f"ffmpeg (hevc with libx265 and av1 with libsvtav1 do){fixed}"
+        )
+        return None
+    what = [name for name, v in (("mastering display", meta.mastering),
+                                 ("MaxCLL/MaxFALL", meta.light)) if v is not None]  # fmt: skip
+    params = ", ".join(p.split("=", 1)[1] for p in hdr10_params(meta, venc))
+    notes_v["hdr10"] = f"{' and '.join(what)} passed to {venc} ({params}){fixed}"
+    return meta
 
 
 def _tags(info: MediaInfo) -> list[str]:

@@ -170,6 +170,7 @@ class Relay:
         self.leading = asyncio.Event()
         self._publisher_started = False
         self._stop = asyncio.Event()
+        self._standing_by = False
         self._backlog_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -208,9 +209,13 @@ class Relay:
             held = False
         if held:
             log.info("relay is active")
+            self._standing_by = False
             self.leading.set()
             metrics.RELAY_ACTIVE.set(1)
             return True
+        if not self._standing_by:  # once per standby, not at every try
+            log.info("relay is standing by: another relay holds the lock")
+            self._standing_by = True
         await self._sleep(self.settings.relay_standby_seconds)
         return False
 

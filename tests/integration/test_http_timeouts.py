@@ -87,11 +87,19 @@ async def test_a_stalled_upload_is_cut_off_and_leaves_no_temp_file(server: tuple
         f"Authorization: Bearer {token}\r\nContent-Length: 10000000\r\n\r\n"
     ).encode()
     loop = asyncio.get_running_loop()
+    seen: list[Path] = []
+
+    async def watch() -> None:  # the upload starts (its temp file exists) before the cut
+        while not seen:
+            seen.extend(_uploads(tmp))
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
     await loop.sock_sendall(s, head + b"\x00" * 64 * 1024)  # then nothing more
-    await asyncio.sleep(TIMEOUT / 3)
-    assert _uploads(tmp), "the upload had started (its temp file exists)"
     answer, took = await _read_until_closed(s, 10 * TIMEOUT)
+    watcher.cancel()
     s.close()
+    assert seen, "the upload had started (its temp file exists)"
     assert took < 3 * TIMEOUT, took
     status, _, rest = answer.partition(b"\r\n")
     assert b" 408 " in status, answer[:300]

@@ -79,16 +79,18 @@ async def test_one_relay_is_active_and_a_standby_takes_over_when_it_is_killed(
     first = await fleet.spawn("relay-1", "relay")
     await first.wait_for("relay is active")
     second = await fleet.spawn("relay-2", "relay")
+    await second.wait_for("relay is standing by", timeout=60)  # started (slow under load)
     caused = await churn(fleet, 0, 10)
     await wait_until(lambda: _drained(fleet), timeout=20, what="the first relay to publish")
     assert not second.saw("relay is active"), "two relays were active at once"
 
     first.kill()
     killed_at = time.monotonic()
-    caused |= await churn(fleet, 10, 10)
+    churning = asyncio.create_task(churn(fleet, 10, 10))  # events made while no relay runs
     await second.wait_for("relay is active", timeout=20)
-    await wait_until(lambda: _drained(fleet), timeout=20, what="the standby to publish")
     took_over = time.monotonic() - killed_at
+    caused |= await churning
+    await wait_until(lambda: _drained(fleet), timeout=20, what="the standby to publish")
     assert took_over < 10, f"the standby took {took_over:.1f}s to take over"
 
     records = await read_topic(fleet.bus, unique("reader"), sum(map(len, caused.values())))

@@ -501,6 +501,7 @@ class EditRequest(_Strict):
             check_coherent(self)
         else:
             check_outputs(self)
+            chunking.check(self)  # `on` refuses named outputs (check_coherent's, otherwise)
         return self
 
     def sources(self) -> Iterator[Source]:

@@ -120,7 +120,7 @@ class StitchExecutor:
             out_limits = dataclasses.replace(limits, max_input_bytes=limits.max_output_bytes)
             made = await probe(out, out_limits, ffmpeg=exe, label="the stitched output")
             index = await chunks.verify_frames(out, made.demuxer, expected, out_limits)
-            _check_sync(made.duration_ms, index, audio_dep)
+            check_sync(made.duration_ms, index, audio_dep)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -158,7 +158,7 @@ def _link_chunks(ctx: ExecutionContext, n: int, ext: str) -> tuple[list[Path], i
     return files, expected
 
 
-def _check_sync(duration_ms: int | None, index: Any, audio: DepOutput | None) -> None:
+def check_sync(duration_ms: int | None, index: Any, audio: DepOutput | None) -> None:
     """The stitched file lasts as long as the longer of its video and its audio."""
     last = index.frames - 1
     step = index.seconds(last) - index.seconds(last - 1) if last > 0 else 0

@@ -151,7 +151,9 @@ def plan_chunks(
     return plans
 
 
-_RUNG_FIELDS = ("source", "inputs", "height", "video_codec", "video_bitrate_kbps", "segment_seconds")
+_RUNG_FIELDS = (
+    "source", "inputs", "height", "video_codec", "video_bitrate_kbps", "segment_seconds",
+)  # fmt: skip
 
 
 def plan_package_chunks(

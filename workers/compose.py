@@ -206,8 +206,8 @@ def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
     from workers.ffmpeg import packaging_executors
     from workers.ffmpeg.chunked import chunked_executors
     from workers.ffmpeg.executor import FfmpegExecutor
-    from workers.ffmpeg.rungchunks import rung_chunk_executors
     from workers.ffmpeg.run import Limits
+    from workers.ffmpeg.rungchunks import rung_chunk_executors
 
     limits = Limits.from_settings(settings)
     edit = FfmpegExecutor(limits)

@@ -2,8 +2,9 @@
 
 `candidate` is pure and cheap: only a package, or a single-output edit that nothing blocks
 (`jobs.chunking.blockers`), whose `chunking` is not `off`, needs the source's stored probe
-at all, so every other edit is decided without a read. The decision (and its sentence) is kept in the
-row's spec under `chunked`, so the job's view can say whether and why it was (not) chunked.
+at all, so every other edit is decided without a read. The decision (and its sentence) is
+kept in the row's spec under `chunked`, so the job's view can say whether and why it was
+(not) chunked.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ import ffmpeg
 from pydantic import Field
 
 from jobs.errors import PermanentError
-from jobs.packaging.specs import TaskInput, _TaskSpec, parse_task_spec
+from jobs.packaging.specs import TaskInput, parse_task_spec
+from jobs.specbase import Strict
 from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 from workers.ffmpeg import chunks
 from workers.ffmpeg.abr import RungVideo, audio_options, harden, media_input, rung_video
@@ -39,7 +40,11 @@ AUDIO_FILE = "audio.m4a"
 _SHARED = ("width", "height", "fps", "gop", "video_codecs")  # equal in every chunk of a rung
 
 
-class RungChunkSpec(_TaskSpec):
+class _Spec(Strict):
+    deps: dict[str, str] = Field(default_factory=dict)  # dependency name -> task key
+
+
+class RungChunkSpec(_Spec):
     kind: Literal["rung-chunk"]
     source: dict[str, str]
     inputs: list[TaskInput] = Field(min_length=1, max_length=1)
@@ -52,7 +57,7 @@ class RungChunkSpec(_TaskSpec):
     last: bool
 
 
-class RungAudioSpec(_TaskSpec):
+class RungAudioSpec(_Spec):
     kind: Literal["rung-audio"]
     source: dict[str, str]
     inputs: list[TaskInput] = Field(min_length=1, max_length=1)
@@ -60,7 +65,7 @@ class RungAudioSpec(_TaskSpec):
     audio_bitrate_kbps: int = Field(ge=32, le=320)
 
 
-class RungStitchSpec(_TaskSpec):
+class RungStitchSpec(_Spec):
     kind: Literal["rung-stitch"]
     inputs: list[TaskInput] = Field(max_length=0)
     height: int = Field(ge=2, le=2160)

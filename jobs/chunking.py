@@ -137,18 +137,38 @@ def plan_chunks(
     its work depends on and nothing else, so its key is shared by equal work.
     """
     n = slots(duration_ms, chunk_seconds)
-    base = {"inputs": inputs, "edit": edit, "chunk_seconds": chunk_seconds, "slots": n}
-    plans = [
-        TaskPlan(f"chunk-{i:04d}", "chunk", {"kind": "chunk", **base, "slot": i})
-        for i in range(n)
-    ]
+    base = {"inputs": inputs, "chunk_seconds": chunk_seconds, "slots": n}
+    video = {"kind": "chunk", **base, "edit": video_edit(edit)}
+    plans = [TaskPlan(f"chunk-{i:04d}", "chunk", {**video, "slot": i}) for i in range(n)]
     if has_audio:
-        plans.append(TaskPlan("audio", "audio", {"kind": "audio", "inputs": inputs, "edit": edit}))
-    stitch = {"kind": "stitch", **base, "audio": has_audio}
+        audio = {"kind": "audio", "inputs": inputs[:1], "edit": audio_edit(edit)}
+        plans.append(TaskPlan("audio", "audio", audio))
+    stitch = {"kind": "stitch", **base, "edit": edit, "audio": has_audio}
     plans.append(
         TaskPlan("stitch", "stitch", stitch, tuple(p.name for p in plans), publish_as="output")
     )
     return plans
+
+
+_AUDIO_OPS = ("volume", "loudnorm", "mute")
+_AUDIO_OUTPUT = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
+
+
+def video_edit(edit: dict[str, Any]) -> dict[str, Any]:
+    """The canonical edit as its chunks see it: no audio operations or audio settings (a
+    chunk has no audio) and no chunking mode, so edits that differ only there (another
+    volume, audio bitrate, `auto` or `on`) share their chunks."""
+    ops = [op for op in edit["operations"] if op.get("op") not in _AUDIO_OPS]
+    output = {k: v for k, v in edit["output"].items() if k not in _AUDIO_OUTPUT}
+    output["audio_codec"] = "none"
+    return {"source": edit["source"], "operations": ops, "output": output}
+
+
+def audio_edit(edit: dict[str, Any]) -> dict[str, Any]:
+    """The canonical edit as its audio task sees it: the audio operations and settings."""
+    ops = [op for op in edit["operations"] if op.get("op") in _AUDIO_OPS[:2]]
+    output = {k: v for k, v in edit["output"].items() if k in _AUDIO_OUTPUT}
+    return {"source": edit["source"], "operations": ops, "output": output}
 
 
 _RUNG_FIELDS = (

@@ -235,3 +235,48 @@ async def test_a_chunked_output_downloads_through_the_api_with_every_frame_once(
     path.write_bytes(got.content)
     assert len(got.content) == done.output["size"]
     assert frame_hashes(path) == frame_hashes(clip)  # each source frame once, in order
+
+
+async def test_an_edit_that_differs_only_in_its_audio_reuses_the_video_chunks(
+    db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage, clip: Path,
+) -> None:  # fmt: skip
+    service = JobService(db, settings)
+    digest = await upload(db, blobs, tenant, clip)
+    first = (await service.submit(tenant, chunked_edit(digest))).job  # volume -3 dB
+    await run_until_done(db, service, settings, blobs, tenant, first.key)
+    body = chunked_edit(digest).model_dump(mode="json", exclude_unset=True)
+    body["operations"] = [{"op": "volume", "db": -9}]
+    second = (await service.submit(tenant, EditRequest.model_validate(body))).job
+    assert second.key != first.key
+    done = await run_until_done(db, service, settings, blobs, tenant, second.key)
+    before = {m.name: m for m in (await service.tasks(tenant, first.key))[1]}
+    after = {m.name: m for m in (await service.tasks(tenant, second.key))[1]}
+    chunk_names = {f"chunk-{i:04d}" for i in range(4)}
+    assert {n for n, m in after.items() if m.reused} == chunk_names
+    for name in chunk_names:
+        assert after[name].task.key == before[name].task.key and after[name].task.attempts == 1
+    assert after["audio"].task.key != before["audio"].task.key  # the new volume: new audio
+    assert frame_hashes(blobs.path_for(done.output["digest"])) == frame_hashes(clip)
+
+
+async def test_on_refuses_named_outputs_beside_a_package_naming_them(
+    db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage
+) -> None:
+    service = JobService(db, settings)
+    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
+    async with db.transaction() as conn:
+        token = await issue_token(conn, tenant.id)
+    body = {
+        "source": {"path": "clip.mp4"},
+        "outputs": [{"name": "mp4"}],
+        "package": {"format": "hls", "ladder": LADDER},
+        "chunking": {"mode": "on"},
+    }
+    async with _client(app, token) as http:
+        r = await http.post("/v1/jobs", json=body)
+        listed = (await http.get("/v1/jobs")).json()
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] and any(d.get("path") == "outputs" for d in error["details"]), error
+    assert "named outputs" in str(error)
+    assert listed["jobs"] == []  # nothing was written

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 from workers.ffmpeg import chunks
 from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_spec
 from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
-from workers.ffmpeg.keyframes import Chunk, frame_index, split
+from workers.ffmpeg.indexcache import FrameIndexCache
+from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, split
 from workers.ffmpeg.probe import preflight, probe
 
 _AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
 _AUDIO_OPS = ("volume", "loudnorm")  # the chunkable operations that change the audio
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 SYNC_TOLERANCE_MS = 100  # stitched duration vs the longer of its video and its audio
 
 
@@ -38,6 +41,14 @@ def edit_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {**edit, "inputs": spec["inputs"]}
 
 
+def _digest(spec: Mapping[str, Any]) -> str | None:
+    """The main source's content digest (what the runner checked the input against)."""
+    inputs = spec.get("inputs")
+    first = inputs[0] if isinstance(inputs, list) and inputs else None
+    digest = first.get("digest") if isinstance(first, dict) else None
+    return digest if isinstance(digest, str) and DIGEST.match(digest) else None
+
+
 def _int(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
     value = spec.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -46,10 +57,12 @@ def _int(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
 
 
 class ChunkExecutor:
-    """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames."""
+    """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames. The source's
+    frame index is built once per source digest in this process (`indexes`)."""
 
-    def __init__(self, edit: FfmpegExecutor) -> None:
+    def __init__(self, edit: FfmpegExecutor, indexes: FrameIndexCache | None = None) -> None:
         self.edit = edit
+        self.indexes = indexes or FrameIndexCache()
 
     async def plan(self, ctx: ExecutionContext) -> Chunk:
         spec = ctx.job.spec
@@ -61,7 +74,16 @@ class ChunkExecutor:
         main = await preflight(ctx.inputs[0], self.edit.limits, ffmpeg=self.edit.ffmpeg)
         if main.video_index is None:
             raise PermanentError("a chunk needs a video stream", code="invalid_input")
-        index = await frame_index(ctx.inputs[0], main.demuxer, main.video_index, self.edit.limits)
+        source, video, limits = ctx.inputs[0], main.video_index, self.edit.limits
+
+        def build() -> Awaitable[FrameIndex]:
+            return frame_index(source, main.demuxer, video, limits)
+
+        digest = _digest(spec)
+        if digest is None:
+            index = await build()
+        else:
+            index = await self.indexes.get((digest, main.demuxer, video), build)
         return split(index, float(seconds), n)[slot]
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:

@@ -23,13 +23,13 @@ from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.storage import LocalStorage
 from jobs.tenants import TenantRef, issue_token
-from tests.e2e.test_chunked_ffmpeg import chunked_edit, frame_hashes, upload
+from tests.e2e.test_chunked_ffmpeg import chunked_edit, clip, frame_hashes, upload
 from tests.e2e.test_video_jobs import _ffmpeg
 from tests.integration.test_runner import blobs, make_runner, running, wait_for
 from tests.support.packages import make_source
 from workers.executor import ExecutorRegistry
 
-__all__ = ["blobs"]
+__all__ = ["blobs", "clip"]
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -43,17 +43,6 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = make_source(_ffmpeg(), tmp_path_factory.mktemp("chunkpkg") / "six.mp4", 6, "640x360")
     out.chmod(0o444)
     return out
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """7 s, 25 fps, a keyframe every 2 s, with audio: chunks of 50, 50, 50 and 25 frames."""
-    from workers.ffmpeg.testmedia import make_clip
-
-    out = tmp_path_factory.mktemp("chunkdl") / "seven.mp4"
-    made = make_clip(out, seconds=7, size="320x240", rate=25, ffmpeg=_ffmpeg())
-    made.chmod(0o444)
-    return made
 
 
 def registry() -> ExecutorRegistry:
@@ -176,6 +165,16 @@ def _streams(path: Path) -> list[dict[str, Any]]:
     return streams
 
 
+async def api(
+    db: Database, service: JobService, settings: Settings, blobs: LocalStorage, tenant: TenantRef
+) -> tuple[Any, str]:
+    """The real API app over this database and store, and a token of `tenant`."""
+    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
+    async with db.transaction() as conn:
+        token = await issue_token(conn, tenant.id)
+    return app, token
+
+
 def _client(app: Any, token: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -188,9 +187,7 @@ async def test_a_second_package_of_the_same_chunks_reuses_every_chunk_task(
     db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage, source: Path,
 ) -> None:  # fmt: skip
     service = JobService(db, settings)
-    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
-    async with db.transaction() as conn:
-        token = await issue_token(conn, tenant.id)
+    app, token = await api(db, service, settings, blobs, tenant)
     digest = await upload(db, blobs, tenant, source)
     first = (await service.submit(tenant, package_edit(digest, "hls"))).job
     await run_until_done(db, service, settings, blobs, tenant, first.key)
@@ -220,9 +217,7 @@ async def test_a_chunked_output_downloads_through_the_api_with_every_frame_once(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     service = JobService(db, settings)
-    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
-    async with db.transaction() as conn:
-        token = await issue_token(conn, tenant.id)
+    app, token = await api(db, service, settings, blobs, tenant)
     digest = await upload(db, blobs, tenant, clip)
     job = (await service.submit(tenant, chunked_edit(digest))).job  # lossless, 2 s chunks
     done = await run_until_done(db, service, settings, blobs, tenant, job.key)
@@ -263,9 +258,7 @@ async def test_on_refuses_named_outputs_beside_a_package_naming_them(
     db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage
 ) -> None:
     service = JobService(db, settings)
-    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=blobs))
-    async with db.transaction() as conn:
-        token = await issue_token(conn, tenant.id)
+    app, token = await api(db, service, settings, blobs, tenant)
     body = {
         "source": {"path": "clip.mp4"},
         "outputs": [{"name": "mp4"}],

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_sp
 from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
 from workers.ffmpeg.indexcache import FrameIndexCache
 from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, split
-from workers.ffmpeg.probe import preflight, probe
+from workers.ffmpeg.probe import Probe, preflight, probe
+from workers.ffmpeg.run import Limits
 
 _AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
 _AUDIO_OPS = ("volume", "loudnorm")  # the chunkable operations that change the audio
@@ -127,7 +128,9 @@ class StitchExecutor:
         req = parse_spec(edit_of(spec))
         container = req.output.container
         ext = container.value if container.value in ("mp4", "mkv", "mov") else "mkv"
-        files, expected = _link_chunks(ctx, n, ext)
+        deps = [ctx.deps.get(f"chunk-{slot:04d}") for slot in range(n)]
+        files, counts = link_chunks(ctx.workdir, deps, ext)
+        expected = sum(counts)
         audio_dep = ctx.deps.get("audio") if spec.get("audio") else None
         audio = audio_dep.path if audio_dep is not None else None
         if spec.get("audio") and audio is None:
@@ -140,9 +143,7 @@ class StitchExecutor:
             argv = chunks.stitch_command(exe, listing, audio, out, output_options(container))
             await chunks.run(argv, limits, {str(ctx.workdir): "<workdir>", exe: "ffmpeg"})
             out_limits = dataclasses.replace(limits, max_input_bytes=limits.max_output_bytes)
-            made = await probe(out, out_limits, ffmpeg=exe, label="the stitched output")
-            index = await chunks.verify_frames(out, made.demuxer, expected, out_limits)
-            check_sync(made.duration_ms, index, audio_dep)
+            made = await verify_stitched(out, expected, audio_dep, out_limits)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -155,29 +156,41 @@ class StitchExecutor:
         return ExecutionResult(path=out, media_type=MEDIA_TYPES[container], metadata=metadata)
 
 
-def _link_chunks(ctx: ExecutionContext, n: int, ext: str) -> tuple[list[Path], int]:
-    """The chunk files under their chunk names in the workdir, and the frames they hold."""
+def link_chunks(
+    workdir: Path, deps: Sequence[DepOutput | None], ext: str
+) -> tuple[list[Path], list[int]]:
+    """The chunk files (deps in slot order) under their chunk names in `workdir`, and each
+    slot's frame count (0: the slot made no file)."""
     files: list[Path] = []
-    expected = 0
-    for slot in range(n):
-        dep: DepOutput | None = ctx.deps.get(f"chunk-{slot:04d}")
+    counts: list[int] = []
+    for slot, dep in enumerate(deps):
         frames = dep.output.get("frames") if dep is not None else None
         if dep is None or isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
             raise PermanentError(f"chunk {slot} has no usable result", code="stitch_mismatch")
+        counts.append(frames)
         if frames == 0:
             continue
         if dep.path is None:
             raise PermanentError(f"chunk {slot} made no file", code="stitch_mismatch")
-        dest = ctx.workdir / f"chunk-{slot:04d}.{ext}"
+        dest = workdir / f"chunk-{slot:04d}.{ext}"
         try:
             os.link(dep.path, dest)
         except OSError:
             shutil.copyfile(dep.path, dest)
         files.append(dest)
-        expected += frames
     if not files:
         raise PermanentError("no chunk made any frames", code="stitch_mismatch")
-    return files, expected
+    return files, counts
+
+
+async def verify_stitched(
+    out: Path, expected: int, audio: DepOutput | None, limits: Limits
+) -> Probe:
+    """The stitched file, probed: exactly `expected` frames, its audio in sync."""
+    made = await probe(out, limits, label="the stitched output")
+    index = await chunks.verify_frames(out, made.demuxer, expected, limits)
+    check_sync(made.duration_ms, index, audio)
+    return made
 
 
 def check_sync(duration_ms: int | None, index: Any, audio: DepOutput | None) -> None:

@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +28,7 @@ from jobs.specbase import Strict
 from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 from workers.ffmpeg import chunks
 from workers.ffmpeg.abr import RungVideo, audio_options, harden, media_input, rung_video
-from workers.ffmpeg.chunked import check_sync
+from workers.ffmpeg.chunked import link_chunks, verify_stitched
 from workers.ffmpeg.hardened import file_arg
 from workers.ffmpeg.keyframes import frame_index
 from workers.ffmpeg.probe import preflight, probe
@@ -44,15 +42,20 @@ class _Spec(Strict):
     deps: dict[str, str] = Field(default_factory=dict)  # dependency name -> task key
 
 
-class RungChunkSpec(_Spec):
-    kind: Literal["rung-chunk"]
-    source: dict[str, str]
-    inputs: list[TaskInput] = Field(min_length=1, max_length=1)
+class _RungSpec(_Spec):
+    """A rung's video settings and the chunk length, as a rung's chunks and stitch have."""
+
     height: int = Field(ge=2, le=2160)
     video_codec: Literal["h264"]
     video_bitrate_kbps: int = Field(ge=100, le=50_000)
     segment_seconds: int = Field(ge=1, le=30)
     chunk_segments: int = Field(ge=1, le=600)
+
+
+class RungChunkSpec(_RungSpec):
+    kind: Literal["rung-chunk"]
+    source: dict[str, str]
+    inputs: list[TaskInput] = Field(min_length=1, max_length=1)
     slot: int = Field(ge=0, lt=1000)
     last: bool
 
@@ -65,14 +68,9 @@ class RungAudioSpec(_Spec):
     audio_bitrate_kbps: int = Field(ge=32, le=320)
 
 
-class RungStitchSpec(_Spec):
+class RungStitchSpec(_RungSpec):
     kind: Literal["rung-stitch"]
     inputs: list[TaskInput] = Field(max_length=0)
-    height: int = Field(ge=2, le=2160)
-    video_codec: Literal["h264"]
-    video_bitrate_kbps: int = Field(ge=100, le=50_000)
-    segment_seconds: int = Field(ge=1, le=30)
-    chunk_segments: int = Field(ge=1, le=600)
     slots: int = Field(ge=1, le=1000)
     audio: bool
 
@@ -180,7 +178,9 @@ class RungStitchExecutor(FfmpegTask):
             )
         deps = [ctx.deps[n] for n in names]
         shared = _shared(deps)
-        files, expected = _link(ctx, deps, spec.chunk_segments * int(shared["gop"]))
+        files, counts = link_chunks(ctx.workdir, deps, "mp4")
+        _check_lengths(counts, spec.chunk_segments * int(shared["gop"]))
+        expected = sum(counts)
         audio_dep = ctx.deps.get("audio") if spec.audio else None
         audio = audio_dep.path if audio_dep is not None else None
         if spec.audio and audio is None:
@@ -191,9 +191,7 @@ class RungStitchExecutor(FfmpegTask):
         ctx.report_progress(0.0)
         try:
             await self.run(ctx, chunks.stitch_command(self.ffmpeg, listing, audio, out, muxer))
-            made = await probe(out, self.output_limits, ffmpeg=self.ffmpeg, label="the rung")
-            index = await chunks.verify_frames(out, made.demuxer, expected, self.output_limits)
-            check_sync(made.duration_ms, index, audio_dep)
+            made = await verify_stitched(out, expected, audio_dep, self.output_limits)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -223,40 +221,21 @@ def _shared(deps: list[DepOutput]) -> dict[str, Any]:
     return first
 
 
-def _link(ctx: ExecutionContext, deps: list[DepOutput], size: int) -> tuple[list[Path], int]:
-    """The chunk files under chunk names in the workdir, and their frames: every chunk is
-    full (`size` frames) up to the one where the source ends, and the slots after it empty."""
-    files: list[Path] = []
-    expected = 0
+def _check_lengths(counts: list[int], size: int) -> None:
+    """Every chunk is full (`size` frames) up to the one where the source ends, and the
+    slots after it are empty."""
     ended = False
-    for slot, dep in enumerate(deps):
-        frames = dep.output.get("frames")
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
-            raise PermanentError(f"chunk {slot} has no usable result", code="stitch_mismatch")
+    for slot, frames in enumerate(counts):
         if ended and frames:
             raise PermanentError(
                 f"chunk {slot} has frames after a chunk shorter than {size}",
                 code="stitch_mismatch",
             )
-        if slot < len(deps) - 1 and frames > size:
+        if slot < len(counts) - 1 and frames > size:
             raise PermanentError(
                 f"chunk {slot} has {frames} frames, more than {size}", code="stitch_mismatch"
             )
         ended = ended or frames < size
-        if frames == 0:
-            continue
-        if dep.path is None:
-            raise PermanentError(f"chunk {slot} made no file", code="stitch_mismatch")
-        dest = ctx.workdir / f"chunk-{slot:04d}.mp4"
-        try:
-            os.link(dep.path, dest)
-        except OSError:
-            shutil.copyfile(dep.path, dest)
-        files.append(dest)
-        expected += frames
-    if not files:
-        raise PermanentError("no chunk made any frames", code="stitch_mismatch")
-    return files, expected
 
 
 def rung_chunk_executors(limits: Any = None, *, ffmpeg: str | None = None) -> dict[str, Any]:

@@ -12,6 +12,13 @@ audio task and a stitch task depending on them all. Each chunk task finds its ow
 from the source's packet index (`workers.ffmpeg.keyframes`), so all of them agree without
 talking to each other, and a chunk's key is the tenant, the source digest and (edit, slot),
 so a retried or resubmitted job reuses every chunk that already succeeded.
+
+A package (`package`, an HLS/DASH/CMAF ladder) is chunked per rung: each rung's rendition
+task becomes `rung-<h>-chunk-NNNN` tasks and a stitch named like the rendition (`rung-<h>`,
+what the package task reads), with one `audio` task for all rungs. Its chunks are cut on the
+rung's own constant-frame-rate timeline, a whole number of segments long (`chunk_seconds`
+rounded to the nearest multiple of `segment_seconds`, at least one), so every chunk starts
+on a segment boundary and the stitched rungs keep the shared fixed GOP.
 """
 
 from __future__ import annotations
@@ -53,6 +60,12 @@ class Chunking(Strict):
 def blockers(req: Any) -> list[tuple[str, str]]:
     """(JSON path, why) for everything in `req` that stops chunking; empty: chunkable."""
     found = []
+    if req.outputs is not None:
+        found.append(("outputs", "named outputs are not chunked yet (one output or a package)"))
+    if req.package is not None:
+        return found  # a package is made from the source as it is: no operations, no output
+    if req.thumbnails is not None and req.outputs is None:
+        found.append(("thumbnails", "sprites alone are not an encode to chunk"))
     for i, op in enumerate(req.operations):
         if op.op in _TIMELINE_OPS:
             found.append((f"operations[{i}]", _TIMELINE_OPS[op.op]))
@@ -92,8 +105,22 @@ def decide(req: Any, duration_ms: int | None, min_seconds: float) -> tuple[bool,
         return False, "not chunked: the source's duration is unknown"
     if chunking.mode == "auto" and duration_ms <= min_seconds * 1000:
         return False, f"not chunked: the source is not longer than {min_seconds:g} s"
+    if req.package is not None:
+        segment = req.package.segment_seconds
+        per = segments_per_chunk(chunking.chunk_seconds, segment)
+        n = slots(duration_ms, per * segment)
+        return True, (
+            f"chunked into {n} chunks of {per * segment} s ({per} segments of {segment} s) "
+            "per rung"
+        )
     n = slots(duration_ms, chunking.chunk_seconds)
     return True, f"chunked into {n} chunks of about {chunking.chunk_seconds:g} s"
+
+
+def segments_per_chunk(chunk_seconds: float, segment_seconds: int) -> int:
+    """A package's chunk length in segments: `chunk_seconds` to the nearest whole number of
+    segments, at least one (chunks must start on segment boundaries)."""
+    return max(1, round(chunk_seconds / segment_seconds))
 
 
 def slots(duration_ms: int, chunk_seconds: float) -> int:
@@ -110,15 +137,79 @@ def plan_chunks(
     its work depends on and nothing else, so its key is shared by equal work.
     """
     n = slots(duration_ms, chunk_seconds)
-    base = {"inputs": inputs, "edit": edit, "chunk_seconds": chunk_seconds, "slots": n}
-    plans = [
-        TaskPlan(f"chunk-{i:04d}", "chunk", {"kind": "chunk", **base, "slot": i})
-        for i in range(n)
-    ]
+    base = {"inputs": inputs, "chunk_seconds": chunk_seconds, "slots": n}
+    video = {"kind": "chunk", **base, "edit": video_edit(edit)}
+    plans = [TaskPlan(f"chunk-{i:04d}", "chunk", {**video, "slot": i}) for i in range(n)]
     if has_audio:
-        plans.append(TaskPlan("audio", "audio", {"kind": "audio", "inputs": inputs, "edit": edit}))
-    stitch = {"kind": "stitch", **base, "audio": has_audio}
+        audio = {"kind": "audio", "inputs": inputs[:1], "edit": audio_edit(edit)}
+        plans.append(TaskPlan("audio", "audio", audio))
+    stitch = {"kind": "stitch", **base, "edit": edit, "audio": has_audio}
     plans.append(
         TaskPlan("stitch", "stitch", stitch, tuple(p.name for p in plans), publish_as="output")
     )
     return plans
+
+
+_AUDIO_OPS = ("volume", "loudnorm", "mute")
+_AUDIO_OUTPUT = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
+
+
+def video_edit(edit: dict[str, Any]) -> dict[str, Any]:
+    """The canonical edit as its chunks see it: no audio operations or audio settings (a
+    chunk has no audio) and no chunking mode, so edits that differ only there (another
+    volume, audio bitrate, `auto` or `on`) share their chunks."""
+    ops = [op for op in edit["operations"] if op.get("op") not in _AUDIO_OPS]
+    output = {k: v for k, v in edit["output"].items() if k not in _AUDIO_OUTPUT}
+    output["audio_codec"] = "none"
+    return {"source": edit["source"], "operations": ops, "output": output}
+
+
+def audio_edit(edit: dict[str, Any]) -> dict[str, Any]:
+    """The canonical edit as its audio task sees it: the audio operations and settings."""
+    ops = [op for op in edit["operations"] if op.get("op") in _AUDIO_OPS[:2]]
+    output = {k: v for k, v in edit["output"].items() if k in _AUDIO_OUTPUT}
+    return {"source": edit["source"], "operations": ops, "output": output}
+
+
+_RUNG_FIELDS = (
+    "source", "inputs", "height", "video_codec", "video_bitrate_kbps", "segment_seconds",
+)  # fmt: skip
+
+
+def plan_package_chunks(
+    plans: list[TaskPlan], duration_ms: int, chunk_seconds: float, *, has_audio: bool
+) -> list[TaskPlan]:
+    """A package's plan (`jobs.packaging.plan_package`) with each `rendition` task replaced
+    by its chunk tasks and a `rung-stitch` task of the same name (the package task reads
+    it as it read the rendition), and one `audio` task for every rung.
+
+    A chunk's spec is its rung's video settings, the chunk length and its slot, so equal
+    chunks of two packages (an HLS and a DASH package of the same ladder) share one key."""
+    out: list[TaskPlan] = []
+    audio: list[str] = []
+    for p in plans:
+        if p.kind != "rendition":
+            out.append(p)
+            continue
+        rung = {k: p.spec[k] for k in _RUNG_FIELDS}
+        per = segments_per_chunk(chunk_seconds, int(rung["segment_seconds"]))
+        n = slots(duration_ms, per * int(rung["segment_seconds"]))
+        base = {**rung, "chunk_segments": per}
+        names = [f"{p.name}-chunk-{i:04d}" for i in range(n)]
+        for i, name in enumerate(names):
+            spec = {"kind": "rung-chunk", **base, "slot": i, "last": i == n - 1}
+            out.append(TaskPlan(name, "rung-chunk", spec))
+        if has_audio and not audio:
+            spec = {"kind": "rung-audio", "source": rung["source"], "inputs": rung["inputs"]}
+            spec |= {k: p.spec[k] for k in ("audio_codec", "audio_bitrate_kbps")}
+            out.append(TaskPlan("audio", "rung-audio", spec))
+            audio.append("audio")
+        stitch = {
+            "kind": "rung-stitch",
+            "inputs": [],
+            **{k: v for k, v in base.items() if k not in ("source", "inputs")},
+            "slots": n,
+            "audio": has_audio,
+        }
+        out.append(TaskPlan(p.name, "rung-stitch", stitch, (*names, *audio)))
+    return out

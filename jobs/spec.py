@@ -107,6 +107,7 @@ class EditRequest(Strict):
             check_coherent(self)
         else:
             check_outputs(self)
+            chunking.check(self)  # `on` refuses named outputs (check_coherent's, otherwise)
         return self
 
     def inputs(self) -> list[InputRef]:

@@ -199,17 +199,20 @@ def ffmpeg_edit_check() -> EditCheck | None:
 
 def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
     """The worker's executors by task kind ("edit": every simple job and named output).
-    Other kinds (rendition, package, sprites; chunk, audio, stitch) register beside it."""
+    Other kinds (rendition, package, sprites; chunk, audio, stitch; rung-chunk, rung-audio,
+    rung-stitch) register beside it."""
     if name == "sleep":
         return ExecutorRegistry(SleepExecutor(seconds=settings.sleep_seconds))
     from workers.ffmpeg import packaging_executors
     from workers.ffmpeg.chunked import chunked_executors
     from workers.ffmpeg.executor import FfmpegExecutor
     from workers.ffmpeg.run import Limits
+    from workers.ffmpeg.rungchunks import rung_chunk_executors
 
     limits = Limits.from_settings(settings)
     edit = FfmpegExecutor(limits)
     kinds = {**packaging_executors(limits), **chunked_executors(edit)}
+    kinds |= rung_chunk_executors(limits)
     return ExecutorRegistry(edit, **kinds)
 
 

@@ -1,9 +1,10 @@
 """Whether a submitted edit runs chunked, decided once before its row is inserted.
 
-`candidate` is pure and cheap: only a single-output edit whose `chunking` is not `off` and
-that nothing blocks (`jobs.chunking.blockers`) needs the source's stored probe at all, so
-every other edit is decided without a read. The decision (and its sentence) is kept in the
-row's spec under `chunked`, so the job's view can say whether and why it was (not) chunked.
+`candidate` is pure and cheap: only a package, or a single-output edit that nothing blocks
+(`jobs.chunking.blockers`), whose `chunking` is not `off`, needs the source's stored probe
+at all, so every other edit is decided without a read. The decision (and its sentence) is
+kept in the row's spec under `chunked`, so the job's view can say whether and why it was
+(not) chunked.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def single_output(req: Any) -> bool:
 
 
 def candidate(req: Any) -> bool:
-    """Could this edit be chunked, given a long enough source? (No I/O.)"""
-    mode = (req.chunking or Chunking()).mode
-    return single_output(req) and mode != "off" and not chunking.blockers(req)
+    """Could this edit be chunked, given a long enough source? (No I/O.) A package always
+    gets a decision (its view says why it was not chunked): it reads the probe anyway."""
+    if (req.chunking or Chunking()).mode == "off":
+        return False
+    return req.package is not None or (single_output(req) and not chunking.blockers(req))
 
 
 def decide(req: Any, probe: dict[str, Any] | None, min_seconds: float) -> Decision:
@@ -49,6 +52,8 @@ def decide(req: Any, probe: dict[str, Any] | None, min_seconds: float) -> Decisi
 def _wants_audio(req: Any, probe: dict[str, Any] | None) -> bool:
     if not probe or not probe.get("has_audio"):
         return False
+    if req.package is not None:  # every rung carries the source's audio
+        return True
     if req.output.audio_codec == "none":
         return False
     return not any(op.op == "mute" for op in req.operations)

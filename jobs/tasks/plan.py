@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobs.canonical import canonical_edit
-from jobs.chunking import Chunking, plan_chunks
+from jobs.chunking import Chunking, plan_chunks, plan_package_chunks
 from jobs.keys import canonical_json
 from jobs.packaging import plan_package, plan_thumbnails
 from jobs.spec import EditRequest, output_request
@@ -40,13 +40,20 @@ def plan(
     """The request's tasks, each after the tasks it depends on. `inputs`: the resolved
     sources (`{"digest", "path"}` each, main source first), as the job's spec stores them.
     `source_probe` sizes a package's ladder and the sprites (the main source's stored probe).
-    A chunked edit (`chunks`) is its chunk tasks, its audio task and the stitch.
+    A chunked edit (`chunks`) is its chunk tasks, its audio task and the stitch; a chunked
+    package is that per rung (one audio task), then the package task.
 
     A request with a `package` or `thumbnails` makes those (and its `outputs`, if any), not
     the single `output`: "an mp4 plus a ladder" is `outputs` beside `package`."""
     digests = [str(i["digest"]) for i in inputs]
     if chunks is not None and chunks.chunked and chunks.duration_ms is not None:
         seconds = (req.chunking or Chunking()).chunk_seconds
+        if req.package is not None:  # chunks x rungs, a stitch per rung, then the package
+            rungs = plan_package(req, source_probe, inputs=inputs)
+            chunked = plan_package_chunks(
+                rungs, chunks.duration_ms, seconds, has_audio=chunks.has_audio
+            )
+            return chunked + plan_thumbnails(req, source_probe, inputs=inputs)
         edit = canonical_edit(req, digests)
         return plan_chunks(
             edit, [dict(i) for i in inputs], chunks.duration_ms, seconds,

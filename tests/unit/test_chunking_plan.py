@@ -8,9 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.canonical import canonical_edit
-from jobs.chunking import blockers, decide, plan_chunks, slots
+from jobs.chunking import audio_edit, blockers, decide, plan_chunks, slots, video_edit
 from jobs.keys import job_key
 from jobs.spec import EditRequest
+from jobs.tasks.plan import task_key
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -75,7 +76,33 @@ def test_the_plan_is_chunks_audio_and_a_stitch_that_waits_for_all() -> None:
     assert stitch.publish_as == "output" and stitch.spec["slots"] == 3
     chunk_specs = [p.spec for p in plans[:3]]
     assert [s["slot"] for s in chunk_specs] == [0, 1, 2]
-    assert all(s["edit"] == spec and s["inputs"] == inputs for s in chunk_specs)
+    assert all(s["edit"] == video_edit(spec) and s["inputs"] == inputs for s in chunk_specs)
+    assert stitch.spec["edit"] == spec and plans[3].spec["edit"] == audio_edit(spec)
     silent = plan_chunks(spec, inputs, 25_000, 10.0, has_audio=False)
     assert "audio" not in [p.name for p in silent] and silent[-1].spec["audio"] is False
     assert slots(1, 10.0) == 1 and slots(10_001, 10.0) == 2 and slots(10**9, 2.0) == 1000
+
+
+def test_chunks_leave_out_the_audio_and_the_audio_task_the_video() -> None:
+    def tasks(**extra: Any) -> dict[str, Any]:
+        req = edit(**extra)
+        spec = canonical_edit(req, [DIGEST])
+        plans = plan_chunks(spec, [{"digest": DIGEST}], 25_000, 10.0, has_audio=True)
+        out: dict[str, str] = {}
+        for p in plans:
+            out[p.name] = task_key("t", p, {d: out[d] for d in p.depends_on})
+        return out
+
+    loud = {"operations": [{"op": "scale", "width": 640}, {"op": "volume", "db": -3}]}
+    one = tasks(**loud, output={"crf": 20})
+    quieter = tasks(
+        operations=[{"op": "scale", "width": 640}, {"op": "volume", "db": -9}],
+        output={"crf": 20, "audio_bitrate_kbps": 96}, chunking={"mode": "on"},
+    )  # fmt: skip
+    assert {n for n in one if one[n] == quieter[n]} == {"chunk-0000", "chunk-0001", "chunk-0002"}
+    sharper = tasks(**loud, output={"crf": 18})
+    assert {n for n in one if one[n] == sharper[n]} == {"audio"}
+    video = video_edit(canonical_edit(edit(**loud), [DIGEST]))
+    assert [op["op"] for op in video["operations"]] == ["scale"]
+    assert video["output"]["audio_codec"] == "none" and "audio_bitrate_kbps" not in video["output"]
+    EditRequest.model_validate(video)  # still an edit the chunk executor can parse

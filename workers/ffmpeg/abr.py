@@ -58,12 +58,17 @@ def harden(stream: Any, exe: str, *, progress: bool = True) -> list[str]:
     return [argv[0], *extra, *argv[1:]]
 
 
-def media_input(path: Path, demuxer: str) -> Any:
-    """An input node with the allowlists every job input gets."""
+def media_input(path: Path, demuxer: str, **options: Any) -> Any:
+    """An input node with the allowlists every job input gets (`options`: more input
+    options, e.g. a seek)."""
     if demuxer not in INPUT_FORMATS:
         raise invalid(f"input format {demuxer!r} is not allowed")
     return ffmpeg.input(
-        file_arg(path), protocol_whitelist="file", format_whitelist=FORMAT_WHITELIST, f=demuxer
+        file_arg(path),
+        protocol_whitelist="file",
+        format_whitelist=FORMAT_WHITELIST,
+        f=demuxer,
+        **options,
     )
 
 
@@ -84,6 +89,79 @@ class RenditionPlan:
         return f"{video},{AUDIO_CODECS}" if self.has_audio else video
 
 
+@dataclass(frozen=True)
+class RungVideo:
+    """A rung's picture and encoder settings, shared by a one-pass rendition and every chunk
+    of a chunked one (`workers.ffmpeg.rungchunks`): the same frame rate, size, GOP, level
+    and forced keyframes, so chunked and one-pass rungs have the same segment boundaries."""
+
+    width: int
+    height: int
+    fps: float
+    sar: Fraction
+    gop: int
+    level: int
+    video_kbps: int
+    segment_seconds: int
+
+    def filters(self, video: Any) -> Any:
+        """The source's video at the constant rung frame rate, scaled, in yuv420p."""
+        sar = self.sar
+        return (
+            video.filter("fps", num(self.fps))
+            .filter("scale", self.width, self.height)
+            .filter(
+                "setsar",
+                f"{sar.numerator}/{sar.denominator}",
+                max=max(sar.numerator, sar.denominator, 100),
+            )
+            .filter("format", "yuv420p")
+        )
+
+    def options(self) -> dict[str, Any]:
+        """H.264 High with a keyframe exactly every `segment_seconds` (fixed GOP, forced
+        keyframes, scene-cut keyframes off)."""
+        level, kbps = self.level, self.video_kbps
+        return {
+            "c:v": "libx264",
+            "preset": "veryfast",
+            "profile:v": "high",
+            "level:v": f"{level // 10}.{level % 10}",
+            "b:v": f"{kbps}k",
+            "maxrate": f"{kbps * 11 // 10}k",
+            "bufsize": f"{kbps * 2}k",
+            "g": self.gop,
+            "keyint_min": self.gop,
+            "sc_threshold": 0,
+            "x264-params": "scenecut=0:open-gop=0",
+            "force_key_frames": f"expr:gte(t,n_forced*{self.segment_seconds})",
+            "map_metadata": -1,
+        }
+
+    @property
+    def video_codecs(self) -> str:
+        """RFC 6381 codec string: High profile (0x64), no constraint flags, the level."""
+        return f"avc1.6400{self.level:02x}"
+
+
+def rung_video(probe: Probe, height: int, video_kbps: int, segment_seconds: int) -> RungVideo:
+    """The rung of `height` px of this source, checked (no upscale, a usable frame rate)."""
+    if probe.video_index is None or not probe.width or not probe.height:
+        raise invalid("a rendition needs a video stream with a known frame size")
+    if height > probe.height:
+        raise invalid(f"a {height} px rendition of a {probe.height} px source would upscale")
+    fps = round(probe.fps or 0.0, 3)
+    if not 1 <= fps <= 120:
+        raise invalid("the source's frame rate is unknown or outside 1-120 fps")
+    width = even(probe.width * height / probe.height)
+    # The sample aspect ratio that keeps the source's picture aspect exactly (an even width
+    # rounds it a little), so every rung of a DASH adaptation set has the same aspect.
+    sar = Fraction(probe.width * height, probe.height * width)
+    gop = max(1, round(segment_seconds * fps))
+    level = h264_level(width, height, fps, video_kbps * 11 // 10)
+    return RungVideo(width, height, fps, sar, gop, level, video_kbps, segment_seconds)
+
+
 def rendition_command(
     exe: str,
     source: Path,
@@ -99,55 +177,22 @@ def rendition_command(
     `segment_seconds` (fixed GOP, forced keyframes, scene-cut keyframes off), so every rung
     of a ladder has the same segment boundaries; AAC stereo at 48 kHz when the source has
     audio. Written as a faststart MP4 that the package task segments without re-encoding."""
-    if probe.video_index is None or not probe.width or not probe.height:
-        raise invalid("a rendition needs a video stream with a known frame size")
-    if height > probe.height:
-        raise invalid(f"a {height} px rendition of a {probe.height} px source would upscale")
-    fps = round(probe.fps or 0.0, 3)
-    if not 1 <= fps <= 120:
-        raise invalid("the source's frame rate is unknown or outside 1-120 fps")
-    width = even(probe.width * height / probe.height)
-    # The sample aspect ratio that keeps the source's picture aspect exactly (an even width
-    # rounds it a little), so every rung of a DASH adaptation set has the same aspect.
-    sar = Fraction(probe.width * height, probe.height * width)
-    gop = max(1, round(segment_seconds * fps))
-    maxrate = video_kbps * 11 // 10
-    level = h264_level(width, height, fps, maxrate)
+    rung = rung_video(probe, height, video_kbps, segment_seconds)
     inp = media_input(source, probe.demuxer)
-    video = (
-        inp[str(probe.video_index)]
-        .filter("fps", num(fps))
-        .filter("scale", width, height)
-        .filter(
-            "setsar",
-            f"{sar.numerator}/{sar.denominator}",
-            max=max(sar.numerator, sar.denominator, 100),
-        )
-        .filter("format", "yuv420p")
-    )
-    streams = [video]
-    opts: dict[str, Any] = {
-        "c:v": "libx264",
-        "preset": "veryfast",
-        "profile:v": "high",
-        "level:v": f"{level // 10}.{level % 10}",
-        "b:v": f"{video_kbps}k",
-        "maxrate": f"{maxrate}k",
-        "bufsize": f"{video_kbps * 2}k",
-        "g": gop,
-        "keyint_min": gop,
-        "sc_threshold": 0,
-        "x264-params": "scenecut=0:open-gop=0",
-        "force_key_frames": f"expr:gte(t,n_forced*{segment_seconds})",
-        "map_metadata": -1,
-        "movflags": "+faststart",
-        "f": "mp4",
-    }
+    streams = [rung.filters(inp[str(probe.video_index)])]
+    opts: dict[str, Any] = {**rung.options(), "movflags": "+faststart", "f": "mp4"}
     if probe.has_audio:
         streams.append(inp["a:0"])
-        opts.update({"c:a": "aac", "b:a": f"{audio_kbps}k", "ar": AUDIO_RATE, "ac": 2})
+        opts.update(audio_options(audio_kbps))
     argv = harden(ffmpeg.output(*streams, file_arg(out), **opts), exe)
-    return RenditionPlan(argv, width, height, fps, gop, level, probe.has_audio)
+    return RenditionPlan(
+        argv, rung.width, rung.height, rung.fps, rung.gop, rung.level, probe.has_audio
+    )
+
+
+def audio_options(audio_kbps: int) -> dict[str, Any]:
+    """A rung's audio: AAC-LC stereo at 48 kHz."""
+    return {"c:a": "aac", "b:a": f"{audio_kbps}k", "ar": AUDIO_RATE, "ac": 2}
 
 
 def package_command(

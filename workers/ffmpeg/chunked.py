@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ from workers.executor import DepOutput, ExecutionContext, ExecutionResult
 from workers.ffmpeg import chunks
 from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_spec
 from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
-from workers.ffmpeg.keyframes import Chunk, frame_index, split
-from workers.ffmpeg.probe import preflight, probe
+from workers.ffmpeg.indexcache import FrameIndexCache
+from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, split
+from workers.ffmpeg.probe import Probe, preflight, probe
+from workers.ffmpeg.run import Limits
 
 _AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
 _AUDIO_OPS = ("volume", "loudnorm")  # the chunkable operations that change the audio
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 SYNC_TOLERANCE_MS = 100  # stitched duration vs the longer of its video and its audio
 
 
@@ -38,6 +42,14 @@ def edit_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {**edit, "inputs": spec["inputs"]}
 
 
+def _digest(spec: Mapping[str, Any]) -> str | None:
+    """The main source's content digest (what the runner checked the input against)."""
+    inputs = spec.get("inputs")
+    first = inputs[0] if isinstance(inputs, list) and inputs else None
+    digest = first.get("digest") if isinstance(first, dict) else None
+    return digest if isinstance(digest, str) and DIGEST.match(digest) else None
+
+
 def _int(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
     value = spec.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -46,10 +58,12 @@ def _int(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
 
 
 class ChunkExecutor:
-    """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames."""
+    """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames. The source's
+    frame index is built once per source digest in this process (`indexes`)."""
 
-    def __init__(self, edit: FfmpegExecutor) -> None:
+    def __init__(self, edit: FfmpegExecutor, indexes: FrameIndexCache | None = None) -> None:
         self.edit = edit
+        self.indexes = indexes or FrameIndexCache()
 
     async def plan(self, ctx: ExecutionContext) -> Chunk:
         spec = ctx.job.spec
@@ -61,7 +75,16 @@ class ChunkExecutor:
         main = await preflight(ctx.inputs[0], self.edit.limits, ffmpeg=self.edit.ffmpeg)
         if main.video_index is None:
             raise PermanentError("a chunk needs a video stream", code="invalid_input")
-        index = await frame_index(ctx.inputs[0], main.demuxer, main.video_index, self.edit.limits)
+        source, video, limits = ctx.inputs[0], main.video_index, self.edit.limits
+
+        def build() -> Awaitable[FrameIndex]:
+            return frame_index(source, main.demuxer, video, limits)
+
+        digest = _digest(spec)
+        if digest is None:
+            index = await build()
+        else:
+            index = await self.indexes.get((digest, main.demuxer, video), build)
         return split(index, float(seconds), n)[slot]
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
@@ -105,7 +128,9 @@ class StitchExecutor:
         req = parse_spec(edit_of(spec))
         container = req.output.container
         ext = container.value if container.value in ("mp4", "mkv", "mov") else "mkv"
-        files, expected = _link_chunks(ctx, n, ext)
+        deps = [ctx.deps.get(f"chunk-{slot:04d}") for slot in range(n)]
+        files, counts = link_chunks(ctx.workdir, deps, ext)
+        expected = sum(counts)
         audio_dep = ctx.deps.get("audio") if spec.get("audio") else None
         audio = audio_dep.path if audio_dep is not None else None
         if spec.get("audio") and audio is None:
@@ -118,9 +143,7 @@ class StitchExecutor:
             argv = chunks.stitch_command(exe, listing, audio, out, output_options(container))
             await chunks.run(argv, limits, {str(ctx.workdir): "<workdir>", exe: "ffmpeg"})
             out_limits = dataclasses.replace(limits, max_input_bytes=limits.max_output_bytes)
-            made = await probe(out, out_limits, ffmpeg=exe, label="the stitched output")
-            index = await chunks.verify_frames(out, made.demuxer, expected, out_limits)
-            _check_sync(made.duration_ms, index, audio_dep)
+            made = await verify_stitched(out, expected, audio_dep, out_limits)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -133,32 +156,44 @@ class StitchExecutor:
         return ExecutionResult(path=out, media_type=MEDIA_TYPES[container], metadata=metadata)
 
 
-def _link_chunks(ctx: ExecutionContext, n: int, ext: str) -> tuple[list[Path], int]:
-    """The chunk files under their chunk names in the workdir, and the frames they hold."""
+def link_chunks(
+    workdir: Path, deps: Sequence[DepOutput | None], ext: str
+) -> tuple[list[Path], list[int]]:
+    """The chunk files (deps in slot order) under their chunk names in `workdir`, and each
+    slot's frame count (0: the slot made no file)."""
     files: list[Path] = []
-    expected = 0
-    for slot in range(n):
-        dep: DepOutput | None = ctx.deps.get(f"chunk-{slot:04d}")
+    counts: list[int] = []
+    for slot, dep in enumerate(deps):
         frames = dep.output.get("frames") if dep is not None else None
         if dep is None or isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
             raise PermanentError(f"chunk {slot} has no usable result", code="stitch_mismatch")
+        counts.append(frames)
         if frames == 0:
             continue
         if dep.path is None:
             raise PermanentError(f"chunk {slot} made no file", code="stitch_mismatch")
-        dest = ctx.workdir / f"chunk-{slot:04d}.{ext}"
+        dest = workdir / f"chunk-{slot:04d}.{ext}"
         try:
             os.link(dep.path, dest)
         except OSError:
             shutil.copyfile(dep.path, dest)
         files.append(dest)
-        expected += frames
     if not files:
         raise PermanentError("no chunk made any frames", code="stitch_mismatch")
-    return files, expected
+    return files, counts
 
 
-def _check_sync(duration_ms: int | None, index: Any, audio: DepOutput | None) -> None:
+async def verify_stitched(
+    out: Path, expected: int, audio: DepOutput | None, limits: Limits
+) -> Probe:
+    """The stitched file, probed: exactly `expected` frames, its audio in sync."""
+    made = await probe(out, limits, label="the stitched output")
+    index = await chunks.verify_frames(out, made.demuxer, expected, limits)
+    check_sync(made.duration_ms, index, audio)
+    return made
+
+
+def check_sync(duration_ms: int | None, index: Any, audio: DepOutput | None) -> None:
     """The stitched file lasts as long as the longer of its video and its audio."""
     last = index.frames - 1
     step = index.seconds(last) - index.seconds(last - 1) if last > 0 else 0

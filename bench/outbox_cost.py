@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import pgbench
-from bench.stats import load_average, spread
+from bench.stats import load_average, rotated, spread
 
 _INSERT = re.compile(
     r"(?P<name>done_event|event) AS \(INSERT INTO outbox \(event_id, tenant_id, job_id, job_key,"
@@ -119,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
     variants = [(v, c) for c in args.clients for v in ("per job", "per group", "none")]
     got: dict[tuple[str, int], list[tuple[float, Any]]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        for v, c in variants[r % len(variants) :] + variants[: r % len(variants)]:
+        for v, c in rotated(variants, r):
             res = await one(args.pg, v, c, args.jobs, args.batch)
             got[(v, c)].append(res)
             print(f"  round {r + 1} {v:<9} {c} clients: {res[0]:.0f} jobs/s", flush=True)
@@ -136,16 +136,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
-    parser.add_argument("--jobs", type=int, default=20000)
-    parser.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2])
-    parser.add_argument("--batch", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    if not args.pg:
-        raise SystemExit("needs PostgreSQL: --pg URL or VIDJOBS_TEST_DATABASE_URL")
-    asyncio.run(main(args))
+    pgbench.run_main(pgbench.options(__doc__, clients=[1, 2], jobs=20000, batch=20), main)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ counts interleaved, `--rounds` times; median (min-max).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import socket
@@ -30,7 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench import pgbench
-from bench.stats import load_average, spread
+from bench.stats import load_average, rotated, spread
 
 
 def free_port() -> int:
@@ -114,8 +113,7 @@ async def main(args: argparse.Namespace) -> None:
         )
         try:
             for r in range(args.rounds):
-                order = variants[r % len(variants) :] + variants[: r % len(variants)]
-                for path, clients in order:
+                for path, clients in rotated(variants, r):
                     got = await one(args.pg, path, listen, clients, args.jobs, args.batch)
                     rates[(path, clients)].append(got)
                     print(f"  round {r + 1} {path} {clients} clients: {got:.0f} jobs/s", flush=True)
@@ -137,19 +135,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
-    parser.add_argument(
-        "--clients", type=lambda v: [int(x) for x in v.split(",")], default=[20, 100, 400]
-    )
+    parser = pgbench.options(__doc__, clients=[20, 100, 400], jobs=40000, batch=5)
     parser.add_argument("--pool", type=int, default=20, help="PgBouncer server connections")
-    parser.add_argument("--jobs", type=int, default=40000)
-    parser.add_argument("--batch", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    if not args.pg:
-        raise SystemExit("needs PostgreSQL: --pg URL or VIDJOBS_TEST_DATABASE_URL")
-    asyncio.run(main(args))
+    pgbench.run_main(parser, main)
 
 
 if __name__ == "__main__":

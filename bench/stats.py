@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import statistics
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def spread(values: list[float], fmt: str = "{:.0f}") -> str:
@@ -18,3 +21,9 @@ def load_average() -> str:
     """The 1/5/15-minute load average, printed beside every result (a shared machine)."""
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def rotated(items: list[T], r: int) -> list[T]:
+    """Round `r`'s order of the variants: each round starts one further along."""
+    k = r % len(items)
+    return items[k:] + items[:k]

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
@@ -51,11 +51,18 @@ def _bad_request_bytes(msg: str) -> bytes:
     return head + body
 
 
-class _HeadDeadline:
-    """The request-head deadline and size cap, shared by both protocols.
+if TYPE_CHECKING:
+    _Protocol = asyncio.Protocol
+else:
+    _Protocol = object  # at run time the next class in the MRO is uvicorn's protocol
+
+
+class _HeadDeadline(_Protocol):
+    """The request-head deadline and size cap, shared by both protocols (mixed in before
+    uvicorn's protocol class).
 
     `_head_started()` when a head begins (the connection opened, or a next request's first
-    byte), `_head_done()` when it is complete; `_head_bytes_seen(n)` counts what arrived
+    byte), `_head_done()` when it is complete; `_head_too_large(n)` counts what arrived
     while it was incomplete."""
 
     header_timeout: float
@@ -63,6 +70,22 @@ class _HeadDeadline:
     loop: asyncio.AbstractEventLoop
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
+
+    def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_started()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_done()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(_bad_request_bytes(msg))
+        self.transport.close()
 
     def _head_started(self) -> None:
         if self._head_timer is None:
@@ -91,14 +114,6 @@ class _HeadDeadline:
 class GuardedH11(_HeadDeadline, H11Protocol):
     """uvicorn's h11 protocol with a head deadline (h11 caps the head's size itself)."""
 
-    def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.header_timeout = header_timeout
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_started()
-
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:
             self._head_started()  # the first bytes of a next request on a kept-alive one
@@ -106,27 +121,11 @@ class GuardedH11(_HeadDeadline, H11Protocol):
         if self.conn.their_state is not h11.IDLE:
             self._head_done()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_done()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        self.transport.write(_bad_request_bytes(msg))
-        self.transport.close()
-
 
 if HttpToolsProtocol is not None:
 
     class GuardedHttpTools(_HeadDeadline, HttpToolsProtocol):
         """uvicorn's httptools protocol with a head deadline and a head size cap."""
-
-        def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.header_timeout = header_timeout
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._head_started()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -140,14 +139,6 @@ if HttpToolsProtocol is not None:
         def on_headers_complete(self) -> None:
             self._head_done()
             super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._head_done()
-            super().connection_lost(exc)
-
-        def send_400_response(self, msg: str) -> None:
-            self.transport.write(_bad_request_bytes(msg))
-            self.transport.close()
 
 
 def protocol_class(kind: str = "auto") -> type[_HeadDeadline]:

@@ -12,16 +12,19 @@ database migrated and filled like `bench.claims`; one transaction = `batch` jobs
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 
@@ -133,3 +136,26 @@ async def run(
         return float(match.group(1)) * batch
     finally:
         Path(f.name).unlink(missing_ok=True)
+
+
+def options(doc: str, *, clients: list[int], jobs: int, batch: int) -> argparse.ArgumentParser:
+    """The options of a bench that runs the statement under pgbench: --pg, --clients (a
+    comma-separated list), --jobs, --batch and --rounds; a bench adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--pg", default=os.environ.get("VIDJOBS_TEST_DATABASE_URL"))
+    parser.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=clients)
+    parser.add_argument("--jobs", type=int, default=jobs)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser
+
+
+def run_main(
+    parser: argparse.ArgumentParser,
+    main: Callable[[argparse.Namespace], Coroutine[Any, Any, None]],
+) -> None:
+    """Parse the options and run `main` (PostgreSQL is required)."""
+    args = parser.parse_args()
+    if not args.pg:
+        raise SystemExit("needs PostgreSQL: --pg URL or VIDJOBS_TEST_DATABASE_URL")
+    asyncio.run(main(args))

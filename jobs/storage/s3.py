@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +31,7 @@ from jobs.storage.base import (
     file_sha256,
     object_name,
 )
-from jobs.storage.s3_common import EXISTS, MISSING, code_of, open_client, stream_to_file
+from jobs.storage.s3_common import EXISTS, MISSING, S3Connection, code_of, stream_to_file
 from jobs.storage.s3_staging import S3Staging
 
 MiB = 1024 * 1024
@@ -63,23 +62,12 @@ class S3Storage(S3Staging, Scratch):
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.description = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-        self.endpoint_url = endpoint_url
-        self._credentials = {
-            k: v
-            for k, v in (("aws_access_key_id", access_key), ("aws_secret_access_key", secret_key))
-            if v
-        }
-        self.region = (
-            region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        self._s3 = S3Connection(
+            endpoint_url, access_key=access_key, secret_key=secret_key, region=region
         )
         self.multipart_threshold = max(multipart_threshold, 5 * MiB)
         self.part_size = max(part_size, 5 * MiB)  # S3's smallest part (all but the last)
         self.part_concurrency = max(1, part_concurrency)
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
-        self._lock = asyncio.Lock()
 
     def key(self, digest: str) -> str:
         name = object_name(digest)
@@ -87,18 +75,10 @@ class S3Storage(S3Staging, Scratch):
 
     async def client(self) -> Any:
         """The aiobotocore client, made on first use in the running event loop."""
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    self._stack, self._client = await open_client(
-                        self.endpoint_url, self.region, self._credentials
-                    )
-        return self._client
+        return await self._s3.client()
 
     async def close(self) -> None:
-        if self._stack is not None:
-            stack, self._stack, self._client = self._stack, None, None
-            await stack.aclose()
+        await self._s3.close()
 
     async def ensure(self) -> None:
         """Check the bucket answers (and that the credentials are good)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,59 @@ async def open_client(
         )
     )
     return stack, client
+
+
+class S3Connection:
+    """The aiobotocore client of one endpoint and credentials, made on first use in the
+    running event loop (shared by `S3Storage` and `S3Sources`)."""
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self._credentials = {
+            k: v
+            for k, v in (("aws_access_key_id", access_key), ("aws_secret_access_key", secret_key))
+            if v
+        }
+        self.region = (
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        )
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Any:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._stack, self._client = await open_client(
+                        self.endpoint_url, self.region, self._credentials
+                    )
+        return self._client
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._client = self._stack, None, None
+            await stack.aclose()
+
+
+async def hash_body(body: Any) -> str:
+    """A GET's body hashed as it streams (nothing written): its sha256 digest. Closes it."""
+    h = hashlib.sha256()
+    try:
+        async for chunk in body.iter_chunks(CHUNK):
+            await asyncio.to_thread(h.update, chunk)
+    finally:
+        body.close()
+    return f"sha256:{h.hexdigest()}"
 
 
 async def stream_to_file(body: Any, dest: Path) -> tuple[str, int]:

@@ -13,12 +13,8 @@ standard AWS credentials; what a tenant may read is decided by its grants (`jobs
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
-import os
 from collections import OrderedDict
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,14 @@ from botocore.exceptions import ClientError
 
 from jobs.errors import SourceChanged
 from jobs.storage.base import check_digest
-from jobs.storage.s3_common import CHUNK, EXISTS, MISSING, code_of, open_client, stream_to_file
+from jobs.storage.s3_common import (
+    EXISTS,
+    MISSING,
+    S3Connection,
+    code_of,
+    hash_body,
+    stream_to_file,
+)
 
 
 @dataclass(frozen=True)
@@ -55,35 +58,18 @@ class S3Sources:
         region: str | None = None,
         cache_entries: int = 4096,
     ) -> None:
-        self.endpoint_url = endpoint_url
-        self._credentials = {
-            k: v
-            for k, v in (("aws_access_key_id", access_key), ("aws_secret_access_key", secret_key))
-            if v
-        }
-        self.region = region or os.environ.get("AWS_REGION") or os.environ.get(
-            "AWS_DEFAULT_REGION", "us-east-1"
+        self._s3 = S3Connection(
+            endpoint_url, access_key=access_key, secret_key=secret_key, region=region
         )
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
-        self._lock = asyncio.Lock()
         self._digests: OrderedDict[tuple[str, str, str, str | None, int], str] = OrderedDict()
         self._max = cache_entries
         self.hashed = 0  # objects read whole to hash them (cache misses without a checksum)
 
     async def client(self) -> Any:
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    self._stack, self._client = await open_client(
-                        self.endpoint_url, self.region, self._credentials
-                    )
-        return self._client
+        return await self._s3.client()
 
     async def close(self) -> None:
-        if self._stack is not None:
-            stack, self._stack, self._client = self._stack, None, None
-            await stack.aclose()
+        await self._s3.close()
 
     async def head(self, bucket: str, key: str) -> ObjectVersion | None:
         """The object's current version, or None if it is missing or not readable."""
@@ -108,14 +94,7 @@ class S3Sources:
         if ident in self._digests:
             self._digests.move_to_end(ident)
             return self._digests[ident]
-        body = await self._get(obj.pin())
-        h = hashlib.sha256()
-        try:
-            async for chunk in body.iter_chunks(CHUNK):
-                await asyncio.to_thread(h.update, chunk)
-        finally:
-            body.close()
-        value = f"sha256:{h.hexdigest()}"
+        value = await hash_body(await self._get(obj.pin()))
         self.hashed += 1
         self._digests[ident] = value
         while len(self._digests) > self._max:

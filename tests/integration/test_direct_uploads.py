@@ -17,21 +17,19 @@ from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.storage import LocalStorage, Storage
 from jobs.tenants import create_tenant
-from tests.support.s3 import drop_bucket, new_bucket_storage
+from tests.support.s3 import store_of_kind
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Storage]:
-    if request.param == "local":
-        yield LocalStorage(settings.data_dir / "blobs")
-        return
-    s3 = await new_bucket_storage(
-        settings.data_dir / "tmp", multipart_threshold=5 * MiB, part_size=5 * MiB
-    )
-    yield s3
-    await drop_bucket(s3)
+    """Small multipart settings, so a few MiB already go up in parts."""
+    blobs, scratch = settings.data_dir / "blobs", settings.data_dir / "tmp"
+    async with store_of_kind(
+        request.param, blobs, scratch, multipart_threshold=5 * MiB, part_size=5 * MiB
+    ) as s:
+        yield s
 
 
 @pytest.fixture

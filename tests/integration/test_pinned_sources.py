@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from jobs.spec import EditRequest
 from jobs.storage import LocalStorage, Storage
 from jobs.tenants import TenantRef
 from tests.integration.test_runner import make_runner, running, wait_for
-from tests.support.s3 import drop_bucket, new_bucket_storage
 from workers.executor import ExecutionContext, ExecutionResult
 
 
@@ -41,16 +39,6 @@ class ReadingExecutor:
         out = ctx.workdir / "out.bin"
         out.write_bytes(b"".join(data))
         return ExecutionResult(path=out, media_type="application/octet-stream")
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Storage]:
-    if request.param == "local":
-        yield LocalStorage(settings.data_dir / "blobs")
-        return
-    s3 = await new_bucket_storage(settings.data_dir / "tmp")
-    yield s3
-    await drop_bucket(s3)
 
 
 def edit(source: dict[str, Any], i: int = 0) -> EditRequest:

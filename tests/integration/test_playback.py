@@ -42,7 +42,6 @@ from tests.support.packages import (
     make_source,
     task_output,
 )
-from tests.support.s3 import drop_bucket, new_bucket_storage
 from workers.ffmpeg.binary import find_ffmpeg
 
 pytestmark = pytest.mark.ffmpeg
@@ -66,16 +65,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "sprites": sprites,
         "ffmpeg": ffmpeg,
     }
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Storage]:
-    if request.param == "local":
-        yield LocalStorage(settings.data_dir / "blobs")
-        return
-    s3 = await new_bucket_storage(settings.data_dir / "tmp")
-    yield s3
-    await drop_bucket(s3)
 
 
 async def store_files(store: Storage, files: dict[str, Path], scratch: Path) -> None:

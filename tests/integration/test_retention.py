@@ -4,7 +4,6 @@ expired output shows it (410 on download) and a duplicate submission runs it aga
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,26 +18,15 @@ from jobs.owners import record_owner
 from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
-from jobs.storage import LocalStorage, Storage
+from jobs.storage import Storage
 from jobs.tenants import TenantRef
 from tests.integration.test_pinned_sources import ReadingExecutor
 from tests.integration.test_runner import make_runner, running, wait_for
 from tests.integration.test_tasks import make_graph, outputs_request, plan
-from tests.support.s3 import drop_bucket, new_bucket_storage
 from workers.executor import ExecutorRegistry, SleepExecutor
 from workers.reaper import Reaper
 
 DAY = 86400
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Storage]:
-    if request.param == "local":
-        yield LocalStorage(settings.data_dir / "blobs")
-        return
-    s3 = await new_bucket_storage(settings.data_dir / "tmp")
-    yield s3
-    await drop_bucket(s3)
 
 
 def edit(digest: str, i: int) -> EditRequest:

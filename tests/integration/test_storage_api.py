@@ -22,17 +22,6 @@ from jobs.storage import LocalStorage, Storage
 from jobs.tenants import create_tenant
 from tests.integration.test_pinned_sources import ReadingExecutor
 from tests.integration.test_runner import make_runner, running, wait_for
-from tests.support.s3 import drop_bucket, new_bucket_storage
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Storage]:
-    if request.param == "local":
-        yield LocalStorage(settings.data_dir / "blobs")
-        return
-    s3 = await new_bucket_storage(settings.data_dir / "tmp")
-    yield s3
-    await drop_bucket(s3)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs.storage import LocalStorage, Storage
-from tests.support.s3 import drop_bucket, new_bucket_storage
+from tests.support.s3 import store_of_kind
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -16,13 +16,13 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     """The same test body runs on the local store and on versitygw (a bucket per test).
 
     Small multipart settings, so a few MiB already go up in parts."""
-    if request.param == "local":
-        store = LocalStorage(tmp_path / "blobs")
-        await store.ensure()
+    async with store_of_kind(
+        request.param,
+        tmp_path / "blobs",
+        tmp_path / "scratch",
+        multipart_threshold=6 * 1024 * 1024,
+        part_size=5 * 1024 * 1024,
+    ) as store:
+        if isinstance(store, LocalStorage):
+            await store.ensure()
         yield store
-        return
-    s3 = await new_bucket_storage(
-        tmp_path / "scratch", multipart_threshold=6 * 1024 * 1024, part_size=5 * 1024 * 1024
-    )
-    yield s3
-    await drop_bucket(s3)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from jobs.storage import LocalStorage, Storage
 from jobs.storage.s3 import S3Storage
 from tests.support.databases import require_service
 
@@ -71,3 +73,19 @@ async def drop_bucket(store: S3Storage) -> None:
                 break
         await c.delete_bucket(Bucket=store.bucket)
     await store.close()
+
+
+@contextlib.asynccontextmanager
+async def store_of_kind(
+    kind: str, blobs: Path, scratch: Path, **s3_options: Any
+) -> AsyncIterator[Storage]:
+    """The store a test parametrized on `["local", "s3"]` runs on: a LocalStorage at `blobs`,
+    or an S3Storage on a fresh bucket of its own (scratch at `scratch`), dropped after."""
+    if kind == "local":
+        yield LocalStorage(blobs)
+        return
+    s3 = await new_bucket_storage(scratch, **s3_options)
+    try:
+        yield s3
+    finally:
+        await drop_bucket(s3)

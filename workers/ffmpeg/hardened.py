@@ -55,18 +55,16 @@ def source(path: Path, demuxer: str | None = None, **options: Any) -> Any:
         raise invalid(f"input format {demuxer!r} is not allowed")
     if demuxer is not None:
         options["format"] = demuxer
-    return ffmpeg.input(
-        file_arg(path), protocol_whitelist="file", format_whitelist=FORMAT_WHITELIST, **options
-    )
+    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}
+    return _Input("input", kwargs={"filename": file_arg(path), **options}).stream()
 
 
 def subtitle_source(path: Path, demuxer: str) -> Any:
     """An input for a subtitle file we wrote ourselves: only its own demuxer is allowed."""
     if demuxer not in SUBTITLE_FORMATS:
         raise invalid(f"subtitle format {demuxer!r} is not allowed")
-    return ffmpeg.input(
-        file_arg(path), protocol_whitelist="file", format_whitelist=demuxer, format=demuxer
-    )
+    options = {"protocol_whitelist": "file", "format_whitelist": demuxer, "format": demuxer}
+    return _Input("input", kwargs={"filename": file_arg(path), **options}).stream()
 
 
 def options(args: Sequence[str]) -> dict[str, str | None]:
@@ -133,6 +131,18 @@ def compile_argv(
             raise ValueError(f"unexpected log level {loglevel!r}")
         head[head.index("-loglevel") + 1] = loglevel
     return [exe, *head, *(PROGRESS_ARGS if progress else ()), *args]
+
+
+class _Input(InputNode):  # type: ignore[misc]
+    """An input that is itself only: ffmpeg-python merges nodes with equal contents, so two
+    concat sources of the same file would become one input feeding one chain twice (which
+    ffmpeg refuses without a `split`)."""
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
 
 def _nodes(out: Any) -> list[Any]:

@@ -110,15 +110,8 @@ def serve(
     # app; on a loaded host that takes longer than uvicorn's default 5 s, and a child that
     # misses it is killed and restarted, again and again.
     config = server_config(
-        "workers.compose:serve_app",
-        host,
-        port,
-        settings,
-        factory=True,
-        workers=workers,
-        log_level="info",
-        log_config=None,
-        timeout_worker_healthcheck=60,
+        "workers.compose:serve_app", host, port, settings, factory=True, workers=workers,
+        log_level="info", log_config=None, timeout_worker_healthcheck=60,
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 

@@ -42,43 +42,24 @@ def sources(ffmpeg_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {
         # 7.3 s at 25 fps, closed GOPs of 1 s with B-frames: chunks of 2 s leave an odd last one.
         "closed_gop": make_clip(
-            ffmpeg_bin,
-            d / "closed.mp4",
-            *lavfi_av(7.3),
-            *x264("-g", "25", "-bf", "2"),
-            "-c:a",
-            "aac",
-            "-shortest",
+            ffmpeg_bin, d / "closed.mp4", *lavfi_av(7.3), *x264("-g", "25", "-bf", "2"),
+            "-c:a", "aac", "-shortest",
         ),
         # Open GOPs: leading B-frames of each I-frame reference the GOP before it.
         "open_gop": make_clip(
-            ffmpeg_bin,
-            d / "open.mp4",
-            *lavfi_av(6.0, audio=False),
+            ffmpeg_bin, d / "open.mp4", *lavfi_av(6.0, audio=False),
             *x264("-bf", "3", "-x264-params", "open-gop=1:keyint=25:min-keyint=25:scenecut=0"),
         ),
         # Variable frame rate: every fifth frame dropped, timestamps kept (mkv, ms ticks).
         "vfr": make_clip(
-            ffmpeg_bin,
-            d / "vfr.mkv",
-            *lavfi_av(6.0, audio=False),
-            "-vf",
-            "select='not(eq(mod(n\\,5)\\,3))'",
-            "-fps_mode",
-            "passthrough",
+            ffmpeg_bin, d / "vfr.mkv", *lavfi_av(6.0, audio=False),
+            "-vf", "select='not(eq(mod(n\\,5)\\,3))'", "-fps_mode", "passthrough",
             *x264("-g", "20"),
         ),
         # Intra-only: every frame a keyframe.
         "intra": make_clip(
-            ffmpeg_bin,
-            d / "intra.mkv",
-            *lavfi_av(4.2, audio=False),
-            "-c:v",
-            "mjpeg",
-            "-q:v",
-            "3",
-            "-pix_fmt",
-            "yuvj420p",
+            ffmpeg_bin, d / "intra.mkv", *lavfi_av(4.2, audio=False), "-c:v", "mjpeg",
+            "-q:v", "3", "-pix_fmt", "yuvj420p",
         ),
     }
 
@@ -164,12 +145,8 @@ async def test_vfr_timestamps_survive_the_stitch(
     src = sources["vfr"]
     stitched, index, _ = await chunked(ffmpeg_bin, src, tmp_path / "work", 2.0, LOSSY)
     made = await frame_index(stitched, "mp4", 0, Limits())
-    gaps_in = [
-        float((b - a) * index.time_base) for a, b in zip(index.pts, index.pts[1:], strict=False)
-    ]
-    gaps_out = [
-        float((b - a) * made.time_base) for a, b in zip(made.pts, made.pts[1:], strict=False)
-    ]
+    gaps_in = [float((b - a) * index.time_base) for a, b in zip(index.pts, index.pts[1:], strict=False)]
+    gaps_out = [float((b - a) * made.time_base) for a, b in zip(made.pts, made.pts[1:], strict=False)]
     assert len(gaps_out) == len(gaps_in)
     assert max(abs(a - b) for a, b in zip(gaps_in, gaps_out, strict=True)) <= 0.002
 

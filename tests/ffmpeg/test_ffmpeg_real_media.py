@@ -82,9 +82,7 @@ async def test_trim_scale_and_fade_on_film(run_edit: Any, bbb: Path, ffmpeg_bin:
     assert during_fade < after_fade - 5, "the first frames are faded from black"
 
 
-async def test_surround_film_audio_becomes_stereo_aac(
-    run_edit: Any, bbb: Path, ffmpeg_bin: str
-) -> None:
+async def test_surround_film_audio_becomes_stereo_aac(run_edit: Any, bbb: Path, ffmpeg_bin: str) -> None:
     result, _ = await run_edit(
         [], {"container": "m4a", "audio_channels": 2, "audio_bitrate_kbps": 128}, inputs=[bbb]
     )
@@ -95,9 +93,7 @@ async def test_surround_film_audio_becomes_stereo_aac(
     assert abs(float(info["format"]["duration"]) - 5.3) <= 0.1
 
 
-async def test_loudness_of_film_audio_lands_on_target(
-    run_edit: Any, bbb: Path, ffmpeg_bin: str
-) -> None:
+async def test_loudness_of_film_audio_lands_on_target(run_edit: Any, bbb: Path, ffmpeg_bin: str) -> None:
     result, _ = await run_edit(
         [{"op": "loudnorm", "target_lufs": -23}], {"container": "mp4"}, inputs=[bbb]
     )
@@ -105,9 +101,7 @@ async def test_loudness_of_film_audio_lands_on_target(
     assert result.metadata.get("loudness"), "the measured loudness is in the metadata"
 
 
-async def test_high_quality_transcode_of_handheld_footage(
-    run_edit: Any, bikes: Path, ffmpeg_bin: str
-) -> None:
+async def test_high_quality_transcode_of_handheld_footage(run_edit: Any, bikes: Path, ffmpeg_bin: str) -> None:
     result, _ = await run_edit([], {"container": "mp4", "crf": 18}, inputs=[bikes])
     info = ffprobe(ffmpeg_bin, result.path)
     (video,) = streams(info, "video")
@@ -116,9 +110,7 @@ async def test_high_quality_transcode_of_handheld_footage(
     assert psnr(ffmpeg_bin, result.path, bikes) > 38.0
 
 
-async def test_hevc_ten_bit_and_a_thumbnail_of_film(
-    run_edit: Any, bbb: Path, ffmpeg_bin: str, tmp_path: Path
-) -> None:
+async def test_hevc_ten_bit_and_a_thumbnail_of_film(run_edit: Any, bbb: Path, ffmpeg_bin: str, tmp_path: Path) -> None:
     result, _ = await run_edit(
         [{"op": "trim", "start": 2.0, "end": 3.0}],
         {"container": "mkv", "video_codec": "hevc", "bit_depth": 10, "preset": "ultrafast"},
@@ -126,7 +118,9 @@ async def test_hevc_ten_bit_and_a_thumbnail_of_film(
     )
     (video,) = streams(ffprobe(ffmpeg_bin, result.path), "video")
     assert video["codec_name"] == "hevc" and video["pix_fmt"].endswith("10le")
-    thumb, _ = await run_edit([{"op": "thumbnail", "at": 2.5}], {"container": "jpg"}, inputs=[bbb])
+    thumb, _ = await run_edit(
+        [{"op": "thumbnail", "at": 2.5}], {"container": "jpg"}, inputs=[bbb]
+    )
     (image,) = streams(ffprobe(ffmpeg_bin, thumb.path), "video")
     assert (image["width"], image["height"]) == (1280, 720)
     frame = tmp_path / "frame.png"

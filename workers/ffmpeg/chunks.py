@@ -36,13 +36,8 @@ def _input(path: Path, demuxer: str, **options: Any) -> Any:
 
 
 def chunk_command(
-    exe: str,
-    src: Path,
-    demuxer: str,
-    chunk: Chunk,
-    out: Path,
-    encoder: Mapping[str, Any],
-    chain: VideoChain | None = None,
+    exe: str, src: Path, demuxer: str, chunk: Chunk, out: Path,
+    encoder: Mapping[str, Any], chain: VideoChain | None = None,
 ) -> list[str]:
     """Frames [chunk.first, chunk.end) of `src`, video only, encoded with `encoder`."""
     seek = {"ss": f"{float(chunk.seek):.6f}"} if chunk.seek else {}

@@ -104,8 +104,8 @@ def test_argv_holds_only_expected_tokens(ffmpeg_bin: str) -> None:
     video, audio = out.maps
     assert parsed.source(video) == "0:0"
     assert parsed.names(video) == [
-        "scale", "pad", "setsar", "fps", "concat", "trim", "setpts", "scale", "setsar", "crop", "fps", "transpose", "vflip",
-        "setpts", "fps", "overlay", "format",
+        "scale", "pad", "setsar", "fps", "concat", "trim", "setpts", "scale", "setsar", "crop",
+        "fps", "transpose", "vflip", "setpts", "fps", "overlay", "format",
     ]  # fmt: skip
     assert parsed.names(audio)[4:] == ["concat", "atrim", "asetpts", "atempo", "atempo", "volume"]
 

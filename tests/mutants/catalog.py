@@ -456,9 +456,14 @@ MUTANTS: tuple[Mutant, ...] = (
         PROTOCOL,
         more=(
             Edit(
-                CMD,
-                '    tail += ["-protocol_whitelist", "file", file_arg(output)]',
-                "    tail += [file_arg(output)]",
+                "workers/ffmpeg/hardened.py",
+                '        file_arg(path),\n        protocol_whitelist="file",\n        map_metadata',
+                "        file_arg(path),\n        map_metadata",
+            ),
+            Edit(
+                "workers/ffmpeg/hardened.py",
+                '    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}',
+                '    options |= {"format_whitelist": FORMAT_WHITELIST}',
             ),
         ),
     ),

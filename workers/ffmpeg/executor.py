@@ -243,7 +243,7 @@ class FfmpegExecutor:
         if norm is None or measured is None:
             return {}
         audio = hardened.source(cmd.output, made.demuxer)["a:0"]
-        out = hardened.null_sink([audio], af=loudness.measure_filter())
+        out = hardened.null_sink([loudness.measure_filter().to(audio)])
         after = await self._measure(hardened.compile_argv(out, exe, loglevel="info"), redact)
         return {
             "loudness": {

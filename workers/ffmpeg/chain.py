@@ -46,7 +46,7 @@ class Chain:
         self.info: MediaInfo | None = None
         self.measure = False  # building the loudness measuring pass
         self.measured: loudness.Measured | None = None
-        self.audio_done = False  # measuring: nothing after loudnorm matters
+        self.audio_done = False  # measuring: nothing after loudnorm matters (or: no audio)
         self.notes = filters.Notes()
         self.subtitles: SubtitleFile | None = None
         self.detected: Detected | None = None  # what cropdetect found, for "crop": "auto"

@@ -220,6 +220,7 @@ def build_command(
     chain = Chain(w, h, video_out, main.fps)
     chain.info, chain.measure, chain.measured = info, measure, measured
     chain.video = not audio_only and not (measure and concat is None)
+    chain.audio_done = not want_audio  # a chunk's, a muted edit's: no audio chain to build
     if concat is None:
         start = trim.start if trim else 0
         if thumb is not None:

@@ -145,7 +145,7 @@ class FfmpegExecutor:
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)
         measured = None
         try:
-            if norm is not None:
+            if norm is not None and window is None:  # a chunk has no audio to measure
                 measured = await self._measure(build(measure=True).argv, redact)
             cmd = build(measured=measured)
             if cmd.first_pass is not None:

@@ -3,6 +3,7 @@ when it is safe, and codec checks at submission."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from jobs.errors import InvalidRequest, PermanentError
 from jobs.spec import EditRequest, canonical_edit
 from tests.ffmpeg.argv import parse
 from workers.ffmpeg.binary import encoders
-from workers.ffmpeg.command import build_command
+from workers.ffmpeg.command import Window, build_command
 from workers.ffmpeg.executor import check_encoders, make_edit_check
 from workers.ffmpeg.graph import atempo_chain, num
 from workers.ffmpeg.hardened import GLOBAL_ARGS, file_arg
@@ -58,12 +59,13 @@ def build(
     operations: list[dict[str, Any]],
     output: dict[str, Any] | None = None,
     probes: list[Probe] | None = None,
+    **options: Any,
 ) -> Any:
     probes = probes or [MAIN]
     inputs = [Path(f"/data/in{i}.bin") for i in range(len(probes))]
     return build_command(
         ffmpeg_bin, spec_for(operations, output), inputs, probes, Path("/work/out.mp4"),
-        encoders(ffmpeg_bin),
+        encoders(ffmpeg_bin), **options,
     )  # fmt: skip
 
 
@@ -154,6 +156,31 @@ def test_fast_trim_copies_only_when_nothing_needs_decoding(ffmpeg_bin: str) -> N
     assert not build(ffmpeg_bin, [fast], {"video_codec": "hevc"}).stream_copy
     assert not build(ffmpeg_bin, [fast], {"audio_codec": "mp3"}).stream_copy
     assert not build(ffmpeg_bin, [{**fast, "fast": False}]).stream_copy
+
+
+def test_a_chunk_window_takes_exactly_its_frames_from_its_seek_without_audio(
+    ffmpeg_bin: str,
+) -> None:
+    ops = [{"op": "scale", "width": 160}, {"op": "volume", "db": -3}, {"op": "loudnorm"}]
+    long = dataclasses.replace(MAIN, duration_ms=10_000)  # loudnorm needs 3 s
+    cmd = build(ffmpeg_bin, ops, probes=[long], window=Window(1.98, 50), threads=2)
+    parsed = parse(cmd.argv)
+    (inp,) = parsed.inputs
+    assert inp.options["ss"] == "1.980000" and "to" not in inp.options
+    (out,) = parsed.outputs
+    (video,) = out.maps  # no audio map: the audio task makes the sound once
+    assert parsed.source(video) == "0:0"
+    assert parsed.names(video)[-1] == "setpts" and parsed.chain(video)[-1].args == ["PTS-STARTPTS"]
+    assert not any(f.name in ("volume", "loudnorm") for f in parsed.filters)
+    assert out.options["frames:v"] == "50" and out.options["fps_mode"] == "passthrough"
+    assert {"an", "sn"} <= set(out.options) and out.options["threads"] == "2"
+    assert cmd.expected_duration_ms is None  # a chunk's progress is done or not
+    assert "-ss" not in build(ffmpeg_bin, ops[:1], window=Window(0.0, 25)).argv
+    concat = {"op": "concat", "sources": [{"digest": DIGEST}]}
+    for refused, probes in (([{"op": "trim", "start": 1}], [MAIN]), ([concat], [MAIN, OTHER])):
+        with pytest.raises(PermanentError) as err:  # a chunk is frames of one whole source
+            build(ffmpeg_bin, refused, probes=probes, window=Window(1.0, 25))
+        assert err.value.code == "invalid_spec"
 
 
 def test_crop_outside_the_frame_fails_before_anything_runs(ffmpeg_bin: str) -> None:

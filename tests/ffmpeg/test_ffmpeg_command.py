@@ -98,6 +98,7 @@ def test_argv_holds_only_expected_tokens(ffmpeg_bin: str) -> None:
         assert inp.options.pop("f") in ("mov", "matroska", "png_pipe")
         assert set(inp.options) <= {"ss", "to"}
     assert parsed.head == [*GLOBAL_ARGS, "-progress", "pipe:1"]
+    assert {"-nostdin", "-hide_banner", "-y", "-nostats"} <= set(parsed.head)  # spelled out
     (out,) = parsed.outputs
     assert out.path == "file:/work/out.mp4" and out.options["protocol_whitelist"] == "file"
     assert out.options["map_metadata"] == out.options["map_chapters"] == "-1"

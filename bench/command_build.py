@@ -45,7 +45,14 @@ CASES: dict[str, dict[str, Any]] = {
 
 def measure_here(number: int, repeats: int) -> dict[str, float]:
     """Microseconds per build_command call of each case, in this process's source tree."""
-    from jobs.spec import EditRequest, canonical_edit
+    from jobs import spec as spec_module
+    from jobs.spec import EditRequest
+
+    # A tree from before jobs.spec was split (--against an older main) has it there. (Not an
+    # ImportError fallback: the editable install would find jobs.canonical in this tree.)
+    canonical_edit: Any = getattr(spec_module, "canonical_edit", None)
+    if canonical_edit is None:
+        from jobs.canonical import canonical_edit
     from workers.ffmpeg.command import build_command
     from workers.ffmpeg.probe import Probe, Stream
 
@@ -83,7 +90,7 @@ def measure_here(number: int, repeats: int) -> dict[str, float]:
             }
         )
         n = case["inputs"]
-        spec = canonical_edit(req, [DIGEST] * len(list(req.sources())))
+        spec = canonical_edit(req, [DIGEST] * n)  # one digest per input, in spec order
         probes = [video] * (n - 1) + [logo] if n > 1 else [video]
         inputs = [Path(f"/data/in{i}.bin") for i in range(n)]
         target = Path("/work/out." + req.output.container.value)

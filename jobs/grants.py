@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.db import insert_on_conflict
 from jobs.models import SourceGrant
-from jobs.spec import parse_s3_url
+from jobs.sources import parse_s3_url
 
 grants = SourceGrant.__table__  # type: ignore[attr-defined]
 

@@ -29,7 +29,7 @@ def canonical_json(value: Any) -> bytes:
 
 
 def job_key(tenant_id: str, edit: dict[str, Any]) -> str:
-    """The job key of a canonical edit (see `jobs.spec.canonical_edit`) for one tenant."""
+    """The job key of a canonical edit (see `jobs.canonical.canonical_edit`) for one tenant."""
     material = canonical_json({"v": KEY_VERSION, "tenant": tenant_id, "edit": edit})
     return f"{KEY_VERSION}_{hashlib.sha256(material).hexdigest()}"
 

@@ -24,6 +24,26 @@ owners = BlobOwner.__table__  # type: ignore[attr-defined]
 uploads = Upload.__table__  # type: ignore[attr-defined]
 
 
+def output_digests(output: object) -> list[str]:
+    """Every stored file a job's output names, in order, once each: the single output's
+    digest, or a job of several tasks' named outputs, package files and sprites."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if name == "digest" and isinstance(item, str) and item.startswith("sha256:"):
+                    found.append(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(output)
+    return list(dict.fromkeys(found))
+
+
 def _mentions(column: sa.ColumnElement[object], digest: str) -> sa.ColumnElement[bool]:
     return sa.cast(column, sa.Text).like(f"%{digest}%")  # digests are sha256:<hex> only
 

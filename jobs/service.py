@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import grants, outbox, owners, statements, tasks
+from jobs.canonical import canonical_edit
 from jobs.db import Database, db_now, insert_on_conflict
 from jobs.errors import (
     DuplicateJob,
@@ -35,7 +36,8 @@ from jobs.errors import (
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
 from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
 from jobs.settings import Settings
-from jobs.spec import EditRequest, Source, canonical_edit, parse_s3_url
+from jobs.sources import Source, parse_s3_url
+from jobs.spec import EditRequest
 from jobs.status import EventType, JobStatus
 from jobs.storage import open_s3_sources
 from jobs.tasks import chunkplan, graph
@@ -133,11 +135,12 @@ class JobService:
             self.check_edit(req)
         inputs: list[dict[str, Any]] = []
         checks: list[tuple[str, Path | None, bool]] = []
-        for where, source in _source_paths(req):
-            resolved = await self._resolve(tenant, source, where)
+        for ref in req.inputs():
+            resolved = await self._resolve(tenant, ref.source, ref.path)
             inputs.append(resolved)
-            image_ok = where.endswith("].source")  # a watermark
-            checks.append((where, Path(resolved["path"]) if resolved["path"] else None, image_ok))
+            # A subtitle file is parsed text: the worker reads it strictly, never probes it.
+            local = Path(resolved["path"]) if resolved["path"] and ref.is_media else None
+            checks.append((ref.path, local, ref.image_ok))
         edit = canonical_edit(req, [i["digest"] for i in inputs])
         key = job_key(tenant.id, edit)
         spec = {**edit, "inputs": inputs}
@@ -593,17 +596,6 @@ def _duplicate(job: Job) -> DuplicateJob:
         f"job {job.key} already exists and is {job.status}",
         details={"key": job.key, "status": job.status},
     )
-
-
-def _source_paths(req: EditRequest) -> list[tuple[str, Source]]:
-    """Each source with the JSON path a client would see in an error."""
-    found = [("source", req.source)]
-    for i, op in enumerate(req.operations):
-        if op.op == "concat":
-            found += [(f"operations[{i}].sources[{j}]", s) for j, s in enumerate(op.sources)]
-        elif op.op in ("watermark", "subtitles"):
-            found.append((f"operations[{i}].source", op.source))
-    return found
 
 
 def check_idempotency_key(value: str) -> None:

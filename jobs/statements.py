@@ -25,6 +25,7 @@ from jobs.status import EventType, JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
 tenants = Tenant.__table__  # type: ignore[attr-defined]
+edges = TaskEdge.__table__  # type: ignore[attr-defined]
 c = jobs.c
 
 PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
@@ -164,7 +165,16 @@ async def requeue_if_succeeded_with_expired_output(
 async def select_succeeded_finished_before(
     conn: AsyncConnection, seconds: float, after_id: int, limit: int
 ) -> list[Job]:
-    """Succeeded jobs finished more than `seconds` ago, by id after `after_id` (retention)."""
+    """Succeeded jobs finished more than `seconds` ago, by id after `after_id` (retention).
+    A task that a live row (a job or task not yet ended) still waits for is not among them:
+    that row will read the task's output when it runs."""
+    waiter = jobs.alias("waiter")
+    live_waiter = (
+        sa.select(edges.c.downstream_id)
+        .join(waiter, waiter.c.id == edges.c.downstream_id)
+        .where(edges.c.upstream_id == c.id, waiter.c.status.in_((PENDING, WAITING, RUNNING)))
+        .exists()
+    )
     stmt = (
         sa.select(*c)
         .where(
@@ -172,6 +182,7 @@ async def select_succeeded_finished_before(
             c.finished_at <= db_now(-seconds),
             c.id > after_id,
             c.output.is_not(None),
+            sa.not_(live_waiter),
         )
         .order_by(c.id)
         .limit(limit)
@@ -583,7 +594,6 @@ async def touch_due_retry_if_pending(conn: AsyncConnection, job_id: int, token: 
 
 # --- tasks: a job of several task rows (`jobs.tasks.graph` owns the transactions) -----------
 
-edges = TaskEdge.__table__  # type: ignore[attr-defined]
 job_tasks = JobTask.__table__  # type: ignore[attr-defined]
 
 
@@ -614,13 +624,36 @@ async def recount_waiting(conn: AsyncConnection, row_id: int) -> Job | None:
 
 
 def _waiting_values(count: Any, ready: sa.ColumnElement[bool]) -> dict[str, Any]:
-    """A waiting row's new count; when `ready` (a task with nothing left), pending now."""
+    """A waiting row's new count; when `ready` (a task with nothing left), pending: due now,
+    or at its `run_after` if that is later (a task of a scheduled job)."""
+    later = sa.case((c.run_after > db_now(), c.run_after), else_=db_now())
     return {
         "waiting": count,
         "status": sa.case((ready, PENDING), else_=WAITING),
-        "run_after": sa.case((ready, db_now()), else_=c.run_after),
+        "run_after": sa.case((ready, later), else_=c.run_after),
         "updated_at": db_now(),
     }
+
+
+async def advance_task_if_later(
+    conn: AsyncConnection, task_id: int, run_after: dt.datetime | None
+) -> Job | None:
+    """A pending or waiting task due later than `run_after` -> due at `run_after` (a job that
+    needs it sooner than the scheduled job that made it)."""
+    if run_after is None:
+        return None
+    stmt = (
+        sa.update(jobs)
+        .where(
+            c.id == task_id,
+            c.role == TASK,
+            c.status.in_((PENDING, WAITING)),
+            c.run_after > run_after,
+        )
+        .values(run_after=run_after, updated_at=db_now())
+        .returning(*c)
+    )
+    return _row(await conn.execute(stmt))
 
 
 async def release_one_if_waiting(conn: AsyncConnection, row_id: int) -> Job | None:
@@ -694,9 +727,11 @@ async def set_cancel_request_if_running(
     return _row(await conn.execute(stmt))
 
 
-async def requeue_task_if_rerunnable(conn: AsyncConnection, task_id: int) -> Job | None:
-    """failed/cancelled (or succeeded with an expired output) -> waiting, attempts reset;
-    `recount_waiting` then decides whether it is due."""
+async def requeue_task_if_rerunnable(
+    conn: AsyncConnection, task_id: int, run_after: dt.datetime | None
+) -> Job | None:
+    """failed/cancelled (or succeeded with an expired output) -> waiting, attempts reset, not
+    due before `run_after` (its job's); `recount_waiting` then decides whether it is due."""
     stmt = (
         sa.update(jobs)
         .where(
@@ -704,7 +739,7 @@ async def requeue_task_if_rerunnable(conn: AsyncConnection, task_id: int) -> Job
             c.role == TASK,
             sa.or_(c.status.in_(RERUNNABLE), sa.and_(c.status == SUCCEEDED, output_expired())),
         )
-        .values(**_requeue_values({"status": WAITING}))
+        .values(**_requeue_values({"status": WAITING, "run_after": run_after or db_now()}))
         .returning(*c)
     )
     return _row(await conn.execute(stmt))

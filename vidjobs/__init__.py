@@ -19,9 +19,20 @@ except PackageNotFoundError:  # run from a source tree that is not installed
 from vidjobs import errors
 from vidjobs._http import RetryPolicy
 from vidjobs.client import AsyncClient, Client
-from vidjobs.models import BatchItem, Event, Job, JobError, Page, Progress, Source, Webhook
+from vidjobs.models import (
+    BatchItem,
+    Event,
+    Job,
+    JobError,
+    Page,
+    Playback,
+    Progress,
+    Source,
+    Task,
+    Webhook,
+)
 
 __all__ = [
-    "AsyncClient", "BatchItem", "Client", "Event", "Job", "JobError", "Page", "Progress",
-    "RetryPolicy", "Source", "Webhook", "__version__", "errors",
+    "AsyncClient", "BatchItem", "Client", "Event", "Job", "JobError", "Page", "Playback",
+    "Progress", "RetryPolicy", "Source", "Task", "Webhook", "__version__", "errors",
 ]

@@ -61,8 +61,21 @@ def events(key: str) -> Call:
     return Call("GET", _job(key, "/events"))
 
 
-def output_path(key: str) -> str:
-    return _job(key, "/output")
+def tasks(key: str) -> Call:
+    return Call("GET", _job(key, "/tasks"))
+
+
+def playback(key: str) -> Call:
+    return Call("GET", _job(key, "/playback"))
+
+
+def output_path(key: str, name: str | None = None) -> str:
+    """The single output's URL, or the named output's (`outputs[].name`)."""
+    return _job(key, "/output" if name is None else f"/outputs/{quote(name, safe='')}")
+
+
+def package_file_path(key: str, name: str) -> str:
+    return _job(key, f"/package/{quote(name, safe='')}")
 
 
 # --- webhook endpoints (`/v1/webhooks`) ---------------------------------------------------

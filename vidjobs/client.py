@@ -19,12 +19,11 @@ from httpx_sse import EventSource
 from tenacity import AsyncRetrying, Retrying
 
 from vidjobs import _api, _http, _stream, _upload, errors
-from vidjobs._download import Download
+from vidjobs._output_calls import AsyncOutputCalls, OutputCalls
 from vidjobs._webhook_calls import AsyncWebhookCalls, WebhookCalls
 from vidjobs.models import BatchItem, Event, Job, Page, Progress, Source
 
 DEFAULT_TIMEOUT = 30.0
-UPLOAD_CHUNK = 1024 * 1024
 
 
 def _jobs_page(body: dict[str, Any]) -> Page:
@@ -47,7 +46,7 @@ def _submitted(ans: _http.Answer) -> Job:
     return Job.from_wire(ans.body, replayed=ans.headers.get("Idempotent-Replayed") == "true")
 
 
-class Client(WebhookCalls):
+class Client(WebhookCalls, OutputCalls):
     """The synchronous client. Use it as a context manager, or call `close()`."""
 
     def __init__(
@@ -212,30 +211,8 @@ class Client(WebhookCalls):
                     raise _http.transport_error(exc) from exc
                 _http.answer(resp)
 
-    def download(self, key: str, path: str | Path) -> Path:
-        """Save a job's output at `path`. A broken transfer resumes where it stopped (Range),
-        and the file appears at `path` only once complete and matching the output's digest."""
-        job = self.get(key)
-        dl = Download.start(job, Path(path))
-        for attempt in Retrying(**self.retries.tenacity_kwargs(_http.Call("GET", ""))):
-            with attempt:
-                try:
-                    with self.http.stream(
-                        "GET", _api.output_path(key), headers=dl.request_headers(),
-                        follow_redirects=True,
-                    ) as resp:
-                        if resp.status_code >= 400:
-                            resp.read()
-                            _http.answer(resp)
-                        with dl.open(resp.status_code, resp.headers) as out:
-                            for chunk in resp.iter_bytes(UPLOAD_CHUNK):
-                                out.write(chunk)
-                except httpx.TransportError as exc:
-                    raise _http.transport_error(exc) from exc
-        return dl.finish()
 
-
-class AsyncClient(AsyncWebhookCalls):
+class AsyncClient(AsyncWebhookCalls, AsyncOutputCalls):
     """The asyncio client: the same calls as `Client`, awaited."""
 
     def __init__(
@@ -395,26 +372,6 @@ class AsyncClient(AsyncWebhookCalls):
                 except httpx.TransportError as exc:
                     raise _http.transport_error(exc) from exc
                 _http.answer(resp)
-
-    async def download(self, key: str, path: str | Path) -> Path:
-        job = await self.get(key)
-        dl = Download.start(job, Path(path))
-        async for attempt in AsyncRetrying(**self.retries.tenacity_kwargs(_http.Call("GET", ""))):
-            with attempt:
-                try:
-                    async with self.http.stream(
-                        "GET", _api.output_path(key), headers=dl.request_headers(),
-                        follow_redirects=True,
-                    ) as resp:
-                        if resp.status_code >= 400:
-                            await resp.aread()
-                            _http.answer(resp)
-                        with dl.open(resp.status_code, resp.headers) as out:
-                            async for chunk in resp.aiter_bytes(UPLOAD_CHUNK):
-                                out.write(chunk)
-                except httpx.TransportError as exc:
-                    raise _http.transport_error(exc) from exc
-        return dl.finish()
 
 
 __all__ = ["AsyncClient", "Client", "errors"]

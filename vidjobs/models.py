@@ -121,6 +121,57 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Task:
+    """One task of a job (`GET /v1/jobs/{key}/tasks`): a simple job is its one task, "main".
+    `reused` is true when the same tenant had already made it from the same bytes."""
+
+    name: str
+    key: str
+    kind: str
+    status: str
+    attempts: int
+    progress: float
+    depends_on: list[str]
+    reused: bool
+    error: JobError | None
+    output: dict[str, Any] | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> Task:
+        error = body.get("error")
+        return cls(
+            name=str(body.get("name")), key=str(body["key"]), kind=str(body.get("kind")),
+            status=str(body["status"]), attempts=int(body.get("attempts") or 0),
+            progress=float(body.get("progress") or 0.0),
+            depends_on=[str(d) for d in body.get("depends_on") or []],
+            reused=bool(body.get("reused")),
+            error=JobError(str(error.get("code")), str(error.get("message"))) if error else None,
+            output=body.get("output"), raw=body,
+        )
+
+
+@dataclass(frozen=True)
+class Playback:
+    """A package's signed, expiring playback URLs (`GET /v1/jobs/{key}/playback`): `url` is
+    the HLS master (the DASH MPD for a DASH package), `manifests` every manifest by kind,
+    `thumbnails` the sprites' WebVTT index or None. No bearer token is needed to play them."""
+
+    url: str
+    expires_at: dt.datetime | None
+    manifests: dict[str, str]
+    thumbnails: str | None
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> Playback:
+        return cls(
+            url=str(body["url"]), expires_at=_time(body.get("expires_at")),
+            manifests={str(k): str(v) for k, v in (body.get("manifests") or {}).items()},
+            thumbnails=body.get("thumbnails"),
+        )
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of `list`; pass `next_cursor` back for the next (None: the last page)."""
 

@@ -268,25 +268,52 @@ def upload(
         print(src.digest)
 
 
+def tasks(key: str, as_json: Json = False) -> None:
+    """A job's tasks: status, attempts, what each waits for, and whether it was reused."""
+    found = call(lambda vj: vj.tasks(key))
+    if as_json:
+        print(json.dumps({"tasks": [t.raw for t in found]}, indent=2))
+        return
+    table = Table("name", "kind", "status", "progress", "attempts", "waits for", "reused")
+    for t in found:
+        table.add_row(
+            t.name, t.kind, t.status, f"{t.progress:.0%}", str(t.attempts),
+            ", ".join(t.depends_on), "yes" if t.reused else "",
+        )
+    console.print(table)
+
+
 def download(
     key: str,
-    path: Annotated[Path | None, typer.Argument(help="where to save it (default: KEY.EXT)")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="where to save it (default: KEY[-NAME].EXT, or KEY/)")
+    ] = None,
+    output: Annotated[str | None, typer.Option(help="the named output (outputs[].name)")] = None,
+    package: Annotated[bool, typer.Option(help="every file of the package into PATH/")] = False,
     as_json: Json = False,
 ) -> None:
-    """Save a job's output (resumes a broken transfer; checked against its digest)."""
+    """Save a job's output, a named output or its package (resumes a broken transfer; every
+    file is checked against its digest)."""
 
-    def go(vj: Client) -> Path:
+    def go(vj: Client) -> list[Path]:
+        if package:
+            return vj.download_package(key, path or Path(key))
         target = path
         if target is None:
-            ext = str(vj.get(key).spec.get("output", {}).get("container") or "bin")
-            target = Path(f"{key}.{ext}")
-        return vj.download(key, target)
+            spec = vj.get(key).spec
+            outs = {o.get("name"): o for o in spec.get("outputs") or [] if isinstance(o, dict)}
+            chosen = outs.get(output, {}) if output else spec.get("output") or {}
+            ext = str(chosen.get("container") or "bin")
+            target = Path(f"{key}-{output}.{ext}" if output else f"{key}.{ext}")
+        return [vj.download(key, target, output=output)]
 
     saved = call(go)
     if as_json:
-        print(json.dumps({"key": key, "path": str(saved), "size": saved.stat().st_size}))
+        files = [{"path": str(p), "size": p.stat().st_size} for p in saved]
+        print(json.dumps({"key": key, "files": files} if package else {"key": key, **files[0]}))
     else:
-        print(saved)
+        for p in saved:
+            print(p)
 
 
 def register(app: typer.Typer) -> None:
@@ -299,3 +326,4 @@ def register(app: typer.Typer) -> None:
     app.command()(events)
     app.command()(upload)
     app.command()(download)
+    app.command()(tasks)

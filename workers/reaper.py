@@ -142,12 +142,13 @@ class Reaper:
             self._expire_cursor = (done[-1].id or 0) if len(done) == batch else 0
             for job in done:
                 out = job.output or {}
-                if out.get("expired") or "digest" not in out or job.id is None:
+                files = lifecycle.output_digests(out)
+                if out.get("expired") or not files or job.id is None:
                     continue
                 async with db.transaction() as conn:
                     if await statements.expire_output_if_succeeded(conn, job.id, out):
                         self.expired += 1
-                        candidates.append(str(out["digest"]))
+                        candidates += files
         if upload_s > 0:
             async with db.reader.connect() as conn:
                 old = await lifecycle.select_uploads_before(

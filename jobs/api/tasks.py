@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from jobs.api import deps
 from jobs.api.routes import ERRORS, checked_key
 from jobs.api.sources import serve_output
-from jobs.errors import JobNotFound
+from jobs.errors import JobNotFound, OutputExpired
 from jobs.tasks import views
 from jobs.tasks.graph import Member
 from jobs.tenants import TenantRef
@@ -45,6 +45,12 @@ async def named_output(
     job = await st.service.get(tenant, checked_key(key))
     if job.status != "succeeded" or not job.output:
         raise JobNotFound(f"job {key} has no outputs (it is {job.status})")
+    if job.output.get("expired"):
+        raise OutputExpired(
+            f"the outputs of job {key} expired and were deleted; submit the same edit again "
+            "to run it again (same key)",
+            details={"key": key},
+        )
     outputs = job.output.get("outputs") or {}
     if name not in outputs or not isinstance(outputs[name], dict):
         raise JobNotFound(

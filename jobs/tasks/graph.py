@@ -98,16 +98,22 @@ async def attach(
             "role": statements.TASK,
             "status": statements.WAITING,
         }
-        row = await statements.insert_job_if_absent(conn, values)
+        # A scheduled job's tasks are not due before its run_at (its row's run_after).
+        row = await statements.insert_job_if_absent(conn, values, run_at=job.run_after)
         if row is not None:
             fresh.append((row, EventType.TASK_SUBMITTED))
         else:
             row = await _task_for_update(conn, job.tenant_id, key)
             if row.status not in IN_FLIGHT and not _reusable(row):
-                requeued = await statements.requeue_task_if_rerunnable(conn, row.id or 0)
+                requeued = await statements.requeue_task_if_rerunnable(
+                    conn, row.id or 0, job.run_after
+                )
                 assert requeued is not None, "a locked failed task could not be requeued"
                 row = requeued
                 fresh.append((row, EventType.TASK_REQUEUED))
+            elif row.status in ("pending", "waiting"):  # made by a job scheduled for later?
+                sooner = await statements.advance_task_if_later(conn, row.id or 0, job.run_after)
+                row = sooner or row
             elif row.status == "running" and row.cancel_requested:
                 # A cascade asked it to stop; this job needs it after all.
                 cleared = await statements.set_cancel_request_if_running(conn, row.id or 0, False)
@@ -317,7 +323,7 @@ async def rerun(conn: AsyncConnection, job: Job) -> tuple[Job, list[OutboxEvent]
     events: list[OutboxEvent] = []
     requeued: list[Job] = []
     for m in await members(conn, job.id or 0):
-        row = await statements.requeue_task_if_rerunnable(conn, m.task.id or 0)
+        row = await statements.requeue_task_if_rerunnable(conn, m.task.id or 0, job.run_after)
         if row is not None:
             requeued.append(row)
         await statements.insert_task_edge_if_absent(conn, m.task.id or 0, job.id or 0)

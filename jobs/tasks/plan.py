@@ -13,10 +13,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobs.canonical import canonical_edit
 from jobs.chunking import Chunking, plan_chunks
 from jobs.keys import canonical_json
 from jobs.packaging import plan_package, plan_thumbnails
-from jobs.spec import EditRequest, canonical_edit, output_request
+from jobs.spec import EditRequest, output_request
 from jobs.taskplan import TaskPlan
 from jobs.tasks.chunkplan import Decision
 

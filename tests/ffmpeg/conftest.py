@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.models import Job
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg.binary import FfmpegNotFound, find_ffmpeg
 from workers.ffmpeg.executor import FfmpegExecutor

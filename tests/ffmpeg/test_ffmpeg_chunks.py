@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.chunking import slots
 from jobs.errors import PermanentError
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 from tests.ffmpeg.conftest import lavfi_av, make_clip, make_context
 from tests.support.realmedia import BIKES, real_clip
 from workers.ffmpeg import chunks

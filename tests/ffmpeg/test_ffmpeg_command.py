@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.errors import InvalidRequest, PermanentError
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 from tests.ffmpeg.argv import parse
 from workers.ffmpeg.binary import encoders
 from workers.ffmpeg.command import Window, build_command
@@ -51,7 +52,7 @@ def spec_for(
     req = EditRequest.model_validate(
         {"source": {"digest": DIGEST}, "operations": operations, "output": output or {}}
     )
-    return canonical_edit(req, [DIGEST] * len(list(req.sources())))
+    return canonical_edit(req, [DIGEST] * len(req.inputs()))
 
 
 def build(

@@ -163,3 +163,35 @@ async def test_a_batch_answer_quoting_a_nul_is_stored_and_replayed(http: httpx.A
     assert [x["status"] for x in first.json()["results"]] == [422, 201]
     second = await http.post("/v1/jobs/batch", json=body, headers=headers)
     assert second.json() == first.json() and second.headers["Idempotent-Replayed"] == "true"
+
+
+def outputs_edit(*names: str, **extra: Any) -> dict[str, Any]:
+    return {
+        **edit(7),
+        "outputs": [{"name": n, "container": "mp4", "height": 120 + 20 * i} for i, n in enumerate(names)],
+        **extra,
+    }
+
+
+async def test_a_scheduled_job_of_several_tasks_starts_none_of_them_early(
+    http: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    at = await db.now() + dt.timedelta(seconds=1.5)
+    r = await http.post("/v1/jobs", json=outputs_edit("a", "b", run_at=at.isoformat()))
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    tasks = (await http.get(f"/v1/jobs/{key}/tasks")).json()["tasks"]
+    assert {t["status"] for t in tasks} == {"pending"}
+    claims = ClaimService(db, settings)
+    assert await claims.claim_batch("w", 10) == []  # no task is due before the job's run_at
+    # A job due now that needs one of those tasks brings that one forward, only that one.
+    now = await http.post("/v1/jobs", json=outputs_edit("a"))
+    assert now.status_code == 201, now.text
+    [early] = await claims.claim_batch("w", 10)
+    assert early.key == next(t["key"] for t in tasks if t["name"] == "a")
+    assert await claims.claim_batch("w", 10) == []
+    while not (got := await claims.claim_batch("w", 10)):
+        await asyncio.sleep(0.05)
+    [late] = got
+    assert late.key == next(t["key"] for t in tasks if t["name"] == "b")
+    assert late.started_at is not None and late.started_at >= at

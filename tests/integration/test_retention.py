@@ -23,7 +23,9 @@ from jobs.storage import LocalStorage, Storage
 from jobs.tenants import TenantRef
 from tests.integration.test_pinned_sources import ReadingExecutor
 from tests.integration.test_runner import make_runner, running, wait_for
+from tests.integration.test_tasks import make_graph, outputs_request, plan
 from tests.support.s3 import drop_bucket, new_bucket_storage
+from workers.executor import ExecutorRegistry, SleepExecutor
 from workers.reaper import Reaper
 
 DAY = 86400
@@ -178,3 +180,78 @@ async def test_direct_uploads_never_completed_are_removed_after_their_url_expire
         await store.fetch_staged("a" * 32, tmp_path / "back", None)
     async with db.reader.connect() as conn:
         assert (await conn.execute(sa.text("SELECT count(*) FROM uploads"))).scalar() == 0
+
+
+async def test_a_job_of_several_tasks_expires_with_its_files_but_keeps_what_a_live_job_uses(
+    db: Database, service: JobService, tenant: TenantRef, settings: Settings, store: Storage,
+) -> None:
+    settings = settings.model_copy(update={"output_retention_days": 1})
+    service = JobService(db, settings)
+    executor = SleepExecutor(0.01)
+    runner, wakeup = make_runner(db, settings, store, ExecutorRegistry(executor), concurrency=4)  # type: ignore[arg-type]
+    service.after_commit = lambda events: wakeup.notify()
+    async with running(runner):
+        old = (await service.submit(tenant, outputs_request("a", "b"))).job
+        done = await wait_for(service, tenant, old.key, {"succeeded", "failed"})
+        young = (await service.submit(tenant, outputs_request("a", "c"))).job  # reuses "a"
+        kept = await wait_for(service, tenant, young.key, {"succeeded", "failed"})
+    assert done.status == kept.status == "succeeded"
+    files = {name: out["digest"] for name, out in done.output["outputs"].items()}
+    _, members = await service.tasks(tenant, old.key)
+    for key in [old.key, *(m.task.key for m in members)]:
+        await age(db, job_key=key, days=2)  # the old job and its tasks; the young one is new
+    reaper = Reaper(ClaimService(db, settings), store, prune_interval=0)
+    await reaper.expire()
+    assert (await service.get(tenant, old.key)).output["expired"] is True
+    assert "expired" not in (await service.get(tenant, young.key)).output
+    assert not await store.exists(files["b"])  # nobody's any more
+    assert await store.exists(files["a"])  # also the young job's output "a"
+    app = create_app(ApiState(db=db, service=service, settings=settings, blobs=store))
+    async with db.transaction() as conn:
+        from jobs.tenants import issue_token
+
+        token = await issue_token(conn, tenant.id)
+    h = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        gone = await http.get(f"/v1/jobs/{old.key}/outputs/b", headers=h)
+        assert gone.status_code == 410 and gone.json()["error"]["code"] == "output_expired"
+        live = await http.get(f"/v1/jobs/{young.key}/outputs/a", params={"redirect": "false"}, headers=h)
+        assert live.status_code == 200
+    # The same edit again runs the expired job again, on the same row, and makes its files.
+    runner, wakeup = make_runner(db, settings, store, ExecutorRegistry(executor), concurrency=4)  # type: ignore[arg-type]
+    service.after_commit = lambda events: wakeup.notify()
+    async with running(runner):
+        again = await service.submit(tenant, outputs_request("a", "b"))
+        assert again.job.key == old.key and not again.replayed
+        rerun = await wait_for(service, tenant, old.key, {"succeeded", "failed"})
+    assert rerun.status == "succeeded" and not rerun.output.get("expired")
+    assert await store.exists(rerun.output["outputs"]["b"]["digest"])
+
+
+async def test_a_task_that_a_waiting_job_still_needs_does_not_expire(
+    db: Database, tenant: TenantRef, settings: Settings, store: Storage,
+) -> None:
+    settings = settings.model_copy(update={"output_retention_days": 1})
+    job, tasks = await make_graph(db, tenant, "retained", [plan("x"), plan("y", "x")])
+    path = settings.data_dir / "x.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"made by x")
+    digest, size = await store.put_file(path)
+    jobs_t = Job.__table__  # type: ignore[attr-defined]
+    async with db.transaction() as conn:  # x succeeded long ago; y and the job still wait
+        await conn.execute(
+            sa.update(jobs_t).where(jobs_t.c.id == tasks["x"].id)
+            .values(status="succeeded", output={"digest": digest, "size": size})
+        )  # fmt: skip
+    await age(db, job_key=tasks["x"].key, days=2)
+    reaper = Reaper(ClaimService(db, settings), store, prune_interval=0)
+    await reaper.expire()
+    async with db.reader.connect() as conn:
+        row = (await conn.execute(sa.select(jobs_t.c.output).where(jobs_t.c.id == tasks["x"].id))).one()
+    assert "expired" not in row[0] and await store.exists(digest)
+    async with db.transaction() as conn:  # y ends: nothing waits for x any more
+        await conn.execute(sa.update(jobs_t).where(jobs_t.c.id.in_([tasks["y"].id, job.id])).values(status="cancelled"))
+    await reaper.expire()
+    async with db.reader.connect() as conn:
+        row = (await conn.execute(sa.select(jobs_t.c.output).where(jobs_t.c.id == tasks["x"].id))).one()
+    assert row[0]["expired"] is True and not await store.exists(digest)

@@ -66,7 +66,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "key-includes-priority",
         "inv 1: fields that do not change the output are not in the key",
-        "jobs/spec.py",
+        "jobs/canonical.py",
         'edit = {"source": source, "operations": ops, "output": canonical_output(req)}',
         'edit = {"source": source, "operations": ops, "output": canonical_output(req),'
         ' "priority": req.priority}',
@@ -421,7 +421,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "unbounded-scale",
         "inv 9: operations have bounded numbers",
-        "jobs/spec.py",
+        "jobs/operations.py",
         "    width: int | None = Field(default=None, ge=16, le=7680)\n"
         "    height: int | None = Field(default=None, ge=16, le=4320)\n\n"
         '    @model_validator(mode="after")\n    def _one_side(self) -> Scale:',

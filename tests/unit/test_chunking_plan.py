@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from jobs.canonical import canonical_edit
 from jobs.chunking import blockers, decide, plan_chunks, slots
 from jobs.keys import job_key
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.keys import DigestCache, canonical_json, is_job_key, job_key
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 
 D1 = "sha256:" + "ab" * 32
 D2 = "sha256:" + "cd" * 32
@@ -64,7 +65,8 @@ def test_golden_keys_are_pinned(expected: str) -> None:
 def test_key_is_the_same_in_a_fresh_interpreter() -> None:
     body, digests = GOLDEN[next(iter(GOLDEN))]
     code = (
-        "import json,sys;from jobs.spec import EditRequest,canonical_edit;from jobs.keys import job_key;"
+        "import json,sys;from jobs.spec import EditRequest;from jobs.canonical import canonical_edit;"
+        "from jobs.keys import job_key;"
         "b,d=json.loads(sys.argv[1]);print(job_key('tenant-1',canonical_edit(EditRequest.model_validate(b),d)))"
     )
     out = subprocess.run(
@@ -207,3 +209,45 @@ def test_canonical_form_with_an_open_ended_trim_validates_again() -> None:
     canon = canonical_edit(EditRequest.model_validate(body), [D1])
     assert canon["operations"][0]["end_ms"] is None
     assert key_of(canon) == key_of(body)
+
+
+def test_the_inputs_walk_names_each_source_where_the_key_puts_its_digest() -> None:
+    """`EditRequest.inputs()` is the one walk over an edit's sources: the service resolves
+    them in its order, and the canonical form puts digest i at input i's JSON path."""
+    req = EditRequest.model_validate({
+        "source": {"path": "a.mp4"},
+        "operations": [
+            {"op": "concat", "sources": [{"path": "b.mp4"}, {"digest": "sha256:" + "b" * 64}]},
+            {"op": "trim", "start": 0, "end": 1},
+            {"op": "watermark", "source": {"path": "logo.png"}},
+            {"op": "subtitles", "source": {"digest": "sha256:" + "c" * 64}},
+        ],
+    })  # fmt: skip
+    refs = req.inputs()
+    assert [(r.path, r.kind) for r in refs] == [
+        ("source", "main"),
+        ("operations[0].sources[0]", "concat"),
+        ("operations[0].sources[1]", "concat"),
+        ("operations[2].source", "watermark"),
+        ("operations[3].source", "subtitles"),
+    ]
+    assert [r.image_ok for r in refs] == [False, False, False, True, False]
+    assert [r.is_media for r in refs] == [True, True, True, True, False]
+    digests = [f"sha256:{i:064d}" for i in range(len(refs))]
+    edit = canonical_edit(req, digests)
+    found: dict[str, str] = {}
+
+    def walk(value: object, where: str) -> None:
+        if isinstance(value, dict):
+            if set(value) == {"digest"}:
+                found[where] = value["digest"]
+            for k, v in value.items():
+                walk(v, f"{where}.{k}" if where else k)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+
+    walk(edit, "")
+    assert found == {r.path: d for r, d in zip(refs, digests, strict=True)}
+    with pytest.raises(ValueError):  # one digest too few
+        canonical_edit(req, digests[:-1])

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.api.errors import describe
+from jobs.canonical import canonical_edit
 from jobs.errors import InvalidRequest
 from jobs.keys import job_key
 from jobs.packaging import Package, plan_package, plan_thumbnails
@@ -23,7 +24,7 @@ from jobs.packaging.tokens import (
     verify,
 )
 from jobs.settings import Settings
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 
 D = "sha256:" + "a" * 64
 KEY = "vj1_" + "0" * 64

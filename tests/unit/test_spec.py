@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.api.errors import describe
-from jobs.spec import EditRequest, canonical_output
+from jobs.canonical import canonical_output
+from jobs.spec import EditRequest
 from jobs.timecode import parse_ms
 
 D1 = "sha256:" + "ab" * 32

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.api.errors import describe
+from jobs.canonical import canonical_edit
 from jobs.keys import job_key
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 
 D1 = "sha256:" + "ab" * 32
 INJECTIONS = [

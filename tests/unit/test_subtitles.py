@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from jobs import subtitles
 from jobs.api.errors import describe
-from jobs.spec import EditRequest, canonical_edit
+from jobs.canonical import canonical_edit
+from jobs.spec import EditRequest
 
 D1 = "sha256:" + "ab" * 32
 D2 = "sha256:" + "cd" * 32

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from jobs.canonical import canonical_edit
 from jobs.keys import job_key
-from jobs.spec import EditRequest, canonical_edit
+from jobs.spec import EditRequest
 from jobs.tasks import is_graph, plan, task_key
 from workers.ledger import media_ms
 

@@ -13,7 +13,7 @@ import subprocess
 from functools import lru_cache
 
 from jobs.errors import PermanentError
-from jobs.spec import LOSSLESS_AUDIO, AudioCodec, Output
+from jobs.outputs import LOSSLESS_AUDIO, AudioCodec, Output
 from workers.ffmpeg.controls import controls
 
 ENV_VAR = "VIDJOBS_FFMPEG"
@@ -22,7 +22,7 @@ INSTALL_HINT = (
     "or `pip install imageio-ffmpeg`, or point VIDJOBS_FFMPEG at an ffmpeg binary"
 )
 
-# Output codec name (jobs.spec) -> ffmpeg encoders that produce it, preferred first.
+# Output codec name (jobs.outputs) -> ffmpeg encoders that produce it, preferred first.
 VIDEO_ENCODERS: dict[str, tuple[str, ...]] = {
     "h264": ("libx264",),
     "hevc": ("libx265",),

@@ -11,8 +11,7 @@ import ffmpeg
 
 from jobs.errors import PermanentError
 from jobs.media_ops import Deinterlace, Fade, Loudnorm, Pad, SubtitleMode
-from jobs.spec import (
-    Container,
+from jobs.operations import (
     Crop,
     Flip,
     FlipDirection,
@@ -24,6 +23,7 @@ from jobs.spec import (
     Volume,
     Watermark,
 )
+from jobs.outputs import Container
 from workers.ffmpeg import filters, loudness
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.cropdetect import Detected

@@ -18,19 +18,9 @@ from pydantic import ValidationError
 
 from jobs.errors import PermanentError
 from jobs.media_ops import Loudnorm, SubtitleMode
-from jobs.spec import (
-    AUDIO_CONTAINERS,
-    AudioCodec,
-    Concat,
-    Container,
-    EditRequest,
-    Mute,
-    Speed,
-    Thumbnail,
-    Trim,
-    VideoCodec,
-    Watermark,
-)
+from jobs.operations import Concat, Mute, Speed, Thumbnail, Trim, Watermark
+from jobs.outputs import AUDIO_CONTAINERS, AudioCodec, Container, VideoCodec
+from jobs.spec import EditRequest
 from workers.ffmpeg import filters, hardened, loudness
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from jobs.encoding import Preset
-from jobs.spec import Output
+from jobs.outputs import Output
 
 # Speed/quality trade-offs used when no preset is given (libaom and rav1e defaults are slow).
 DEFAULT_SPEED: dict[str, list[str]] = {

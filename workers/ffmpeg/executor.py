@@ -17,24 +17,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from jobs.canonical import canonical_output
 from jobs.errors import InvalidRequest, PermanentError
 from jobs.media_ops import Loudnorm
-from jobs.spec import (
+from jobs.operations import Crop, Trim
+from jobs.outputs import (
     ALLOWED_AUDIO,
     ALLOWED_VIDEO,
     AUDIO_CONTAINERS,
-    Concat,
     Container,
-    Crop,
-    EditRequest,
     Output,
-    Subtitles,
-    Trim,
     VideoCodec,
-    Watermark,
-    canonical_output,
-    output_request,
 )
+from jobs.spec import EditRequest, output_request
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg import cropdetect, hardened, loudness, subfile
 from workers.ffmpeg.binary import (
@@ -87,16 +82,16 @@ class FfmpegExecutor:
         `window` one chunk of it (`workers.ffmpeg.chunked`)."""
         exe = self.ffmpeg
         req = parse_spec(spec)
-        roles = input_roles(req)
-        if len(ctx.inputs) != len(roles):
+        refs = req.inputs()
+        if len(ctx.inputs) != len(refs):
             raise PermanentError("the job's input files do not match its spec", code="invalid_spec")
         audio_out = is_audio_only(req)
         probes: list[Probe] = []
         media_inputs: list[Path] = []
         subs_source: Path | None = None
         digests = [str(i.get("digest") or "") for i in spec.get("inputs", [])]
-        for i, (path, (label, allow_image)) in enumerate(zip(ctx.inputs, roles, strict=True)):
-            if label == SUBTITLE_ROLE:
+        for i, (path, ref) in enumerate(zip(ctx.inputs, refs, strict=True)):
+            if not ref.is_media:
                 subs_source = path  # not media: read (strictly) below, never probed
                 continue
             media_inputs.append(path)
@@ -104,10 +99,10 @@ class FfmpegExecutor:
             found = await preflight(
                 path,
                 self.limits,
-                allow_image=allow_image,
+                allow_image=ref.image_ok,
                 allow_audio=audio_out and i == 0,
                 ffmpeg=exe,
-                label=label,
+                label=ref.label,
                 known=self._known(digest),
             )
             self._remember(digest, found)
@@ -297,22 +292,6 @@ def output_metadata(made: Probe) -> dict[str, Any]:
 def is_audio_only(req: EditRequest) -> bool:
     out = req.output
     return out.container in AUDIO_CONTAINERS or out.video_codec is VideoCodec.NONE
-
-
-def input_roles(req: EditRequest) -> list[tuple[str, bool]]:
-    """(label for messages, images allowed) for each input, in the spec's input order."""
-    roles = [("the source", False)]
-    for op in req.operations:
-        if isinstance(op, Concat):
-            roles += [(f"concat source {i}", False) for i in range(1, len(op.sources) + 1)]
-        elif isinstance(op, Watermark):
-            roles.append(("the watermark", True))
-        elif isinstance(op, Subtitles):
-            roles.append((SUBTITLE_ROLE, False))
-    return roles
-
-
-SUBTITLE_ROLE = "the subtitle file"
 
 
 def check_encoders(output: Output | Mapping[str, Any], ffmpeg: str | None = None) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from jobs.encoding import TEN_BIT_CODECS
 from jobs.media_ops import Deinterlace, Fade, Pad
-from jobs.spec import Output
+from jobs.outputs import Output
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.graph import F, f, secs
 from workers.ffmpeg.probe import invalid

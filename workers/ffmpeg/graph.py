@@ -16,7 +16,7 @@ from typing import Any
 
 import ffmpeg
 
-from jobs.spec import Crop, Scale, Watermark
+from jobs.operations import Crop, Scale, Watermark
 from workers.ffmpeg.probe import Probe, invalid
 
 # What a filter graph built here can contain: no quotes, spaces, backslashes or text.

@@ -15,16 +15,9 @@ from typing import Any
 
 from jobs.errors import InvalidRequest, PermanentError
 from jobs.media_ops import Loudnorm, Pad
-from jobs.spec import (
-    AUDIO_CONTAINERS,
-    Concat,
-    Crop,
-    EditRequest,
-    Rotate,
-    Scale,
-    VideoCodec,
-    Watermark,
-)
+from jobs.operations import Concat, Crop, Rotate, Scale, Watermark
+from jobs.outputs import AUDIO_CONTAINERS, VideoCodec
+from jobs.spec import EditRequest
 from workers.ffmpeg import filters
 from workers.ffmpeg.command import VIDEO_CONTAINERS, display_size
 from workers.ffmpeg.graph import crop_size, scaled, watermark_box

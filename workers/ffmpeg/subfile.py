@@ -16,7 +16,9 @@ from pathlib import Path
 
 from jobs import subtitles
 from jobs.media_ops import SubtitleMode
-from jobs.spec import Container, EditRequest, Subtitles, Trim
+from jobs.operations import Subtitles, Trim
+from jobs.outputs import Container
+from jobs.spec import EditRequest
 from workers.ffmpeg.probe import check_input_path, invalid
 
 # A path that may stand in a filter graph as the `ass` filter's file name.

@@ -1,5 +1,6 @@
 """Chunked encoding's pieces on real ffmpeg: the PyAV frame index, keyframe-aligned splits,
-frame-exact chunk encodes and the stream-copy stitch.
+frame-exact chunk encodes and the stream-copy stitch. Chunks and the audio are made by the
+edit's own command builder (`build_command` with a `Window`), as the chunk and audio tasks do.
 
 The strongest check is per-frame: with a lossless encoder the stitched output must decode to
 exactly the frames a single-pass decode of the source gives (framemd5), every frame once, in
@@ -12,24 +13,32 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from jobs.canonical import canonical_edit
 from jobs.chunking import slots
 from jobs.errors import PermanentError
-from tests.ffmpeg.conftest import lavfi_av, make_clip
+from jobs.spec import EditRequest
+from tests.ffmpeg.conftest import lavfi_av, make_clip, make_context
 from tests.support.realmedia import BIKES, real_clip
 from workers.ffmpeg import chunks
-from workers.ffmpeg.keyframes import FrameIndex, frame_index, parse_index, split
-from workers.ffmpeg.probe import probe
+from workers.ffmpeg.binary import encoders
+from workers.ffmpeg.command import Window, build_command
+from workers.ffmpeg.executor import FfmpegExecutor
+from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, parse_index, split
+from workers.ffmpeg.probe import Probe, probe
 from workers.ffmpeg.run import Limits
 
 pytestmark = pytest.mark.ffmpeg
 
-LOSSLESS = {"vcodec": "libx264", "crf": 0, "preset": "ultrafast", "pix_fmt": "yuv420p"}
-LOSSY = {"vcodec": "libx264", "crf": 23, "preset": "veryfast", "pix_fmt": "yuv420p"}
+LOSSLESS = {"container": "mp4", "video_codec": "h264", "crf": 0, "preset": "ultrafast"}
+LOSSY = {"container": "mp4", "video_codec": "h264", "crf": 23, "preset": "veryfast"}
+AUDIO = {"container": "mkv", "video_codec": "none", "audio_codec": "aac"}  # the audio task's
+DIGEST = "sha256:" + "3" * 64
 
 
 def x264(*params: str) -> list[str]:
@@ -82,9 +91,21 @@ def ffprobe_streams(ffmpeg: str, path: Path) -> list[dict[str, object]]:
     return list(json.loads(out)["streams"])
 
 
+def edit_argv(
+    ffmpeg: str, src: Path, p: Probe, out: Path, output: Mapping[str, object],
+    window: Window | None = None,
+) -> list[str]:
+    """The argv the edit executor builds for `output` of `src` (one chunk with `window`)."""
+    req = EditRequest.model_validate(
+        {"source": {"digest": DIGEST}, "operations": [], "output": output}
+    )
+    spec = canonical_edit(req, [DIGEST])
+    return build_command(ffmpeg, spec, [src], [p], out, encoders(ffmpeg), window=window).argv
+
+
 async def chunked(
-    ffmpeg: str, src: Path, work: Path, chunk_seconds: float, encoder: dict[str, object]
-) -> tuple[Path, FrameIndex, list[chunks.Chunk]]:
+    ffmpeg: str, src: Path, work: Path, chunk_seconds: float, output: Mapping[str, object]
+) -> tuple[Path, FrameIndex, list[Chunk]]:
     """What the chunk, audio and stitch tasks do, in one process."""
     limits = Limits()
     p = await probe(src, ffmpeg=ffmpeg)
@@ -97,13 +118,13 @@ async def chunked(
         if c.frames == 0:
             continue
         out = work / f"chunk-{c.slot:04d}.mp4"
-        await chunks.run(chunks.chunk_command(ffmpeg, src, p.demuxer, c, out, encoder), limits, {})
+        window = Window(float(c.seek), c.frames)
+        await chunks.run(edit_argv(ffmpeg, src, p, out, output, window), limits, {})
         made.append(out)
     audio = None
     if p.has_audio:
-        audio = work / "audio.m4a"
-        cmd = chunks.audio_command(ffmpeg, src, p.demuxer, audio, {"acodec": "aac"})
-        await chunks.run(cmd, limits, {})
+        audio = work / "audio.mkv"
+        await chunks.run(edit_argv(ffmpeg, src, p, audio, AUDIO), limits, {})
     listing = chunks.write_listing(work, made)
     stitched = work / "stitched.mp4"
     await chunks.run(chunks.stitch_command(ffmpeg, listing, audio, stitched, {}), limits, {})
@@ -157,11 +178,9 @@ async def test_chunked_quality_is_within_half_a_db_of_single_pass(
     src = real_clip(BIKES)
     stitched, _, planned = await chunked(ffmpeg_bin, src, tmp_path / "work", 2.0, LOSSY)
     assert len([c for c in planned if c.frames]) >= 4
-    single = tmp_path / "single.mp4"
-    whole = chunks.chunk_command(
-        ffmpeg_bin, src, "mov", chunks.Chunk(0, 0, 250, Fraction(0)), single, LOSSY
-    )
-    await chunks.run(whole, Limits(), {})
+    single = tmp_path / "single.mp4"  # the same edit in one pass
+    p = await probe(src, ffmpeg=ffmpeg_bin)
+    await chunks.run(edit_argv(ffmpeg_bin, src, p, single, LOSSY), Limits(), {})
 
     def psnr(made: Path) -> float:
         proc = subprocess.run(
@@ -200,3 +219,18 @@ def test_slots_that_hold_no_keyframe_are_empty_and_the_rest_is_covered() -> None
     ]  # fmt: skip
     assert sum(c.frames for c in planned) == 120
     assert planned[1].seek == Fraction(49 + 50, 2) / 10  # half-way back to the frame before
+
+
+async def test_a_chunk_is_its_frames_only_without_audio_even_with_loudnorm(
+    sources: dict[str, Path], tmp_path: Path
+) -> None:
+    # The audio task makes the sound (and measures it); a chunk of a loudnorm edit has no
+    # audio to measure, so the edit executor must not run a measuring pass for it.
+    ctx = make_context(tmp_path / "work", [sources["closed_gop"]], [{"op": "loudnorm"}], LOSSY)
+    made = await FfmpegExecutor().encode(ctx, ctx.job.spec, Window(0.98, 30))
+    assert made.path is not None
+    found = await probe(made.path)
+    assert not found.has_audio
+    index = await frame_index(made.path, found.demuxer, 0, Limits())
+    assert index.frames == 30
+    assert index.pts[0] == 0  # each chunk from 0: the stitch's concat adds them up

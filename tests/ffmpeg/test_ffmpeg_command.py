@@ -3,6 +3,7 @@ when it is safe, and codec checks at submission."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -13,10 +14,12 @@ import pytest
 from jobs.canonical import canonical_edit
 from jobs.errors import InvalidRequest, PermanentError
 from jobs.spec import EditRequest
+from tests.ffmpeg.argv import parse
 from workers.ffmpeg.binary import encoders
-from workers.ffmpeg.command import build_command, file_arg
+from workers.ffmpeg.command import Window, build_command
 from workers.ffmpeg.executor import check_encoders, make_edit_check
 from workers.ffmpeg.graph import atempo_chain, num
+from workers.ffmpeg.hardened import GLOBAL_ARGS, file_arg
 from workers.ffmpeg.probe import FORMAT_WHITELIST, Probe, Stream
 
 pytestmark = pytest.mark.ffmpeg
@@ -57,12 +60,13 @@ def build(
     operations: list[dict[str, Any]],
     output: dict[str, Any] | None = None,
     probes: list[Probe] | None = None,
+    **options: Any,
 ) -> Any:
     probes = probes or [MAIN]
     inputs = [Path(f"/data/in{i}.bin") for i in range(len(probes))]
     return build_command(
         ffmpeg_bin, spec_for(operations, output), inputs, probes, Path("/work/out.mp4"),
-        encoders(ffmpeg_bin),
+        encoders(ffmpeg_bin), **options,
     )  # fmt: skip
 
 
@@ -85,36 +89,58 @@ def test_argv_holds_only_expected_tokens(ffmpeg_bin: str) -> None:
             assert SAFE_TOKEN.fullmatch(token), token
             assert not re.search(r"[\s;&|`$<>\"'\\*?!{}~]", token)
     assert argv.count("-filter_complex") == 1
-    assert "-safe" not in argv and "concat" not in [
-        argv[i + 1] for i, t in enumerate(argv) if t == "-f"
-    ]
+    parsed = parse(argv)
+    assert "-safe" not in argv and all(i.options.get("f") != "concat" for i in parsed.inputs)
     # Every input is read through the file protocol only, with the demuxer allowlisted and forced.
-    inputs = [i for i, token in enumerate(argv) if token == "-i"]
-    assert len(inputs) == 3
-    for i in inputs:
-        j = max(k for k in range(i) if argv[k] == "-protocol_whitelist")
-        assert argv[j : j + 5] == [
-            "-protocol_whitelist",
-            "file",
-            "-format_whitelist",
-            FORMAT_WHITELIST,
-            "-f",
-        ]
-        assert argv[j + 5] in ("mov", "matroska", "png_pipe")
-        assert argv[j + 6 : i : 2] in ([], ["-ss"], ["-to"], ["-ss", "-to"])
-    assert {"-nostdin", "-hide_banner", "-y", "-nostats"} <= set(argv)
-    assert argv[argv.index("-progress") + 1] == "pipe:1"
-    assert argv[-3:] == ["-protocol_whitelist", "file", "file:/work/out.mp4"]
+    assert [i.path for i in parsed.inputs] == [f"file:/data/in{i}.bin" for i in range(3)]
+    for inp in parsed.inputs:
+        assert inp.options.pop("protocol_whitelist") == "file"
+        assert inp.options.pop("format_whitelist") == FORMAT_WHITELIST
+        assert inp.options.pop("f") in ("mov", "matroska", "png_pipe")
+        assert set(inp.options) <= {"ss", "to"}
+    assert parsed.head == [*GLOBAL_ARGS, "-progress", "pipe:1"]
+    assert {"-nostdin", "-hide_banner", "-y", "-nostats"} <= set(parsed.head)  # spelled out
+    (out,) = parsed.outputs
+    assert out.path == "file:/work/out.mp4" and out.options["protocol_whitelist"] == "file"
+    assert out.options["map_metadata"] == out.options["map_chapters"] == "-1"
+    assert out.options["f"] == "matroska" and out.options["c:v"] == "libvpx-vp9"
+    # the picture and the sound, each through its whole chain, in the order of the ops
+    video, audio = out.maps
+    assert parsed.source(video) == "0:0"
+    assert parsed.names(video) == [
+        "scale", "pad", "setsar", "fps", "concat", "trim", "setpts", "scale", "setsar", "crop",
+        "fps", "transpose", "vflip", "setpts", "fps", "overlay", "format",
+    ]  # fmt: skip
+    assert parsed.names(audio)[4:] == ["concat", "atrim", "asetpts", "atempo", "atempo", "volume"]
 
 
 def test_sizes_are_tracked_through_every_op(ffmpeg_bin: str) -> None:
     cmd = build(ffmpeg_bin, ALL_OPS, {"container": "mkv"}, [MAIN, OTHER, LOGO])
     # scale 300 -> 300x226, crop 200x150, rotate -> 150x200
     assert (cmd.width, cmd.height) == (150, 200)
-    graph = cmd.argv[cmd.argv.index("-filter_complex") + 1]
-    assert "concat=n=2:v=1:a=1" in graph and "atempo=2,atempo=1.75" in graph
-    assert "volume=-7.5dB" in graph and "colorchannelmixer=aa=0.4" in graph
-    assert "overlay=x=94:y=16" in graph  # 150 - 40 - 16
+    parsed = parse(cmd.argv)
+    video, audio = parsed.outputs[0].maps
+    (concat,) = parsed.named("concat")
+    assert concat.opts == {"n": "2", "v": "1", "a": "1"} and len(concat.ins) == 4
+    assert parsed.source(concat.ins[0]) == "0:0" and parsed.source(concat.ins[2]) == "1:0"
+    assert parsed.source(concat.ins[1]) == "0:a:0"
+    assert parsed.chain(concat.ins[3])[0].name == "anullsrc"  # the second source has no audio
+    sound = parsed.chain(audio)
+    assert [(f.name, f.args) for f in sound[-3:]] == [
+        ("atempo", ["2"]), ("atempo", ["1.75"]), ("volume", ["-7.5dB"])
+    ]  # fmt: skip
+    picture = parsed.chain(video)
+    assert [f.args for f in picture if f.name in ("scale", "crop")][-2:] == [
+        ["300", "226"], ["200", "150", "2", "2"]
+    ]  # fmt: skip
+    (overlay,) = parsed.named("overlay")
+    assert overlay.opts == {"x": "94", "y": "16"}  # 150 - 40 - 16
+    mark = parsed.chain(overlay.ins[1])
+    assert parsed.source(overlay.ins[1]) == "2:0"
+    assert [(f.name, f.args, f.opts) for f in mark] == [
+        ("scale", ["40", "20"], {}), ("format", ["rgba"], {}),
+        ("colorchannelmixer", [], {"aa": "0.4"}),
+    ]  # fmt: skip
     # 2 s + 1 s, trimmed to 2 s, at 3.5x speed
     assert cmd.expected_duration_ms == 571
 
@@ -132,6 +158,31 @@ def test_fast_trim_copies_only_when_nothing_needs_decoding(ffmpeg_bin: str) -> N
     assert not build(ffmpeg_bin, [fast], {"video_codec": "hevc"}).stream_copy
     assert not build(ffmpeg_bin, [fast], {"audio_codec": "mp3"}).stream_copy
     assert not build(ffmpeg_bin, [{**fast, "fast": False}]).stream_copy
+
+
+def test_a_chunk_window_takes_exactly_its_frames_from_its_seek_without_audio(
+    ffmpeg_bin: str,
+) -> None:
+    ops = [{"op": "scale", "width": 160}, {"op": "volume", "db": -3}, {"op": "loudnorm"}]
+    long = dataclasses.replace(MAIN, duration_ms=10_000)  # loudnorm needs 3 s
+    cmd = build(ffmpeg_bin, ops, probes=[long], window=Window(1.98, 50), threads=2)
+    parsed = parse(cmd.argv)
+    (inp,) = parsed.inputs
+    assert inp.options["ss"] == "1.980000" and "to" not in inp.options
+    (out,) = parsed.outputs
+    (video,) = out.maps  # no audio map: the audio task makes the sound once
+    assert parsed.source(video) == "0:0"
+    assert parsed.names(video)[-1] == "setpts" and parsed.chain(video)[-1].args == ["PTS-STARTPTS"]
+    assert not any(f.name in ("volume", "loudnorm") for f in parsed.filters)
+    assert out.options["frames:v"] == "50" and out.options["fps_mode"] == "passthrough"
+    assert {"an", "sn"} <= set(out.options) and out.options["threads"] == "2"
+    assert cmd.expected_duration_ms is None  # a chunk's progress is done or not
+    assert "-ss" not in build(ffmpeg_bin, ops[:1], window=Window(0.0, 25)).argv
+    concat = {"op": "concat", "sources": [{"digest": DIGEST}]}
+    for refused, probes in (([{"op": "trim", "start": 1}], [MAIN]), ([concat], [MAIN, OTHER])):
+        with pytest.raises(PermanentError) as err:  # a chunk is frames of one whole source
+            build(ffmpeg_bin, refused, probes=probes, window=Window(1.0, 25))
+        assert err.value.code == "invalid_spec"
 
 
 def test_crop_outside_the_frame_fails_before_anything_runs(ffmpeg_bin: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobs.errors import PermanentError
+from tests.ffmpeg.argv import parse
 from tests.ffmpeg.test_ffmpeg_command import GRAPH, MAIN, SAFE_TOKEN, spec_for
 from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoders
@@ -61,21 +62,44 @@ def test_every_new_operation_and_control_gives_known_tokens(ffmpeg_bin: str) -> 
     cmd = build(ffmpeg_bin, EVERYTHING, CONTROLS, media=[SDR], measured=MEASURED)
     check_tokens(cmd.argv)
     check_tokens(cmd.first_pass)
-    graph = cmd.argv[cmd.argv.index("-filter_complex") + 1]
-    assert "bwdif=mode=send_frame:parity=auto:deint=interlaced" in graph
-    assert "pad=428:240:54:0:color=gray" in graph  # 240 * 16 / 9 = 426.7 -> 427 -> 428
-    assert "fade=t=out:st=9.600:d=0.300" in graph  # 9.9 s after the trim
-    assert "volume=2dB,loudnorm=I=-23:TP=-2:LRA=7:measured_I=-30.5" in graph
-    assert "aresample=osr=44100:clev=0.707:slev=0.707:lfe_mix_level=0" in graph
+    parsed = parse(cmd.argv)
+    video, audio = parsed.outputs[0].maps
+    picture = [(f.name, f.args, f.opts) for f in parsed.chain(video)]
+    assert picture == [
+        ("bwdif", [], {"mode": "send_frame", "parity": "auto", "deint": "interlaced"}),
+        ("pad", ["428", "240", "54", "0"], {"color": "gray"}),  # 240 * 16 / 9 -> 427 -> 428
+        ("setsar", ["1"], {}),
+        ("fade", [], {"t": "in", "st": "0", "d": "0.200"}),
+        ("fade", [], {"t": "out", "st": "9.600", "d": "0.300"}),  # 9.9 s after the trim
+        ("format", ["yuv420p"], {}),
+    ]
+    assert parsed.source(video) == "0:0" and parsed.source(audio) == "0:a:0"
+    assert parsed.inputs[0].options["ss"] == "0.100"  # the trim seeks the input
+    sound = parsed.chain(audio)
+    assert [f.name for f in sound] == [
+        "afade", "afade", "volume", "loudnorm", "aresample", "aformat"
+    ]  # fmt: skip
+    assert sound[2].args == ["2dB"]
+    assert sound[3].opts == {
+        "I": "-23", "TP": "-2", "LRA": "7", "measured_I": "-30.5", "measured_TP": "-12.25",
+        "measured_LRA": "3.1", "measured_thresh": "-40.7", "offset": "0.4", "linear": "true",
+    }  # fmt: skip
+    assert sound[4].opts == {
+        "osr": "44100", "clev": "0.707", "slev": "0.707", "lfe_mix_level": "0"
+    }  # fmt: skip
+    assert sound[5].opts == {"channel_layouts": "stereo"}
     assert (cmd.width, cmd.height) == (428, 240)
     argv = cmd.argv
     for option, value in (("-preset", "slow"), ("-profile:v", "high"), ("-level:v", "4.1"),
                           ("-g", "48"), ("-maxrate", "3000k"), ("-bufsize", "6000k"),
                           ("-pass", "2"), ("-passlogfile", "/work/passlog-1")):  # fmt: skip
         assert argv[argv.index(option) + 1] == value
-    first = cmd.first_pass
-    assert first[first.index("-pass") + 1] == "1" and first[-3:] == ["-f", "null", "-"]
-    assert "-an" in first and "-progress" not in first and "[vout]" in first
+    first = parse(cmd.first_pass)
+    (out,) = first.outputs
+    assert out.options["pass"] == "1" and out.options["f"] == "null" and out.path == "-"
+    assert "an" in out.options and "-progress" not in first.head
+    assert first.chain(out.maps[0]) == parsed.chain(video)  # the same picture, no audio
+    assert len(out.maps) == 1
 
 
 def test_hevc_two_pass_and_level_go_through_x265_params(ffmpeg_bin: str) -> None:
@@ -94,17 +118,27 @@ def test_loudnorm_is_measured_first_then_applied(ffmpeg_bin: str) -> None:
     with pytest.raises(PermanentError, match="measuring pass first"):
         build(ffmpeg_bin, ops, {})
     measure = build(ffmpeg_bin, ops, {}, measure=True).argv
-    assert measure[-4:] == ["-sn", "-f", "null", "-"] and "-vn" in measure
-    graph = measure[measure.index("-filter_complex") + 1]
-    assert graph == "[0:a:0]loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json[a1]"  # stops there
+    parsed = parse(measure)
+    (out,) = parsed.outputs
+    assert out.path == "-" and out.options == {"f": "null", "sn": None, "vn": None}
+    (loudnorm,) = parsed.filters  # stops there: the volume after it is not measured
+    assert out.maps == [f"[{loudnorm.outs[0]}]"] and loudnorm.ins == ["0:a:0"]
+    assert loudnorm.name == "loudnorm"
+    assert loudnorm.opts == {"I": "-16", "TP": "-1.5", "LRA": "11", "print_format": "json"}
     assert measure[measure.index("-loglevel") + 1] == "info"
 
 
 def test_hdr_to_eight_bit_is_tone_mapped_and_ten_bit_keeps_its_tags(ffmpeg_bin: str) -> None:
     sdr = build(ffmpeg_bin, [], {}, media=[PQ])
-    graph = sdr.argv[sdr.argv.index("-filter_complex") + 1]
-    assert "zscale=tin=smpte2084:min=bt2020nc:pin=bt2020:t=linear" in graph
-    assert "tonemap=tonemap=hable" in graph and graph.endswith("format=yuv420p[vout]")
+    parsed = parse(sdr.argv)
+    picture = [(f.name, f.args, f.opts) for f in parsed.chain(parsed.outputs[0].maps[0])]
+    assert picture[0] == (
+        "zscale", [], {"tin": "smpte2084", "min": "bt2020nc", "pin": "bt2020", "t": "linear",
+                       "npl": "100"},
+    )  # fmt: skip
+    assert [p[0] for p in picture] == ["zscale", "format", "zscale", "tonemap", "zscale", "format"]
+    assert picture[3][2] == {"tonemap": "hable", "desat": "0"}
+    assert picture[-1] == ("format", ["yuv420p"], {})
     assert sdr.argv[sdr.argv.index("-color_trc") + 1] == "bt709"
     assert sdr.notes["video_processing"]["tone_mapping"].startswith("pq HDR to SDR")
     no_zscale = build(ffmpeg_bin, [], {}, media=[PQ], filters_have=frozenset({"tonemap"}))
@@ -148,6 +182,8 @@ def test_hdr10_metadata_becomes_encoder_params_only_for_a_ten_bit_pq_output(
 
 def test_audio_only_output_has_no_video_at_all(ffmpeg_bin: str) -> None:
     cmd = build(ffmpeg_bin, [{"op": "trim", "end": 1}], {"container": "flac"})
-    assert "-vn" in cmd.argv and "[vout]" not in " ".join(cmd.argv)
+    parsed = parse(cmd.argv)
+    (out,) = parsed.outputs
+    assert "vn" in out.options and out.maps == ["0:a:0"] and not parsed.filters
     assert cmd.argv[cmd.argv.index("-c:a") + 1] == "flac" and "-b:a" not in cmd.argv
     assert cmd.audio_only and cmd.media_type == "audio/flac" and cmd.width is None

@@ -418,3 +418,15 @@ def test_cropdetect_output_is_read_strictly() -> None:
     for lines in ([], ["crop=1:1:0:0"], [good + ";movie=x"], [good.replace("0x5616", "zz")]):
         with pytest.raises(PermanentError, match="printed no result"):
             parse(lines, 160, 120)
+
+
+async def test_loudnorm_of_a_concat_measures_the_joined_sound(
+    run_edit: Any, media: Any, ffmpeg_bin: str
+) -> None:
+    # The measuring pass of a concat sends the joined picture to a second null output, so
+    # that the concat's audio pad (not its video pad) is what loudnorm measures.
+    concat = {"op": "concat", "sources": [{"digest": "sha256:" + "2" * 64}]}
+    ops = [concat, {"op": "loudnorm", "target_lufs": -20}]
+    result, made = await run_edit(ops, {}, inputs=[media.clip, media.clip])
+    assert abs(ebur128_integrated(ffmpeg_bin, result.path) + 20) <= 1.0
+    assert near(made.duration_ms, 4000, 100) and made.has_audio

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from jobs.errors import PermanentError
+from tests.ffmpeg.argv import parse
 
 pytestmark = pytest.mark.ffmpeg
 
@@ -130,8 +131,13 @@ async def test_hostile_cue_text_is_drawn_as_text_and_reads_nothing(
     text = "\n".join(" ".join(c) for c in commands)
     for secret in ("passwd", "null[out]", "drawtext", "%{pts}", "$(id)", "evil.srt"):
         assert secret not in text  # no cue text and no upload path in any argv
-    graph = commands[0][commands[0].index("-filter_complex") + 1]
-    assert re.fullmatch(r"\[0:0\]ass=filename=/[\w/.-]+\.ass,format=yuv420p\[vout\]", graph)
+    parsed = parse(commands[0])
+    burn, fmt = parsed.chain(parsed.outputs[0].maps[0])  # the picture: burned in, nothing else
+    assert burn.name == "ass" and burn.ins == ["0:0"] and not burn.args
+    assert list(burn.opts) == ["filename"] and re.fullmatch(
+        r"/[\w/.-]+\.ass", burn.opts["filename"]
+    )
+    assert (fmt.name, fmt.args) == ("format", ["yuv420p"])
 
 
 @pytest.mark.parametrize(

@@ -457,9 +457,14 @@ MUTANTS: tuple[Mutant, ...] = (
         PROTOCOL,
         more=(
             Edit(
-                CMD,
-                '    tail += ["-protocol_whitelist", "file", file_arg(output)]',
-                "    tail += [file_arg(output)]",
+                "workers/ffmpeg/hardened.py",
+                '        file_arg(path),\n        protocol_whitelist="file",\n        map_metadata',
+                "        file_arg(path),\n        map_metadata",
+            ),
+            Edit(
+                "workers/ffmpeg/hardened.py",
+                '    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}',
+                '    options |= {"format_whitelist": FORMAT_WHITELIST}',
             ),
         ),
     ),
@@ -601,6 +606,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/unit/test_urlguard.py::test_non_public_addresses_are_refused",
         "tests/unit/test_urlguard.py::test_real_dns_localhost_is_refused",
         "tests/integration/test_url_import.py::test_private_loopback_and_link_local_targets_are_refused_before_any_request",
+    ),
+    m(
+        "chunk-takes-more-than-its-frames",
+        "chunked encoding: every source frame comes out once (a chunk is exactly its frames)",
+        CMD,
+        '        extra += ["-frames:v", str(window.frames), "-fps_mode", "passthrough", "-sn"]\n',
+        '        extra += ["-fps_mode", "passthrough", "-sn"]  # MUTANT: to the end of the source\n',
+        "tests/ffmpeg/test_ffmpeg_chunks.py::test_every_source_frame_comes_out_once_in_order",
+        "tests/ffmpeg/test_ffmpeg_command.py::test_a_chunk_window_takes_exactly_its_frames_from_its_seek_without_audio",
     ),
 )
 

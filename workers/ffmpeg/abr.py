@@ -1,8 +1,9 @@
 """Pure command builders for renditions, packages and sprite sheets (probes in, argv out).
 
-Every command is built with ffmpeg-python's graph API (`ffmpeg.input` / `filter` / `output`
-compile to an argument list, never a shell line), then hardened here: `-nostdin`, quiet
-logs, machine-readable progress, and the protocol and demuxer allowlists on every input.
+Every command is built with ffmpeg-python's graph API (`filter` / `output` compile to an
+argument list, never a shell line) on `hardened.source` inputs (file protocol, demuxer
+allowlist); a rendition is a `hardened.sink` compiled by `hardened.compile_argv`, packages
+and sprites (segment-pattern outputs) get `-nostdin`, quiet logs and progress from `harden`.
 Only numbers formatted by `graph.num` and names made here reach a filter or a muxer option.
 """
 
@@ -18,9 +19,10 @@ from typing import Any
 import ffmpeg
 
 from jobs.packaging.models import PackageFormat
+from workers.ffmpeg import hardened
 from workers.ffmpeg.graph import even, num
-from workers.ffmpeg.hardened import GLOBAL_ARGS, PROGRESS_ARGS, file_arg
-from workers.ffmpeg.probe import FORMAT_WHITELIST, INPUT_FORMATS, Probe, invalid
+from workers.ffmpeg.hardened import GLOBAL_ARGS, PROGRESS_ARGS
+from workers.ffmpeg.probe import Probe, invalid
 
 AUDIO_RATE = 48_000
 AUDIO_CODECS = "mp4a.40.2"  # AAC-LC, what ffmpeg's aac encoder writes
@@ -52,24 +54,12 @@ def h264_level(width: int, height: int, fps: float, maxrate_kbps: int) -> int:
 
 
 def harden(stream: Any, exe: str, *, progress: bool = True) -> list[str]:
-    """Compile an ffmpeg-python output node and add the global hardening options."""
+    """Compile an ffmpeg-python output node whose file names are segment patterns (which
+    `hardened.sink` refuses) and add the global hardening options; the inputs are
+    `hardened.source`s. Single-file outputs go through `hardened.compile_argv`."""
     argv: list[str] = ffmpeg.compile(stream, cmd=exe)  # -y comes with GLOBAL_ARGS
     extra = [*GLOBAL_ARGS, *(PROGRESS_ARGS if progress else ())]
     return [argv[0], *extra, *argv[1:]]
-
-
-def media_input(path: Path, demuxer: str, **options: Any) -> Any:
-    """An input node with the allowlists every job input gets (`options`: more input
-    options, e.g. a seek)."""
-    if demuxer not in INPUT_FORMATS:
-        raise invalid(f"input format {demuxer!r} is not allowed")
-    return ffmpeg.input(
-        file_arg(path),
-        protocol_whitelist="file",
-        format_whitelist=FORMAT_WHITELIST,
-        f=demuxer,
-        **options,
-    )
 
 
 @dataclass(frozen=True)
@@ -135,7 +125,6 @@ class RungVideo:
             "sc_threshold": 0,
             "x264-params": "scenecut=0:open-gop=0",
             "force_key_frames": f"expr:gte(t,n_forced*{self.segment_seconds})",
-            "map_metadata": -1,
         }
 
     @property
@@ -178,13 +167,13 @@ def rendition_command(
     of a ladder has the same segment boundaries; AAC stereo at 48 kHz when the source has
     audio. Written as a faststart MP4 that the package task segments without re-encoding."""
     rung = rung_video(probe, height, video_kbps, segment_seconds)
-    inp = media_input(source, probe.demuxer)
+    inp = hardened.source(source, probe.demuxer)
     streams = [rung.filters(inp[str(probe.video_index)])]
-    opts: dict[str, Any] = {**rung.options(), "movflags": "+faststart", "f": "mp4"}
+    opts: dict[str, Any] = {**rung.options(), "movflags": "+faststart", "format": "mp4"}
     if probe.has_audio:
         streams.append(inp["a:0"])
         opts.update(audio_options(audio_kbps))
-    argv = harden(ffmpeg.output(*streams, file_arg(out), **opts), exe)
+    argv = hardened.compile_argv(hardened.sink(streams, out, **opts), exe, progress=True)
     return RenditionPlan(
         argv, rung.width, rung.height, rung.fps, rung.gop, rung.level, probe.has_audio
     )
@@ -206,7 +195,7 @@ def package_command(
     `chunk-<r>-<n>.m4s`) with the audio as its own adaptation set (the first rung's audio),
     `manifest.mpd`, and for cmaf also HLS media playlists `media_<r>.m3u8` over the same
     segments. The HLS master playlist is written by `manifests.write_master`."""
-    inputs = [media_input(p, "mov") for p in renditions]
+    inputs = [hardened.source(p, "mov") for p in renditions]
     if fmt is PackageFormat.HLS:
         streams: list[Any] = []
         for inp in inputs:
@@ -273,7 +262,7 @@ def sprites_command(
     per_sheet = columns * rows
     sheets = math.ceil(count / per_sheet)
     video = (
-        media_input(source, probe.demuxer)[str(probe.video_index)]
+        hardened.source(source, probe.demuxer)[str(probe.video_index)]
         .filter("fps", f"1/{interval}")
         .filter("scale", width, thumb_h)
         .filter("setsar", 1)

@@ -1,60 +1,35 @@
-"""Chunked encoding's three commands: one chunk's exact frame range, the whole audio once,
-and the stitch that joins the chunks by stream copy and verifies what it made.
+"""Chunked encoding's stitch: the chunk files joined by stream copy with the audio, and the
+check of what it made (every chunk frame once).
 
-Commands are built with ffmpeg-python's graph API (an argument list, never a shell) and run
-by the hardened runner. A chunk seeks its input half-way back to the frame before its first
+The chunks and the audio are the edit's own commands (`command.build_command`, with a
+`Window` for a chunk): a chunk seeks its input half-way back to the frame before its first
 frame (`keyframes.Chunk.seek`), so the first frame shown is exactly its first, then takes
 exactly its frame count with timestamps passed through (variable frame rate kept). Every
 chunk is its own encoder run, so it starts with an IDR frame: a closed GOP at each boundary.
+The stitch is built with ffmpeg-python's graph API (an argument list, never a shell) and run
+by the hardened runner.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ffmpeg
 
 from jobs.errors import PermanentError
-from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index
+from workers.ffmpeg.keyframes import FrameIndex, frame_index
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error", "-nostats")
 CHUNK_NAME = re.compile(r"^chunk-\d{4}\.(mp4|mkv|mov)$")
-VideoChain = Callable[[Any], Any]  # an ffmpeg-python video stream in, the edit's chain out
 
 
 def _compiled(node: Any, exe: str) -> list[str]:
     argv: list[str] = node.global_args(*GLOBAL_ARGS).overwrite_output().compile(cmd=exe)
     return argv
-
-
-def _input(path: Path, demuxer: str, **options: Any) -> Any:
-    return ffmpeg.input(f"file:{path}", f=demuxer, protocol_whitelist="file", **options)
-
-
-def chunk_command(
-    exe: str, src: Path, demuxer: str, chunk: Chunk, out: Path,
-    encoder: Mapping[str, Any], chain: VideoChain | None = None,
-) -> list[str]:
-    """Frames [chunk.first, chunk.end) of `src`, video only, encoded with `encoder`."""
-    seek = {"ss": f"{float(chunk.seek):.6f}"} if chunk.seek else {}
-    video = _input(src, demuxer, **seek).video
-    if chain is not None:
-        video = chain(video)
-    video = video.filter("setpts", "PTS-STARTPTS")  # each chunk from 0: the concat adds them up
-    options = {"frames:v": chunk.frames, "fps_mode": "passthrough", **encoder}
-    return _compiled(ffmpeg.output(video, f"file:{out}", an=None, sn=None, **options), exe)
-
-
-def audio_command(
-    exe: str, src: Path, demuxer: str, out: Path, encoder: Mapping[str, Any]
-) -> list[str]:
-    """The source's whole audio, once (chunked audio would click and gap at boundaries)."""
-    audio = _input(src, demuxer).audio
-    return _compiled(ffmpeg.output(audio, f"file:{out}", vn=None, sn=None, **encoder), exe)
 
 
 def write_listing(workdir: Path, chunk_files: Sequence[Path]) -> Path:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ffmpeg as ffmpeg_python
 from pydantic import ValidationError
 
 from jobs.errors import PermanentError
@@ -25,13 +26,8 @@ from workers.ffmpeg.avprobe import MediaInfo
 from workers.ffmpeg.binary import encoder_args, video_encoder
 from workers.ffmpeg.chain import Chain
 from workers.ffmpeg.cropdetect import Detected
-from workers.ffmpeg.graph import (
-    Graph,
-    concat_inputs,
-    secs,
-)
-from workers.ffmpeg.hardened import GLOBAL_ARGS, PROGRESS_ARGS, file_arg
-from workers.ffmpeg.probe import Probe, input_args, invalid
+from workers.ffmpeg.graph import concat_inputs, f, secs
+from workers.ffmpeg.probe import Probe, invalid
 from workers.ffmpeg.subfile import SubtitleFile
 
 VIDEO_CONTAINERS = frozenset({Container.MP4, Container.MOV, Container.MKV, Container.WEBM})
@@ -186,11 +182,9 @@ def build_command(
     trim = next((op for op in ops if isinstance(op, Trim)), None)
     thumb = next((op for op in ops if isinstance(op, Thumbnail)), None)
     speed = next((op.factor for op in ops if isinstance(op, Speed)), 1.0)
-    argv = [ffmpeg, *GLOBAL_ARGS, *PROGRESS_ARGS]
-    if measure:
-        argv = [ffmpeg, *GLOBAL_ARGS[:3], *loudness.MEASURE_LOGLEVEL, "-nostats"]
-    tail = ["-map_metadata", "-1", "-map_chapters", "-1", *output_args(container)]
-    tail += ["-protocol_whitelist", "file", file_arg(output)]
+    if window is not None and (concat or trim or thumb or measure or audio_only):
+        # a chunk is frames [first, end) of one whole source (`jobs.chunking.blockers`)
+        raise PermanentError("a chunk is of one whole video source", code="invalid_spec")
     media_type = MEDIA_TYPES[container]
     if audio_only:
         media_type = AUDIO_ONLY_TYPES.get(container, media_type)
@@ -213,41 +207,38 @@ def build_command(
         return Command(argv, output, media_type, expected, main.width, main.height, True)
 
     w, h = (0, 0) if audio_only else display_size(main, concat is not None, video_out)
-    chain = Chain(Graph(), w, h, video_out, main.fps)
+    chain = Chain(w, h, video_out, main.fps)
     chain.info, chain.measure, chain.measured = info, measure, measured
     chain.video = not audio_only and not (measure and concat is None)
+    chain.audio_done = not want_audio  # a chunk's, a muted edit's: no audio chain to build
     if concat is None:
         start = trim.start if trim else 0
         if thumb is not None:
             start += round(thumb.at * speed)  # seek straight to the frame: nothing before it
-        argv += [*input_args(inputs[0], main.demuxer), *_seek(start, trim.end if trim else None)]
-        argv += ["-ss", f"{window.seek:.6f}"] if window is not None and window.seek else []
-        argv += ["-i", file_arg(inputs[0])]
-        chain.v, chain.a = f"0:{main.video_index}", ("0:a:0" if main.has_audio else None)
+        seek = _seek_options(start, trim.end if trim else None)
+        if window is not None:
+            seek = {"ss": f"{window.seek:.6f}"} if window.seek else {}
+        inp = hardened.source(inputs[0], main.demuxer, **seek)
+        chain.v, chain.a = inp[str(main.video_index)], (inp["a:0"] if main.has_audio else None)
     else:
-        for i in range(mains):
-            argv += [*input_args(inputs[i], probes[i].demuxer), "-i", file_arg(inputs[i])]
-        v, a = concat_inputs(chain.g, probes[:mains], w, h, want_audio)
-        chain.v, chain.a, chain.a_is_label = v, a, True
+        sources = [hardened.source(inputs[i], probes[i].demuxer) for i in range(mains)]
+        chain.v, chain.a = concat_inputs(sources, probes[:mains], w, h, want_audio)
         if trim is not None:
-            cut = f"start={secs(trim.start)}"
-            cut += f":end={secs(trim.end)}" if trim.end is not None else ""
-            chain.vf += [f"trim={cut}", "setpts=PTS-STARTPTS"]
-            chain.af += [f"atrim={cut}", "asetpts=PTS-STARTPTS"]
-    if watermark is not None:
-        argv += [*input_args(inputs[mains], probes[mains].demuxer), "-i", file_arg(inputs[mains])]
+            cut = {"start": secs(trim.start)}
+            cut |= {"end": secs(trim.end)} if trim.end is not None else {}
+            chain.vf += [f("trim", **cut), f("setpts", "PTS-STARTPTS")]
+            chain.af += [f("atrim", **cut), f("asetpts", "PTS-STARTPTS")]
     soft = subtitles is not None and subtitles.mode is SubtitleMode.SOFT and not measure
-    if soft and subtitles is not None:
-        argv += ["-protocol_whitelist", "file", "-format_whitelist", subtitles.demuxer]
-        argv += ["-f", subtitles.demuxer, "-i", file_arg(subtitles.path)]
     chain.subtitles, chain.detected = subtitles, detected
     for i, op in enumerate(ops):
         if isinstance(op, Watermark):
             if chain.video and not measure:
-                chain.watermark(op, mains, probes[mains])
+                wp = probes[mains]
+                mark = hardened.source(inputs[mains], wp.demuxer)[str(wp.video_index)]
+                chain.watermark(op, mark, wp)
         elif isinstance(op, Thumbnail):
             if concat is not None:  # single inputs seek to the frame instead (above)
-                chain.vf += [f"trim=start={secs(op.at)}", "setpts=PTS-STARTPTS"]
+                chain.vf += [f("trim", start=secs(op.at)), f("setpts", "PTS-STARTPTS")]
         else:
             chain.apply(op, before[i])
     depth = filters.output_depth(req.output, info)
@@ -256,22 +247,20 @@ def build_command(
     hdr10 = filters.hdr10(info, depth, venc, chain.notes) if video_out else None
     chain.vf += tone
     if window is not None:
-        chain.vf.append("setpts=PTS-STARTPTS")  # each chunk from 0: the concat adds them up
+        chain.vf.append(f("setpts", "PTS-STARTPTS"))  # each chunk from 0: the concat adds them up
     if want_audio and not measure:
         chain.af += filters.audio_out(req.output, norm is not None, info)
-    graph, audio_map = chain.finish(container, want_audio)
+    video, audio = chain.finish(container, want_audio)
     notes = chain.notes.as_metadata()
     if measure:
-        if audio_map is None:
+        if audio is None:
             raise invalid("'loudnorm' needs audio, but the output keeps none")
-        argv += ["-filter_complex", graph] if graph else []
-        argv += ["-map", audio_map, "-vn", "-sn", "-f", "null", "-"]
+        out = hardened.null_sink([audio], vn=None, sn=None)
+        if concat is not None:  # the concat's video pad must go somewhere: a null output
+            out = ffmpeg_python.merge_outputs(out, hardened.null_sink([chain.v]))
+        argv = hardened.compile_argv(out, ffmpeg, loglevel="info")
         return Command(argv, output, media_type, expected, None, None, audio_only=audio_only)
-    argv += ["-filter_complex", graph] if graph else []
-    maps = ["-map", "[vout]"] if chain.video else []
-    if audio_map is not None:
-        maps += ["-map", audio_map]
-    if audio_only and audio_map is None:
+    if audio_only and audio is None:
         raise invalid("an audio output needs audio, but none is left")
     pix_fmt = "yuv420p10le" if depth == 10 else "yuv420p"
     first_pass = None
@@ -281,22 +270,27 @@ def build_command(
         first = encoder_args(
             req.output, encoders, False, pix_fmt=pix_fmt, two_pass=(1, str(stats)), hdr10=hdr10
         )
-        first_pass = [*argv, "-map", "[vout]", *first, *tags, "-f", "null", "-"]
-        first_pass = [a for a in first_pass if a not in PROGRESS_ARGS]
+        first_out = hardened.null_sink([video], **hardened.options([*first, *tags]))
+        first_pass = hardened.compile_argv(first_out, ffmpeg)
     passes = (2, str(stats)) if first_pass is not None else None
-    if soft and subtitles is not None:
-        maps += ["-map", f"{len(inputs)}:0", "-c:s", subtitles.codec]
-        if subtitles.language is not None:
-            maps += ["-metadata:s:s:0", f"language={subtitles.language}"]
-    argv += maps + encoder_args(
-        req.output, encoders, audio_map is not None, pix_fmt=pix_fmt, two_pass=passes, hdr10=hdr10
+    streams = [s for s in (video, audio) if s is not None]
+    codec = encoder_args(
+        req.output, encoders, audio is not None, pix_fmt=pix_fmt, two_pass=passes, hdr10=hdr10
     )
-    argv += tags
-    argv += ["-threads", str(threads)] if threads else []
-    if window is not None:
-        argv += ["-frames:v", str(window.frames), "-fps_mode", "passthrough", "-an", "-sn"]
+    extra: list[str] = []
+    if soft and subtitles is not None:
+        streams.append(hardened.subtitle_source(subtitles.path, subtitles.demuxer)["0"])
+        extra += ["-c:s", subtitles.codec]
+        if subtitles.language is not None:
+            extra += ["-metadata:s:s:0", f"language={subtitles.language}"]
+    extra += ["-threads", str(threads)] if threads else []
+    if window is not None:  # exactly the chunk's frames, their timestamps kept, no audio
+        extra += ["-frames:v", str(window.frames), "-fps_mode", "passthrough", "-sn"]
+        extra += [] if "-an" in codec else ["-an"]  # the encoder's options say it already
+    options = hardened.options([*codec, *tags, *extra])
+    out = hardened.sink(streams, output, **options, **output_options(container))
     return Command(
-        argv + tail,
+        hardened.compile_argv(out, ffmpeg, progress=True),
         output,
         media_type,
         None if thumb or window else expected,  # a chunk's progress: done or not
@@ -329,15 +323,6 @@ def _stream_copy(
     return hardened.compile_argv(out, ffmpeg, progress=True)
 
 
-def output_args(container: Container) -> list[str]:
-    """Muxer options as arguments (see `output_options`)."""
-    options = output_options(container)
-    args = ["-f", options.pop("format")]
-    for key, value in options.items():
-        args += [f"-{key}", value]
-    return args
-
-
 def output_options(container: Container) -> dict[str, str]:
     """Muxer options: the format is always forced from our own allowlist, never guessed."""
     muxer = {
@@ -368,10 +353,6 @@ def _seek_options(start_ms: int, end_ms: int | None) -> dict[str, str]:
     keyframe cut."""
     options = {"ss": secs(start_ms)} if start_ms else {}
     return options | ({"to": secs(end_ms)} if end_ms is not None else {})
-
-
-def _seek(start_ms: int, end_ms: int | None) -> list[str]:
-    return [arg for k, v in _seek_options(start_ms, end_ms).items() for arg in (f"-{k}", v)]
 
 
 def display_size(main: Probe, concat: bool, video_out: bool) -> tuple[int, int]:

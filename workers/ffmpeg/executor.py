@@ -140,7 +140,7 @@ class FfmpegExecutor:
         norm = next((op for op in req.operations if isinstance(op, Loudnorm)), None)
         measured = None
         try:
-            if norm is not None:
+            if norm is not None and window is None:  # a chunk has no audio to measure
                 measured = await self._measure(build(measure=True).argv, redact)
             cmd = build(measured=measured)
             if cmd.first_pass is not None:
@@ -238,7 +238,7 @@ class FfmpegExecutor:
         if norm is None or measured is None:
             return {}
         audio = hardened.source(cmd.output, made.demuxer)["a:0"]
-        out = hardened.null_sink([audio], af=loudness.measure_filter())
+        out = hardened.null_sink([loudness.measure_filter().to(audio)])
         after = await self._measure(hardened.compile_argv(out, exe, loglevel="info"), redact)
         return {
             "loudness": {

@@ -1,8 +1,9 @@
 """Filter-graph pieces for `command.py`: fixed filter names, numbers formatted here.
 
 Nothing in this module accepts text from a request. Numbers pass through `num`/`secs`, which
-only ever emit digits, a sign and a decimal point, and `Graph.render` checks the finished
-graph against a small character set as a last line of defence.
+only ever emit digits, a sign and a decimal point. Filters are `F` values applied to
+ffmpeg-python streams; `hardened.compile_argv` checks the compiled graph against
+`GRAPH_CHARS` as a last line of defence.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ffmpeg
 
 from jobs.operations import Crop, Scale, Watermark
 from workers.ffmpeg.probe import Probe, invalid
@@ -39,29 +44,29 @@ def even(x: float) -> int:
     return max(2, int(x / 2 + 0.5) * 2)
 
 
-class Graph:
-    """A filter graph assembled from fixed filter names and formatted numbers only."""
+@dataclass(frozen=True)
+class F:
+    """One filter: a fixed name, positional options and named options (numbers formatted
+    here, names from enums). `to` adds it to an ffmpeg-python stream."""
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.count = 0
+    name: str
+    args: tuple[str | int, ...] = ()
+    kwargs: tuple[tuple[str, str | int], ...] = ()
 
-    def label(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
+    def to(self, stream: Any) -> Any:
+        return stream.filter(self.name, *self.args, **dict(self.kwargs))
 
-    def chain(self, src: str, filters: list[str], prefix: str = "v") -> str:
-        if not filters:
-            return src
-        out = self.label(prefix)
-        self.parts.append(f"[{src}]{','.join(filters)}[{out}]")
-        return out
 
-    def render(self) -> str:
-        graph = ";".join(self.parts)
-        if not GRAPH_CHARS.fullmatch(graph):
-            raise ValueError(f"refusing a filter graph with unexpected characters: {graph!r}")
-        return graph
+def f(name: str, *args: str | int, **kwargs: str | int) -> F:
+    """A filter for `F.to` (ffmpeg-python writes named options sorted by name)."""
+    return F(name, args, tuple(kwargs.items()))
+
+
+def apply(stream: Any, filters: Sequence[F]) -> Any:
+    """`stream` through `filters` in order."""
+    for one in filters:
+        stream = one.to(stream)
+    return stream
 
 
 def scaled(w: int, h: int, op: Scale, video_out: bool) -> tuple[int, int]:
@@ -91,48 +96,57 @@ def atempo_chain(factor: float) -> list[float]:
 
 
 def concat_inputs(
-    g: Graph, probes: Sequence[Probe], w: int, h: int, want_audio: bool
-) -> tuple[str, str | None]:
-    """The concat filter (never the concat demuxer) over every main input, each scaled,
-    padded and resampled to w x h, the first input's frame rate and one audio layout."""
+    inputs: Sequence[Any], probes: Sequence[Probe], w: int, h: int, want_audio: bool
+) -> tuple[Any, Any | None]:
+    """The concat filter (never the concat demuxer) over every main input (ffmpeg-python
+    input nodes), each scaled, padded and resampled to w x h, the first input's frame rate
+    and one audio layout. Returns the video and audio streams."""
     fps = num(probes[0].fps or 25.0)
-    pads: list[str] = []
-    for i, p in enumerate(probes):
-        pads.append(
-            g.chain(
-                f"{i}:{p.video_index}",
-                [
-                    f"scale={w}:{h}:force_original_aspect_ratio=decrease",
-                    f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2",
-                    "setsar=1",
-                    f"fps={fps}",
-                ],
-                "c",
-            )
-        )
+    pads: list[Any] = []
+    for i, (inp, p) in enumerate(zip(inputs, probes, strict=True)):
+        video = [
+            f("scale", w, h, force_original_aspect_ratio="decrease"),
+            f("pad", w, h, "(ow-iw)/2", "(oh-ih)/2"),
+            f("setsar", 1),
+            f("fps", fps),
+        ]
+        pads.append(apply(inp[str(p.video_index)], video))
         if not want_audio:
             continue
         if p.has_audio:
-            pads.append(
-                g.chain(
-                    f"{i}:a:0",
-                    [
-                        "aresample=48000",
-                        "aformat=sample_fmts=fltp:channel_layouts=stereo",
-                    ],
-                    "c",
-                )
-            )
+            audio = [
+                f("aresample", 48000),
+                f("aformat", sample_fmts="fltp", channel_layouts="stereo"),
+            ]
+            pads.append(apply(inp["a:0"], audio))
         elif p.duration_ms is None:
             raise invalid(f"concat input {i + 1} has no audio track and no known duration")
         else:
-            label = g.label("c")
-            g.parts.append(f"anullsrc=r=48000:cl=stereo,atrim=end={secs(p.duration_ms)}[{label}]")
-            pads.append(label)
-    outs = "[vcat][acat]" if want_audio else "[vcat]"
-    streams = "".join(f"[{x}]" for x in pads)
-    g.parts.append(f"{streams}concat=n={len(probes)}:v=1:a={int(want_audio)}{outs}")
-    return "vcat", ("acat" if want_audio else None)
+            pads.append(silence(p.duration_ms))
+    joined = ffmpeg.concat(*pads, v=1, a=int(want_audio)).node
+    return joined[0], (joined[1] if want_audio else None)
+
+
+def silence(duration_ms: int) -> Any:
+    """`anullsrc` (48 kHz stereo) cut to `duration_ms`: ffmpeg-python has no source filters,
+    so the node is made here with no inputs."""
+    node = _SourceNode("anullsrc", r=48000, cl="stereo")
+    return node.stream().filter("atrim", end=secs(duration_ms))
+
+
+class _SourceNode(ffmpeg.nodes.FilterNode):  # type: ignore[misc]
+    def __init__(self, name: str, **kwargs: str | int) -> None:
+        ffmpeg.nodes.Node.__init__(
+            self,
+            stream_spec=None,
+            name=name,
+            incoming_stream_types={ffmpeg.nodes.FilterableStream},
+            outgoing_stream_type=ffmpeg.nodes.FilterableStream,
+            min_inputs=0,
+            max_inputs=0,
+            args=[],
+            kwargs=kwargs,
+        )
 
 
 def crop_size(op: Crop, w: int, h: int, video_out: bool) -> tuple[int, int]:
@@ -164,17 +178,14 @@ def watermark_box(op: Watermark, mw: int, mh: int, w: int, h: int) -> tuple[int,
     return x, y, ww, wh
 
 
-def overlay(g: Graph, base: str, op: Watermark, index: int, wp: Probe, w: int, h: int) -> str:
-    """Overlay the watermark image at a corner (with margin) or the centre, in pixels."""
+def overlay(base: Any, mark: Any, op: Watermark, wp: Probe, w: int, h: int) -> Any:
+    """Overlay the watermark image stream `mark` at a corner (with margin) or the centre."""
     if not wp.width or not wp.height:
         raise invalid("the watermark has no readable frame size")
     x, y, ww, wh = watermark_box(op, wp.width, wp.height, w, h)
-    filters: list[str] = []
+    filters: list[F] = []
     if op.width is not None:
-        filters.append(f"scale={ww}:{wh}")
+        filters.append(f("scale", ww, wh))
     if op.opacity < 1:
-        filters += ["format=rgba", f"colorchannelmixer=aa={num(op.opacity)}"]
-    mark = g.chain(f"{index}:{wp.video_index}", filters, "w")
-    out = g.label("v")
-    g.parts.append(f"[{base}][{mark}]overlay=x={x}:y={y}[{out}]")
-    return out
+        filters += [f("format", "rgba"), f("colorchannelmixer", aa=num(op.opacity))]
+    return ffmpeg.filter([base, apply(mark, filters)], "overlay", x=x, y=y)

@@ -35,6 +35,8 @@ from workers.ffmpeg.probe import FORMAT_WHITELIST, INPUT_FORMATS, invalid
 
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-y", "-loglevel", "error", "-nostats")
 PROGRESS_ARGS = ("-progress", "pipe:1")
+SUBTITLE_FORMATS = frozenset({"ass", "srt", "webvtt"})
+_FLAGS = frozenset({"-an", "-vn", "-sn", "-dn"})
 _PATH_CHARS = re.compile(r"[\x00-\x1f\x7f%]")
 
 
@@ -53,14 +55,42 @@ def source(path: Path, demuxer: str | None = None, **options: Any) -> Any:
         raise invalid(f"input format {demuxer!r} is not allowed")
     if demuxer is not None:
         options["format"] = demuxer
-    return ffmpeg.input(
-        file_arg(path), protocol_whitelist="file", format_whitelist=FORMAT_WHITELIST, **options
-    )
+    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}
+    return _Input("input", kwargs={"filename": file_arg(path), **options}).stream()
+
+
+def subtitle_source(path: Path, demuxer: str) -> Any:
+    """An input for a subtitle file we wrote ourselves: only its own demuxer is allowed."""
+    if demuxer not in SUBTITLE_FORMATS:
+        raise invalid(f"subtitle format {demuxer!r} is not allowed")
+    options = {"protocol_whitelist": "file", "format_whitelist": demuxer, "format": demuxer}
+    return _Input("input", kwargs={"filename": file_arg(path), **options}).stream()
+
+
+def options(args: Sequence[str]) -> dict[str, str | None]:
+    """Output options given as an argument list (`["-c:v", "libx264", "-an"]`) as the
+    keyword arguments ffmpeg-python takes (which it writes sorted by name: every option
+    here is per output or per stream, so their order does not matter to ffmpeg)."""
+    out: dict[str, str | None] = {}
+    i = 0
+    while i < len(args):
+        name = args[i]
+        if not name.startswith("-") or name[1:] in out:
+            raise ValueError(f"not an option list: {args!r}")
+        value = None if name in _FLAGS else args[i + 1]
+        out[name[1:]] = value
+        i += 1 if value is None else 2
+    return out
 
 
 def sink(streams: Sequence[Any], path: Path, **options: Any) -> Any:
     """A file output of `streams`, through the `file` protocol only, with no metadata or
     chapters copied from the inputs. `options` are output options (`format`, `c`, ...)."""
+    size = options.get("video_size")
+    if size is not None and not isinstance(size, str):
+        # ffmpeg-python 0.2.0 tests a non-string size with `collections.Iterable`, which
+        # Python 3.10 removed: write it as "WxH" here.
+        options["video_size"] = f"{int(size[0])}x{int(size[1])}"
     return ffmpeg.output(
         *streams,
         file_arg(path),
@@ -101,6 +131,18 @@ def compile_argv(
             raise ValueError(f"unexpected log level {loglevel!r}")
         head[head.index("-loglevel") + 1] = loglevel
     return [exe, *head, *(PROGRESS_ARGS if progress else ()), *args]
+
+
+class _Input(InputNode):  # type: ignore[misc]
+    """An input that is itself only: ffmpeg-python merges nodes with equal contents, so two
+    concat sources of the same file would become one input feeding one chain twice (which
+    ffmpeg refuses without a `split`)."""
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
 
 def _nodes(out: Any) -> list[Any]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobs.media_ops import Loudnorm
-from workers.ffmpeg.graph import num
+from workers.ffmpeg.graph import F, f, num
 from workers.ffmpeg.probe import invalid
 
 _HEADER = re.compile(r"^\[Parsed_loudnorm_\d{1,3} @ 0x[0-9a-f]{1,16}\]\s*$")
@@ -47,25 +47,27 @@ class Measured:
     target_offset: float
 
 
-def measure_filter(op: Loudnorm | None = None) -> str:
+def measure_filter(op: Loudnorm | None = None) -> F:
     """The first pass: measure only (the output is thrown away)."""
     if op is None:  # measuring a finished file: the targets do not matter
-        return "loudnorm=print_format=json"
-    return f"loudnorm={_targets(op)}:print_format=json"
+        return f("loudnorm", print_format="json")
+    return f("loudnorm", **_targets(op), print_format="json")
 
 
-def apply_filter(op: Loudnorm, m: Measured) -> str:
+def apply_filter(op: Loudnorm, m: Measured) -> F:
     """The second pass: normalise with the measured values (linear when loudnorm can)."""
-    measured = (
-        f"measured_I={num(m.input_i)}:measured_TP={num(m.input_tp)}"
-        f":measured_LRA={num(m.input_lra)}:measured_thresh={num(m.input_thresh)}"
-        f":offset={num(m.target_offset)}"
-    )
-    return f"loudnorm={_targets(op)}:{measured}:linear=true"
+    measured = {
+        "measured_I": num(m.input_i),
+        "measured_TP": num(m.input_tp),
+        "measured_LRA": num(m.input_lra),
+        "measured_thresh": num(m.input_thresh),
+        "offset": num(m.target_offset),
+    }
+    return f("loudnorm", **_targets(op), **measured, linear="true")
 
 
-def _targets(op: Loudnorm) -> str:
-    return f"I={num(op.target_lufs)}:TP={num(op.true_peak_db)}:LRA={num(op.lra)}"
+def _targets(op: Loudnorm) -> dict[str, str]:
+    return {"I": num(op.target_lufs), "TP": num(op.true_peak_db), "LRA": num(op.lra)}
 
 
 def parse_measurement(lines: Sequence[str]) -> Measured:

@@ -19,17 +19,15 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import ffmpeg
 from pydantic import Field
 
 from jobs.errors import PermanentError
 from jobs.packaging.specs import TaskInput, parse_task_spec
 from jobs.specbase import Strict
 from workers.executor import DepOutput, ExecutionContext, ExecutionResult
-from workers.ffmpeg import chunks
-from workers.ffmpeg.abr import RungVideo, audio_options, harden, media_input, rung_video
+from workers.ffmpeg import chunks, hardened
+from workers.ffmpeg.abr import RungVideo, audio_options, rung_video
 from workers.ffmpeg.chunked import link_chunks, verify_stitched
-from workers.ffmpeg.hardened import file_arg
 from workers.ffmpeg.keyframes import frame_index
 from workers.ffmpeg.probe import preflight, probe
 from workers.ffmpeg.rendition import RENDITION_FILE, FfmpegTask
@@ -83,22 +81,22 @@ def chunk_command(
     seek = math.floor(first * 1_000_000 / rung.fps) / 1_000_000  # at or before tick `first`
     # From the keyframe before the first tick, no frame dropped (-noaccurate_seek -ss).
     options = {"noaccurate_seek": None, "ss": f"{seek:.6f}"} if first > 0 else {}
-    inp = media_input(source, demuxer, **options)
+    inp = hardened.source(source, demuxer, **options)
     video = inp[str(video_index)].filter("setpts", f"PTS+{seek:.6f}/TB")  # the one-pass clock
     trim: dict[str, Any] = {"start_pts": first}  # in ticks: the fps filter's time base is 1/fps
-    opts: dict[str, Any] = {**rung.options(), "an": None, "sn": None, "f": "mp4"}
+    opts: dict[str, Any] = {**rung.options(), "an": None, "sn": None, "format": "mp4"}
     if end is not None:
         trim["end_pts"] = end
         opts["frames:v"] = end - first
     video = rung.filters(video).filter("trim", **trim).filter("setpts", "PTS-STARTPTS")
-    return harden(ffmpeg.output(video, file_arg(out), **opts), exe)
+    return hardened.compile_argv(hardened.sink([video], out, **opts), exe, progress=True)
 
 
 def audio_command(exe: str, source: Path, demuxer: str, out: Path, kbps: int) -> list[str]:
     """The source's first audio stream as the rungs carry it, once for all of them."""
-    audio = media_input(source, demuxer)["a:0"]
-    opts = {**audio_options(kbps), "vn": None, "sn": None, "map_metadata": -1, "f": "mp4"}
-    return harden(ffmpeg.output(audio, file_arg(out), **opts), exe)
+    audio = hardened.source(source, demuxer)["a:0"]
+    opts = {**audio_options(kbps), "vn": None, "sn": None, "format": "mp4"}
+    return hardened.compile_argv(hardened.sink([audio], out, **opts), exe, progress=True)
 
 
 class RungChunkExecutor(FfmpegTask):

@@ -19,8 +19,9 @@ import ffmpeg
 from jobs.operations import Crop, Scale, Watermark
 from workers.ffmpeg.probe import Probe, invalid
 
-# What a filter graph built here can contain: no quotes, spaces, backslashes or text.
-GRAPH_CHARS = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-/()]+")
+# What a filter graph built here can contain: no quotes, spaces, backslashes or text ("+"
+# for the timestamp sums of our own expressions, e.g. a rung chunk's `PTS+2.000000/TB`).
+GRAPH_CHARS = re.compile(r"[A-Za-z0-9_:\[\]=,;.\-+/()]+")
 
 
 def num(x: float) -> str:

@@ -79,7 +79,16 @@ def _list_local(root: Path) -> set[str]:
 
 async def check_storage(audit: Audit, db: Database, env: dict[str, str], s3_endpoint: str | None) -> None:
     async with db.engine.connect() as conn:
+        # Stored objects are uploads/imports (a `blobs` row each) and job outputs (the job's
+        # output names its digest).
         rows = set((await conn.execute(sa.text("SELECT digest FROM blobs"))).scalars())
+        rows |= set(
+            (
+                await conn.execute(
+                    sa.text("SELECT output->>'digest' FROM jobs WHERE output->>'digest' IS NOT NULL")
+                )
+            ).scalars()
+        )
     url = env["VIDJOBS_STORAGE_URL"]
     if url.startswith("s3://"):
         assert s3_endpoint
@@ -88,10 +97,10 @@ async def check_storage(audit: Audit, db: Database, env: dict[str, str], s3_endp
         objects, open_uploads = _list_local(Path(url.removeprefix("file://"))), 0
     orphans, dangling = sorted(objects - rows), sorted(rows - objects)
     audit.check(
-        "storage: no orphaned objects or rows, no open multipart upload",
+        "storage: no orphaned objects, none missing, no open multipart upload",
         not orphans and not dangling and open_uploads == 0,
-        f"{len(objects)} objects, {len(rows)} blob rows; objects without a row {len(orphans)} "
-        f"{orphans[:2]}; rows without an object {len(dangling)} {dangling[:2]}; "
+        f"{len(objects)} objects, {len(rows)} referenced (blob rows, job outputs); unreferenced objects {len(orphans)} "
+        f"{orphans[:2]}; references without an object {len(dangling)} {dangling[:2]}; "
         f"open multipart uploads {open_uploads}",
     )
 

@@ -3,9 +3,10 @@
     python -m harness.broken fence worker --executor sleep ...   # no fence on finishing
     python -m harness.broken drop worker --executor sleep ...    # loses one job per process
 
-fence: the statement that records outcomes loses its fencing condition (`status = running
-AND fencing_token = token`), so a zombie whose lease was taken over still finishes its job:
-the audit must see a second completion. drop: the first success this process records is
+fence: the statements lose their fencing condition (`status = running AND fencing_token =
+token`: the outcome statement and every `_fenced` one, heartbeats included) and the worker
+its own check of its lease before recording, so a zombie whose lease was taken over still
+finishes its job: the audit must see a second completion. drop: the first success this process records is
 written as a cancellation nobody asked for, so that job never ends succeeded or failed: the
 audit must see a lost job. Then `workers.cli` runs as usual.
 """
@@ -23,7 +24,20 @@ from jobs.outcomes import Outcome, OutcomeKind
 FENCE = f"jobs.status = '{pgsql.RUNNING}' AND jobs.fencing_token = o.token"
 
 
+class _NoDeadline:
+    """workers.runner._Queued without its deadline: the outcome is recorded however late."""
+
+    def __init__(self, outcome: Outcome, deadline: float) -> None:
+        self.outcome = outcome
+        self.deadline = float("inf")
+
+
 def break_fence() -> None:
+    from workers import runner
+
+    assert hasattr(runner, "_Queued"), "workers.runner._Queued changed; update harness.broken"
+    runner._Queued = _NoDeadline  # type: ignore[assignment,misc]
+    statements._fenced = lambda job_id, token: (statements.c.id == job_id,)
     for name in ("RECORD_SUCCESSES_AND_CLAIM_DUE", "RECORD_OUTCOMES_AND_CLAIM_DUE"):
         sql = getattr(pgsql, name)
         assert FENCE in sql, f"the fence of pgsql.{name} changed; update harness.broken"

@@ -46,8 +46,10 @@ PRESETS: dict[str, dict[str, Any]] = {
               "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 300},
     "full": {"share": 0.6, "seconds": 600, "interval": 3.2, "executor": "sleep",
              "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 1500},
-    "ffmpeg": {"jobs": 40, "seconds": 45, "interval": 6.0, "executor": "ffmpeg",
-               "job_seconds": 0.0, "hold": 3.0, "faults": ",".join(PROCESS_KINDS)},
+    # Real ffmpeg: the process faults and a worker partitioned from PostgreSQL mid-transcode.
+    "ffmpeg": {"jobs": 40, "seconds": 60, "interval": 6.0, "executor": "ffmpeg",
+               "job_seconds": 0.0, "hold": 3.0,
+               "faults": ",".join((*PROCESS_KINDS, "partition_worker_db"))},
     "soak": {"share": 0.5, "seconds": 1800, "interval": 0.0, "executor": "sleep",
              "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 1500, "faults": "none",
              "sample_period": 15.0},
@@ -147,9 +149,11 @@ async def run(args: argparse.Namespace) -> int:
         start = time.monotonic()
         sampler = Sampler(fleet, db_stats, period=args.sample_period)
         sampling = asyncio.create_task(sampler.run(start, stop))
-        inject = asyncio.create_task(injector.run(start, stop))
+        load_over = asyncio.Event()
+        inject = asyncio.create_task(injector.run(start, load_over))
         load = await Load(fleet.api_url, token, jobs, args.seconds, args.seed).run()
         load_done = time.monotonic()
+        load_over.set()
         print(f"load done in {load_done - start:.0f} s: {len(load.answers)} answers", flush=True)
         await asyncio.wait_for(inject, args.seconds + 300)
         assert fleet.toxiproxy is not None
@@ -188,6 +192,7 @@ async def run(args: argparse.Namespace) -> int:
         await check_scratch(audit, fleet.scratch_dirs(), wait_seconds=15)
         audit.figures["capacity"] = capacity
         audit.figures["offered"] = offered
+        # What the fleet was actually offered: new jobs over the time the load really took.
         audit.figures["achieved"] = len(load.accepted_keys) / max(1.0, load_done - start)
         config = {
             "seed": args.seed,

@@ -85,6 +85,8 @@ class Injector:
 
     async def run(self, start: float, stop: asyncio.Event) -> None:
         for fault in self.faults:
+            if stop.is_set():  # the load window is over: no fault would meet work any more
+                return
             delay = start + fault.at - time.monotonic()
             if delay > 0:
                 try:

@@ -142,7 +142,10 @@ class Load:
             if r.status_code in (429, 502, 503):
                 await asyncio.sleep(min(2.0, float(r.headers.get("Retry-After", "1")) * 0.5))
                 continue
-            data = r.json()
+            try:
+                data = r.json()
+            except ValueError:  # every error should be the JSON envelope: record what came
+                data = {"not_json": r.text[:300], "content_type": r.headers.get("content-type")}
             answer = Answer(
                 kind,
                 index,

@@ -48,8 +48,9 @@ def render(
         f"| **double effects** | **{audit.figures.get('double_effects')}** |",
         f"| requests that got no answer | {len(load.gave_up)} |",
         f"| faults injected | {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) |",
-        f"| **load / capacity** | **{audit.figures.get('offered', 0) / max(1e-9, audit.figures.get('capacity', 1)):.2f}** "
-        f"(offered {audit.figures.get('offered', 0):.1f} new jobs/s; capacity {config.get('capacity', 'n/a')}) |",
+        f"| **load / capacity** | **{audit.figures.get('achieved', 0) / max(1e-9, audit.figures.get('capacity', 1)):.2f}** "
+        f"(new jobs offered {audit.figures.get('achieved', 0):.1f}/s over the load window, planned "
+        f"{audit.figures.get('offered', 0):.1f}/s; capacity {config.get('capacity', 'n/a')}) |",
         f"| webhook effects (deduplicated) | {audit.figures.get('webhook_effects')} |",
         f"| fault to progress resuming | {_secs(recovered)}"
         + (f" (max {max(recovered) / config['lease']:.2f} leases)" if recovered and config.get("lease") else "")

@@ -85,6 +85,7 @@ class Fleet:
     kafka_listeners: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> ports
     scratch_tmpfs: dict[str, Path] = field(default_factory=dict)  # worker name -> mount
     scratch_mb: int = 48
+    proxy_ports: dict[str, int] = field(default_factory=dict)  # proxy name -> its port
     wrapper: str = ""  # harness.broken mode for the workers ("fence"/"drop"): a self-test
 
     def names(self) -> list[str]:
@@ -118,7 +119,14 @@ class Fleet:
     def start_services(self) -> None:
         self.toxiproxy = Toxiproxy(self._services("toxiproxy-start"))
         self.database_url = self._services("postgres-start")
-        self.kafka_listeners = {n: (free_port(), free_port()) for n in self.names()}
+        # Each process's Kafka proxy first (toxiproxy picks its port), so that the broker's
+        # listener for that process can advertise it.
+        self.proxy_ports = {}
+        for name in self.names():
+            real = free_port()
+            adv = self.toxiproxy.create(f"kafka-{name}", f"127.0.0.1:{real}")
+            self.kafka_listeners[name] = (real, adv)
+            self.proxy_ports[f"kafka-{name}"] = adv
         spec = ",".join(
             f"{n.upper().replace('-', '_')}:{real}:{adv}"
             for n, (real, adv) in self.kafka_listeners.items()
@@ -135,24 +143,15 @@ class Fleet:
         tp = self.toxiproxy
         pg = urlsplit(self.database_url)
         s3 = urlsplit(self.s3.get("VIDJOBS_TEST_S3_ENDPOINT", ""))
-        self.proxy_ports: dict[str, int] = {}
         for name in self.names():
-            port = free_port()
-            tp.create(f"pg-{name}", port, f"{pg.hostname}:{pg.port}")
-            self.proxy_ports[f"pg-{name}"] = port
-            real, adv = self.kafka_listeners[name]
-            tp.create(f"kafka-{name}", adv, f"127.0.0.1:{real}")
-            self.proxy_ports[f"kafka-{name}"] = adv
+            self.proxy_ports[f"pg-{name}"] = tp.create(f"pg-{name}", f"{pg.hostname}:{pg.port}")
             if self.storage == "s3":
-                port = free_port()
-                tp.create(f"s3-{name}", port, f"{s3.hostname}:{s3.port}")
-                self.proxy_ports[f"s3-{name}"] = port
+                self.proxy_ports[f"s3-{name}"] = tp.create(f"s3-{name}", f"{s3.hostname}:{s3.port}")
 
     def proxy_webhooks(self, receiver_port: int) -> str:
         """The receiver's address as the dispatcher sees it: through the `hook` proxy."""
         assert self.toxiproxy is not None
-        port = free_port()
-        self.toxiproxy.create("hook", port, f"127.0.0.1:{receiver_port}")
+        port = self.toxiproxy.create("hook", f"127.0.0.1:{receiver_port}")
         return f"http://127.0.0.1:{port}/hook"
 
     def proxies_of(self, service: str, roles: tuple[str, ...] = ()) -> list[str]:

@@ -30,12 +30,14 @@ class Toxiproxy:
             raise ToxiproxyError(f"{method} {path}: HTTP {r.status_code} {r.text[:300]}")
         return r.json() if r.content else None
 
-    def create(self, name: str, listen_port: int, upstream: str) -> None:
-        self._call(
+    def create(self, name: str, upstream: str, listen_port: int = 0) -> int:
+        """A proxy to `upstream`; with port 0 the server picks a free one. Returns the port."""
+        made = self._call(
             "POST",
             "/proxies",
             {"name": name, "listen": f"127.0.0.1:{listen_port}", "upstream": upstream, "enabled": True},
         )
+        return int(made["listen"].rsplit(":", 1)[1])
 
     def proxies(self) -> dict[str, Any]:
         return dict(self._call("GET", "/proxies"))

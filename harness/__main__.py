@@ -42,9 +42,9 @@ from harness.webhooks import Receiver
 from jobs.db import Database
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "short": {"share": 0.5, "seconds": 100, "interval": 5.0, "executor": "sleep",
+    "short": {"share": 0.5, "seconds": 100, "interval": 4.0, "executor": "sleep",
               "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 300},
-    "full": {"share": 0.6, "seconds": 600, "interval": 3.2, "executor": "sleep",
+    "full": {"share": 0.6, "seconds": 720, "interval": 3.4, "executor": "sleep",
              "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 1500},
     # Real ffmpeg: the process faults and a worker partitioned from PostgreSQL mid-transcode.
     "ffmpeg": {"jobs": 40, "seconds": 60, "interval": 6.0, "executor": "ffmpeg",
@@ -144,7 +144,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"capacity {capacity:.1f} jobs/s ({capacity_note}); offering {offered:.1f} new jobs/s "
               f"= {offered / capacity:.2f} of it: {jobs} submissions", flush=True)
 
-        injector = Injector(fleet, faults, completions)
+        injector = Injector(fleet, faults, completions, required=len(kinds))
         stop = asyncio.Event()
         start = time.monotonic()
         sampler = Sampler(fleet, db_stats, period=args.sample_period)

@@ -82,10 +82,11 @@ class Injector:
     completions: Callable[[], Awaitable[int]]  # succeeded jobs so far
     log: list[str] = field(default_factory=list)
     measuring: list[asyncio.Task[None]] = field(default_factory=list)
+    required: int = 0  # the first faults (one of each kind) happen even after the load
 
     async def run(self, start: float, stop: asyncio.Event) -> None:
-        for fault in self.faults:
-            if stop.is_set():  # the load window is over: no fault would meet work any more
+        for n, fault in enumerate(self.faults):
+            if stop.is_set() and n >= self.required:  # the load is over, every kind was seen
                 return
             delay = start + fault.at - time.monotonic()
             if delay > 0:

@@ -237,10 +237,13 @@ async def fetch_prepared(
     assert raw is not None
     try:
         rows: Sequence[Mapping[str, Any]] = await raw.fetch(sql, *args)
-    except Exception:
-        if raw.is_closed():
-            await conn.invalidate()
-        raise
+    except Exception as exc:
+        if not raw.is_closed():
+            raise
+        await conn.invalidate()
+        # As SQLAlchemy reports a connection lost under its own statements (a 503 at the
+        # API, a retry in a worker), not as a bare asyncpg error (it was an HTML-less 500).
+        raise sa.exc.DBAPIError(sql, args, exc, connection_invalidated=True) from exc
     return rows
 
 

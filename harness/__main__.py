@@ -158,6 +158,7 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.wait_for(inject, args.seconds + 300)
         assert fleet.toxiproxy is not None
         fleet.toxiproxy.reset()  # nothing a fault did to the network outlives the run
+        fleet.ensure_services()  # a restart that failed is retried, as an operator would
         for proc in fleet.procs:  # whatever a fault left down comes back, as under a supervisor
             if proc.stopped:
                 fleet.resume(proc)

@@ -99,7 +99,11 @@ class Injector:
             fault.started = time.monotonic()
             # Measure from the moment of the fault, while the injection (restarts) goes on.
             self.measuring.append(asyncio.create_task(self._measure(fault, before)))
-            await self._inject(fault)
+            try:
+                await self._inject(fault)
+            except Exception as exc:  # e.g. a restart that timed out on a loaded machine
+                fault.note = f"{fault.note} injection failed: {exc!s:.200}".strip()
+                print(f"fault {fault.kind} failed: {exc}", flush=True)
             self.log.append(f"t={fault.started - start:6.1f}s {fault.kind} {fault.note}")
 
     async def _completions(self) -> int:

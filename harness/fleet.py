@@ -168,6 +168,11 @@ class Fleet:
     def restart_kafka(self) -> None:
         self._services("kafka-restart")
 
+    def ensure_services(self) -> None:
+        """PostgreSQL and Kafka up again (start reuses one that runs, on the same ports)."""
+        self._services("postgres-start")
+        self._services("kafka-start")
+
     def stop_services(self) -> None:
         self.unmount_scratch()
         for command in ("kafka-stop", "postgres-stop", "s3-stop", "toxiproxy-stop"):

@@ -221,19 +221,25 @@ class Load:
                 await self._post(http, "idempotent", index, raw, header)  # the client's retry
 
     async def _after_completion(self, http: httpx.AsyncClient) -> None:
-        """Resubmit edits whose jobs have succeeded (waits for each, bounded)."""
-        for _, index in self._after:
-            key = self.result.keys.get(index)
-            deadline = time.monotonic() + 120
-            while key and time.monotonic() < deadline:
-                try:
-                    status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
-                except (httpx.HTTPError, ValueError):
-                    status = None
-                if status in ("succeeded", "failed"):
-                    break
-                await asyncio.sleep(0.5)
-            await self._post(http, "after_completion", index, json.dumps(body(index)))
+        """Resubmit edits whose jobs have succeeded (waits for each, bounded), as many at a
+        time as the load's concurrency (one by one, they outlasted a long run's window)."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(index: int) -> None:
+            async with sem:
+                key = self.result.keys.get(index)
+                deadline = time.monotonic() + 120
+                while key and time.monotonic() < deadline:
+                    try:
+                        status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
+                    except (httpx.HTTPError, ValueError):
+                        status = None
+                    if status in ("succeeded", "failed"):
+                        break
+                    await asyncio.sleep(0.5)
+                await self._post(http, "after_completion", index, json.dumps(body(index)))
+
+        await asyncio.gather(*(one(index) for _, index in self._after))
 
 
 # Trim starts are bounded (24 h): job i starts at i s, so the probe's indexes (from here)

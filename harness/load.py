@@ -6,6 +6,15 @@
 - after completion: an edit resubmitted once its job has succeeded
 
 Every request is retried on connection errors, 503 and 429 (bounded), as a client would.
+
+The mix: `MIX` lists the job shapes with their weights; a job's shape is a function of its
+index, so a duplicate repeats its original's shape. Today every shape is a single edit (the
+sleep executor for scale; `--executor ffmpeg` runs the same shapes through real ffmpeg).
+Ladders and chunked jobs (multi-task jobs, being built) join as new MIX entries whose body
+asks for them; the audit's per-task checks then apply to them.
+
+`measure_capacity` offers unique jobs as fast as the fleet takes them, with no faults, and
+gives the completion rate: the harness then offers a set share of it.
 """
 
 from __future__ import annotations
@@ -14,25 +23,56 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 
-def body(i: int) -> dict[str, Any]:
+def _trim(i: int) -> dict[str, Any]:
     return {
         "source": {"path": "clip.mp4"},
         "operations": [{"op": "trim", "start_ms": i, "end_ms": i + 500}],
     }
 
 
+def _trim_scale(i: int) -> dict[str, Any]:
+    body = _trim(i)
+    body["operations"].append({"op": "scale", "width": 320})
+    return body
+
+
+# (shape, weight, body of job i). Ladders and chunked jobs are added here (see above).
+MIX: list[tuple[str, float, Callable[[int], dict[str, Any]]]] = [
+    ("single_trim", 0.7, _trim),
+    ("single_trim_scale", 0.3, _trim_scale),
+]
+
+
+def shape(i: int) -> str:
+    """The mix entry of job i: a fixed function of i (duplicates repeat it)."""
+    draw = random.Random(i).random() * sum(w for _, w, _ in MIX)
+    for name, weight, _ in MIX:
+        draw -= weight
+        if draw < 0:
+            return name
+    return MIX[-1][0]
+
+
+def body(i: int) -> dict[str, Any]:
+    return next(make for name, _, make in MIX if name == shape(i))(i)
+
+
 def reordered(i: int) -> str:
     # Same edit: keys in another order, times as seconds with trailing zeros.
-    return (
-        f'{{"operations": [{{"end": {(i + 500) / 1000:.4f}, "op": "trim", "start": "{i}ms"}}],'
-        f' "source": {{"path": "clip.mp4"}}}}'
+    ops = [{"end": f"{(i + 500) / 1000:.4f}", "op": "trim", "start": f"{i}ms"}]
+    ops += [dict(reversed(op.items())) for op in body(i)["operations"][1:]]
+    text = ", ".join(
+        "{" + ", ".join(f'"{k}": {v if k == "end" else json.dumps(v)}' for k, v in op.items()) + "}"
+        for op in ops
     )
+    return f'{{"operations": [{text}], "source": {{"path": "clip.mp4"}}}}'
 
 
 @dataclass
@@ -61,8 +101,18 @@ class LoadResult:
 
 class Load:
     def __init__(
-        self, url: str, token: str, jobs: int, seconds: float, seed: int, concurrency: int = 8
+        self,
+        url: str,
+        token: str,
+        jobs: int,
+        seconds: float,
+        seed: int,
+        concurrency: int = 32,
+        first_index: int = 0,
+        duplicates: bool = True,
     ) -> None:
+        self.first_index = first_index
+        self.duplicates = duplicates
         self.url = url
         self.token = token
         self.jobs = jobs
@@ -92,7 +142,10 @@ class Load:
             if r.status_code in (429, 502, 503):
                 await asyncio.sleep(min(2.0, float(r.headers.get("Retry-After", "1")) * 0.5))
                 continue
-            data = r.json()
+            try:
+                data = r.json()
+            except ValueError:  # every error should be the JSON envelope: record what came
+                data = {"not_json": r.text[:300], "content_type": r.headers.get("content-type")}
             answer = Answer(
                 kind,
                 index,
@@ -129,14 +182,16 @@ class Load:
         return self.result
 
     def _plan(self) -> list[tuple[str, int]]:
-        unique = round(self.jobs * 0.75)
+        unique = round(self.jobs * 0.75) if self.duplicates else self.jobs
         dups = self.jobs - unique
-        plan: list[tuple[str, int]] = [("new", i * 1000) for i in range(unique)]
+        plan: list[tuple[str, int]] = [
+            ("new", (self.first_index + i) * 1000) for i in range(unique)
+        ]
         kinds = ["twin", "reordered", "idempotent"]
         later: list[tuple[str, int]] = []
         for d in range(dups):
             kind = kinds[d % 3] if d % 4 else "after_completion"
-            target = self.rng.randrange(unique) * 1000
+            target = (self.first_index + self.rng.randrange(unique)) * 1000
             later.append((kind, target))
         for item in later:
             if item[0] != "after_completion":
@@ -166,16 +221,56 @@ class Load:
                 await self._post(http, "idempotent", index, raw, header)  # the client's retry
 
     async def _after_completion(self, http: httpx.AsyncClient) -> None:
-        """Resubmit edits whose jobs have succeeded (waits for each, bounded)."""
-        for _, index in self._after:
-            key = self.result.keys.get(index)
-            deadline = time.monotonic() + 120
-            while key and time.monotonic() < deadline:
-                try:
-                    status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
-                except (httpx.HTTPError, ValueError):
-                    status = None
-                if status in ("succeeded", "failed"):
-                    break
-                await asyncio.sleep(0.5)
-            await self._post(http, "after_completion", index, json.dumps(body(index)))
+        """Resubmit edits whose jobs have succeeded (waits for each, bounded), as many at a
+        time as the load's concurrency (one by one, they outlasted a long run's window)."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(index: int) -> None:
+            async with sem:
+                key = self.result.keys.get(index)
+                deadline = time.monotonic() + 120
+                while key and time.monotonic() < deadline:
+                    try:
+                        status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
+                    except (httpx.HTTPError, ValueError):
+                        status = None
+                    if status in ("succeeded", "failed"):
+                        break
+                    await asyncio.sleep(0.5)
+                await self._post(http, "after_completion", index, json.dumps(body(index)))
+
+        await asyncio.gather(*(one(index) for _, index in self._after))
+
+
+# Trim starts are bounded (24 h): job i starts at i s, so the probe's indexes (from here)
+# stay clear of a run's own (fewer than 60,000 unique jobs).
+PROBE_FIRST = 60_000
+
+
+async def measure_capacity(
+    url: str, token: str, jobs: int, seed: int, done: Callable[[], Awaitable[int]]
+) -> tuple[float, LoadResult]:
+    """Offer `jobs` unique jobs at once (no faults) and time their completions: the rate
+    between the 10th and 90th percentile completion, in jobs/s (start-up and tail excluded).
+    Returns (capacity, the probe's answers: they are audited like the rest)."""
+    before = await done()
+    load = Load(url, token, jobs, 0.0, seed, concurrency=64, first_index=PROBE_FIRST, duplicates=False)
+    submit = asyncio.create_task(load.run())
+    marks: dict[int, float] = {}
+    deadline = time.monotonic() + 600
+    lo, hi = before + jobs // 10, before + (jobs * 9) // 10
+    while time.monotonic() < deadline:
+        n = await done()
+        now = time.monotonic()
+        for mark in (lo, hi):
+            if n >= mark and mark not in marks:
+                marks[mark] = now
+        if n >= before + jobs:
+            break
+        if submit.done() and load.result.gave_up:
+            raise RuntimeError(f"capacity probe: submissions refused: {load.result.gave_up[:3]}")
+        await asyncio.sleep(0.1)
+    result = await submit
+    if len(marks) < 2 or marks[hi] <= marks[lo]:
+        raise RuntimeError(f"capacity probe did not finish: {await done() - before}/{jobs} done")
+    return (hi - lo) / (marks[hi] - marks[lo]), result

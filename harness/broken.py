@@ -24,19 +24,21 @@ from jobs.outcomes import Outcome, OutcomeKind
 FENCE = f"jobs.status = '{pgsql.RUNNING}' AND jobs.fencing_token = o.token"
 
 
-class _NoDeadline:
+def _no_deadline(queued: Any) -> Any:
     """workers.runner._Queued without its deadline: the outcome is recorded however late."""
 
-    def __init__(self, outcome: Outcome, deadline: float) -> None:
-        self.outcome = outcome
-        self.deadline = float("inf")
+    def make(outcome: Outcome, deadline: float, *rest: Any) -> Any:
+        return queued(outcome, float("inf"), *rest)
+
+    return make
 
 
 def break_fence() -> None:
     from workers import runner
 
-    assert hasattr(runner, "_Queued"), "workers.runner._Queued changed; update harness.broken"
-    runner._Queued = _NoDeadline  # type: ignore[assignment,misc]
+    fields = [f.name for f in dataclasses.fields(runner._Queued)]
+    assert fields[:2] == ["outcome", "deadline"], f"workers.runner._Queued is now {fields}; update harness.broken"
+    runner._Queued = _no_deadline(runner._Queued)  # type: ignore[misc]
     statements._fenced = lambda job_id, token: (statements.c.id == job_id,)
     for name in ("RECORD_SUCCESSES_AND_CLAIM_DUE", "RECORD_OUTCOMES_AND_CLAIM_DUE"):
         sql = getattr(pgsql, name)

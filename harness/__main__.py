@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from harness import netfaults
 from harness.audit import blob_store, drained, run_audit
 from harness.audit_effects import check_scratch, check_storage, check_webhooks
+from harness.audit_tasks import check_tasks
 from harness.faults import PROCESS_KINDS, Fault, Injector, kinds_for, schedule
 from harness.fleet import Fleet
 from harness.load import Load, LoadResult, measure_capacity
@@ -59,7 +60,9 @@ LEDGER_GROUP = "vidjobs-ledger"
 
 async def succeeded(db: Database) -> set[str]:
     async with db.engine.connect() as conn:
-        rows = await conn.execute(sa.text("SELECT key FROM jobs WHERE status = 'succeeded'"))
+        rows = await conn.execute(
+            sa.text("SELECT key FROM jobs WHERE status = 'succeeded' AND role <> 'task'")
+        )
         return {r[0] for r in rows}
 
 
@@ -124,7 +127,7 @@ async def run(args: argparse.Namespace) -> int:
         async def completions() -> int:
             assert db is not None
             async with db.engine.connect() as conn:
-                q = sa.text("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+                q = sa.text("SELECT count(*) FROM jobs WHERE status = 'succeeded' AND role <> 'task'")
                 return int((await conn.execute(q)).scalar_one())
 
         async def db_stats() -> tuple[int, int]:
@@ -191,6 +194,8 @@ async def run(args: argparse.Namespace) -> int:
         await check_webhooks(audit, db, receiver, succeeded_keys)
         await check_storage(audit, db, fleet.env, fleet.s3.get("VIDJOBS_TEST_S3_ENDPOINT"))
         await check_scratch(audit, fleet.scratch_dirs(), wait_seconds=15)
+        worker_logs = sorted((run_dir / "logs").glob("worker-*.log"))
+        await check_tasks(audit, db, audited.accepted_keys, worker_logs)
         audit.figures["capacity"] = capacity
         audit.figures["offered"] = offered
         # What the fleet was actually offered: new jobs over the time the load really took.

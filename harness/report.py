@@ -44,6 +44,7 @@ def render(
         f"({', '.join(f'{k} {load.count(k)}' for k in dup_kinds)}) |",
         f"| duplicates answered with the existing job (200, replayed) | {replayed} |",
         f"| succeeded / failed | {audit.figures.get('succeeded')} / {audit.figures.get('failed')} |",
+        f"| jobs of tasks (their tasks) | {audit.figures.get('jobs_of_tasks')} ({audit.figures.get('tasks')}) |",
         f"| **lost** | **{audit.figures.get('lost')}** |",
         f"| **double effects** | **{audit.figures.get('double_effects')}** |",
         f"| requests that got no answer | {len(load.gave_up)} |",

@@ -64,8 +64,14 @@ def test_fault_harness_audit_passes(preset: str, storage: str, kinds: tuple[str,
     assert "| **lost** | **0** |" in text and "| **double effects** | **0** |" in text
     for kind in kinds:
         assert f"| {kind} |" in text, f"fault {kind} was not injected"
-    for check in ("webhook delivered at least once", "no orphaned objects", "no scratch leftovers"):
+    for check in (
+        "webhook delivered at least once", "no orphaned objects", "no scratch leftovers",
+        "| every task of a succeeded job succeeded exactly once | ok |",
+        "| no job or task was finished by a zombie (each success follows its own claim) | ok |",
+    ):
         assert check in text
+    tasks = re.search(r"\| jobs of tasks \(their tasks\) \| (\d+) \((\d+)\) \|", text)
+    assert tasks and int(tasks.group(1)) > 0 and int(tasks.group(2)) >= 3 * int(tasks.group(1)), "no ladders ran"
     if preset == "short":
         ratio = float(re.search(r"\| \*\*load / capacity\*\* \| \*\*([0-9.]+)\*\*", text).group(1))  # type: ignore[union-attr]
         assert ratio >= 0.25, f"load / capacity {ratio}"
@@ -92,3 +98,12 @@ def test_checker_fails_on_a_broken_fleet(broken: str, faults: str, failing: str,
     assert "**Audit: FAILED**" in text
     failed = [line for line in text.splitlines() if "| **FAILED** |" in line]
     assert any(line.startswith(f"| {failing} |") for line in failed), "\n".join(failed) or text[-3000:]
+    ok = [line for line in text.splitlines() if "| ok |" in line]
+    if broken == "fence":  # doubles, not a fleet that merely failed its jobs
+        completions = re.search(r"keys completed twice (\d+)", text)
+        assert completions and int(completions.group(1)) >= 1, text[-3000:]
+        assert any(line.startswith("| every accepted key ended succeeded or failed") for line in ok), text[-3000:]
+        assert int(re.search(r"\| succeeded / failed \| (\d+) /", text).group(1)) > 0  # type: ignore[union-attr]
+        assert any(line.startswith("| no job or task was finished by a zombie") for line in failed), "\n".join(failed)
+    else:  # the dropped job is lost, and nothing was done twice
+        assert "| **double effects** | **0** |" in text, text[-3000:]

@@ -8,10 +8,9 @@
 Every request is retried on connection errors, 503 and 429 (bounded), as a client would.
 
 The mix: `MIX` lists the job shapes with their weights; a job's shape is a function of its
-index, so a duplicate repeats its original's shape. Today every shape is a single edit (the
-sleep executor for scale; `--executor ffmpeg` runs the same shapes through real ffmpeg).
-Ladders and chunked jobs (multi-task jobs, being built) join as new MIX entries whose body
-asks for them; the audit's per-task checks then apply to them.
+index, so a duplicate repeats its original's shape: single edits and 2-rung HLS ladders (a
+job of 3 tasks; the sleep executor runs every task kind, `--executor ffmpeg` the same shapes
+through real ffmpeg); `harness.audit_tasks` checks the tasks.
 
 `measure_capacity` offers unique jobs as fast as the fleet takes them, with no faults, and
 gives the completion rate: the harness then offers a set share of it.
@@ -43,10 +42,26 @@ def _trim_scale(i: int) -> dict[str, Any]:
     return body
 
 
-# (shape, weight, body of job i). Ladders and chunked jobs are added here (see above).
+def _ladder(i: int) -> dict[str, Any]:
+    """A 2-rung HLS package: a job of 3 tasks (2 renditions, the package). The rates make
+    its tasks its own (equal task specs are shared between jobs): unique below 49,900 jobs."""
+    kbps = 100 + (i // 1000) % 49_900
+    return {
+        "source": {"path": "clip.mp4"},
+        "package": {
+            "format": "hls",
+            "segment_seconds": 2,
+            "ladder": [{"height": 240, "video_bitrate_kbps": kbps + 100}, {"height": 144, "video_bitrate_kbps": kbps}],
+        },
+    }
+
+
+# (shape, weight, body of job i). Chunked jobs are not here: chunking is decided from an
+# uploaded source's probe, and the load's source is a path.
 MIX: list[tuple[str, float, Callable[[int], dict[str, Any]]]] = [
-    ("single_trim", 0.7, _trim),
-    ("single_trim_scale", 0.3, _trim_scale),
+    ("single_trim", 0.6, _trim),
+    ("single_trim_scale", 0.25, _trim_scale),
+    ("ladder", 0.15, _ladder),
 ]
 
 
@@ -64,7 +79,17 @@ def body(i: int) -> dict[str, Any]:
     return next(make for name, _, make in MIX if name == shape(i))(i)
 
 
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
+
+
 def reordered(i: int) -> str:
+    if shape(i) == "ladder":  # no times to respell: the same request, every key reordered
+        return json.dumps(_reversed_keys(body(i)))
     # Same edit: keys in another order, times as seconds with trailing zeros.
     ops = [{"end": f"{(i + 500) / 1000:.4f}", "op": "trim", "start": f"{i}ms"}]
     ops += [dict(reversed(op.items())) for op in body(i)["operations"][1:]]

@@ -35,7 +35,7 @@ from harness.audit_effects import check_scratch, check_storage, check_webhooks
 from harness.audit_tasks import check_tasks
 from harness.faults import PROCESS_KINDS, Fault, Injector, kinds_for, schedule
 from harness.fleet import Fleet
-from harness.load import Load, LoadResult, measure_capacity
+from harness.load import FFMPEG_PROBE_FIRST, PROBE_FIRST, Load, LoadResult, measure_capacity
 from harness.report import render, render_soak
 from harness.sampler import Sampler
 from harness.webhooks import ENV as WEBHOOK_ENV
@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
              "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 1500},
     # Real ffmpeg: the process faults and a worker partitioned from PostgreSQL mid-transcode.
     "ffmpeg": {"jobs": 40, "seconds": 60, "interval": 6.0, "executor": "ffmpeg",
-               "job_seconds": 0.0, "hold": 3.0,
+               "job_seconds": 0.0, "hold": 3.0, "probe_jobs": 20,
                "faults": ",".join((*PROCESS_KINDS, "partition_worker_db"))},
     "soak": {"share": 0.5, "seconds": 1800, "interval": 0.0, "executor": "sleep",
              "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 1500, "faults": "none",
@@ -140,7 +140,10 @@ async def run(args: argparse.Namespace) -> int:
         if args.capacity:
             capacity, capacity_note = args.capacity, "given (--capacity)"
         else:
-            capacity, probe = await measure_capacity(fleet.api_url, token, args.probe_jobs, args.seed, completions)
+            first = FFMPEG_PROBE_FIRST if args.executor == "ffmpeg" else PROBE_FIRST
+            capacity, probe = await measure_capacity(
+                fleet.api_url, token, args.probe_jobs, args.seed, completions, first
+            )
             capacity_note = f"measured: {args.probe_jobs} unique jobs offered at once, no faults, 10th-90th percentile completions"
         jobs = args.jobs or max(1, round(args.share * capacity * args.seconds / 0.75))
         offered = round(jobs * 0.75) / args.seconds  # new jobs per second (the rest are duplicates)

@@ -45,7 +45,7 @@ def _trim_scale(i: int) -> dict[str, Any]:
 def _ladder(i: int) -> dict[str, Any]:
     """A 2-rung HLS package: a job of 3 tasks (2 renditions, the package). The rates make
     its tasks its own (equal task specs are shared between jobs): unique below 49,900 jobs."""
-    kbps = 100 + (i // 1000) % 49_900
+    kbps = 100 + i % 49_900
     return {
         "source": {"path": "clip.mp4"},
         "package": {
@@ -210,13 +210,13 @@ class Load:
         unique = round(self.jobs * 0.75) if self.duplicates else self.jobs
         dups = self.jobs - unique
         plan: list[tuple[str, int]] = [
-            ("new", (self.first_index + i) * 1000) for i in range(unique)
+            ("new", self.first_index + i) for i in range(unique)
         ]
         kinds = ["twin", "reordered", "idempotent"]
         later: list[tuple[str, int]] = []
         for d in range(dups):
             kind = kinds[d % 3] if d % 4 else "after_completion"
-            target = (self.first_index + self.rng.randrange(unique)) * 1000
+            target = self.first_index + self.rng.randrange(unique)
             later.append((kind, target))
         for item in later:
             if item[0] != "after_completion":
@@ -267,19 +267,27 @@ class Load:
         await asyncio.gather(*(one(index) for _, index in self._after))
 
 
-# Trim starts are bounded (24 h): job i starts at i s, so the probe's indexes (from here)
-# stay clear of a run's own (fewer than 60,000 unique jobs).
+# Job i trims [i ms, i + 500 ms): within the harness's 4 s clip for i < 3,500 (what the real
+# ffmpeg executor needs), and below the 24 h bound for any run. The probe's indexes start
+# here, clear of a run's own (fewer than 60,000 unique jobs); `FFMPEG_PROBE_FIRST` keeps an
+# ffmpeg probe inside the clip (its runs have fewer than 3,000 unique jobs).
 PROBE_FIRST = 60_000
+FFMPEG_PROBE_FIRST = 3_000
 
 
 async def measure_capacity(
-    url: str, token: str, jobs: int, seed: int, done: Callable[[], Awaitable[int]]
+    url: str,
+    token: str,
+    jobs: int,
+    seed: int,
+    done: Callable[[], Awaitable[int]],
+    first_index: int = PROBE_FIRST,
 ) -> tuple[float, LoadResult]:
     """Offer `jobs` unique jobs at once (no faults) and time their completions: the rate
     between the 10th and 90th percentile completion, in jobs/s (start-up and tail excluded).
     Returns (capacity, the probe's answers: they are audited like the rest)."""
     before = await done()
-    load = Load(url, token, jobs, 0.0, seed, concurrency=64, first_index=PROBE_FIRST, duplicates=False)
+    load = Load(url, token, jobs, 0.0, seed, concurrency=64, first_index=first_index, duplicates=False)
     submit = asyncio.create_task(load.run())
     marks: dict[int, float] = {}
     deadline = time.monotonic() + 600

@@ -79,13 +79,18 @@ def _list_local(root: Path) -> set[str]:
 
 async def check_storage(audit: Audit, db: Database, env: dict[str, str], s3_endpoint: str | None) -> None:
     async with db.engine.connect() as conn:
-        # Stored objects are uploads/imports (a `blobs` row each) and job outputs (the job's
-        # output names its digest).
+        # Stored objects are uploads/imports (a `blobs` row each) and outputs of jobs and
+        # tasks: each names its digest, at the top (a single pass) or nested (a package
+        # task's `files`, a job of tasks' `outputs`).
         rows = set((await conn.execute(sa.text("SELECT digest FROM blobs"))).scalars())
         rows |= set(
             (
                 await conn.execute(
-                    sa.text("SELECT output->>'digest' FROM jobs WHERE output->>'digest' IS NOT NULL")
+                    sa.text(
+                        "SELECT DISTINCT d #>> '{}' FROM jobs, "
+                        "jsonb_path_query(jobs.output, 'lax $.**.digest') AS d "
+                        "WHERE jobs.output IS NOT NULL AND jsonb_typeof(d) = 'string'"
+                    )
                 )
             ).scalars()
         )
@@ -99,7 +104,7 @@ async def check_storage(audit: Audit, db: Database, env: dict[str, str], s3_endp
     audit.check(
         "storage: no orphaned objects, none missing, no open multipart upload",
         not orphans and not dangling and open_uploads == 0,
-        f"{len(objects)} objects, {len(rows)} referenced (blob rows, job outputs); unreferenced objects {len(orphans)} "
+        f"{len(objects)} objects, {len(rows)} referenced (blob rows, job and task outputs); unreferenced objects {len(orphans)} "
         f"{orphans[:2]}; references without an object {len(dangling)} {dangling[:2]}; "
         f"open multipart uploads {open_uploads}",
     )

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from harness import netfaults
 from harness.audit import blob_store, drained, run_audit
-from harness.audit_effects import check_scratch, check_storage, check_webhooks
+from harness.audit_effects import check_scratch, check_storage, check_webhooks, undelivered
 from harness.audit_tasks import check_tasks
 from harness.faults import PROCESS_KINDS, Fault, Injector, kinds_for, schedule
 from harness.fleet import Fleet
@@ -179,7 +179,9 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"drain check failed: {exc}", flush=True)
             await asyncio.sleep(0.5)
         succeeded_keys = await succeeded(db)
-        while time.monotonic() < deadline and set(receiver.effects) != succeeded_keys:
+        while time.monotonic() < deadline and (
+            set(receiver.effects) != succeeded_keys or await undelivered(db, succeeded_keys)
+        ):
             await asyncio.sleep(0.5)  # owed webhooks still being retried
         drain_done = time.monotonic()
         stop.set()

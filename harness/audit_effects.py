@@ -23,16 +23,25 @@ from jobs.db import Database
 _OBJECT = re.compile(r"(?:^|/)sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
 
 
-async def check_webhooks(audit: Audit, db: Database, receiver: Receiver, succeeded: set[str]) -> None:
+async def _deliveries(db: Database) -> list[tuple[str, str]]:
     async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.text(
-                    "SELECT body->'data'->>'key' AS key, status FROM webhook_deliveries "
-                    "WHERE event_type = 'job.succeeded'"
-                )
+        rows = await conn.execute(
+            sa.text(
+                "SELECT body->'data'->>'key' AS key, status FROM webhook_deliveries "
+                "WHERE event_type = 'job.succeeded'"
             )
-        ).all()
+        )
+        return [(k, status) for k, status in rows.all()]
+
+
+async def undelivered(db: Database, succeeded: set[str]) -> set[str]:
+    """Succeeded jobs whose webhook has no successful delivery yet (the drain waits for
+    them: a reply that came too late is retried after the receiver already applied it)."""
+    return succeeded - {k for k, status in await _deliveries(db) if status == "succeeded"}
+
+
+async def check_webhooks(audit: Audit, db: Database, receiver: Receiver, succeeded: set[str]) -> None:
+    rows = await _deliveries(db)
     delivered = {k for k, status in rows if status == "succeeded"}
     undelivered = sorted(succeeded - delivered)
     audit.check(

@@ -98,6 +98,8 @@ async def check_tasks(audit: Audit, db: Database, keys: set[str], worker_logs: l
         f"{by_type['job']} job and {by_type['task']} task successes checked; finished off their "
         f"claim {len(zombies)} {zombies[:3]}; zombie outcomes the fence refused {refused}",
     )
+    # A task done twice is a double effect like a job done twice (run_audit counted those).
+    audit.figures["double_effects"] = audit.figures.get("double_effects", 0) + len(twice)
     audit.figures.update(
         jobs_of_tasks=len(jobs_of_tasks), tasks=len(tasks), zombie_finishes=len(zombies),
         fence_refusals=refused,

@@ -1,9 +1,10 @@
 """A seeded fault schedule and its injector, with the time each fault took to recover from.
 
-Kinds: kill -9 of a worker; SIGSTOP of a worker past its lease then SIGCONT (a zombie);
-kill -9 of the active relay; PostgreSQL restarted; the Kafka broker restarted; the ledger
-killed while it is counting; the webhook dispatcher killed. Killed processes are restarted after a second, as a
-supervisor would. Recovery = time from the fault to the next job completion.
+Process kinds: kill -9 of a worker; SIGSTOP of a worker past its lease then SIGCONT (a
+zombie); kill -9 of the active relay, the ledger, the reaper and the webhook dispatcher;
+PostgreSQL restarted; the Kafka broker restarted. Killed processes are restarted after a
+second, as a supervisor would. Network, storage and webhook kinds are in harness.netfaults
+(through toxiproxy). Recovery = time from the fault to the next job completion.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from harness import netfaults
 from harness.fleet import Fleet
 
-KINDS = (
+PROCESS_KINDS = (
     "kill_worker",
     "zombie_worker",
     "kill_relay",
@@ -26,6 +28,20 @@ KINDS = (
     "kill_reaper",
     "kill_webhooks",
 )
+NETWORK_KINDS = (
+    "db_latency",
+    "reset_connections",
+    "partition_worker_db",
+    "partition_relay_kafka",
+    "webhook_down",
+    "webhook_slow",
+)
+S3_KINDS = ("s3_bandwidth", "s3_outage", "scratch_full")  # need --storage s3
+KINDS = PROCESS_KINDS + NETWORK_KINDS + S3_KINDS
+
+
+def kinds_for(storage: str) -> tuple[str, ...]:
+    return KINDS if storage == "s3" else PROCESS_KINDS + NETWORK_KINDS
 
 
 @dataclass
@@ -38,17 +54,20 @@ class Fault:
     note: str = ""
 
 
-def schedule(seed: int, seconds: float, interval: float, workers: int) -> list[Fault]:
+def schedule(
+    seed: int, seconds: float, interval: float, workers: int, kinds_: tuple[str, ...] = PROCESS_KINDS
+) -> list[Fault]:
     """Every kind at least once, then worker kills (the most common real fault) and more.
 
     Faults fall inside the load window, leaving its last ~10 s for recovery to be seen.
+    A fault that lasts (a partition) delays the next ones; the report gives when each began.
     """
     rng = random.Random(seed)
-    kinds = list(KINDS)
+    kinds = list(kinds_)
     rng.shuffle(kinds)
     count = max(len(kinds), int((seconds - 10) // interval))
     while len(kinds) < count:
-        kinds.append("kill_worker" if rng.random() < 0.5 else rng.choice(KINDS))
+        kinds.append("kill_worker" if rng.random() < 0.3 else rng.choice(kinds_))
     faults = []
     for n, kind in enumerate(kinds):
         at = 3.0 + n * interval + rng.uniform(0, interval / 3)
@@ -63,9 +82,12 @@ class Injector:
     completions: Callable[[], Awaitable[int]]  # succeeded jobs so far
     log: list[str] = field(default_factory=list)
     measuring: list[asyncio.Task[None]] = field(default_factory=list)
+    required: int = 0  # the first faults (one of each kind) happen even after the load
 
     async def run(self, start: float, stop: asyncio.Event) -> None:
-        for fault in self.faults:
+        for n, fault in enumerate(self.faults):
+            if stop.is_set() and n >= self.required:  # the load is over, every kind was seen
+                return
             delay = start + fault.at - time.monotonic()
             if delay > 0:
                 try:
@@ -77,7 +99,11 @@ class Injector:
             fault.started = time.monotonic()
             # Measure from the moment of the fault, while the injection (restarts) goes on.
             self.measuring.append(asyncio.create_task(self._measure(fault, before)))
-            await self._inject(fault)
+            try:
+                await self._inject(fault)
+            except Exception as exc:  # e.g. a restart that timed out on a loaded machine
+                fault.note = f"{fault.note} injection failed: {exc!s:.200}".strip()
+                print(f"fault {fault.kind} failed: {exc}", flush=True)
             self.log.append(f"t={fault.started - start:6.1f}s {fault.kind} {fault.note}")
 
     async def _completions(self) -> int:
@@ -126,11 +152,11 @@ class Injector:
             await asyncio.sleep(1.0)
             f.start(proc)
         elif fault.kind == "kill_reaper":
-            # Killed for good: from here on the workers alone rescue expired leases (each
-            # worker's loop does), so later worker kills and zombies still recover.
             proc = f.by_role("reaper")[0]
             await asyncio.to_thread(f.kill, proc)
-            fault.note = f"{proc.name} (not restarted)"
+            fault.note = proc.name
+            await asyncio.sleep(1.0)
+            f.start(proc)
         elif fault.kind == "kill_webhooks":
             proc = f.by_role("webhooks")[0]
             await asyncio.to_thread(f.kill, proc)
@@ -141,5 +167,9 @@ class Injector:
             await asyncio.to_thread(f.restart_postgres)
         elif fault.kind == "restart_kafka":
             await asyncio.to_thread(f.restart_kafka)
+        elif fault.kind in ("partition_worker_db", "scratch_full"):
+            fault.note = await getattr(netfaults, fault.kind)(f, fault.target)
+        elif fault.kind in NETWORK_KINDS + S3_KINDS:
+            fault.note = await getattr(netfaults, fault.kind)(f)
         else:
             raise ValueError(fault.kind)

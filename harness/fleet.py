@@ -3,6 +3,13 @@
 Services come from scripts/services.py with a private state dir (VIDJOBS_TEST_STATE), so
 restarting them never disturbs anything else. Every vidjobs process runs in its own
 session with its own log file; a killed process is restarted like a supervisor would.
+
+Network: every process reaches PostgreSQL, Kafka and S3 through its own toxiproxy proxies
+(`pg-<name>`, `kafka-<name>`, `s3-<name>`), so a fault can hit the whole fleet or cut one
+process off. Kafka tells a client where the broker is, so the broker has one listener per
+process, advertised at that process's proxy. The webhook dispatcher reaches the harness's
+receiver through `hook`. In s3 mode each worker's scratch dir is a small tmpfs (mounted as
+root; without root it stays a plain dir and the disk-full fault is not available).
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.toxiproxy import Toxiproxy
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "scripts" / "services.py"
@@ -35,6 +45,8 @@ class Proc:
     popen: subprocess.Popen[bytes] | None = None
     incarnation: int = 0
     stopped: bool = False  # SIGSTOPped (a zombie in the making)
+    proxies: dict[str, str] = field(default_factory=dict)  # service -> toxiproxy proxy name
+    env: dict[str, str] = field(default_factory=dict)  # its own addresses (via its proxies)
 
     @property
     def name(self) -> str:
@@ -69,11 +81,26 @@ class Fleet:
     kafka: str = ""
     storage: str = "local"  # or "s3": blobs in a versitygw bucket, no shared directory
     s3: dict[str, str] = field(default_factory=dict)
+    toxiproxy: Toxiproxy | None = None
+    kafka_listeners: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> ports
+    scratch_tmpfs: dict[str, Path] = field(default_factory=dict)  # worker name -> mount
+    scratch_mb: int = 48
+    proxy_ports: dict[str, int] = field(default_factory=dict)  # proxy name -> its port
+    wrapper: str = ""  # harness.broken mode for the workers ("fence"/"drop"): a self-test
+
+    def names(self) -> list[str]:
+        """Every vidjobs process of the fleet, in start order."""
+        return (
+            ["api-0"]
+            + [f"relay-{i}" for i in range(self.relays)]
+            + [f"worker-{i}" for i in range(self.workers)]
+            + ["reaper-0", "ledger-0", "webhooks-0"]
+        )
 
     # --- services ------------------------------------------------------------------------
 
-    def _services(self, command: str) -> str:
-        env = {**os.environ, "VIDJOBS_TEST_STATE": str(self.run_dir / "state")}
+    def _services(self, command: str, extra: dict[str, str] | None = None) -> str:
+        env = {**os.environ, "VIDJOBS_TEST_STATE": str(self.run_dir / "state"), **(extra or {})}
         for var in ("VIDJOBS_TEST_DATABASE_URL", "VIDJOBS_TEST_KAFKA_BOOTSTRAP",
                     "VIDJOBS_TEST_S3_ENDPOINT", "VIDJOBS_TEST_S3_ACCESS_KEY",
                     "VIDJOBS_TEST_S3_SECRET_KEY"):
@@ -90,12 +117,50 @@ class Fleet:
         return out.stdout.strip()
 
     def start_services(self) -> None:
+        self.toxiproxy = Toxiproxy(self._services("toxiproxy-start"))
         self.database_url = self._services("postgres-start")
-        self.kafka = self._services("kafka-start")
+        # Each process's Kafka proxy first (toxiproxy picks its port), so that the broker's
+        # listener for that process can advertise it.
+        self.proxy_ports = {}
+        for name in self.names():
+            real = free_port()
+            adv = self.toxiproxy.create(f"kafka-{name}", f"127.0.0.1:{real}")
+            self.kafka_listeners[name] = (real, adv)
+            self.proxy_ports[f"kafka-{name}"] = adv
+        spec = ",".join(
+            f"{n.upper().replace('-', '_')}:{real}:{adv}"
+            for n, (real, adv) in self.kafka_listeners.items()
+        )
+        self.kafka = self._services("kafka-start", {"VIDJOBS_TEST_KAFKA_LISTENERS": spec})
         if self.storage == "s3":  # a private versitygw: exports of its endpoint and keys
             exports = self._services("s3-start").splitlines()
             found = dict(line.removeprefix("export ").split("=", 1) for line in exports)
             self.s3 = {k: v.strip("'") for k, v in found.items()}
+        self._make_proxies()
+
+    def _make_proxies(self) -> None:
+        assert self.toxiproxy is not None
+        tp = self.toxiproxy
+        pg = urlsplit(self.database_url)
+        s3 = urlsplit(self.s3.get("VIDJOBS_TEST_S3_ENDPOINT", ""))
+        for name in self.names():
+            self.proxy_ports[f"pg-{name}"] = tp.create(f"pg-{name}", f"{pg.hostname}:{pg.port}")
+            if self.storage == "s3":
+                self.proxy_ports[f"s3-{name}"] = tp.create(f"s3-{name}", f"{s3.hostname}:{s3.port}")
+
+    def proxy_webhooks(self, receiver_port: int) -> str:
+        """The receiver's address as the dispatcher sees it: through the `hook` proxy."""
+        assert self.toxiproxy is not None
+        port = self.toxiproxy.create("hook", f"127.0.0.1:{receiver_port}")
+        return f"http://127.0.0.1:{port}/hook"
+
+    def proxies_of(self, service: str, roles: tuple[str, ...] = ()) -> list[str]:
+        """The proxy names of one service (pg/kafka/s3) of every process, or of some roles."""
+        return [
+            p.proxies[service]
+            for p in self.procs
+            if service in p.proxies and (not roles or p.role in roles)
+        ]
 
     def restart_postgres(self) -> None:
         self._services("postgres-restart")
@@ -103,8 +168,14 @@ class Fleet:
     def restart_kafka(self) -> None:
         self._services("kafka-restart")
 
+    def ensure_services(self) -> None:
+        """PostgreSQL and Kafka up again (start reuses one that runs, on the same ports)."""
+        self._services("postgres-start")
+        self._services("kafka-start")
+
     def stop_services(self) -> None:
-        for command in ("kafka-stop", "postgres-stop", "s3-stop"):
+        self.unmount_scratch()
+        for command in ("kafka-stop", "postgres-stop", "s3-stop", "toxiproxy-stop"):
             try:
                 self._services(command)
             except RuntimeError as exc:
@@ -164,6 +235,54 @@ class Fleet:
             Proc("ledger", 0, [*cli, "ledger"], logs),
             Proc("webhooks", 0, [*cli, "webhooks"], logs),
         ]
+        if self.wrapper:  # a deliberately broken worker, for the checker's self-test
+            for proc in self.by_role("worker"):
+                proc.argv = [sys.executable, "-m", "harness.broken", self.wrapper, *proc.argv[3:]]
+        for proc in self.procs:
+            self._wire(proc)
+
+    def _wire(self, proc: Proc) -> None:
+        """The process's own addresses: its proxies, and a scratch tmpfs for a worker."""
+        if self.toxiproxy is None:
+            return
+        ports = self.proxy_ports
+        pg = urlsplit(self.database_url)
+        netloc = pg.netloc.rsplit(":", 1)[0] + f":{ports[f'pg-{proc.name}']}"
+        proc.proxies = {"pg": f"pg-{proc.name}", "kafka": f"kafka-{proc.name}"}
+        proc.env = {
+            "VIDJOBS_DATABASE_URL": urlunsplit(pg._replace(netloc=netloc)),
+            "VIDJOBS_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports[f'kafka-{proc.name}']}",
+        }
+        if self.storage == "s3":
+            proc.proxies["s3"] = f"s3-{proc.name}"
+            proc.env["VIDJOBS_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{ports[f's3-{proc.name}']}"
+            if proc.role == "worker":
+                self._mount_scratch(proc)
+
+    def _mount_scratch(self, proc: Proc) -> None:
+        scratch = self.run_dir / "hosts" / proc.name / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            return
+        out = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.scratch_mb}m,mode=0700", "tmpfs", str(scratch)],
+            capture_output=True, text=True,
+        )
+        if out.returncode == 0:
+            self.scratch_tmpfs[proc.name] = scratch
+        else:
+            print(f"warning: no tmpfs for {proc.name}'s scratch: {out.stderr.strip()}", file=sys.stderr)
+
+    def scratch_dirs(self) -> list[Path]:
+        """Where the processes keep scratch: each one's own (s3), or the shared store's."""
+        if self.storage == "s3":
+            return [self.run_dir / "hosts" / p.name / "tmp" for p in self.procs]
+        return [self.run_dir / "data" / "blobs" / "tmp"]
+
+    def unmount_scratch(self) -> None:
+        for path in self.scratch_tmpfs.values():
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        self.scratch_tmpfs.clear()
 
     def storage_env(self) -> dict[str, str]:
         """Blobs in a directory every process reads (local), or in a bucket (s3): then each
@@ -201,7 +320,7 @@ class Fleet:
         with proc.log.open("wb") as log:
             proc.popen = subprocess.Popen(
                 proc.argv,
-                env={**self.env, "VIDJOBS_DATA_DIR": str(host)},
+                env={**self.env, **proc.env, "VIDJOBS_DATA_DIR": str(host)},
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -6,6 +6,14 @@
 - after completion: an edit resubmitted once its job has succeeded
 
 Every request is retried on connection errors, 503 and 429 (bounded), as a client would.
+
+The mix: `MIX` lists the job shapes with their weights; a job's shape is a function of its
+index, so a duplicate repeats its original's shape: single edits and 2-rung HLS ladders (a
+job of 3 tasks; the sleep executor runs every task kind, `--executor ffmpeg` the same shapes
+through real ffmpeg); `harness.audit_tasks` checks the tasks.
+
+`measure_capacity` offers unique jobs as fast as the fleet takes them, with no faults, and
+gives the completion rate: the harness then offers a set share of it.
 """
 
 from __future__ import annotations
@@ -14,25 +22,82 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 
-def body(i: int) -> dict[str, Any]:
+def _trim(i: int) -> dict[str, Any]:
     return {
         "source": {"path": "clip.mp4"},
         "operations": [{"op": "trim", "start_ms": i, "end_ms": i + 500}],
     }
 
 
+def _trim_scale(i: int) -> dict[str, Any]:
+    body = _trim(i)
+    body["operations"].append({"op": "scale", "width": 320})
+    return body
+
+
+def _ladder(i: int) -> dict[str, Any]:
+    """A 2-rung HLS package: a job of 3 tasks (2 renditions, the package). The rates make
+    its tasks its own (equal task specs are shared between jobs): unique below 49,900 jobs."""
+    kbps = 100 + i % 49_900
+    return {
+        "source": {"path": "clip.mp4"},
+        "package": {
+            "format": "hls",
+            "segment_seconds": 2,
+            "ladder": [{"height": 240, "video_bitrate_kbps": kbps + 100}, {"height": 144, "video_bitrate_kbps": kbps}],
+        },
+    }
+
+
+# (shape, weight, body of job i). Chunked jobs are not here: chunking is decided from an
+# uploaded source's probe, and the load's source is a path.
+MIX: list[tuple[str, float, Callable[[int], dict[str, Any]]]] = [
+    ("single_trim", 0.6, _trim),
+    ("single_trim_scale", 0.25, _trim_scale),
+    ("ladder", 0.15, _ladder),
+]
+
+
+def shape(i: int) -> str:
+    """The mix entry of job i: a fixed function of i (duplicates repeat it)."""
+    draw = random.Random(i).random() * sum(w for _, w, _ in MIX)
+    for name, weight, _ in MIX:
+        draw -= weight
+        if draw < 0:
+            return name
+    return MIX[-1][0]
+
+
+def body(i: int) -> dict[str, Any]:
+    return next(make for name, _, make in MIX if name == shape(i))(i)
+
+
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
+
+
 def reordered(i: int) -> str:
+    if shape(i) == "ladder":  # no times to respell: the same request, every key reordered
+        return json.dumps(_reversed_keys(body(i)))
     # Same edit: keys in another order, times as seconds with trailing zeros.
-    return (
-        f'{{"operations": [{{"end": {(i + 500) / 1000:.4f}, "op": "trim", "start": "{i}ms"}}],'
-        f' "source": {{"path": "clip.mp4"}}}}'
+    ops = [{"end": f"{(i + 500) / 1000:.4f}", "op": "trim", "start": f"{i}ms"}]
+    ops += [dict(reversed(op.items())) for op in body(i)["operations"][1:]]
+    text = ", ".join(
+        "{" + ", ".join(f'"{k}": {v if k == "end" else json.dumps(v)}' for k, v in op.items()) + "}"
+        for op in ops
     )
+    return f'{{"operations": [{text}], "source": {{"path": "clip.mp4"}}}}'
 
 
 @dataclass
@@ -61,8 +126,18 @@ class LoadResult:
 
 class Load:
     def __init__(
-        self, url: str, token: str, jobs: int, seconds: float, seed: int, concurrency: int = 8
+        self,
+        url: str,
+        token: str,
+        jobs: int,
+        seconds: float,
+        seed: int,
+        concurrency: int = 32,
+        first_index: int = 0,
+        duplicates: bool = True,
     ) -> None:
+        self.first_index = first_index
+        self.duplicates = duplicates
         self.url = url
         self.token = token
         self.jobs = jobs
@@ -92,7 +167,10 @@ class Load:
             if r.status_code in (429, 502, 503):
                 await asyncio.sleep(min(2.0, float(r.headers.get("Retry-After", "1")) * 0.5))
                 continue
-            data = r.json()
+            try:
+                data = r.json()
+            except ValueError:  # every error should be the JSON envelope: record what came
+                data = {"not_json": r.text[:300], "content_type": r.headers.get("content-type")}
             answer = Answer(
                 kind,
                 index,
@@ -129,14 +207,16 @@ class Load:
         return self.result
 
     def _plan(self) -> list[tuple[str, int]]:
-        unique = round(self.jobs * 0.75)
+        unique = round(self.jobs * 0.75) if self.duplicates else self.jobs
         dups = self.jobs - unique
-        plan: list[tuple[str, int]] = [("new", i * 1000) for i in range(unique)]
+        plan: list[tuple[str, int]] = [
+            ("new", self.first_index + i) for i in range(unique)
+        ]
         kinds = ["twin", "reordered", "idempotent"]
         later: list[tuple[str, int]] = []
         for d in range(dups):
             kind = kinds[d % 3] if d % 4 else "after_completion"
-            target = self.rng.randrange(unique) * 1000
+            target = self.first_index + self.rng.randrange(unique)
             later.append((kind, target))
         for item in later:
             if item[0] != "after_completion":
@@ -166,16 +246,64 @@ class Load:
                 await self._post(http, "idempotent", index, raw, header)  # the client's retry
 
     async def _after_completion(self, http: httpx.AsyncClient) -> None:
-        """Resubmit edits whose jobs have succeeded (waits for each, bounded)."""
-        for _, index in self._after:
-            key = self.result.keys.get(index)
-            deadline = time.monotonic() + 120
-            while key and time.monotonic() < deadline:
-                try:
-                    status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
-                except (httpx.HTTPError, ValueError):
-                    status = None
-                if status in ("succeeded", "failed"):
-                    break
-                await asyncio.sleep(0.5)
-            await self._post(http, "after_completion", index, json.dumps(body(index)))
+        """Resubmit edits whose jobs have succeeded (waits for each, bounded), as many at a
+        time as the load's concurrency (one by one, they outlasted a long run's window)."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(index: int) -> None:
+            async with sem:
+                key = self.result.keys.get(index)
+                deadline = time.monotonic() + 120
+                while key and time.monotonic() < deadline:
+                    try:
+                        status = (await http.get(f"/v1/jobs/{key}")).json().get("status")
+                    except (httpx.HTTPError, ValueError):
+                        status = None
+                    if status in ("succeeded", "failed"):
+                        break
+                    await asyncio.sleep(0.5)
+                await self._post(http, "after_completion", index, json.dumps(body(index)))
+
+        await asyncio.gather(*(one(index) for _, index in self._after))
+
+
+# Job i trims [i ms, i + 500 ms): within the harness's 4 s clip for i < 3,500 (what the real
+# ffmpeg executor needs), and below the 24 h bound for any run. The probe's indexes start
+# here, clear of a run's own (fewer than 60,000 unique jobs); `FFMPEG_PROBE_FIRST` keeps an
+# ffmpeg probe inside the clip (its runs have fewer than 3,000 unique jobs).
+PROBE_FIRST = 60_000
+FFMPEG_PROBE_FIRST = 3_000
+
+
+async def measure_capacity(
+    url: str,
+    token: str,
+    jobs: int,
+    seed: int,
+    done: Callable[[], Awaitable[int]],
+    first_index: int = PROBE_FIRST,
+) -> tuple[float, LoadResult]:
+    """Offer `jobs` unique jobs at once (no faults) and time their completions: the rate
+    between the 10th and 90th percentile completion, in jobs/s (start-up and tail excluded).
+    Returns (capacity, the probe's answers: they are audited like the rest)."""
+    before = await done()
+    load = Load(url, token, jobs, 0.0, seed, concurrency=64, first_index=first_index, duplicates=False)
+    submit = asyncio.create_task(load.run())
+    marks: dict[int, float] = {}
+    deadline = time.monotonic() + 600
+    lo, hi = before + jobs // 10, before + (jobs * 9) // 10
+    while time.monotonic() < deadline:
+        n = await done()
+        now = time.monotonic()
+        for mark in (lo, hi):
+            if n >= mark and mark not in marks:
+                marks[mark] = now
+        if n >= before + jobs:
+            break
+        if submit.done() and load.result.gave_up:
+            raise RuntimeError(f"capacity probe: submissions refused: {load.result.gave_up[:3]}")
+        await asyncio.sleep(0.1)
+    result = await submit
+    if len(marks) < 2 or marks[hi] <= marks[lo]:
+        raise RuntimeError(f"capacity probe did not finish: {await done() - before}/{jobs} done")
+    return (hi - lo) / (marks[hi] - marks[lo]), result

@@ -9,6 +9,7 @@ from typing import Any
 from harness.audit import Audit
 from harness.faults import Fault
 from harness.load import LoadResult
+from harness.sampler import METRICS, Sampler
 
 
 def _secs(values: list[float]) -> str:
@@ -43,11 +44,18 @@ def render(
         f"({', '.join(f'{k} {load.count(k)}' for k in dup_kinds)}) |",
         f"| duplicates answered with the existing job (200, replayed) | {replayed} |",
         f"| succeeded / failed | {audit.figures.get('succeeded')} / {audit.figures.get('failed')} |",
+        f"| jobs of tasks (their tasks) | {audit.figures.get('jobs_of_tasks')} ({audit.figures.get('tasks')}) |",
         f"| **lost** | **{audit.figures.get('lost')}** |",
         f"| **double effects** | **{audit.figures.get('double_effects')}** |",
         f"| requests that got no answer | {len(load.gave_up)} |",
         f"| faults injected | {sum(kinds.values())} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) |",
-        f"| fault to progress resuming | {_secs(recovered)} |",
+        f"| **load / capacity** | **{audit.figures.get('achieved', 0) / max(1e-9, audit.figures.get('capacity', 1)):.2f}** "
+        f"(new jobs offered {audit.figures.get('achieved', 0):.1f}/s over the load window, planned "
+        f"{audit.figures.get('offered', 0):.1f}/s; capacity {config.get('capacity', 'n/a')}) |",
+        f"| webhook effects (deduplicated) | {audit.figures.get('webhook_effects')} |",
+        f"| fault to progress resuming | {_secs(recovered)}"
+        + (f" (max {max(recovered) / config['lease']:.2f} leases)" if recovered and config.get("lease") else "")
+        + " |",
         f"| attempts per job | {audit.figures.get('attempts_histogram')} |",
         f"| load window / drain / total | {timings['load']:.0f} s / {timings['drain']:.0f} s / {timings['total']:.0f} s |",
         f"| fleet | {config['fleet']} |",
@@ -91,3 +99,37 @@ def render(
             *[f"- {k} {i}: {why}" for k, i, why in load.gave_up[:20]],
         ]
     return "\n".join(lines) + "\n"
+
+
+def render_soak(sampler: Sampler, warmup: float, window: float) -> tuple[str, bool]:
+    """The soak section: per process and metric, the median after warm-up and at the end,
+    a timeline of samples, and the database's growth per job. Passes when nothing grew by
+    more than 10% (counts: or by 1) from the window after warm-up to the last window."""
+    rows = sampler.flatness(warmup, window)
+    ok = bool(rows) and all(flat for *_, flat in rows)
+    growth = sampler.growth_per_job(warmup)
+    lines = [
+        "## Soak: resources over time",
+        "",
+        f"**Resources: {'FLAT' if ok else 'NOT FLAT'}** — warm-up {warmup:.0f} s, windows of {window:.0f} s; "
+        f"database growth per job after warm-up: "
+        + (f"{growth:.0f} bytes" if growth is not None else "n/a"),
+        "",
+        "| process | metric | after warm-up (median) | last window (median) | within 10% |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {p} | {m} | {a:.1f} | {b:.1f} | {'yes' if f else '**no**'} |" for p, m, a, b, f in rows]
+    times = sorted({float(r["t"]) for r in sampler.rows})
+    step = max(1, len(times) // 12)
+    marks = times[::step]
+    names = sorted({str(r["process"]) for r in sampler.rows})
+    for metric in METRICS:
+        lines += ["", f"{metric} over time (s):", "", "| process | " + " | ".join(f"{t:.0f}" for t in marks) + " |",
+                  "|---|" + "---|" * len(marks)]
+        for name in names:
+            by_t = {float(r["t"]): float(r[metric]) for r in sampler.rows if r["process"] == name}
+            lines.append(f"| {name} | " + " | ".join(f"{by_t[t]:.0f}" if t in by_t else "" for t in marks) + " |")
+    db = sampler.db_rows[::step]
+    lines += ["", "database size over time:", "", "| t (s) | size (MiB) | succeeded jobs |", "|---|---|---|"]
+    lines += [f"| {t:.0f} | {size / 2**20:.1f} | {jobs} |" for t, size, jobs in db]
+    return "\n".join(lines) + "\n", ok

@@ -44,6 +44,7 @@ class Receiver:
     duplicates: int = 0
     unverified: int = 0
     replies: Counter[str] = field(default_factory=Counter)
+    hook_url: str = ""  # where the dispatcher is told to send (the `hook` proxy), if not url
     _runner: web.AppRunner | None = None
 
     def __post_init__(self) -> None:
@@ -92,7 +93,7 @@ class Receiver:
         async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
             r = await client.post(
                 "/v1/webhooks",
-                json={"url": self.url, "events": ["job.succeeded"], "description": "harness"},
+                json={"url": self.hook_url or self.url, "events": ["job.succeeded"], "description": "harness"},
                 headers={"Authorization": f"Bearer {token}"},
             )
         if r.status_code != 201:

@@ -6,6 +6,7 @@ Stdlib only, no project imports: it runs before the project is installed.
     python scripts/services.py postgres-start | postgres-stop | postgres-restart
     python scripts/services.py kafka-start | kafka-stop | kafka-restart
     python scripts/services.py s3-start | s3-stop
+    python scripts/services.py toxiproxy-start | toxiproxy-stop | toxiproxy-build
     python scripts/services.py env | status | stop-all
 
 State lives under ``<repo>/.vidjobs-test/`` (gitignored). ``*-start`` prints the address to
@@ -54,10 +55,14 @@ KAFKA_CHECK = REPO / "scripts" / "kafka" / "check.py"
 HOST = "127.0.0.1"
 DB_NAME, DB_USER = "vidjobs_test", "vidjobs"
 PG_ENV, KAFKA_ENV = "VIDJOBS_TEST_DATABASE_URL", "VIDJOBS_TEST_KAFKA_BOOTSTRAP"
+KAFKA_LISTENERS_ENV = "VIDJOBS_TEST_KAFKA_LISTENERS"
 S3_ENV, S3_KEY_ENV, S3_SECRET_ENV = (
     "VIDJOBS_TEST_S3_ENDPOINT", "VIDJOBS_TEST_S3_ACCESS_KEY", "VIDJOBS_TEST_S3_SECRET_KEY")
 S3_DIR = STATE / "s3"
 VERSITYGW_MODULE = "github.com/versity/versitygw/cmd/versitygw@v1.8.0"
+# The fault harness's proxy (Shopify toxiproxy); `go install` names the binary "server".
+TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server@latest"
+TOXIPROXY_DIR = STATE / "toxiproxy"
 MISSING = 3
 
 
@@ -349,7 +354,10 @@ class Kafka:
         for name in ("server.properties", "log4j2.properties"):
             template = (POM.parent / f"{name}.template").read_text()
             values = {"host": HOST, "port": port, "cport": cport, "data": self.data}
-            (KAFKA_DIR / name).write_text(template.format(logs=self.logs, **values))
+            text = template.format(logs=self.logs, **values)
+            if name == "server.properties":
+                text = extra_listeners(text, os.environ.get(KAFKA_LISTENERS_ENV, ""))
+            (KAFKA_DIR / name).write_text(text)
 
     def format(self, java: str, libs: Path) -> None:
         """Format the log dir with a new cluster id (static single-voter quorum)."""
@@ -445,6 +453,31 @@ class Kafka:
             self.pidfile.unlink(missing_ok=True)
 
 
+def extra_listeners(props: str, spec: str) -> str:
+    """Add the listeners of ``VIDJOBS_TEST_KAFKA_LISTENERS`` (``NAME:port:advertised_port,...``)
+    to server.properties. A client that bootstraps on a listener is told that listener's
+    advertised address, so each fault-harness process gets its own listener advertised at
+    its own proxy (a partition of one process from Kafka then stays a partition)."""
+    extra = [item.split(":") for item in spec.split(",") if item.strip()]
+    if not extra:
+        return props
+    for item in extra:
+        if len(item) != 3 or not re.fullmatch(r"[A-Z][A-Z0-9_]*", item[0]) or not all(
+                part.isdigit() for part in item[1:]):
+            raise ServiceError(f"{KAFKA_LISTENERS_ENV}: want NAME:port:advertised_port, got {item}")
+    lines = []
+    for line in props.splitlines():
+        key = line.split("=", 1)[0]
+        if key == "listeners":
+            line += "".join(f",{n}://{HOST}:{p}" for n, p, _ in extra)
+        elif key == "advertised.listeners":
+            line += "".join(f",{n}://{HOST}:{a}" for n, _, a in extra)
+        elif key == "listener.security.protocol.map":
+            line += "".join(f",{n}:PLAINTEXT" for n, _, _ in extra)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def kafka_start() -> str:
     """Use VIDJOBS_TEST_KAFKA_BOOTSTRAP if set and reachable, else start/reuse our broker."""
     if external := os.environ.get(KAFKA_ENV):
@@ -480,26 +513,36 @@ def go_bin() -> str:
     return go
 
 
-def versitygw_bin() -> Path:
-    """The versitygw binary, built with `go install` into the cache dir when missing."""
-    binary = cache_bin() / "versitygw"
+def go_built(name: str, module: str) -> Path:
+    """A Go-built binary from the cache dir, built there with `go install` when missing."""
+    binary = cache_bin() / name
     if binary.exists():
         return binary
     go = go_bin()
-    with locked("versitygw-build"):
+    with locked(f"{name}-build"):
         if binary.exists():  # another caller built it while we waited
             return binary
         cache_bin().mkdir(parents=True, exist_ok=True)
-        log(f"building versitygw ({VERSITYGW_MODULE}) into {cache_bin()}; takes minutes ...")
+        log(f"building {name} ({module}) into {cache_bin()}; takes a while ...")
         started = time.monotonic()
         env = {**os.environ, "GOBIN": str(cache_bin())}
-        proc = subprocess.run([go, "install", VERSITYGW_MODULE], env=env, text=True,
+        proc = subprocess.run([go, "install", module], env=env, text=True,
                               stdin=subprocess.DEVNULL, capture_output=True)
         if proc.returncode != 0 or not binary.exists():
-            raise ServiceError(f"go install {VERSITYGW_MODULE} failed ({proc.returncode}): "
+            raise ServiceError(f"go install {module} failed ({proc.returncode}): "
                                f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
         log(f"built in {time.monotonic() - started:.0f}s")
     return binary
+
+
+def versitygw_bin() -> Path:
+    """The versitygw binary, built with `go install` into the cache dir when missing."""
+    return go_built("versitygw", VERSITYGW_MODULE)
+
+
+def toxiproxy_bin() -> Path:
+    """The toxiproxy server binary (`go install` calls it "server"), built once."""
+    return go_built("server", TOXIPROXY_MODULE)
 
 
 class S3Server:
@@ -592,6 +635,61 @@ def s3_exports() -> str:
         (S3_ENV, "endpoint"), (S3_KEY_ENV, "access_key"), (S3_SECRET_ENV, "secret_key")))
 
 
+# --------------------------------------------------------------------------- toxiproxy
+
+
+class Toxiproxy:
+    """A toxiproxy server on 127.0.0.1 (its HTTP API on a free port) under the state dir."""
+
+    def __init__(self) -> None:
+        self.pidfile, self.portfile = TOXIPROXY_DIR / "server.pid", TOXIPROXY_DIR / "api.port"
+
+    def pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pidfile.read_text())
+            if b"toxiproxy-marker" in Path(f"/proc/{pid}/environ").read_bytes():
+                return pid
+        return None
+
+    def start(self) -> str:
+        binary = toxiproxy_bin()
+        with locked("toxiproxy"):
+            TOXIPROXY_DIR.mkdir(parents=True, exist_ok=True)
+            if self.pid() and self.portfile.exists():
+                port = int(self.portfile.read_text())
+                if port_open(HOST, port):
+                    log(f"reusing running toxiproxy on port {port}")
+                    return f"http://{HOST}:{port}"
+            port = free_port()
+            env = {**os.environ, "VIDJOBS_TOXIPROXY": f"toxiproxy-marker {TOXIPROXY_DIR}"}
+            with open(TOXIPROXY_DIR / "server.out", "wb") as out:
+                proc = subprocess.Popen([str(binary), "-host", HOST, "-port", str(port)],
+                                        env=env, cwd=TOXIPROXY_DIR, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            self.pidfile.write_text(str(proc.pid))
+            self.portfile.write_text(str(port))
+            deadline = time.monotonic() + 30
+            while not port_open(HOST, port, timeout=1):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (TOXIPROXY_DIR / "server.out").read_text(errors="replace")[-2000:]
+                    raise ServiceError(f"toxiproxy did not listen on port {port}: {tail}")
+                time.sleep(0.1)
+            log(f"toxiproxy ready on {HOST}:{port}")
+            return f"http://{HOST}:{port}"
+
+    def stop(self) -> None:
+        with locked("toxiproxy"):
+            pid = self.pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+                while self.pid() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            self.pidfile.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -637,6 +735,7 @@ def stop_all() -> None:
     to stop."""
     Kafka().stop()
     S3Server().stop()
+    Toxiproxy().stop()
     try:
         pg = Postgres()
     except ServiceError:
@@ -654,6 +753,9 @@ def main(argv: list[str] | None = None) -> int:
         "kafka-restart": lambda: print(kafka_restart()),
         "s3-start": lambda: print(s3_exports()),
         "s3-stop": lambda: S3Server().stop(),
+        "toxiproxy-start": lambda: print(Toxiproxy().start()),
+        "toxiproxy-stop": lambda: Toxiproxy().stop(),
+        "toxiproxy-build": lambda: print(toxiproxy_bin()),
         "stop-all": stop_all,
         "env": cmd_env,
         "status": cmd_status,

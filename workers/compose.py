@@ -197,12 +197,20 @@ def ffmpeg_edit_check() -> EditCheck | None:
     return check
 
 
+# The task kinds the sleep executor also runs (the ffmpeg executors' kinds below).
+SLEEP_TASK_KINDS = (
+    "rendition", "package", "sprites", "chunk", "audio", "stitch",
+    "rung-chunk", "rung-audio", "rung-stitch",
+)  # fmt: skip
+
+
 def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
     """The worker's executors by task kind ("edit": every simple job and named output).
     Other kinds (rendition, package, sprites; chunk, audio, stitch; rung-chunk, rung-audio,
     rung-stitch) register beside it."""
-    if name == "sleep":
-        return ExecutorRegistry(SleepExecutor(seconds=settings.sleep_seconds))
+    if name == "sleep":  # every kind the same fixed-time way: jobs of tasks at scale
+        sleep = SleepExecutor(seconds=settings.sleep_seconds)
+        return ExecutorRegistry(sleep, **dict.fromkeys(SLEEP_TASK_KINDS, sleep))
     from workers.ffmpeg import packaging_executors
     from workers.ffmpeg.chunked import chunked_executors
     from workers.ffmpeg.executor import FfmpegExecutor

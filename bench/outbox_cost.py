@@ -26,7 +26,8 @@ from bench.stats import load_average, rotated, spread
 _INSERT = re.compile(
     r"(?P<name>done_event|event) AS \(INSERT INTO outbox \(event_id, tenant_id, job_id, job_key,"
     r" type, payload, created_at\) SELECT gen_random_uuid\(\)::text, (?P<src>recorded|claimed)"
-    r"\.tenant_id, (?P=src)\.id, (?P=src)\.key, '(?P<type>[a-z.]+)', (?P<obj>jsonb_build_object"
+    r"\.tenant_id, (?P=src)\.id, (?P=src)\.key, (?P<type>'[a-z.]+'|CASE WHEN [^,]*? END),"
+    r" (?P<obj>jsonb_build_object"
     r"\(.*?\)), statement_timestamp\(\) FROM (?P=src) ORDER BY [^)]*? RETURNING id, event_id,"
     r" job_id\)",
     re.S,
@@ -42,7 +43,8 @@ def per_group(sql: str) -> str:
         return (
             f"{m.group('name')} AS (INSERT INTO outbox (event_id, tenant_id, job_id, job_key,"
             f" type, payload, created_at) SELECT gen_random_uuid()::text, min({src}.tenant_id),"
-            f" min({src}.id), min({src}.key), '{m.group('type')}.group', jsonb_build_object("
+            f" min({src}.id), min({src}.key), min({m.group('type')}) || '.group',"
+            " jsonb_build_object("
             f"'jobs', jsonb_agg({obj})), statement_timestamp() FROM {src} HAVING count(*) > 0"
             " RETURNING id, event_id, job_id)"
         )

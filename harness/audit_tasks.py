@@ -7,7 +7,8 @@
   requeued, retry scheduled, failed, cancelled, resubmitted) is a claim, with the same
   fencing token and attempt number as the success. A zombie whose lease was rescued or
   taken over and that still records its outcome breaks that chain (its success follows a
-  requeue, or a second success follows the new owner's claim);
+  requeue, or a second success follows the new owner's claim), and so does one whose late
+  release or retry opens a finished row again (a claim, and a second success, follow it);
 - the evidence that zombies existed at all: how many outcomes the fence refused, from the
   workers' logs ("not recorded: the job was taken over").
 """
@@ -28,20 +29,24 @@ from jobs.db import Database
 # cancel requests, submissions) say nothing about who holds the row.
 _LEASE = ("claimed", "requeued", "retry_scheduled", "succeeded", "failed", "cancelled", "resubmitted")
 LEASE_TYPES = [f"{role}.{t}" for role in ("job", "task") for t in _LEASE]
+_FINISHED = ("succeeded", "failed", "cancelled")
 REFUSED = "not recorded: the job was taken over"
 
 
 def zombie_finishes(events: Iterable[tuple[str, str, Any, Any]]) -> list[str]:
-    """Keys with a success that does not follow its own claim. `events`: (key, type,
-    fencing_token, attempts) of lease events, in outbox order."""
+    """Keys with a success that does not follow its own claim, or a finished row that a
+    late outcome opened again (after a success, a failure or a cancellation the only lease
+    event allowed is a resubmission). `events`: (key, type, fencing_token, attempts) of
+    lease events, in outbox order."""
     last: dict[str, tuple[str, Any, Any]] = {}
     bad: set[str] = set()
     for key, type_, token, attempts in events:
         kind = type_.partition(".")[2]
-        if kind == "succeeded":
-            prev = last.get(key)
-            if prev is None or prev != ("claimed", token, attempts):
-                bad.add(key)
+        prev = last.get(key)
+        if kind == "succeeded" and prev != ("claimed", token, attempts):
+            bad.add(key)
+        elif prev is not None and prev[0] in _FINISHED and kind != "resubmitted":
+            bad.add(key)  # e.g. a zombie's release or retry put a finished row back in the queue
         last[key] = (kind, token, attempts)
     return sorted(bad)
 

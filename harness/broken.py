@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jobs import pgsql, statements
+from jobs import fenced, pgsql, statements
 from jobs.outcomes import Outcome, OutcomeKind
 
 FENCE = f"jobs.status = '{pgsql.RUNNING}' AND jobs.fencing_token = o.token"
@@ -39,7 +39,8 @@ def break_fence() -> None:
     fields = [f.name for f in dataclasses.fields(runner._Queued)]
     assert fields[:2] == ["outcome", "deadline"], f"workers.runner._Queued is now {fields}; update harness.broken"
     runner._Queued = _no_deadline(runner._Queued)  # type: ignore[misc]
-    statements._fenced = lambda job_id, token: (statements.c.id == job_id,)
+    assert callable(getattr(fenced, "_fenced", None)), "jobs.fenced._fenced moved; update harness.broken"
+    fenced._fenced = lambda job_id, token: (statements.c.id == job_id,)
     for name in ("RECORD_SUCCESSES_AND_CLAIM_DUE", "RECORD_OUTCOMES_AND_CLAIM_DUE"):
         sql = getattr(pgsql, name)
         assert FENCE in sql, f"the fence of pgsql.{name} changed; update harness.broken"
@@ -47,7 +48,7 @@ def break_fence() -> None:
 
 
 def drop_one() -> None:
-    real = statements.record_outcomes_and_claim_due
+    real = fenced.record_outcomes_and_claim_due
     dropped: list[str] = []
 
     async def dropping(conn: Any, outcomes: Sequence[Outcome], *args: Any, **kwargs: Any) -> Any:
@@ -59,7 +60,7 @@ def drop_one() -> None:
                 print(f"harness.broken: dropping {o.job.key}", file=sys.stderr, flush=True)
         return await real(conn, changed, *args, **kwargs)
 
-    statements.record_outcomes_and_claim_due = dropping
+    fenced.record_outcomes_and_claim_due = dropping
 
 
 def main() -> None:

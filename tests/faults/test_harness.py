@@ -110,4 +110,6 @@ def test_checker_fails_on_a_broken_fleet(broken: str, faults: str, failing: tupl
         assert int(re.search(r"\| succeeded / failed \| (\d+) /", text).group(1)) > 0  # type: ignore[union-attr]
         assert any(line.startswith("| no job or task was finished by a zombie") for line in failed), "\n".join(failed)
     else:  # the dropped job is lost, and nothing was done twice
+        lost = re.search(r"\| \*\*lost\*\* \| \*\*(\d+)\*\* \|", text)
+        assert lost and int(lost.group(1)) >= 1, text[-3000:]
         assert "| **double effects** | **0** |" in text, text[-3000:]

@@ -37,3 +37,26 @@ def test_a_success_under_another_token_than_its_claim_is_a_zombie() -> None:
     events = [("a", "job.claimed", "3", "3"), ("a", "job.succeeded", "2", "2")]
     assert zombie_finishes(events) == ["a"]
     assert zombie_finishes([("a", "job.succeeded", "1", "1")]) == ["a"]  # never claimed
+
+
+def test_a_finished_row_opened_again_is_a_zombie() -> None:
+    """A zombie's late release (or retry) puts a succeeded job back in the queue; the next
+    claim and success then look regular, so the re-opening itself is what gives it away."""
+    events = [
+        ("a", "job.claimed", "1", "1"),
+        ("a", "job.requeued", "1", "1"),  # lease rescued
+        ("a", "job.claimed", "2", "2"),
+        ("a", "job.succeeded", "2", "2"),  # the new owner
+        ("a", "job.requeued", "2", "1"),  # the zombie's release, unfenced
+        ("a", "job.claimed", "3", "2"),
+        ("a", "job.succeeded", "3", "2"),
+    ]
+    assert zombie_finishes(events) == ["a"]
+    rerun = [
+        ("b", "job.claimed", "1", "1"),
+        ("b", "job.failed", "1", "1"),
+        ("b", "job.resubmitted", "1", "0"),  # a resubmission of a failed job is no zombie
+        ("b", "job.claimed", "2", "1"),
+        ("b", "job.succeeded", "2", "1"),
+    ]
+    assert zombie_finishes(rerun) == []

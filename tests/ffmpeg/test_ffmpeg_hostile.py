@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from jobs.errors import PermanentError
+from workers.ffmpeg import hardened
 from workers.ffmpeg.executor import FfmpegExecutor
 from workers.ffmpeg.probe import preflight
 from workers.ffmpeg.run import Limits
@@ -168,6 +169,37 @@ async def test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file(
     assert not opened, "the crypto: protocol opened the FIFO segment"
     assert connections == 0, "ffmpeg connected to the http canary"
     assert_clean(err.value, str(tmp_path))
+
+
+def test_ffmpegs_own_inputs_keep_to_the_file_protocol(
+    tmp_path: Path, ffmpeg_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same defense on the ffmpeg binary's side: an input made by `hardened.source`, with
+    hls let through its demuxer allowlist on purpose, still cannot open the playlist's
+    AES-128 segment through `crypto:` (ffmpeg's default for a `file:` input,
+    `file,crypto,data`, would open that FIFO) nor fetch its http segment."""
+    monkeypatch.setattr(hardened, "FORMAT_WHITELIST", hardened.FORMAT_WHITELIST + ",hls")
+    http = HttpCanary()
+    fifo = Canary(tmp_path / "canary.ts")
+    key = base64.b64encode(bytes(16)).decode()
+    target = tmp_path / "playlist.m3u8"
+    target.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n"
+        f'#EXT-X-KEY:METHOD=AES-128,URI="data:application/octet-stream;base64,{key}"\n'
+        f"#EXTINF:10,\n{fifo.path.name}\n"
+        "#EXT-X-KEY:METHOD=NONE\n"
+        f"#EXTINF:10,\n{http.url}/segment.ts\n#EXT-X-ENDLIST\n"
+    )
+    out = hardened.sink([hardened.source(target)], tmp_path / "out.mp4")
+    argv = hardened.compile_argv(out, ffmpeg_bin)
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    finally:
+        opened, connections = fifo.close(), http.close()
+    assert not opened, "the crypto: protocol opened the FIFO segment"
+    assert connections == 0, "ffmpeg connected to the http canary"
+    assert run.returncode != 0 and "not on whitelist" in run.stderr, run.stderr[-2000:]
+    assert not (tmp_path / "out.mp4").exists()
 
 
 async def test_concat_list_with_absolute_paths_is_refused(tmp_path: Path, ffmpeg_bin: str) -> None:

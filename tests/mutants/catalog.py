@@ -16,7 +16,8 @@ OC = "jobs/outcomes.py"
 SV = "jobs/service.py"
 CL = "jobs/claims.py"
 RUN = "workers/ffmpeg/run.py"
-PROBE = "workers/ffmpeg/probe.py"
+AVCHILD = "workers/ffmpeg/avchild.py"
+HARDENED = "workers/ffmpeg/hardened.py"
 CMD = "workers/ffmpeg/command.py"
 
 T_CLAIMS = "tests/integration/test_claims.py"
@@ -33,6 +34,7 @@ CLOCK = f"{T_CLAIMS}::test_lease_expiry_uses_the_database_clock"
 CANCEL_EVENTS = f"{T_EVENTS}::test_cancels_and_a_cancel_request_each_write_their_event"
 RESCUE_EVENTS = f"{T_EVENTS}::test_rescues_write_requeued_then_failed_when_attempts_run_out"
 PROTOCOL = f"{T_HOSTILE}::test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file"
+FFMPEG_PROTOCOL = f"{T_HOSTILE}::test_ffmpegs_own_inputs_keep_to_the_file_protocol"
 
 # A lease computed by the worker's own clock instead of the database's (mutants only).
 _WORKER_CLOCK = """
@@ -433,38 +435,61 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "no-format-whitelist",
-        "inv 9: a demuxer allowlist on every input",
-        PROBE,
-        '    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]',
-        '    args = ["-protocol_whitelist", "file"]',
+        "inv 9: a demuxer allowlist on every input the probe opens",
+        AVCHILD,
+        '    opts = {"protocol_whitelist": "file", "format_whitelist": whitelist}',
+        '    opts = {"protocol_whitelist": "file"}',
         f"{T_HOSTILE}::test_hls_playlist_is_refused_without_reading_what_it_names",
         f"{T_HOSTILE}::test_concat_list_with_absolute_paths_is_refused",
     ),
     m(
         "no-protocol-whitelist-on-inputs",
-        "inv 9: -protocol_whitelist file on every input",
-        PROBE,
-        '    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]',
-        '    args = ["-format_whitelist", FORMAT_WHITELIST]',
-        PROTOCOL,
+        "inv 9: -protocol_whitelist file on every input of an ffmpeg command",
+        HARDENED,
+        '    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}',
+        '    options |= {"format_whitelist": FORMAT_WHITELIST}',
+        FFMPEG_PROTOCOL,
+        more=(
+            Edit(  # and the check that every input was made by hardened.source
+                HARDENED,
+                '            if kw.get("protocol_whitelist") != "file" or "format_whitelist" not in kw:',
+                '            if "format_whitelist" not in kw:',
+            ),
+        ),
     ),
     m(
         "no-protocol-whitelist-anywhere",
-        "inv 9: -protocol_whitelist file on inputs and output",
-        PROBE,
-        '    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]',
-        '    args = ["-format_whitelist", FORMAT_WHITELIST]',
+        "inv 9: protocol_whitelist file on the probe, the keyframe reader, ffmpeg's inputs and output",
+        HARDENED,
+        '    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}',
+        '    options |= {"format_whitelist": FORMAT_WHITELIST}',
+        FFMPEG_PROTOCOL,
         PROTOCOL,
         more=(
             Edit(
-                "workers/ffmpeg/hardened.py",
+                HARDENED,
+                '            if kw.get("protocol_whitelist") != "file" or "format_whitelist" not in kw:',
+                '            if "format_whitelist" not in kw:',
+            ),
+            Edit(
+                HARDENED,
                 '        file_arg(path),\n        protocol_whitelist="file",\n        map_metadata',
                 "        file_arg(path),\n        map_metadata",
             ),
             Edit(
-                "workers/ffmpeg/hardened.py",
-                '    options |= {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}',
-                '    options |= {"format_whitelist": FORMAT_WHITELIST}',
+                HARDENED,
+                '            if not null and kw.get("protocol_whitelist") != "file":',
+                "            if False:",
+            ),
+            Edit(
+                AVCHILD,
+                '    opts = {"protocol_whitelist": "file", "format_whitelist": whitelist}',
+                '    opts = {"format_whitelist": whitelist}',
+            ),
+            Edit(
+                "workers/ffmpeg/kfchild.py",
+                '    opts = {"protocol_whitelist": "file", "format_whitelist": whitelist}',
+                '    opts = {"format_whitelist": whitelist}',
             ),
         ),
     ),

@@ -129,16 +129,6 @@ def check_input_path(path: Path, label: str = "the source") -> os.stat_result:
     return st
 
 
-def input_args(path: Path, demuxer: str | None = None) -> list[str]:
-    """The hardened input options for one file: protocol and demuxer allowlists."""
-    args = ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST]
-    if demuxer is not None:
-        if demuxer not in INPUT_FORMATS:
-            raise invalid(f"input format {demuxer!r} is not allowed")
-        args += ["-f", demuxer]
-    return args
-
-
 @traced("ffmpeg probe")
 async def probe(
     path: Path,

@@ -53,8 +53,8 @@ def unique_bucket() -> str:
 
 async def new_bucket_storage(scratch: Path, prefix: str = "blobs", **kw: Any) -> S3Storage:
     """An S3Storage on a fresh bucket of its own."""
-    conf = s3_config()
-    store = S3Storage(f"s3://{unique_bucket()}/{prefix}", scratch, **conf, **kw)
+    conf: dict[str, Any] = {**s3_config(), **kw}
+    store = S3Storage(f"s3://{unique_bucket()}/{prefix}", scratch, **conf)
     await store.create_bucket()
     return store
 

@@ -59,6 +59,7 @@ class Fault:
     target: int  # which worker/relay (index), where it applies
     started: float = 0.0
     began: float | None = None  # seconds after the load starts, when it really began
+    waited: float = 0.0  # seconds it waited for the fleet to recover from the fault before
     recovered_after: float | None = None
     note: str = ""
 
@@ -104,7 +105,9 @@ class Injector:
                     return
                 except TimeoutError:
                     pass
+            settling = time.monotonic()
             await self._settle(self.faults[n - 1] if n else None)
+            fault.waited = time.monotonic() - settling
             before = await self._completions()
             fault.started = time.monotonic()
             fault.began = fault.started - start

@@ -54,4 +54,4 @@ def test_a_fault_waits_until_every_worker_serves_again() -> None:
     faults = [Fault(at=0.0, kind="kill_worker", target=0), Fault(at=0.0, kind="kill_worker", target=1)]
     run(faults, recovers_after=0.05, serving_after=0.8)
     assert faults[1].began is not None and faults[1].began >= 0.75
-    assert faults[1].waited >= 0.7
+    assert faults[0].waited >= 0.7  # the fleet was not serving yet

@@ -5,6 +5,13 @@ zombie); kill -9 of the active relay, the ledger, the reaper and the webhook dis
 PostgreSQL restarted; the Kafka broker restarted. Killed processes are restarted after a
 second, as a supervisor would. Network, storage and webhook kinds are in harness.netfaults
 (through toxiproxy). Recovery = time from the fault to the next job completion.
+
+Faults come one at a time: each waits for its planned time and then until the fleet has
+recovered from the one before (a job completed since it, and every worker process it
+restarted is serving again), so a fault's recovery is its own. Without that wait, faults
+overdue after a long injection (a Kafka restart takes 30-50 s on a loaded machine) fired
+back to back: four worker kills in 4 s left no worker serving, and the Kafka restart just
+after them was billed the 15 s their replacements took to start.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ NETWORK_KINDS = (
 )
 S3_KINDS = ("s3_bandwidth", "s3_outage", "scratch_full")  # need --storage s3
 KINDS = PROCESS_KINDS + NETWORK_KINDS + S3_KINDS
+SETTLE_SECONDS = 60.0  # the longest a fault waits for the fleet to recover from the last
 
 
 def kinds_for(storage: str) -> tuple[str, ...]:
@@ -50,6 +58,8 @@ class Fault:
     kind: str
     target: int  # which worker/relay (index), where it applies
     started: float = 0.0
+    began: float | None = None  # seconds after the load starts, when it really began
+    waited: float = 0.0  # seconds it waited for the fleet to recover from the fault before
     recovered_after: float | None = None
     note: str = ""
 
@@ -95,8 +105,12 @@ class Injector:
                     return
                 except TimeoutError:
                     pass
+            settling = time.monotonic()
+            await self._settle(self.faults[n - 1] if n else None)
+            fault.waited = time.monotonic() - settling
             before = await self._completions()
             fault.started = time.monotonic()
+            fault.began = fault.started - start
             # Measure from the moment of the fault, while the injection (restarts) goes on.
             self.measuring.append(asyncio.create_task(self._measure(fault, before)))
             try:
@@ -105,6 +119,16 @@ class Injector:
                 fault.note = f"{fault.note} injection failed: {exc!s:.200}".strip()
                 print(f"fault {fault.kind} failed: {exc}", flush=True)
             self.log.append(f"t={fault.started - start:6.1f}s {fault.kind} {fault.note}")
+
+    async def _settle(self, previous: Fault | None) -> None:
+        """Until the previous fault has recovered and every worker serves (at most SETTLE_SECONDS)."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while time.monotonic() < deadline:
+            if (previous is None or previous.recovered_after is not None) and self.fleet.workers_serving():
+                return
+            await asyncio.sleep(0.1)
+        print(f"fault after {previous.kind if previous else '-'}: the fleet had not recovered "
+              f"within {SETTLE_SECONDS:.0f} s; injecting anyway", flush=True)
 
     async def _completions(self) -> int:
         for _ in range(100):

@@ -47,6 +47,7 @@ class Proc:
     stopped: bool = False  # SIGSTOPped (a zombie in the making)
     proxies: dict[str, str] = field(default_factory=dict)  # service -> toxiproxy proxy name
     env: dict[str, str] = field(default_factory=dict)  # its own addresses (via its proxies)
+    serving: int = 0  # the incarnation last seen serving (its log says it started work)
 
     @property
     def name(self) -> str:
@@ -63,6 +64,19 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    def is_serving(self, marker: str) -> bool:
+        """Alive, not paused, and this incarnation's log has the line it logs once started."""
+        if not self.alive() or self.stopped:
+            return False
+        if self.serving != self.incarnation:
+            try:
+                if marker not in self.log.read_text(errors="replace"):
+                    return False
+            except FileNotFoundError:
+                return False
+            self.serving = self.incarnation
+        return True
 
 
 @dataclass
@@ -355,6 +369,10 @@ class Fleet:
     def resume(self, proc: Proc) -> None:
         os.killpg(proc.pid, signal.SIGCONT)
         proc.stopped = False
+
+    def workers_serving(self) -> bool:
+        """Every worker process up and claiming (`vidjobs worker` logs its concurrency then)."""
+        return all(p.is_serving(": concurrency ") for p in self.by_role("worker"))
 
     def active_relay(self) -> Proc | None:
         """The relay whose current incarnation says it holds the lock (latest line wins)."""

@@ -73,13 +73,17 @@ def render(
         "",
         "## Faults",
         "",
-        "| at (s) | kind | target | recovered after (s) |",
-        "|---|---|---|---|",
+        "Faults one at a time: each began at its planned time or, when the fleet had not yet "
+        "recovered from the one before (a job completed since, every worker serving), once it had.",
+        "",
+        "| at (s) | planned (s) | waited for the fleet (s) | kind | target | recovered after (s) |",
+        "|---|---|---|---|---|---|",
     ]
     for f in faults:
         if f.started:
             rec = f"{f.recovered_after:.2f}" if f.recovered_after is not None else "not measured"
-            lines.append(f"| {f.at:.1f} | {f.kind} | {f.note} | {rec} |")
+            began = f"{f.began:.1f}" if f.began is not None else "?"
+            lines.append(f"| {began} | {f.at:.1f} | {f.waited:.1f} | {f.kind} | {f.note} | {rec} |")
     by_kind: dict[str, list[float]] = {}
     for f in faults:
         if f.recovered_after is not None:

@@ -1,4 +1,9 @@
-"""The composition root: builds the database, services, API and loops from settings."""
+"""The composition root: builds the database, services, API and loops from settings.
+
+The API (FastAPI, the routes, the console) and the migrations (alembic) are imported only
+by what uses them: a worker, relay or reaper never does, and a restarted worker is back
+claiming sooner (its start is what recovery waits for when every worker was killed).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
-from jobs import console
-from jobs.api import ApiState, Probe, create_app
 from jobs.claims import ClaimService
 from jobs.db import Database
 from jobs.outbox import Event
@@ -25,12 +27,15 @@ from jobs.settings import CREDENTIALS, Settings, get_settings
 from jobs.status import WORK_EVENTS
 from jobs.storage import Storage, open_storage
 from jobs.tenants import create_tenant, issue_token, tenant_by_name, tenant_for_token
-from jobs.webhooks.service import WebhookService
-from migrations import upgrade
 from workers import metrics
 from workers.executor import Executor, ExecutorRegistry, SleepExecutor
 from workers.runner import Runner
 from workers.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from jobs.api import Probe
 
 log = logging.getLogger("vidjobs")
 
@@ -84,6 +89,10 @@ class Components:
         )
 
     def app(self, probe: Probe | None = None) -> FastAPI:
+        from jobs import console
+        from jobs.api import ApiState, create_app
+        from jobs.webhooks.service import WebhookService
+
         state = ApiState(
             db=self.db,
             service=self.service,
@@ -238,6 +247,8 @@ def make_probe(settings: Settings | None = None) -> Probe | None:
 
 async def migrate(db: Database, storage: Storage | None = None) -> None:
     """The schema, and an S3 store's bucket (created when it does not exist yet)."""
+    from migrations import upgrade
+
     await upgrade(db.engine)
     create_bucket = getattr(storage, "create_bucket", None)
     if create_bucket is None:

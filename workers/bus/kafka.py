@@ -101,7 +101,11 @@ class KafkaPublisher:
 
     async def start(self) -> None:
         producer = self._new_producer()
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:  # e.g. the broker is down: close what start() opened
+            await _close_quietly(producer.stop(), self.bus.request_timeout_ms)
+            raise
         self._producer = producer
         self._broken = False
 
@@ -172,7 +176,11 @@ class KafkaConsumer:
         )
 
     async def start(self) -> None:
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:  # the caller retries with a new consumer: close this one
+            await _close_quietly(self._consumer.stop(), self.bus.request_timeout_ms)
+            raise
 
     async def fetch(self, wait: float, max_records: int) -> list[Record]:
         if max_records <= 0:
@@ -231,3 +239,11 @@ class KafkaConsumer:
             await self._consumer.stop()
         except Exception as exc:
             log.warning("Kafka consumer did not stop cleanly: %r", exc)
+
+
+async def _close_quietly(stopping: Any, timeout_ms: int) -> None:
+    """Stop a client whose start failed; its own error is the one that matters."""
+    try:
+        await asyncio.wait_for(stopping, timeout_ms / 1000)
+    except Exception as exc:
+        log.debug("closing a Kafka client that did not start: %r", exc)

@@ -1,0 +1,123 @@
+"""What a claim and each kind of outcome set on a job: the SET lists of the worker's
+statements, written once, as SQLAlchemy values.
+
+`jobs.fenced` runs them as SQLAlchemy statements (SQLite, and task rows on both databases);
+`jobs.pgsql` compiles the same lists, once at import, into its PostgreSQL texts: the
+claim's UPDATE, and the one UPDATE that records a batch of outcomes (a CASE on the kind
+per column, built from the lists of every kind, or the succeeded list alone). A value is
+a plain Python value or an SQL expression over the row (`known`: which ones the worker
+knows without reading the row back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobs.db import db_now
+from jobs.models import Job
+from jobs.outcomes import Inputs, OutcomeKind
+from jobs.status import JobStatus
+
+c = Job.__table__.c  # type: ignore[attr-defined]
+PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
+SUCCEEDED, FAILED, CANCELLED = (
+    JobStatus.SUCCEEDED.value,
+    JobStatus.FAILED.value,
+    JobStatus.CANCELLED.value,
+)
+
+
+def claim_values(owner: Any, lease_seconds: Any) -> dict[str, Any]:
+    """pending -> running for `owner`: a lease of `lease_seconds` by the database clock, a
+    new fencing token, the attempt counted, progress from zero."""
+    return {
+        "status": RUNNING,
+        "lease_owner": owner,
+        "lease_expires_at": db_now(lease_seconds),
+        "fencing_token": c.fencing_token + 1,
+        "attempts": c.attempts + 1,
+        "progress": 0.0,
+        "started_at": db_now(),
+        "updated_at": db_now(),
+    }
+
+
+def succeeded_values(output: Any) -> dict[str, Any]:
+    """-> succeeded, pointing the job (a worker's, or a job of several tasks) at `output`."""
+    return {
+        "status": SUCCEEDED,
+        "output": output,
+        "progress": 1.0,
+        "error_code": None,
+        "error_message": None,
+        "finished_at": db_now(),
+        "updated_at": db_now(),
+    }
+
+
+def outcome_values(kind: OutcomeKind, i: Inputs) -> dict[str, Any]:
+    """running -> where an outcome of `kind` leads: the columns it sets (the others stay).
+
+    Every kind ends the lease. RETRY goes back to pending after its delay while attempts
+    are left, else fails; RELEASED goes back at once and does not count the attempt."""
+    ended = {"lease_owner": None, "lease_expires_at": None, "updated_at": db_now()}
+    if kind is OutcomeKind.SUCCEEDED:
+        return {**succeeded_values(i.output), **ended}
+    error = {"error_code": i.error_code, "error_message": i.error_message}
+    if kind is OutcomeKind.RETRY:
+        again = c.attempts < c.max_attempts
+        return {
+            "status": sa.case((again, PENDING), else_=FAILED),
+            "run_after": sa.case((again, db_now(i.delay_s)), else_=c.run_after),
+            **error,
+            "finished_at": sa.case((again, None), else_=db_now()),
+            **ended,
+        }
+    if kind is OutcomeKind.FAILED:
+        return {"status": FAILED, **error, "finished_at": db_now(), **ended}
+    if kind is OutcomeKind.CANCELLED:
+        return {"status": CANCELLED, "finished_at": db_now(), **ended}
+    return {
+        "status": PENDING,
+        "attempts": sa.case((c.attempts > 0, c.attempts - 1), else_=0),
+        "run_after": db_now(),
+        "progress": 0.0,
+        "finished_at": None,
+        **ended,
+    }
+
+
+def _what_is_known(kind: OutcomeKind) -> dict[str, tuple[str | None, Any]]:
+    marks: dict[str, Any] = {f.name: sa.literal_column(f.name) for f in fields(Inputs)}
+    values = outcome_values(kind, Inputs(**marks))
+    by_mark = {id(mark): name for name, mark in marks.items()}
+    return {
+        name: (by_mark.get(id(v)), v)
+        for name, v in values.items()
+        if id(v) in by_mark or not isinstance(v, sa.ClauseElement)
+    }
+
+
+# Per kind, what an outcome sets that its worker knows without reading the row back: a
+# constant, or one of its `Inputs` (name). Computed once: building the SQLAlchemy values
+# per outcome costs ~90 us.
+_KNOWN = {kind: _what_is_known(kind) for kind in OutcomeKind}
+READ_BACK = tuple(
+    dict.fromkeys(
+        name
+        for kind in OutcomeKind
+        for name in outcome_values(kind, Inputs(None, "", "", 0.0))
+        if name not in _KNOWN[kind]
+    )
+)  # the columns some kind sets from the row itself (an SQL expression)
+
+
+def known(kind: OutcomeKind, i: Inputs) -> dict[str, Any]:
+    """The values an outcome of `kind` sets that its worker knows (no SQL expression)."""
+    return {
+        col: value if name is None else getattr(i, name)
+        for col, (name, value) in _KNOWN[kind].items()
+    }

@@ -84,10 +84,13 @@ def recorded_rows(
     out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
         o = by_id[row["id"]]
-        update = setlists.known(o.kind, o.inputs)
-        update.update((name, row[name]) for name in _RECORDED_COLUMNS)
+        inputs = o.inputs
+        update = setlists.known(o.kind, inputs)
+        for name in _RECORDED_COLUMNS:
+            update[name] = row[name]
         job = o.job.model_copy(update=update)
-        out.append((job, _event(row, job, event_type(o, job.status), **event_extra(o))))
+        extra = event_extra(o, inputs)
+        out.append((job, _event(row, job, event_type(o, job.status), **extra)))
     return out
 
 

@@ -11,7 +11,6 @@ knows without reading the row back).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,34 +89,37 @@ def outcome_values(kind: OutcomeKind, i: Inputs) -> dict[str, Any]:
     }
 
 
-def _what_is_known(kind: OutcomeKind) -> dict[str, tuple[str | None, Any]]:
-    marks: dict[str, Any] = {f.name: sa.literal_column(f.name) for f in fields(Inputs)}
-    values = outcome_values(kind, Inputs(**marks))
-    by_mark = {id(mark): name for name, mark in marks.items()}
-    return {
-        name: (by_mark.get(id(v)), v)
-        for name, v in values.items()
-        if id(v) in by_mark or not isinstance(v, sa.ClauseElement)
-    }
+def _what_is_known(kind: OutcomeKind) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+    """What an outcome of `kind` sets that its worker knows without reading the row back:
+    constants, and (column, position in `Inputs`) for its own inputs."""
+    marks: list[Any] = [sa.literal_column(name) for name in Inputs._fields]
+    at = {id(mark): n for n, mark in enumerate(marks)}
+    constants: dict[str, Any] = {}
+    inputs: list[tuple[str, int]] = []
+    for name, v in outcome_values(kind, Inputs(*marks)).items():
+        if id(v) in at:
+            inputs.append((name, at[id(v)]))
+        elif not isinstance(v, sa.ClauseElement):
+            constants[name] = v
+    return constants, inputs
 
 
-# Per kind, what an outcome sets that its worker knows without reading the row back: a
-# constant, or one of its `Inputs` (name). Computed once: building the SQLAlchemy values
-# per outcome costs ~90 us.
+# Computed once per kind: building the SQLAlchemy values per outcome costs ~90 us.
 _KNOWN = {kind: _what_is_known(kind) for kind in OutcomeKind}
 READ_BACK = tuple(
     dict.fromkeys(
         name
         for kind in OutcomeKind
         for name in outcome_values(kind, Inputs(None, "", "", 0.0))
-        if name not in _KNOWN[kind]
+        if name not in _KNOWN[kind][0] and name not in dict(_KNOWN[kind][1])
     )
 )  # the columns some kind sets from the row itself (an SQL expression)
 
 
 def known(kind: OutcomeKind, i: Inputs) -> dict[str, Any]:
     """The values an outcome of `kind` sets that its worker knows (no SQL expression)."""
-    return {
-        col: value if name is None else getattr(i, name)
-        for col, (name, value) in _KNOWN[kind].items()
-    }
+    constants, inputs = _KNOWN[kind]
+    out = dict(constants)
+    for name, at in inputs:
+        out[name] = i[at]
+    return out

@@ -33,6 +33,10 @@ def _sql(value: Any) -> str:
     return str(value.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
 
 
+def _set_list(values: dict[str, Any]) -> str:
+    return ",\n        ".join(f"{name} = {_sql(v)}" for name, v in values.items())
+
+
 # PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
 # CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) send
 # back what the caller does not know yet, and nothing it does: a claim, the claimed jobs'
@@ -146,10 +150,6 @@ def claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> 
 ), event AS ({events})"""  # noqa: S608
 
 
-def _set_list(values: dict[str, Any]) -> str:
-    return ",\n        ".join(f"{name} = {_sql(v)}" for name, v in values.items())
-
-
 # The outcomes a worker records in one statement: the fenced UPDATE of every job that ended,
 # with one outbox row each whose type follows from the kind and the new status. The SET
 # list comes from each kind's (`setlists.outcome_values`), as a CASE on the kind where
@@ -216,10 +216,14 @@ def _extra_sql(source: str) -> str:
     return f"CASE {source}.kind {whens} END"
 
 
-OUTCOME_SET = _any_outcome_set()
-SUCCESS_SET = setlists.outcome_values(OutcomeKind.SUCCEEDED, _IN)
+_OUTCOME_SET = _any_outcome_set()
+_SUCCESS_SET = setlists.outcome_values(OutcomeKind.SUCCEEDED, _IN)
 OUTCOME_EVENT_TYPE = _type_sql("recorded")
 OUTCOME_EVENT_EXTRA = _extra_sql("recorded")
+# What the outcomes' UPDATE returns: its outbox rows' payload columns and output, and
+# what the caller reads back (`_RECORDED_COLUMNS`).
+_RETURNED = dict.fromkeys([*outbox.PAYLOAD.values(), "output", *_RECORDED_COLUMNS])
+_RECORDED_RETURNING = ", ".join(f"jobs.{name}" for name in _RETURNED)
 # The outcome arrays ($1..) of each form, and what each element is.
 _ANY_OUTCOME = ["id bigint", "token bigint", "kind text", "output text", "error_code text",
                 "error_message text", "delay_s float8"]  # fmt: skip
@@ -235,7 +239,7 @@ def _record_and_claim_sql(successes_only: bool) -> str:
     arrays = ", ".join(f"${i}::{col.split()[1]}[]" for i, col in enumerate(cols, 1))
     names = ", ".join(col.split()[0] for col in cols)
     n = len(cols)
-    set_list = _set_list(SUCCESS_SET if successes_only else OUTCOME_SET)
+    set_list = _set_list(_SUCCESS_SET if successes_only else _OUTCOME_SET)
     if successes_only:
         type_, extra_of = EVENTS[OutcomeKind.SUCCEEDED]
         assert type_ is not None
@@ -260,9 +264,7 @@ WITH o AS (
         {set_list}
     FROM o
     WHERE jobs.id = o.id AND jobs.status = '{RUNNING}' AND jobs.fencing_token = o.token
-    RETURNING jobs.id, jobs.tenant_id, jobs.key, jobs.status, jobs.attempts,
-        jobs.fencing_token, jobs.output, jobs.run_after, jobs.cancel_requested,
-        jobs.finished_at, jobs.updated_at, o.ord{extra}
+    RETURNING {_RECORDED_RETURNING}, o.ord{extra}
 ), done_event AS ({events}),
 {claim}
 SELECT false AS recorded, {_claimed_columns("claimed", "event")}

@@ -5,8 +5,8 @@ statements, written once, as SQLAlchemy values.
 `jobs.pgsql` compiles the same lists, once at import, into its PostgreSQL texts: the
 claim's UPDATE, and the one UPDATE that records a batch of outcomes (a CASE on the kind
 per column, built from the lists of every kind, or the succeeded list alone). A value is
-a plain Python value or an SQL expression over the row (`known`: which ones the worker
-knows without reading the row back).
+a plain Python value, one of the outcome's `Inputs`, or an SQL expression over the row:
+the worker knows the first two (`known`) and reads back only the rest (`READ_BACK`).
 """
 
 from __future__ import annotations
@@ -89,36 +89,34 @@ def outcome_values(kind: OutcomeKind, i: Inputs) -> dict[str, Any]:
     }
 
 
-def _what_is_known(kind: OutcomeKind) -> tuple[dict[str, Any], list[tuple[str, int]]]:
-    """What an outcome of `kind` sets that its worker knows without reading the row back:
-    constants, and (column, position in `Inputs`) for its own inputs."""
+def _split(kind: OutcomeKind) -> tuple[dict[str, Any], list[tuple[str, int]], list[str]]:
+    """What an outcome of `kind` sets: constants, its own inputs (column, position in
+    `Inputs`), both known to its worker, and the columns set from the row (SQL)."""
     marks: list[Any] = [sa.literal_column(name) for name in Inputs._fields]
     at = {id(mark): n for n, mark in enumerate(marks)}
     constants: dict[str, Any] = {}
     inputs: list[tuple[str, int]] = []
+    from_row: list[str] = []
     for name, v in outcome_values(kind, Inputs(*marks)).items():
         if id(v) in at:
             inputs.append((name, at[id(v)]))
-        elif not isinstance(v, sa.ClauseElement):
+        elif isinstance(v, sa.ClauseElement):
+            from_row.append(name)
+        else:
             constants[name] = v
-    return constants, inputs
+    return constants, inputs, from_row
 
 
-# Computed once per kind: building the SQLAlchemy values per outcome costs ~90 us.
-_KNOWN = {kind: _what_is_known(kind) for kind in OutcomeKind}
-READ_BACK = tuple(
-    dict.fromkeys(
-        name
-        for kind in OutcomeKind
-        for name in outcome_values(kind, Inputs(None, "", "", 0.0))
-        if name not in _KNOWN[kind][0] and name not in dict(_KNOWN[kind][1])
-    )
-)  # the columns some kind sets from the row itself (an SQL expression)
+# Split once per kind: building the SQLAlchemy values again for every recorded outcome
+# would cost more than the rest of reading it back.
+_KNOWN = {kind: _split(kind) for kind in OutcomeKind}
+# The columns that some kind sets from the row itself: a recorded outcome returns them.
+READ_BACK = tuple(dict.fromkeys(name for *_, from_row in _KNOWN.values() for name in from_row))
 
 
 def known(kind: OutcomeKind, i: Inputs) -> dict[str, Any]:
     """The values an outcome of `kind` sets that its worker knows (no SQL expression)."""
-    constants, inputs = _KNOWN[kind]
+    constants, inputs, _ = _KNOWN[kind]
     out = dict(constants)
     for name, at in inputs:
         out[name] = i[at]

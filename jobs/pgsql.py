@@ -2,10 +2,12 @@
 
 Named SQL in one place (River's `river_job.sql`, procrastinate's `queries.sql`): the claim
 CTEs and the worker's one statement that records outcomes and claims, both data-modifying
-CTEs that change jobs and write their outbox rows together. `jobs.statements` runs them by
-name (SQLite runs the same steps as SQLAlchemy statements there); a contract test checks
-that both databases store and return the same rows. Texts are built once, at import, from
-constants: no input reaches them.
+CTEs that change jobs and write their outbox rows together. `jobs.fenced` runs them by name
+(SQLite runs the same steps as SQLAlchemy statements there). What both databases share is
+written once and only rendered here: the SET lists (`jobs.setlists`, compiled to text), the
+outcomes' events (`jobs.outcomes.EVENTS`) and the payload columns (`jobs.outbox.PAYLOAD`);
+a contract test checks that both databases store and return the same rows. Texts are
+built once, at import, from constants: no input reaches them.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ def _set_list(values: dict[str, Any]) -> str:
 # PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
 # CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) send
 # back what the caller does not know yet, and nothing it does: a claim, the claimed jobs'
-# columns; a finish, only what may have changed under the worker (a cancel request) and
-# when; both, their outbox rows' ids as "event.id" and "event.event_id". Each event's
-# payload is rebuilt here by `outbox.event_payload` from the columns the SQL built it from,
-# so no JSON comes back to be decoded.
+# columns; a finish, what may have changed under the worker (a cancel request, the progress
+# its heartbeats stored) and what the statement computed; both, their outbox rows' ids as
+# "event.id" and "event.event_id". Each event's payload is rebuilt here by
+# `outbox.event_payload` from the columns the SQL built it from, so no JSON comes back.
 JOB_COLUMNS = [col.name for col in c]
-# A recorded outcome sends back the columns some kind sets from the row itself; the rest
-# of what it sets the worker knows (`setlists.known`).
-_RECORDED_COLUMNS = ("id", "cancel_requested", *setlists.READ_BACK)
+# A recorded outcome sends back those, and the columns some kind sets from the row itself;
+# the rest of what it sets the worker knows (`setlists.known`).
+_RECORDED_COLUMNS = tuple(
+    dict.fromkeys(("id", "cancel_requested", "progress", *setlists.READ_BACK))
+)
 
 
 def _event_ids(event: str) -> list[str]:

@@ -20,8 +20,9 @@ from typing import Any
 
 from jobs import fenced, pgsql, statements
 from jobs.outcomes import Outcome, OutcomeKind
+from jobs.status import JobStatus
 
-FENCE = f"jobs.status = '{pgsql.RUNNING}' AND jobs.fencing_token = o.token"
+FENCE = f"jobs.status = '{JobStatus.RUNNING.value}' AND jobs.fencing_token = o.token"
 
 
 def _no_deadline(queued: Any) -> Any:

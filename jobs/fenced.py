@@ -20,17 +20,8 @@ from jobs import outbox, pgsql
 from jobs.db import db_now, fetch_prepared
 from jobs.models import Job, Tenant
 from jobs.outcomes import Outcome, OutcomeKind, event_extra, event_type
-from jobs.statements import (
-    CANCELLED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    c,
-    jobs,
-    row_of,
-    rows_of,
-    succeeded_values,
-)
+from jobs.setlists import claim_values, outcome_values
+from jobs.statements import FAILED, PENDING, RUNNING, c, jobs, row_of, rows_of
 from jobs.status import EventType
 
 tenants = Tenant.__table__  # type: ignore[attr-defined]
@@ -41,16 +32,7 @@ _PENDING_LITERAL = sa.literal_column(f"'{PENDING}'", sa.String)
 
 
 def _claim_values(owner: str, lease_seconds: float) -> dict[str, Any]:
-    return {
-        "status": RUNNING,
-        "lease_owner": owner,
-        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),
-        "fencing_token": c.fencing_token + 1,
-        "attempts": c.attempts + 1,
-        "progress": 0.0,
-        "started_at": db_now(),
-        "updated_at": db_now(),
-    }
+    return claim_values(owner, sa.bindparam("lease_s", lease_seconds, sa.Float))
 
 
 async def claim_pending_by_key(
@@ -151,21 +133,6 @@ async def heartbeat_if_fenced(
     return row_of(await conn.execute(stmt))
 
 
-async def finish_succeeded_if_fenced(
-    conn: AsyncConnection, job_id: int, token: int, output: dict[str, Any]
-) -> Job | None:
-    """running -> succeeded, pointing the job at its stored output."""
-    stmt = (
-        sa.update(jobs)
-        .where(*_fenced(job_id, token))
-        .values(**succeeded_values(output), lease_owner=None, lease_expires_at=None)
-        .returning(*c)
-    )
-    return row_of(await conn.execute(stmt))
-
-
-
-
 def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
     """The statement for these outcomes and its outcome arrays."""
     ids = [o.job.id for o in outcomes]
@@ -173,14 +140,15 @@ def _outcome_args(outcomes: Sequence[Outcome]) -> tuple[str, list[list[Any]]]:
     outputs = [None if o.output is None else json.dumps(o.output) for o in outcomes]
     if all(o.kind is OutcomeKind.SUCCEEDED for o in outcomes):
         return pgsql.RECORD_SUCCESSES_AND_CLAIM_DUE, [ids, tokens, outputs]
+    inputs = [o.inputs for o in outcomes]
     return pgsql.RECORD_OUTCOMES_AND_CLAIM_DUE, [
         ids,
         tokens,
         [o.kind.value for o in outcomes],
         outputs,
-        [None if o.error_code is None else o.error_code[:64] for o in outcomes],
-        [None if o.error_message is None else o.error_message[:2000] for o in outcomes],
-        [float(o.delay_seconds) for o in outcomes],
+        [i.error_code for i in inputs],
+        [i.error_message for i in inputs],
+        [i.delay_s for i in inputs],
     ]
 
 
@@ -223,89 +191,12 @@ async def record_outcomes_and_claim_due(
 
 
 async def record_one(conn: AsyncConnection, o: Outcome) -> Job | None:
-    """One outcome's fenced statement (no outbox row): the job as recorded, or None."""
-    job_id, token = o.job.id or 0, o.job.fencing_token
-    if o.kind is OutcomeKind.SUCCEEDED:
-        return await finish_succeeded_if_fenced(conn, job_id, token, o.output or {})
-    if o.kind is OutcomeKind.CANCELLED:
-        return await cancel_if_fenced(conn, job_id, token)
-    if o.kind is OutcomeKind.RELEASED:
-        return await release_if_fenced(conn, job_id, token)
-    return await fail_if_fenced(
-        conn,
-        job_id,
-        token,
-        code=o.error_code or "",
-        message=o.error_message or "",
-        retryable=o.kind is OutcomeKind.RETRY,
-        delay_seconds=o.delay_seconds,
-    )
-
-
-async def fail_if_fenced(
-    conn: AsyncConnection,
-    job_id: int,
-    token: int,
-    *,
-    code: str,
-    message: str,
-    retryable: bool,
-    delay_seconds: float,
-) -> Job | None:
-    """running -> pending after `delay_seconds` (retryable, attempts left) or -> failed."""
-    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)
+    """running -> where the outcome leads (`setlists.outcome_values`), if still fenced; no
+    outbox row. The job as recorded, or None."""
     stmt = (
         sa.update(jobs)
-        .where(*_fenced(job_id, token))
-        .values(
-            status=sa.case((again, PENDING), else_=FAILED),
-            run_after=sa.case(
-                (again, db_now(sa.bindparam("delay_s", delay_seconds, sa.Float))),
-                else_=c.run_after,
-            ),
-            finished_at=sa.case((again, None), else_=db_now()),
-            lease_owner=None,
-            lease_expires_at=None,
-            error_code=code[:64],
-            error_message=message[:2000],
-            updated_at=db_now(),
-        )
-        .returning(*c)
-    )
-    return row_of(await conn.execute(stmt))
-
-
-async def cancel_if_fenced(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
-    """running -> cancelled, when the worker honours a cancel request."""
-    stmt = (
-        sa.update(jobs)
-        .where(*_fenced(job_id, token))
-        .values(
-            status=CANCELLED,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=db_now(),
-            updated_at=db_now(),
-        )
-        .returning(*c)
-    )
-    return row_of(await conn.execute(stmt))
-
-
-async def release_if_fenced(conn: AsyncConnection, job_id: int, token: int) -> Job | None:
-    """running -> pending at once, attempt not counted (graceful shutdown)."""
-    stmt = (
-        sa.update(jobs)
-        .where(*_fenced(job_id, token))
-        .values(
-            status=PENDING,
-            attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0),
-            run_after=db_now(),
-            lease_owner=None,
-            lease_expires_at=None,
-            progress=0.0,
-            updated_at=db_now(),
-        )
+        .where(*_fenced(o.job.id or 0, o.job.fencing_token))
+        .values(**outcome_values(o.kind, o.inputs))
         .returning(*c)
     )
     return row_of(await conn.execute(stmt))

@@ -65,17 +65,22 @@ class CommittedEvent:
 Event = OutboxEvent | CommittedEvent
 
 
+# What every event says about its job, enough for a consumer to act without a read: each
+# payload key and the job column it holds (written once, for `event_payload` and the SQL
+# of `insert_events_from_sql`).
+PAYLOAD = {
+    "job_id": "id",
+    "tenant_id": "tenant_id",
+    "key": "key",
+    "status": "status",
+    "attempts": "attempts",
+    "fencing_token": "fencing_token",
+}
+
+
 def event_payload(job: Job, **extra: Any) -> dict[str, Any]:
-    """What every event says about its job: enough for a consumer to act without a read."""
-    return {
-        "job_id": job.id,
-        "tenant_id": job.tenant_id,
-        "key": job.key,
-        "status": job.status,
-        "attempts": job.attempts,
-        "fencing_token": job.fencing_token,
-        **extra,
-    }
+    """An event's payload: the job's `PAYLOAD` columns, then the event's own keys."""
+    return {**{key: getattr(job, column) for key, column in PAYLOAD.items()}, **extra}
 
 
 def insert_events_from_sql(
@@ -97,17 +102,8 @@ def insert_events_from_sql(
     RETURNING, so each outbox row is written after its job row changed, while the statement
     holds that row's lock, in the same transaction.
     """
-    payload = ", ".join(
-        [
-            f"'job_id', {source}.id",
-            f"'tenant_id', {source}.tenant_id",
-            f"'key', {source}.key",
-            f"'status', {source}.status",
-            f"'attempts', {source}.attempts",
-            f"'fencing_token', {source}.fencing_token",
-            *(f"'{name}', {expr}" for name, expr in extra.items()),
-        ]
-    )
+    fields = {key: f"{source}.{column}" for key, column in PAYLOAD.items()} | extra
+    payload = ", ".join(f"'{key}', {expr}" for key, expr in fields.items())
     # Built once, at import, from the callers' constant fragments: no input reaches it.
     columns = "event_id, tenant_id, job_id, job_key, type, payload, created_at"
     body = f"jsonb_build_object({payload})"

@@ -2,10 +2,12 @@
 
 Named SQL in one place (River's `river_job.sql`, procrastinate's `queries.sql`): the claim
 CTEs and the worker's one statement that records outcomes and claims, both data-modifying
-CTEs that change jobs and write their outbox rows together. `jobs.statements` runs them by
-name (SQLite runs the same steps as SQLAlchemy statements there); a contract test checks
-that both databases store and return the same rows. Texts are built once, at import, from
-constants: no input reaches them.
+CTEs that change jobs and write their outbox rows together. `jobs.fenced` runs them by name
+(SQLite runs the same steps as SQLAlchemy statements there). What both databases share is
+written once and only rendered here: the SET lists (`jobs.setlists`, compiled to text), the
+outcomes' events (`jobs.outcomes.EVENTS`) and the payload columns (`jobs.outbox.PAYLOAD`);
+a contract test checks that both databases store and return the same rows. Texts are
+built once, at import, from constants: no input reaches them.
 """
 
 from __future__ import annotations
@@ -13,36 +15,42 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobs import outbox
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from jobs import outbox, setlists
 from jobs.models import Job
-from jobs.outcomes import Outcome, OutcomeKind, event_extra, event_type
-from jobs.status import EventType, JobStatus
+from jobs.outcomes import EVENTS, Field, Inputs, Outcome, OutcomeKind, event_extra, event_type
+from jobs.setlists import PENDING, RUNNING
+from jobs.status import EventType
 
 c = Job.__table__.c  # type: ignore[attr-defined]
-PENDING, RUNNING = JobStatus.PENDING.value, JobStatus.RUNNING.value
-SUCCEEDED, FAILED, CANCELLED = (
-    JobStatus.SUCCEEDED.value,
-    JobStatus.FAILED.value,
-    JobStatus.CANCELLED.value,
-)
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _sql(value: Any) -> str:
+    """A SET list's value as PostgreSQL text (constants inline: they are the code's own)."""
+    if not isinstance(value, sa.ClauseElement):
+        value = sa.null() if value is None else sa.literal(value)
+    return str(value.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
+
+
+def _set_list(values: dict[str, Any]) -> str:
+    return ",\n        ".join(f"{name} = {_sql(v)}" for name, v in values.items())
 
 
 # PostgreSQL statements that change jobs and write their outbox rows in one data-modifying
 # CTE (`changed` = the UPDATE's RETURNING, `event` = the outbox INSERT fed from it) send
 # back what the caller does not know yet, and nothing it does: a claim, the claimed jobs'
-# columns; a finish, only what may have changed under the worker (a cancel request) and
-# when; both, their outbox rows' ids as "event.id" and "event.event_id". Each event's
-# payload is rebuilt here by `outbox.event_payload` from the columns the SQL built it from,
-# so no JSON comes back to be decoded.
+# columns; a finish, what may have changed under the worker (a cancel request, the progress
+# its heartbeats stored) and what the statement computed; both, their outbox rows' ids as
+# "event.id" and "event.event_id". Each event's payload is rebuilt here by
+# `outbox.event_payload` from the columns the SQL built it from, so no JSON comes back.
 JOB_COLUMNS = [col.name for col in c]
-_RECORDED_COLUMNS = (
-    "id",
-    "status",
-    "attempts",
-    "run_after",
-    "cancel_requested",
-    "finished_at",
-    "updated_at",
+# A recorded outcome sends back those, and the columns some kind sets from the row itself;
+# the rest of what it sets the worker knows (`setlists.known`).
+_RECORDED_COLUMNS = tuple(
+    dict.fromkeys(("id", "cancel_requested", "progress", *setlists.READ_BACK))
 )
 
 
@@ -84,18 +92,13 @@ def recorded_rows(
     out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
         o = by_id[row["id"]]
-        update: dict[str, Any] = {name: row[name] for name in _RECORDED_COLUMNS}
-        update.update(lease_owner=None, lease_expires_at=None)
-        if o.kind is OutcomeKind.SUCCEEDED:
-            update.update(output=o.output, progress=1.0, error_code=None, error_message=None)
-        elif o.kind is OutcomeKind.RELEASED:
-            update.update(progress=0.0)
-        elif o.kind is not OutcomeKind.CANCELLED:
-            update.update(
-                error_code=(o.error_code or "")[:64], error_message=(o.error_message or "")[:2000]
-            )
+        inputs = o.inputs
+        update = setlists.known(o.kind, inputs)
+        for name in _RECORDED_COLUMNS:
+            update[name] = row[name]
         job = o.job.model_copy(update=update)
-        out.append((job, _event(row, job, event_type(o, job.status), **event_extra(o))))
+        extra = event_extra(o, inputs)
+        out.append((job, _event(row, job, event_type(o, job.status), **extra)))
     return out
 
 
@@ -124,6 +127,8 @@ def claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> 
         {"owner": f"{owner}::text"},
         f"{claimed}.priority DESC, {claimed}.id",
     )
+    values = setlists.claim_values(sa.literal_column(owner), sa.literal_column(lease_seconds))
+    set_list = _set_list(values)
     return f"""turn AS (
     SELECT t.id AS tenant_id, t.max_running, count(r.id) AS running
     FROM tenants t LEFT JOIN jobs r ON r.tenant_id = t.id AND r.status = '{RUNNING}'
@@ -143,85 +148,86 @@ def claim_due_ctes(claimed: str, owner: str, lease_seconds: str, limit: str) -> 
 ), due AS MATERIALIZED (
     SELECT id FROM candidate ORDER BY priority DESC, turn, run_after, id LIMIT {limit}
 ), {claimed} AS (
-    UPDATE jobs SET status = '{RUNNING}', lease_owner = {owner},
-        lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',
-        fencing_token = jobs.fencing_token + 1, attempts = jobs.attempts + 1, progress = 0.0,
-        started_at = statement_timestamp(), updated_at = statement_timestamp()
+    UPDATE jobs SET {set_list}
     WHERE jobs.id IN (SELECT id FROM due) AND jobs.status = '{PENDING}'
     RETURNING jobs.*
 ), event AS ({events})"""  # noqa: S608
 
 
 # The outcomes a worker records in one statement: the fenced UPDATE of every job that ended,
-# with one outbox row each whose type follows from the kind and the new status. The SET list
-# is written once, as (any kind, a batch of successes only): a busy worker's usual batch is
-# all successes, and its statement then skips every CASE (a second prepared text, built
-# from the same table).
-_AGAIN = "(o.kind = 'retry' AND jobs.attempts < jobs.max_attempts)"
-_TERMINAL = (
-    f"(o.kind IN ('succeeded', 'failed', 'cancelled') OR (o.kind = 'retry' AND NOT {_AGAIN}))"
+# with one outbox row each whose type follows from the kind and the new status. The SET
+# list comes from each kind's (`setlists.outcome_values`), as a CASE on the kind where
+# kinds differ; a batch of successes only (a busy worker's usual batch) takes the
+# succeeded list alone and skips every CASE (a second prepared text).
+_IN = Inputs(
+    sa.literal_column("o.output::jsonb"),
+    sa.literal_column("o.error_code"),
+    sa.literal_column("o.error_message"),
+    sa.literal_column("o.delay_s"),
 )
-_NOW = "statement_timestamp()"
-RECORD_SET: list[tuple[str, str, str]] = [
-    (
-        "status",
-        f"CASE WHEN o.kind = 'succeeded' THEN '{SUCCEEDED}' WHEN o.kind = 'cancelled'"
-        f" THEN '{CANCELLED}' WHEN o.kind = 'released' OR {_AGAIN} THEN '{PENDING}'"
-        f" ELSE '{FAILED}' END",
-        f"'{SUCCEEDED}'",
-    ),
-    (
-        "output",
-        "CASE WHEN o.kind = 'succeeded' THEN o.output::jsonb ELSE jobs.output END",
-        "o.output::jsonb",
-    ),
-    (
-        "progress",
-        "CASE o.kind WHEN 'succeeded' THEN 1.0 WHEN 'released' THEN 0.0 ELSE jobs.progress END",
-        "1.0",
-    ),
-    (
-        "attempts",
-        "CASE WHEN o.kind = 'released' THEN greatest(jobs.attempts - 1, 0) ELSE jobs.attempts END",
-        "jobs.attempts",
-    ),
-    (
-        "run_after",
-        f"CASE WHEN o.kind = 'released' THEN {_NOW} WHEN {_AGAIN}"
-        f" THEN {_NOW} + o.delay_s * interval '1 second' ELSE jobs.run_after END",
-        "jobs.run_after",
-    ),
-    (
-        "error_code",
-        "CASE WHEN o.kind IN ('retry', 'failed') THEN o.error_code"
-        " WHEN o.kind = 'succeeded' THEN NULL ELSE jobs.error_code END",
-        "NULL",
-    ),
-    (
-        "error_message",
-        "CASE WHEN o.kind IN ('retry', 'failed') THEN o.error_message"
-        " WHEN o.kind = 'succeeded' THEN NULL ELSE jobs.error_message END",
-        "NULL",
-    ),
-    ("finished_at", f"CASE WHEN {_TERMINAL} THEN {_NOW} ELSE NULL END", _NOW),
-    ("lease_owner", "NULL", "NULL"),
-    ("lease_expires_at", "NULL", "NULL"),
-    ("updated_at", _NOW, _NOW),
-]
-OUTCOME_EVENT_TYPE = (
-    f"CASE recorded.kind WHEN 'succeeded' THEN '{EventType.SUCCEEDED.value}'"
-    f" WHEN 'cancelled' THEN '{EventType.CANCELLED.value}'"
-    f" WHEN 'released' THEN '{EventType.REQUEUED.value}'"
-    f" ELSE CASE WHEN recorded.status = '{PENDING}' THEN '{EventType.RETRY_SCHEDULED.value}'"
-    f" ELSE '{EventType.FAILED.value}' END END"
-)
-OUTCOME_EVENT_EXTRA = (
-    "CASE recorded.kind WHEN 'succeeded' THEN jsonb_build_object('output', recorded.output)"
-    " WHEN 'cancelled' THEN '{}'::jsonb"
-    " WHEN 'released' THEN jsonb_build_object('reason', 'released')"
-    " ELSE jsonb_build_object('error', jsonb_build_object('code', recorded.error_code,"
-    " 'message', left(recorded.error_message, 500), 'retryable', recorded.kind = 'retry')) END"
-)
+_KIND: sa.ColumnElement[str] = sa.literal_column("o.kind")
+
+
+def _any_outcome_set() -> dict[str, Any]:
+    by_kind = {kind: setlists.outcome_values(kind, _IN) for kind in OutcomeKind}
+    out: dict[str, Any] = {}
+    for name in JOB_COLUMNS:
+        setting = {kind: v[name] for kind, v in by_kind.items() if name in v}
+        if not setting:
+            continue
+        texts = {_sql(v) for v in setting.values()}
+        if len(setting) == len(by_kind) and len(texts) == 1:  # the same for every kind
+            out[name] = next(iter(setting.values()))
+            continue
+        whens = {kind.value: sa.null() if v is None else v for kind, v in setting.items()}
+        rest = None if len(setting) == len(by_kind) else c[name]
+        out[name] = sa.case(whens, value=_KIND, else_=rest)
+    return out
+
+
+def _jsonb(template: Any, source: str) -> str:
+    """An event template of `outcomes.EVENTS` as a jsonb expression over `source`'s row."""
+    if isinstance(template, dict):
+        if not template:
+            return "'{}'::jsonb"
+        pairs = (f"'{name}', {sql}" for name, sql in _jsonb_fields(template, source).items())
+        return f"jsonb_build_object({', '.join(pairs)})"
+    if isinstance(template, Field):
+        col = f"{source}.{template.name}"
+        return col if template.limit is None else f"left({col}, {template.limit})"
+    return _sql(template)
+
+
+def _jsonb_fields(template: dict[str, Any], source: str) -> dict[str, str]:
+    return {name: _jsonb(value, source) for name, value in template.items()}
+
+
+def _type_sql(source: str) -> str:
+    whens = "".join(
+        f" WHEN '{kind.value}' THEN '{type_.value}'" for kind, (type_, _) in EVENTS.items() if type_
+    )
+    by_status = (
+        f"CASE WHEN {source}.status = '{PENDING}' THEN '{EventType.RETRY_SCHEDULED.value}'"
+        f" ELSE '{EventType.FAILED.value}' END"
+    )
+    return f"CASE {source}.kind{whens} ELSE {by_status} END"
+
+
+def _extra_sql(source: str) -> str:
+    whens = " ".join(
+        f"WHEN '{kind.value}' THEN {_jsonb(extra, source)}" for kind, (_, extra) in EVENTS.items()
+    )
+    return f"CASE {source}.kind {whens} END"
+
+
+_OUTCOME_SET = _any_outcome_set()
+_SUCCESS_SET = setlists.outcome_values(OutcomeKind.SUCCEEDED, _IN)
+OUTCOME_EVENT_TYPE = _type_sql("recorded")
+OUTCOME_EVENT_EXTRA = _extra_sql("recorded")
+# What the outcomes' UPDATE returns: its outbox rows' payload columns and output, and
+# what the caller reads back (`_RECORDED_COLUMNS`).
+_RETURNED = dict.fromkeys([*outbox.PAYLOAD.values(), "output", *_RECORDED_COLUMNS])
+_RECORDED_RETURNING = ", ".join(f"jobs.{name}" for name in _RETURNED)
 # The outcome arrays ($1..) of each form, and what each element is.
 _ANY_OUTCOME = ["id bigint", "token bigint", "kind text", "output text", "error_code text",
                 "error_message text", "delay_s float8"]  # fmt: skip
@@ -237,16 +243,14 @@ def _record_and_claim_sql(successes_only: bool) -> str:
     arrays = ", ".join(f"${i}::{col.split()[1]}[]" for i, col in enumerate(cols, 1))
     names = ", ".join(col.split()[0] for col in cols)
     n = len(cols)
-    set_list = ",\n        ".join(
-        f"{col} = {only if successes_only else any_}"
-        for col, any_, only in RECORD_SET
-        if not (successes_only and only == f"jobs.{col}")  # unchanged: not in the SET list
-    )
+    set_list = _set_list(_SUCCESS_SET if successes_only else _OUTCOME_SET)
     if successes_only:
+        type_, extra_of = EVENTS[OutcomeKind.SUCCEEDED]
+        assert type_ is not None
         events = outbox.insert_events_from_sql(
             "recorded",
-            f"'{EventType.SUCCEEDED.value}'",
-            {"output": "recorded.output"},
+            f"'{type_.value}'",
+            _jsonb_fields(extra_of, "recorded"),
             "recorded.ord",
         )
         extra = ""
@@ -264,9 +268,7 @@ WITH o AS (
         {set_list}
     FROM o
     WHERE jobs.id = o.id AND jobs.status = '{RUNNING}' AND jobs.fencing_token = o.token
-    RETURNING jobs.id, jobs.tenant_id, jobs.key, jobs.status, jobs.attempts,
-        jobs.fencing_token, jobs.output, jobs.run_after, jobs.cancel_requested,
-        jobs.finished_at, jobs.updated_at, o.ord{extra}
+    RETURNING {_RECORDED_RETURNING}, o.ord{extra}
 ), done_event AS ({events}),
 {claim}
 SELECT false AS recorded, {_claimed_columns("claimed", "event")}

@@ -226,17 +226,6 @@ async def request_cancel_if_running(conn: AsyncConnection, tenant_id: str, key: 
     )
     return row_of(await conn.execute(stmt))
 
-def succeeded_values(output: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "status": SUCCEEDED,
-        "output": output,
-        "progress": 1.0,
-        "error_code": None,
-        "error_message": None,
-        "finished_at": db_now(),
-        "updated_at": db_now(),
-    }
-
 
 async def select_due_retries(conn: AsyncConnection, after_id: int, limit: int) -> list[Job]:
     """Pending jobs that were retried with a backoff which has now passed."""

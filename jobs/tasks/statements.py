@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.db import db_now, insert_on_conflict
 from jobs.models import Job, JobTask
+from jobs.setlists import succeeded_values
 from jobs.statements import (
     CANCELLED,
     GRAPH,
@@ -29,7 +30,6 @@ from jobs.statements import (
     output_expired,
     requeue_values,
     row_of,
-    succeeded_values,
 )
 
 job_tasks = JobTask.__table__  # type: ignore[attr-defined]

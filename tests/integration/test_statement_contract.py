@@ -27,7 +27,11 @@ SKIP = {"job_id", "tenant_id", "key"}  # payload fields that differ by construct
 
 async def one_cycle_each_kind(url: str, settings: Settings) -> tuple[list[Any], list[Any]]:
     """Claim six jobs, end them with every outcome kind (and a zombie), claim two more:
-    the jobs as stored (in submission order) and the outbox rows (type and payload, by job)."""
+    the jobs as stored (in submission order) and the outbox rows (type and payload, by job).
+
+    Also checks that what the cycle returned is what it stored: each recorded and claimed
+    job column for column, each event's type and payload (PostgreSQL rebuilds them from
+    what the worker knows and the columns the statement sent back)."""
     db = Database(url)
     try:
         async with db.transaction() as conn:
@@ -55,9 +59,19 @@ async def one_cycle_each_kind(url: str, settings: Settings) -> tuple[list[Any], 
             outcomes.succeeded(zombie, {"zombie": True}),
         ]
         async with db.single_statement() as conn:
-            await fenced.record_outcomes_and_claim_due(conn, ended, "w", 30.0, 2)
+            recorded, claimed = await fenced.record_outcomes_and_claim_due(conn, ended, "w", 30.0, 2)
+        assert len(recorded) == 5 and len(claimed) == 2  # the zombie changed nothing
         async with db.engine.connect() as conn:
             rows = (await conn.execute(sa.select(statements.jobs).order_by(statements.c.id))).all()
+            by_id = {row.id: dict(row._mapping) for row in rows}
+            for job, _ in recorded + claimed:
+                assert job.model_dump() == by_id[job.id], f"job {job.id} as returned"
+            written = {
+                r.event_id: r for r in (await conn.execute(sa.select(outbox))).all()
+            }
+            for _, event in recorded + claimed:
+                row = written[event.event_id]
+                assert (event.id, event.type, event.payload) == (row.id, row.type, row.payload)
             place = {row.id: n for n, row in enumerate(rows)}  # the n-th job submitted
             stored = [{k: v for k, v in row._mapping.items() if k not in VOLATILE} for row in rows]
             changes = (await conn.execute(sa.select(outbox).order_by(outbox.c.id))).all()

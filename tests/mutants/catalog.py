@@ -12,6 +12,7 @@ from tests.mutants.model import Edit, Mutant, m
 ST = "jobs/statements.py"
 FE = "jobs/fenced.py"
 PG = "jobs/pgsql.py"
+SL = "jobs/setlists.py"
 OC = "jobs/outcomes.py"
 SV = "jobs/service.py"
 CL = "jobs/claims.py"
@@ -144,25 +145,19 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "claim-keeps-fencing-token",
-        "inv 4: a claim increments the fencing token",
-        FE,
+        "inv 4: a claim increments the fencing token (its SET list, on both databases)",
+        SL,
         '"fencing_token": c.fencing_token + 1,',
         '"fencing_token": c.fencing_token,',
         ZOMBIE,
-        more=(
-            Edit(
-                PG, "fencing_token = jobs.fencing_token + 1,", "fencing_token = jobs.fencing_token,"
-            ),
-        ),
     ),
     m(
         "lease-from-worker-clock",
         "inv 4: lease expiry from the database clock (claim by key, SQLite batch, heartbeat)",
         FE,
-        '        "lease_expires_at": db_now(sa.bindparam("lease_s", lease_seconds, sa.Float)),\n'
-        '        "fencing_token": c.fencing_token + 1,\n',
-        '        "lease_expires_at": _worker_clock(lease_seconds),\n'
-        '        "fencing_token": c.fencing_token + 1,\n',
+        '    return claim_values(owner, sa.bindparam("lease_s", lease_seconds, sa.Float))\n',
+        '    values = claim_values(owner, sa.bindparam("lease_s", lease_seconds, sa.Float))\n'
+        '    return {**values, "lease_expires_at": _worker_clock(lease_seconds)}\n',
         CLOCK,
         more=(
             Edit(
@@ -184,8 +179,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "lease-from-worker-clock-pg-statement",
         "inv 4: lease expiry from the database clock (PostgreSQL one-statement claims)",
         PG,
-        "lease_expires_at = statement_timestamp() + {lease_seconds}::float8 * interval '1 second',",
-        "lease_expires_at = to_timestamp({lease_seconds}::float8),",
+        "    values = setlists.claim_values(sa.literal_column(owner), sa.literal_column(lease_seconds))\n",
+        "    values = setlists.claim_values(sa.literal_column(owner), sa.literal_column(lease_seconds))\n"
+        '    values["lease_expires_at"] = sa.literal_column(f"to_timestamp({lease_seconds}::float8)")\n',
         f"{CLOCK}[postgres]",
         more=(
             Edit(
@@ -207,51 +203,23 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     m(
         "finish-unfenced",
-        "inv 5: a finish carries the fencing token",
+        "inv 5: the outcomes' one statement carries the fencing token (PostgreSQL)",
         PG,
         "    WHERE jobs.id = o.id AND jobs.status = '{RUNNING}' AND jobs.fencing_token = o.token\n",
         "    WHERE jobs.id = o.id\n",
         ZOMBIE,
         LOST_LEASE,
-        more=(
-            Edit(
-                FE,
-                '    """running -> succeeded, pointing the job at its stored output."""\n'
-                "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
-                '    """running -> succeeded, pointing the job at its stored output."""\n'
-                "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
-            ),
-        ),
     ),
     m(
-        "fail-unfenced",
-        "inv 5: a failure carries the fencing token",
+        "record-one-unfenced",
+        "inv 5: an outcome's own statement (SQLite; task rows) carries the fencing token",
         FE,
-        "    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)\n"
-        "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
-        "    again = sa.and_(sa.literal(retryable), c.attempts < c.max_attempts)\n"
-        "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
+        "        .where(*_fenced(o.job.id or 0, o.job.fencing_token))\n",
+        "        .where(c.id == o.job.id)\n",
         ZOMBIE,
-    ),
-    m(
-        "cancel-unfenced",
-        "inv 5: the worker's cancel carries the fencing token",
-        FE,
-        '    """running -> cancelled, when the worker honours a cancel request."""\n'
-        "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
-        '    """running -> cancelled, when the worker honours a cancel request."""\n'
-        "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
-        ZOMBIE,
-    ),
-    m(
-        "release-unfenced",
-        "inv 5: a release carries the fencing token",
-        FE,
-        '    """running -> pending at once, attempt not counted (graceful shutdown)."""\n'
-        "    stmt = (\n        sa.update(jobs)\n        .where(*_fenced(job_id, token))\n",
-        '    """running -> pending at once, attempt not counted (graceful shutdown)."""\n'
-        "    stmt = (\n        sa.update(jobs)\n        .where(c.id == job_id)\n",
-        ZOMBIE,
+        LOST_LEASE,
+        note="one statement for every kind (the kind's SET list from jobs.setlists), so "
+        "one mutant stands for the former finish/fail/cancel/release ones on SQLite",
     ),
     m(
         "rescue-without-status-and-token",
@@ -289,17 +257,10 @@ MUTANTS: tuple[Mutant, ...] = (
     m(
         "worker-cancel-writes-no-event",
         "inv 6: every state change writes its outbox row (a worker's cancel: job.cancelled)",
-        PG,
-        "f\" WHEN 'cancelled' THEN '{EventType.CANCELLED.value}'\"",
-        "f\" WHEN 'cancelled' THEN '{EventType.REQUEUED.value}'\"",
+        OC,
+        "    OutcomeKind.CANCELLED: (EventType.CANCELLED, {}),",
+        "    OutcomeKind.CANCELLED: (EventType.REQUEUED, {}),",
         CANCEL_EVENTS,
-        more=(
-            Edit(
-                OC,
-                "    if o.kind is OutcomeKind.CANCELLED:\n        return EventType.CANCELLED\n",
-                "    if o.kind is OutcomeKind.CANCELLED:\n        return EventType.REQUEUED\n",
-            ),
-        ),
     ),
     m(
         "rescue-writes-no-event",

@@ -202,7 +202,8 @@ class Database:
             return
         writer = self._writers.setdefault(asyncio.get_running_loop(), asyncio.Lock())
         try:
-            await asyncio.wait_for(writer.acquire(), _BUSY_SECONDS)
+            async with asyncio.timeout(_BUSY_SECONDS):
+                await writer.acquire()
         except TimeoutError:  # as SQLite's own busy timeout reports it
             raise sa.exc.OperationalError(
                 "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")

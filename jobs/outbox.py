@@ -153,6 +153,9 @@ async def insert_events(
     """
     if not items:
         return []
+    if len(items) == 1:  # one row: the statement of every single change
+        job, type_, extra = items[0]
+        return [await insert_event(conn, job, type_, **extra)]
     rows = [
         {
             "event_id": str(uuid.uuid4()),

@@ -13,6 +13,7 @@ row readers here are shared by the other two modules of statements.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,19 +59,43 @@ async def insert_job_if_absent(
 
     `run_at`: not claimable before then (a scheduled job); else due at once. The status is
     pending unless `values` says `waiting` (a job of several tasks, or a task row)."""
-    row = {
-        "status": PENDING,
-        **values,
-        "run_after": db_now() if run_at is None else run_at,
-        "created_at": db_now(),
-        "updated_at": db_now(),
-    }
+    [job] = await insert_jobs_if_absent(conn, [(values, run_at)])
+    return job
+
+
+# Columns a row may leave out, with what leaving them out means: one multi-row VALUES
+# needs the same columns in every row.
+_OPTIONAL = {"status": PENDING, "role": "job", "traceparent": None}
+
+
+async def insert_jobs_if_absent(
+    conn: AsyncConnection, rows: Sequence[tuple[dict[str, Any], dt.datetime | None]]
+) -> list[Job | None]:
+    """`insert_job_if_absent` of several rows `(values, run_at)` in one multi-row INSERT
+    ... ON CONFLICT DO NOTHING RETURNING: per row, in order, the new job or None where the
+    key exists. Rows are inserted (ids given) in the order given; no key twice."""
+    if not rows:
+        return []
+    now = db_now()
+    values = [
+        {
+            **_OPTIONAL,
+            **row,
+            "run_after": now if run_at is None else run_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row, run_at in rows
+    ]
+    wanted = [(v["tenant_id"], v["key"]) for v in values]
+    assert len(set(wanted)) == len(wanted), "a key twice in one insert"
     stmt = (
         insert_on_conflict(conn, jobs)
-        .values(**row)
+        .values(values)
         .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
     )
-    return row_of(await conn.execute(stmt.returning(*c)))
+    new = {(j.tenant_id, j.key): j for j in rows_of(await conn.execute(stmt.returning(*c)))}
+    return [new.get(k) for k in wanted]
 
 
 async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
@@ -81,6 +106,16 @@ async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> 
         return Job.model_construct(**rows[0]) if rows else None
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return row_of(await conn.execute(stmt))
+
+
+async def select_jobs_by_keys(
+    conn: AsyncConnection, tenant_id: str, keys: Sequence[str]
+) -> dict[str, Job]:
+    """The tenant's jobs with these keys, by key (a key with no job is absent)."""
+    if not keys:
+        return {}
+    stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key.in_(set(keys)))
+    return {j.key: j for j in rows_of(await conn.execute(stmt))}
 
 
 async def select_jobs_page(
@@ -225,6 +260,7 @@ async def request_cancel_if_running(conn: AsyncConnection, tenant_id: str, key: 
         .returning(*c)
     )
     return row_of(await conn.execute(stmt))
+
 
 def succeeded_values(output: dict[str, Any]) -> dict[str, Any]:
     return {

@@ -63,38 +63,37 @@ async def insert_job_if_absent(
     return job
 
 
-# Columns a row may leave out, with what leaving them out means: one multi-row VALUES
-# needs the same columns in every row.
+# Columns a row may leave out, with what leaving them out means: every row of one insert
+# gives the same columns.
 _OPTIONAL = {"status": PENDING, "role": "job", "traceparent": None}
 
 
 async def insert_jobs_if_absent(
     conn: AsyncConnection, rows: Sequence[tuple[dict[str, Any], dt.datetime | None]]
 ) -> list[Job | None]:
-    """`insert_job_if_absent` of several rows `(values, run_at)` in one multi-row INSERT
-    ... ON CONFLICT DO NOTHING RETURNING: per row, in order, the new job or None where the
-    key exists. Rows are inserted (ids given) in the order given; no key twice."""
+    """`insert_job_if_absent` of several rows `(values, run_at)`: per row, in order, the
+    new job or None where the key exists. No key twice.
+
+    One statement with many parameter sets: SQLAlchemy sends it as multi-row INSERT ...
+    VALUES ... ON CONFLICT DO NOTHING RETURNING (its "insertmanyvalues"), compiled once and
+    cached, rows inserted (ids given) in the order given."""
     if not rows:
         return []
-    now = db_now()
-    values = [
-        {
-            **_OPTIONAL,
-            **row,
-            "run_after": now if run_at is None else run_at,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for row, run_at in rows
-    ]
-    wanted = [(v["tenant_id"], v["key"]) for v in values]
+    params = [{**_OPTIONAL, **values, "run_at": run_at} for values, run_at in rows]
+    wanted = [(p["tenant_id"], p["key"]) for p in params]
     assert len(set(wanted)) == len(wanted), "a key twice in one insert"
+    now = db_now()
     stmt = (
         insert_on_conflict(conn, jobs)
-        .values(values)
+        .values(
+            run_after=sa.func.coalesce(sa.bindparam("run_at", type_=c.run_after.type), now),
+            created_at=now,
+            updated_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+        .returning(*c)
     )
-    new = {(j.tenant_id, j.key): j for j in rows_of(await conn.execute(stmt.returning(*c)))}
+    new = {(j.tenant_id, j.key): j for j in rows_of(await conn.execute(stmt, params))}
     return [new.get(k) for k in wanted]
 
 

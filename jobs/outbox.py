@@ -164,12 +164,12 @@ async def insert_events(
             "job_key": job.key,
             "type": type_.for_role(job.role).value,
             "payload": event_payload(job, **extra),
-            "created_at": db_now(),
         }
         for job, type_, extra in items
     ]
-    stmt = sa.insert(outbox).values(rows).returning(*outbox.c)
-    by_event = {r["event_id"]: r for r in (await conn.execute(stmt)).mappings()}
+    # One cached statement, many parameter sets: sent as one multi-row INSERT.
+    stmt = sa.insert(outbox).values(created_at=db_now()).returning(*outbox.c)
+    by_event = {r["event_id"]: r for r in (await conn.execute(stmt, rows)).mappings()}
     return [OutboxEvent.model_construct(**by_event[r["event_id"]]) for r in rows]
 
 

@@ -561,7 +561,9 @@ class JobService:
         next_cursor = _encode_cursor(rows[-1].key) if more and rows else None
         return Page(jobs=rows, next_cursor=next_cursor)
 
-    async def _cursor_position(self, conn: AsyncConnection, tenant: TenantRef, cursor: str) -> int:
+    async def _cursor_position(
+        self, conn: AsyncConnection, tenant: TenantRef, cursor: str
+    ) -> int:
         """The keyset position a cursor names: the row of the page's last job, looked up by
         its key among this tenant's jobs only (another tenant's cursor names nothing)."""
         last = await statements.select_job_by_key(conn, tenant.id, _decode_cursor(cursor))

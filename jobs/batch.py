@@ -1,10 +1,13 @@
 """Batch submission: up to `MAX_BATCH` edits in one request, answered item by item.
 
-Each item is validated and submitted on its own (`JobService.submit`, its own transaction),
-so one invalid item fails only itself. Items in the order given: a duplicate of an earlier
-item of the same batch finds that item's job and is answered with it (200, or 409 when the
-client rejects duplicates). With an `Idempotency-Key`, the whole answer is stored with the
-request's hash and replayed for the same key and body (a different body is a 422).
+Every item is validated, resolved and checked on its own, so one invalid item fails only
+itself; then the new runs are stored together, in one transaction (`JobService.submit_many`:
+one multi-row INSERT of the jobs, one of their outbox rows, one wake-up). Items keep their
+order (and new jobs their ids in it): a duplicate of an earlier item of the same batch is
+answered with that item's job (200, or 409 when the client rejects duplicates) or, if that
+item was refused, with the same error. With an `Idempotency-Key`, the whole answer is
+stored with the request's hash and replayed for the same key and body (a different body is
+a 422).
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from pydantic import ValidationError
 from jobs.db import db_now, insert_on_conflict
 from jobs.errors import IdempotencyKeyReused, InvalidRequest, VidjobsError
 from jobs.models import BatchAnswer, Job
-from jobs.service import JobService, OnDuplicate, check_idempotency_key
+from jobs.service import (
+    JobService,
+    OnDuplicate,
+    PreparedEdit,
+    check_idempotency_key,
+    duplicate_of,
+)
 from jobs.spec import EditRequest
 from jobs.tenants import TenantRef
 
@@ -57,31 +66,58 @@ async def submit_items(
     on_duplicate: OnDuplicate,
     describe: Any,
 ) -> list[ItemResult]:
-    """Validate and submit each item in order. `describe` turns a pydantic error list into
-    the API's error details (paths are given relative to `jobs[i]`)."""
-    results: list[ItemResult] = []
+    """Validate and prepare every item, then submit the distinct keys together
+    (`JobService.submit_many`). `describe` turns a pydantic error list into the API's error
+    details (paths are given relative to `jobs[i]`)."""
+    results: list[ItemResult | None] = [None] * len(items)
+    first: dict[str, int] = {}  # key -> the first item with it
+    later: list[tuple[int, int]] = []  # (item, the earlier item of the same key)
+    todo: list[tuple[int, EditRequest, PreparedEdit]] = []
     for i, raw in enumerate(items):
         try:
             req = EditRequest.model_validate(raw)
         except ValidationError as exc:
-            details = describe(list(exc.errors()))
-            for d in details:
-                d["path"] = f"jobs[{i}]" + ("" if d["path"] == "$" else f".{d['path']}")
-            error = {
-                "code": "invalid_request",
-                "message": "the item is invalid",
-                "details": details,
-            }
-            results.append(ItemResult(422, error=error))
+            results[i] = ItemResult(422, error=_invalid(i, describe(list(exc.errors()))))
             continue
         try:
-            result = await service.submit(tenant, req, on_duplicate=on_duplicate)
+            prepared = await service.prepare(tenant, req)
         except VidjobsError as exc:
-            error = {"code": exc.code, "message": exc.message, "details": exc.details}
-            results.append(ItemResult(exc.http_status, error=error))
+            results[i] = _failed(exc)
             continue
-        results.append(ItemResult(200 if result.replayed else 201, job=result.job))
-    return results
+        if prepared.key in first:
+            later.append((i, first[prepared.key]))
+            continue
+        first[prepared.key] = i
+        todo.append((i, req, prepared))
+    answers = await service.submit_many(
+        tenant, [(req, prepared) for _, req, prepared in todo], on_duplicate=on_duplicate
+    )
+    for (i, _, _), answer in zip(todo, answers, strict=True):
+        if isinstance(answer, VidjobsError):
+            results[i] = _failed(answer)
+        else:
+            results[i] = ItemResult(200 if answer.replayed else 201, job=answer.job)
+    for i, earlier in later:  # answered with the first item's job, now a duplicate of it
+        got = results[earlier]
+        assert got is not None
+        if got.job is None:
+            results[i] = got
+        elif on_duplicate is OnDuplicate.REJECT:
+            results[i] = _failed(duplicate_of(got.job))
+        else:
+            results[i] = ItemResult(200, job=got.job)
+    return [r for r in results if r is not None]
+
+
+def _invalid(i: int, details: list[dict[str, Any]]) -> dict[str, Any]:
+    for d in details:
+        d["path"] = f"jobs[{i}]" + ("" if d["path"] == "$" else f".{d['path']}")
+    return {"code": "invalid_request", "message": "the item is invalid", "details": details}
+
+
+def _failed(exc: VidjobsError) -> ItemResult:
+    error = {"code": exc.code, "message": exc.message, "details": exc.details}
+    return ItemResult(exc.http_status, error=error)
 
 
 def request_hash(items: list[Any], on_duplicate: OnDuplicate) -> str:

@@ -149,6 +149,9 @@ async def insert_events(
     """
     if not items:
         return []
+    if len(items) == 1:  # one row: the statement of every single change
+        job, type_, extra = items[0]
+        return [await insert_event(conn, job, type_, **extra)]
     rows = [
         {
             "event_id": str(uuid.uuid4()),
@@ -157,12 +160,12 @@ async def insert_events(
             "job_key": job.key,
             "type": type_.for_role(job.role).value,
             "payload": event_payload(job, **extra),
-            "created_at": db_now(),
         }
         for job, type_, extra in items
     ]
-    stmt = sa.insert(outbox).values(rows).returning(*outbox.c)
-    by_event = {r["event_id"]: r for r in (await conn.execute(stmt)).mappings()}
+    # One cached statement, many parameter sets: sent as one multi-row INSERT.
+    stmt = sa.insert(outbox).values(created_at=db_now()).returning(*outbox.c)
+    by_event = {r["event_id"]: r for r in (await conn.execute(stmt, rows)).mappings()}
     return [OutboxEvent.model_construct(**by_event[r["event_id"]]) for r in rows]
 
 

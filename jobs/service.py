@@ -32,6 +32,7 @@ from jobs.errors import (
     JobNotFound,
     SourceNotFound,
     TooManyRequests,
+    VidjobsError,
 )
 from jobs.keys import DigestCache, canonical_json, job_key, resolve_source_path
 from jobs.models import Blob, IdempotencyKey, Job, OutboxEvent
@@ -85,6 +86,12 @@ def _submit_attributes(result: SubmitResult) -> dict[str, str | bool]:
         "vidjobs.tenant": result.job.tenant_id,
         "vidjobs.created": result.created or result.rerun,
     }
+
+
+def _batch_attributes(results: Sequence[SubmitResult | Exception]) -> dict[str, int]:
+    """The batch span's attributes: how many items, how many started a run."""
+    started = sum(1 for r in results if isinstance(r, SubmitResult) and not r.replayed)
+    return {"vidjobs.items": len(results), "vidjobs.created": started}
 
 
 @dataclass(frozen=True)
@@ -238,11 +245,73 @@ class JobService:
                 existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
             if existing is not None and not _may_run_again(existing):
                 if on_duplicate is OnDuplicate.REJECT:
-                    raise _duplicate(existing)
+                    raise duplicate_of(existing)
                 return SubmitResult(job=existing, created=False)
         await self._check_in_flight(tenant, prepared.key)
+        await self._preflight(req, prepared)
+        events: list[OutboxEvent] = []
+        async with self.db.transaction() as conn:
+            if idempotency_key is not None:
+                bound = await self._bound_job(conn, tenant, idempotency_key, prepared)
+                if bound is not None:
+                    return SubmitResult(job=bound, created=False)
+            [result] = await self._insert_or_reuse(conn, tenant, [(req, prepared)], events)
+            if result.replayed and on_duplicate is OnDuplicate.REJECT:
+                raise duplicate_of(result.job)
+            if idempotency_key is not None:
+                await self._bind(conn, tenant, idempotency_key, prepared)
+        self._notify(events)
+        return result
+
+    @traced("vidjobs.submit_batch", _batch_attributes)
+    async def submit_many(
+        self,
+        tenant: TenantRef,
+        items: Sequence[tuple[EditRequest, PreparedEdit]],
+        *,
+        on_duplicate: OnDuplicate = OnDuplicate.RETURN_EXISTING,
+    ) -> list[SubmitResult | VidjobsError]:
+        """`submit` of several prepared edits (no two with the same key), answered in order:
+        each item's result, or the error that refused it alone. The same checks as `submit`
+        per item; the new runs are stored in one transaction (one multi-row INSERT of the
+        jobs, one of their outbox rows) and announced once."""
+        answers: list[SubmitResult | VidjobsError | None] = [None] * len(items)
+        async with self.db.reader.connect() as conn:  # the common duplicate: one read for all
+            existing = await statements.select_jobs_by_keys(
+                conn, tenant.id, [prepared.key for _, prepared in items]
+            )
+        runs: list[int] = []  # items that may become new runs, in order
+        for i, (req, prepared) in enumerate(items):
+            found = existing.get(prepared.key)
+            if found is not None and not _may_run_again(found):
+                reject = on_duplicate is OnDuplicate.REJECT
+                answers[i] = (
+                    duplicate_of(found) if reject else SubmitResult(job=found, created=False)
+                )
+                continue
+            try:
+                # Earlier items of this call are not committed yet: count them as in flight.
+                await self._check_in_flight(tenant, prepared.key, ahead=len(runs))
+                await self._preflight(req, prepared)
+            except VidjobsError as exc:
+                answers[i] = exc
+                continue
+            runs.append(i)
+        events: list[OutboxEvent] = []
+        if runs:
+            async with self.db.transaction() as conn:
+                stored = await self._insert_or_reuse(conn, tenant, [items[i] for i in runs], events)
+            for i, result in zip(runs, stored, strict=True):
+                replayed = result.replayed and on_duplicate is OnDuplicate.REJECT
+                answers[i] = duplicate_of(result.job) if replayed else result
+        self._notify(events)
+        return [a for a in answers if a is not None]
+
+    async def _preflight(self, req: EditRequest, prepared: PreparedEdit) -> None:
+        """Probe the path sources (`check_source`) and check the edit against every source
+        (`check_plan`): only for what may become a new run."""
         probes: dict[str, dict[str, Any] | None] = {}
-        if self.check_source is not None:  # only for what may become a new run
+        if self.check_source is not None:
             for where, path, image_ok in prepared.checks:
                 if path is not None:
                     try:
@@ -251,20 +320,6 @@ class JobService:
                         raise _source_vanished(where, exc) from exc
         if self.check_plan is not None:
             await self._check_plan(req, prepared, probes)
-        max_attempts = req.max_attempts or self.settings.default_max_attempts
-        events: list[OutboxEvent] = []
-        async with self.db.transaction() as conn:
-            if idempotency_key is not None:
-                bound = await self._bound_job(conn, tenant, idempotency_key, prepared)
-                if bound is not None:
-                    return SubmitResult(job=bound, created=False)
-            result = await self._insert_or_reuse(conn, tenant, req, prepared, max_attempts, events)
-            if result.replayed and on_duplicate is OnDuplicate.REJECT:
-                raise _duplicate(result.job)
-            if idempotency_key is not None:
-                await self._bind(conn, tenant, idempotency_key, prepared)
-        self._notify(events)
-        return result
 
     async def _check_plan(
         self, req: EditRequest, prepared: PreparedEdit, probes: dict[str, dict[str, Any] | None]
@@ -289,8 +344,9 @@ class JobService:
             probes.update({where: stored.get(d) for where, d in digests.items()})
         self.check_plan(req, probes)
 
-    async def _check_in_flight(self, tenant: TenantRef, key: str) -> None:
+    async def _check_in_flight(self, tenant: TenantRef, key: str, ahead: int = 0) -> None:
         """Refuse a new run when the tenant already has its cap of pending+running jobs.
+        `ahead`: new runs of the same call not committed yet (a batch's earlier items).
 
         A soft cap: concurrent submissions may overshoot it by their number. The count is an
         index scan as long as the backlog, so far below the cap it is re-read at most once a
@@ -305,7 +361,7 @@ class JobService:
             self._in_flight[tenant.id] = (counted + 1, at)
             return
         async with self.db.reader.connect() as conn:
-            in_flight = await statements.count_in_flight(conn, tenant.id)
+            in_flight = await statements.count_in_flight(conn, tenant.id) + ahead
         if len(self._in_flight) > 100_000:
             self._in_flight.clear()
         self._in_flight[tenant.id] = (in_flight + 1, now)
@@ -322,12 +378,43 @@ class JobService:
         self,
         conn: AsyncConnection,
         tenant: TenantRef,
+        items: Sequence[tuple[EditRequest, PreparedEdit]],
+        events: list[OutboxEvent],
+    ) -> list[SubmitResult]:
+        """Store each item's job (no key twice): new keys in one multi-row INSERT and their
+        `job.submitted` rows in one more; a key that exists is answered or run again."""
+        trace = _trace_fields()  # this run's trace: on the rows and in their events (tracing on)
+        planned = [await self._job_values(conn, tenant, req, p, trace) for req, p in items]
+        new = await statements.insert_jobs_if_absent(
+            conn,
+            [(values, req.run_at) for (req, _), (values, _) in zip(items, planned, strict=True)],
+        )
+        events += await outbox.insert_events(
+            conn, [(job, EventType.SUBMITTED, trace) for job in new if job is not None]
+        )
+        results: list[SubmitResult] = []
+        for (req, prepared), (values, chunks), job in zip(items, planned, new, strict=True):
+            if job is None:
+                results.append(await self._reuse(conn, tenant, req, prepared, values, events))
+                continue
+            if job.role == statements.GRAPH:
+                inputs = prepared.spec["inputs"]
+                probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
+                plans = tasks.plan(req, inputs, probe, chunks)
+                job, more = await graph.attach(conn, job, plans)
+                events += more
+            results.append(SubmitResult(job=job, created=True))
+        return results
+
+    async def _job_values(
+        self,
+        conn: AsyncConnection,
+        tenant: TenantRef,
         req: EditRequest,
         prepared: PreparedEdit,
-        max_attempts: int,
-        events: list[OutboxEvent],
-    ) -> SubmitResult:
-        trace = _trace_fields()  # this run's trace: on the row and in its event (tracing on)
+        trace: dict[str, str],
+    ) -> tuple[dict[str, Any], chunkplan.Decision | None]:
+        """The new row's values, and the chunking decision of a chunk candidate."""
         values = {
             **trace,
             "tenant_id": tenant.id,
@@ -335,35 +422,38 @@ class JobService:
             "spec": prepared.spec,
             "labels": req.labels,
             "priority": req.priority,
-            "max_attempts": max_attempts,
+            "max_attempts": req.max_attempts or self.settings.default_max_attempts,
         }
-        inputs = prepared.spec["inputs"]
         chunks = None
         if chunkplan.candidate(req):  # only these read the probe before the insert
+            inputs = prepared.spec["inputs"]
             probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
             chunks = chunkplan.decide(req, probe, self.settings.chunk_min_seconds)
             values["spec"] = {**prepared.spec, chunkplan.DECISION_KEY: chunks.as_spec()}
-        several = tasks.is_graph(req, chunks)
-        if several:
+        if tasks.is_graph(req, chunks):
             values.update(role=statements.GRAPH, status=statements.WAITING)
-        job = await statements.insert_job_if_absent(conn, values, run_at=req.run_at)
-        if job is not None:
-            events.append(await outbox.insert_event(conn, job, EventType.SUBMITTED, **trace))
-            if several:
-                probe = await graph.stored_probe(conn, str(inputs[0]["digest"]))
-                plans = tasks.plan(req, inputs, probe, chunks)
-                job, more = await graph.attach(conn, job, plans)
-                events += more
-            return SubmitResult(job=job, created=True)
+        return values, chunks
+
+    async def _reuse(
+        self,
+        conn: AsyncConnection,
+        tenant: TenantRef,
+        req: EditRequest,
+        prepared: PreparedEdit,
+        values: dict[str, Any],
+        events: list[OutboxEvent],
+    ) -> SubmitResult:
+        """The key exists: its job, or a failed, cancelled or expired one queued again."""
         existing = await statements.select_job_by_key(conn, tenant.id, prepared.key)
         assert existing is not None, "ON CONFLICT DO NOTHING found a row that is not there"
         if _may_run_again(existing):
             # The new run reads the inputs resolved now (a path source's current digest).
+            trace = {k: values[k] for k in ("traceparent",) if k in values}
             changes: dict[str, Any] = {
                 "spec": values["spec"],
                 "labels": req.labels,
                 "priority": req.priority,
-                "max_attempts": max_attempts,
+                "max_attempts": values["max_attempts"],
                 **trace,
             }
             if req.run_at is not None:
@@ -592,7 +682,8 @@ def _may_run_again(job: Job) -> bool:
     return job.status == JobStatus.SUCCEEDED and bool((job.output or {}).get("expired"))
 
 
-def _duplicate(job: Job) -> DuplicateJob:
+def duplicate_of(job: Job) -> DuplicateJob:
+    """The 409 of a request that rejects duplicates, for the job that exists."""
     return DuplicateJob(
         f"job {job.key} already exists and is {job.status}",
         details={"key": job.key, "status": job.status},

@@ -13,6 +13,7 @@ row readers here are shared by the other two modules of statements.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,19 +59,42 @@ async def insert_job_if_absent(
 
     `run_at`: not claimable before then (a scheduled job); else due at once. The status is
     pending unless `values` says `waiting` (a job of several tasks, or a task row)."""
-    row = {
-        "status": PENDING,
-        **values,
-        "run_after": db_now() if run_at is None else run_at,
-        "created_at": db_now(),
-        "updated_at": db_now(),
-    }
+    [job] = await insert_jobs_if_absent(conn, [(values, run_at)])
+    return job
+
+
+# Columns a row may leave out, with what leaving them out means: every row of one insert
+# gives the same columns.
+_OPTIONAL = {"status": PENDING, "role": "job", "traceparent": None}
+
+
+async def insert_jobs_if_absent(
+    conn: AsyncConnection, rows: Sequence[tuple[dict[str, Any], dt.datetime | None]]
+) -> list[Job | None]:
+    """`insert_job_if_absent` of several rows `(values, run_at)`: per row, in order, the
+    new job or None where the key exists. No key twice.
+
+    One statement with many parameter sets: SQLAlchemy sends it as multi-row INSERT ...
+    VALUES ... ON CONFLICT DO NOTHING RETURNING (its "insertmanyvalues"), compiled once and
+    cached, rows inserted (ids given) in the order given."""
+    if not rows:
+        return []
+    params = [{**_OPTIONAL, **values, "run_at": run_at} for values, run_at in rows]
+    wanted = [(p["tenant_id"], p["key"]) for p in params]
+    assert len(set(wanted)) == len(wanted), "a key twice in one insert"
+    now = db_now()
     stmt = (
         insert_on_conflict(conn, jobs)
-        .values(**row)
+        .values(
+            run_after=sa.func.coalesce(sa.bindparam("run_at", type_=c.run_after.type), now),
+            created_at=now,
+            updated_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+        .returning(*c)
     )
-    return row_of(await conn.execute(stmt.returning(*c)))
+    new = {(j.tenant_id, j.key): j for j in rows_of(await conn.execute(stmt, params))}
+    return [new.get(k) for k in wanted]
 
 
 async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:
@@ -81,6 +105,16 @@ async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> 
         return Job.model_construct(**rows[0]) if rows else None
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return row_of(await conn.execute(stmt))
+
+
+async def select_jobs_by_keys(
+    conn: AsyncConnection, tenant_id: str, keys: Sequence[str]
+) -> dict[str, Job]:
+    """The tenant's jobs with these keys, by key (a key with no job is absent)."""
+    if not keys:
+        return {}
+    stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key.in_(set(keys)))
+    return {j.key: j for j in rows_of(await conn.execute(stmt))}
 
 
 async def select_jobs_page(

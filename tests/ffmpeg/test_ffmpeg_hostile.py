@@ -140,16 +140,9 @@ def test_the_canary_does_see_an_unguarded_ffmpeg_follow_a_playlist(
     assert canary.close()
 
 
-async def test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file(
-    tmp_path: Path, ffmpeg_bin: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Defense in depth: with a hole opened on purpose in the demuxer allowlist (hls let
-    through), `-protocol_whitelist file` on its own still keeps the playlist from opening
-    anything but plain files. The playlist names an http canary on 127.0.0.1 and an
-    AES-128 segment (read through the `crypto:` protocol) that is a FIFO canary; neither
-    may be touched. (ffmpeg's own default for a `file:` input, `file,crypto,data`, stops
-    the http fetch but lets `crypto:` open the FIFO: only our allowlist stops that.)"""
-    monkeypatch.setattr(probe_module, "FORMAT_WHITELIST", probe_module.FORMAT_WHITELIST + ",hls")
+def _reaching_playlist(tmp_path: Path) -> tuple[Path, Canary, HttpCanary]:
+    """An hls playlist whose AES-128 segment (read through `crypto:`) is a FIFO canary and
+    whose next segment is an http canary on 127.0.0.1."""
     http = HttpCanary()
     fifo = Canary(tmp_path / "canary.ts")
     key = base64.b64encode(bytes(16)).decode()
@@ -161,6 +154,20 @@ async def test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file(
         "#EXT-X-KEY:METHOD=NONE\n"
         f"#EXTINF:10,\n{http.url}/segment.ts\n#EXT-X-ENDLIST\n"
     )
+    return target, fifo, http
+
+
+async def test_the_protocol_allowlist_alone_stops_a_playlist_reaching_past_file(
+    tmp_path: Path, ffmpeg_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defense in depth: with a hole opened on purpose in the demuxer allowlist (hls let
+    through), `-protocol_whitelist file` on its own still keeps the playlist from opening
+    anything but plain files. The playlist names an http canary on 127.0.0.1 and an
+    AES-128 segment (read through the `crypto:` protocol) that is a FIFO canary; neither
+    may be touched. (ffmpeg's own default for a `file:` input, `file,crypto,data`, stops
+    the http fetch but lets `crypto:` open the FIFO: only our allowlist stops that.)"""
+    monkeypatch.setattr(probe_module, "FORMAT_WHITELIST", probe_module.FORMAT_WHITELIST + ",hls")
+    target, fifo, http = _reaching_playlist(tmp_path)
     try:
         with pytest.raises(PermanentError) as err:
             await preflight(target, ffmpeg=ffmpeg_bin)
@@ -179,17 +186,7 @@ def test_ffmpegs_own_inputs_keep_to_the_file_protocol(
     AES-128 segment through `crypto:` (ffmpeg's default for a `file:` input,
     `file,crypto,data`, would open that FIFO) nor fetch its http segment."""
     monkeypatch.setattr(hardened, "FORMAT_WHITELIST", hardened.FORMAT_WHITELIST + ",hls")
-    http = HttpCanary()
-    fifo = Canary(tmp_path / "canary.ts")
-    key = base64.b64encode(bytes(16)).decode()
-    target = tmp_path / "playlist.m3u8"
-    target.write_text(
-        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n"
-        f'#EXT-X-KEY:METHOD=AES-128,URI="data:application/octet-stream;base64,{key}"\n'
-        f"#EXTINF:10,\n{fifo.path.name}\n"
-        "#EXT-X-KEY:METHOD=NONE\n"
-        f"#EXTINF:10,\n{http.url}/segment.ts\n#EXT-X-ENDLIST\n"
-    )
+    target, fifo, http = _reaching_playlist(tmp_path)
     out = hardened.sink([hardened.source(target)], tmp_path / "out.mp4")
     argv = hardened.compile_argv(out, ffmpeg_bin)
     try:

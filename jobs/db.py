@@ -7,10 +7,7 @@ and makes the claim statements safe without `FOR UPDATE SKIP LOCKED`.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import sqlite3
-import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,9 +142,6 @@ def _drop_closed_on_checkout(engine: AsyncEngine) -> None:
             raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
-_BUSY_SECONDS = 30.0  # SQLite's busy_timeout, and the wait for this process's writer turn
-
-
 def _setup_sqlite(engine: AsyncEngine, immediate: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -156,7 +150,7 @@ def _setup_sqlite(engine: AsyncEngine, immediate: bool = True) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
+        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -180,14 +174,6 @@ class Database:
                 url, **{"connect_args": {"timeout": 30}, **engine_kwargs}
             )
             _setup_sqlite(self.reader, immediate=False)
-        # SQLite: this process's writers queue here, one per event loop, and each is handed
-        # the write lock the moment the last one commits. Left to SQLite, a second writer's
-        # BEGIN IMMEDIATE polls, sleeping 1, 2, 5, 10... ms between tries (its busy
-        # handler): in `vidjobs up`, where the API, relay, worker and ledger all write, that
-        # was most of a job's dispatch time. Other processes still meet the busy handler.
-        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
 
     @property
     def is_postgres(self) -> bool:
@@ -196,23 +182,8 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        if self.is_postgres:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        writer = self._writers.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        try:
-            async with asyncio.timeout(_BUSY_SECONDS):
-                await writer.acquire()
-        except TimeoutError:  # as SQLite's own busy timeout reports it
-            raise sa.exc.OperationalError(
-                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
-            ) from None
-        try:
-            async with self.engine.begin() as conn:
-                yield conn
-        finally:
-            writer.release()
+        async with self.engine.begin() as conn:
+            yield conn
 
     @asynccontextmanager
     async def single_statement(self) -> AsyncIterator[AsyncConnection]:

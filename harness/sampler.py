@@ -1,9 +1,10 @@
 """Resource samples of every fleet process over time, for the soak report.
 
 Every `period` seconds: each process's RSS (VmRSS of its main pid), open file descriptors,
-and database connections (its sockets connected to its own PostgreSQL proxy, read from
-/proc/<pid>/fd and /proc/net/tcp{,6}); and the database's size with the count of succeeded
-jobs, for the growth per job. `flatness` compares the median of the window after warm-up
+and two kinds of socket among them, read from /proc/<pid>/fd and /proc/net/tcp{,6}: its
+database connections (to its own PostgreSQL proxy) and the connections its clients opened
+to it (the API's from the load client), so a step in the FDs shows whose it is; and the
+database's size with the count of succeeded jobs, for the growth per job. `flatness` compares the median of the window after warm-up
 with the median of the last window, per process and metric.
 """
 
@@ -19,12 +20,12 @@ from pathlib import Path
 
 from harness.fleet import Fleet
 
-METRICS = ("rss_mib", "fds", "db_conns")
+METRICS = ("rss_mib", "fds", "db_conns", "client_conns")
 
 
-def _tcp_remote_ports() -> dict[str, int]:
-    """socket inode -> remote port, for established TCP sockets on this machine."""
-    found: dict[str, int] = {}
+def _tcp_sockets() -> dict[str, tuple[str, int, int]]:
+    """socket inode -> (state, local port, remote port), for the TCP sockets on this machine."""
+    found: dict[str, tuple[str, int, int]] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -32,26 +33,39 @@ def _tcp_remote_ports() -> dict[str, int]:
             continue
         for line in lines:
             parts = line.split()
-            if len(parts) > 9 and parts[3] == "01":  # ESTABLISHED
-                found[parts[9]] = int(parts[2].rsplit(":", 1)[1], 16)
+            if len(parts) > 9:
+                local, remote = (int(a.rsplit(":", 1)[1], 16) for a in parts[1:3])
+                found[parts[9]] = (parts[3], local, remote)
     return found
 
 
-def sample_process(pid: int, db_port: int | None, remote: dict[str, int]) -> dict[str, float]:
+ESTABLISHED, LISTEN = "01", "0A"
+
+
+def sample_process(
+    pid: int, db_port: int | None, tcp: dict[str, tuple[str, int, int]]
+) -> dict[str, float]:
+    """RSS, open FDs, and two kinds of socket among them: connections to the database and
+    connections that clients opened to a port this process listens on (set by the clients)."""
     rss = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) / 1024
-    fds = conns = 0
+    fds = 0
+    sockets = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         fds += 1
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
-        if db_port and target.startswith("socket:[") and remote.get(target[8:-1]) == db_port:
-            conns += 1
-    return {"rss_mib": rss, "fds": fds, "db_conns": conns}
+        if target.startswith("socket:[") and target[8:-1] in tcp:
+            sockets.append(tcp[target[8:-1]])
+    listening = {local for state, local, _ in sockets if state == LISTEN}
+    established = [(local, remote) for state, local, remote in sockets if state == ESTABLISHED]
+    conns = sum(1 for _, remote in established if db_port and remote == db_port)
+    clients = sum(1 for local, _ in established if local in listening)
+    return {"rss_mib": rss, "fds": fds, "db_conns": conns, "client_conns": clients}
 
 
 @dataclass
@@ -65,16 +79,18 @@ class Sampler:
     async def run(self, start: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             t = time.monotonic() - start
-            remote = await asyncio.to_thread(_tcp_remote_ports)
+            tcp = await asyncio.to_thread(_tcp_sockets)
             for proc in self.fleet.procs:
                 if not proc.alive():
                     continue
                 port = self.fleet.proxy_ports.get(proc.proxies.get("pg", ""))
                 try:
-                    values = await asyncio.to_thread(sample_process, proc.pid, port, remote)
+                    values = await asyncio.to_thread(sample_process, proc.pid, port, tcp)
                 except OSError:  # it just died (a fault)
                     continue
-                self.rows.append({"t": t, "process": proc.name, "incarnation": proc.incarnation, **values})
+                self.rows.append(
+                    {"t": t, "process": proc.name, "incarnation": proc.incarnation, **values}
+                )
             try:
                 size, jobs = await self.db_stats()
                 self.db_rows.append((t, size, jobs))

@@ -34,6 +34,12 @@ from workers.webhooks import http
 
 log = logging.getLogger("vidjobs.webhooks")
 LEASE_MARGIN_SECONDS = 5.0
+# Attempts record their outcomes through this many transactions at once. An attempt holds no
+# connection while it waits for the receiver, but `webhook_concurrency` answers arriving
+# together would each take one, and the pool keeps every connection it once opened: its size
+# would creep up to the high-water mark of such bursts. A record takes a few milliseconds,
+# so a few slots carry hundreds of outcomes a second; the claim takes one more.
+RECORDING_SLOTS = 4
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
@@ -69,6 +75,7 @@ class Sender:
         self.schedule = list(settings.webhook_retry_schedule)
         self.lease = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         self.tasks: set[asyncio.Task[None]] = set()
+        self.recording = asyncio.Semaphore(RECORDING_SLOTS)
         self.attempted = 0
 
     def retry_delay(self, attempt: int) -> float | None:
@@ -156,7 +163,8 @@ class Sender:
         metrics.WEBHOOK_ATTEMPT_SECONDS.observe(outcome.duration_ms / 1000)
         for attempt in range(3):  # the database may blip; the lease covers a short wait
             try:
-                label = await self.record(row, endpoint, outcome, started)
+                async with self.recording:
+                    label = await self.record(row, endpoint, outcome, started)
                 break
             except Exception as exc:
                 if attempt == 2:

@@ -1,7 +1,7 @@
 """Run the fleet under load and faults, then audit it.
 
     python -m harness --preset short --storage s3   # CI: every fault kind, ~3 minutes
-    python -m harness --preset full --storage s3    # >= 10,000 jobs, >= 150 faults, ~13 min
+    python -m harness --preset full --storage s3    # >= 10,000 jobs, >= 150 faults, ~35 min
     python -m harness --preset ffmpeg               # a smaller run with the real ffmpeg executor
     python -m harness --preset soak --storage s3    # 30 min steady load, no faults, resources
     python -m harness --share 0.5 --seconds 90 --seed 7 --report out.md
@@ -45,7 +45,7 @@ from jobs.db import Database
 PRESETS: dict[str, dict[str, Any]] = {
     "short": {"share": 0.5, "seconds": 100, "interval": 4.0, "executor": "sleep",
               "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 300},
-    "full": {"share": 0.6, "seconds": 720, "interval": 3.4, "executor": "sleep",
+    "full": {"share": 0.6, "seconds": 1800, "interval": 3.4, "executor": "sleep",
              "job_seconds": 0.2, "hold": 3.0, "probe_jobs": 1500},
     # Real ffmpeg: the process faults and a worker partitioned from PostgreSQL mid-transcode.
     "ffmpeg": {"jobs": 40, "seconds": 60, "interval": 6.0, "executor": "ffmpeg",

@@ -4,8 +4,9 @@ Every `period` seconds: each process's RSS (VmRSS of its main pid), open file de
 and two kinds of socket among them, read from /proc/<pid>/fd and /proc/net/tcp{,6}: its
 database connections (to its own PostgreSQL proxy) and the connections its clients opened
 to it (the API's from the load client), so a step in the FDs shows whose it is; and the
-database's size with the count of succeeded jobs, for the growth per job. `flatness` compares the median of the window after warm-up
-with the median of the last window, per process and metric.
+database's size with the count of succeeded jobs, for the growth per job. `flatness`
+compares the median of the window after warm-up with the median of the last window, per
+process and metric.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from jobs.models import Job
 from jobs.tenants import create_tenant
 from tests.bus.conftest import Stack
 from tests.bus.helpers import read_topic, running, wait_until
-from tests.bus.test_pipeline import relay, worker
+from tests.bus.test_pipeline import all_published, relay, worker
 from tests.support.kafka import unique
 from tests.support.traces import Spans, hex_trace, parent_id, span_id, spans  # noqa: F401
 from workers import tracing
@@ -51,6 +51,7 @@ async def test_spans_of_one_job_form_one_trace(stack: Stack, spans: Spans) -> No
         await wait_until(succeeded, what="the job to succeed")
         for name in ("vidjobs.finish", f"{stack.bus.topic} publish", f"{stack.bus.topic} process"):
             await wait_until(lambda n=name: _has(spans, n), timeout=15, what=f"a span {name}")
+        await wait_until(lambda: all_published(stack), what="the relay to publish every event")
 
     server = spans.one("POST /v1/jobs")
     submit = spans.one("vidjobs.submit")
@@ -119,7 +120,8 @@ async def test_a_job_submitted_untraced_runs_untraced_without_errors(stack: Stac
 
     async with running(relay(stack), worker(stack)):
         await wait_until(succeeded, what="the job to succeed")
-    records = await read_topic(stack.bus, unique("reader"), count=2)
+        await wait_until(lambda: all_published(stack), what="the relay to publish every event")
+    records = await read_topic(stack.bus, unique("reader"), count=3)
     assert records and all(tracing.TRACEPARENT not in r.headers for r in records)
 
 

@@ -602,6 +602,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "tests/ffmpeg/test_ffmpeg_chunks.py::test_every_source_frame_comes_out_once_in_order",
         "tests/ffmpeg/test_ffmpeg_command.py::test_a_chunk_window_takes_exactly_its_frames_from_its_seek_without_audio",
     ),
+    m(
+        "probe-child-reused-verdict",
+        "inv 9: a file's verdict never comes from a probe child that read other files first",
+        "workers/ffmpeg/avpool.py",
+        "            if not reused:\n                return answer\n",
+        "            return answer  # MUTANT: a reused child's death is the verdict\n",
+        "tests/ffmpeg/test_avpool.py::test_a_reused_child_dying_mid_file_is_not_the_verdict",
+    ),
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

@@ -1,12 +1,13 @@
-"""Child process of `avprobe.py`: print what one file holds as JSON, read through PyAV.
+"""Child process of `avprobe.py`: print what a file holds as JSON, read through PyAV.
 
-Run as `python -I avchild.py PATH FORMAT_WHITELIST MAX_PIXELS` under rlimits set by the
-parent. It imports only the standard library and PyAV. Everything comes from libavformat's
-structures (container, streams, codec parameters), never from printed text, so a title tag
-that reads "Stream #0:0: Video: h264, 99999x99999" stays a title tag. The only decoding is
-the first frame of the main video stream (for its display rotation and its HDR10 static
-metadata: mastering display and content light level side data, as raw numbers), and only
-when its frame size is within MAX_PIXELS. The parent checks every value it gets back.
+Run as `python -I avchild.py IDLE_S MAX_USES` under rlimits set by the parent
+(`avpool.py`): one file per line of stdin, one line of JSON out for each. It imports only
+the standard library and PyAV. Everything comes from libavformat's structures (container,
+streams, codec parameters), never from printed text, so a title tag that reads "Stream #0:0:
+Video: h264, 99999x99999" stays a title tag. The only decoding is the first frame of the
+main video stream (for its display rotation and its HDR10 static metadata: mastering display
+and content light level side data, as raw numbers), and only when its frame size is within
+MAX_PIXELS. The parent checks every value it gets back.
 """
 
 from __future__ import annotations
@@ -140,6 +141,23 @@ def _hdr10(frame: Any) -> dict[str, Any]:
     return out
 
 
+def serve(idle_s: float, max_uses: int) -> None:
+    """Answer one request per line of stdin, `[path, whitelist, max_pixels]`, with one line
+    of JSON, until stdin closes, `idle_s` passes without a request, or `max_uses` answers.
+    Any error ends the process: the parent then asks a fresh child."""
+    import select
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    for _ in range(max_uses):
+        if not select.select([stdin], [], [], idle_s)[0]:
+            return
+        line = stdin.readline()
+        if not line:
+            return
+        path, whitelist, max_pixels = json.loads(line)
+        stdout.write(json.dumps(read(path, whitelist, int(max_pixels))).encode() + b"\n")
+        stdout.flush()
+
+
 if __name__ == "__main__":
-    path, whitelist, max_pixels = sys.argv[1:4]
-    sys.stdout.write(json.dumps(read(path, whitelist, int(max_pixels))))
+    serve(float(sys.argv[1]), int(sys.argv[2]))

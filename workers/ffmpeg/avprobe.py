@@ -1,30 +1,29 @@
 """Reading media through libavformat's API (PyAV), never from printed text.
 
-`avchild.py` runs by path in a child process (it imports nothing of vidjobs) under the same
-rlimits and wall-clock limit as ffmpeg, with the same protocol and demuxer allowlists, and
-prints JSON: the container, its duration and streams, and the main streams' details
-(pixel format and bit depth, colour primaries/transfer/matrix, field order, display
-rotation, HDR10 mastering display and content light level, audio channels and sample
-rate). The child, not the worker, parses the untrusted file, so a crash or a runaway
-allocation in libav* costs one child. What it prints is still treated as untrusted: every
-value is checked against a table or a bound here (and in `probe.py`, `hdr10.py`), and
-unknown values become None.
+`avchild.py` runs by path in a child process (it imports nothing of vidjobs, and `avpool.py`
+keeps it for the next file) under the same rlimits and wall-clock limit as ffmpeg, with the
+same protocol and demuxer allowlists, and prints JSON: the container, its duration and
+streams, and the main streams' details (pixel format and bit depth, colour
+primaries/transfer/matrix, field order, display rotation, HDR10 mastering display and
+content light level, audio channels and sample rate). The child, not the worker, parses the
+untrusted file, so a crash or a runaway allocation in libav* costs one child. What it prints
+is still treated as untrusted: every value is checked against a table or a bound here (and
+in `probe.py`, `hdr10.py`), and unknown values become None.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from jobs.errors import PermanentError
+from workers.ffmpeg.avpool import CHILDREN, Died
 from workers.ffmpeg.hdr10 import Hdr10
 from workers.ffmpeg.hdr10 import parse as parse_hdr10
-from workers.ffmpeg.run import Limits, _apply_rlimits, kill_group
+from workers.ffmpeg.run import Limits
 
 # libavutil's AVCOL_* numbers -> the names ffmpeg's -color_* options and zscale take.
 PRIMARIES = {
@@ -42,7 +41,6 @@ RANGES = {1: "tv", 2: "pc"}
 FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 HDR_TRANSFERS = {"smpte2084": "pq", "arib-std-b67": "hlg"}
 _MAX_OUTPUT = 1024 * 1024  # a file with thousands of streams is refused, not misread
-_CHILD = Path(__file__).with_name("avchild.py")  # run by path: imports only av and json
 
 
 @dataclass(frozen=True)
@@ -98,41 +96,26 @@ def bounded(value: Any, lo: int, hi: int) -> int | None:
 async def read_media(
     path: Path, format_whitelist: str, limits: Limits, label: str = "the source"
 ) -> dict[str, Any]:
-    """Run the child on one (already checked) input file; its JSON answer as a dict."""
-    argv = [sys.executable, "-I", str(_CHILD), f"file:{path}", format_whitelist]
-    argv.append(str(limits.max_pixels))
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-        preexec_fn=partial(_apply_rlimits, limits.rlimits(limits.probe_timeout_s)),
-    )
+    """Ask a probe child about one (already checked) input file; its JSON answer as a dict."""
+    args: list[str | int] = [f"file:{path}", format_whitelist, limits.max_pixels]
+    rlimits = limits.rlimits(limits.probe_timeout_s)
     try:
-        async with asyncio.timeout(limits.probe_timeout_s):
-            assert proc.stdout is not None
-            out = await proc.stdout.read(_MAX_OUTPUT)
-            await proc.wait()
+        answer = await asyncio.to_thread(
+            CHILDREN.ask, args, rlimits, limits.probe_timeout_s, _MAX_OUTPUT
+        )
     except TimeoutError:
-        kill_group(proc.pid)
         raise PermanentError(
             f"reading {label} took longer than {limits.probe_timeout_s:g} s and was stopped",
             code="invalid_input",
         ) from None
-    except BaseException:
-        kill_group(proc.pid)
-        raise
-    code = proc.returncode or 0
-    if code != 0:
-        if code < 0:
-            why = f"was stopped by a resource limit (signal {-code})"
+    if isinstance(answer, Died):
+        if answer.returncode < 0:
+            why = f"was stopped by a resource limit (signal {-answer.returncode})"
         else:
             why = "failed"
         raise PermanentError(f"probing {label} {why}", code="invalid_input")
     try:
-        data = json.loads(out.decode("utf-8", "replace"))
+        data = json.loads(answer.decode("utf-8", "replace"))
     except ValueError:
         data = None
     if not isinstance(data, dict):

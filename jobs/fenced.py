@@ -9,6 +9,7 @@ whose lease ran out back from dead or partitioned workers. Callers own the trans
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,19 @@ def _due_pending_ids(limit: int) -> sa.Select[Any]:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _claim_batch(limit: int) -> sa.Update:
+    """The batch claim for `limit` jobs, built once (building it cost about a millisecond
+    of a claim's few); the owner and the lease are its parameters."""
+    owner = sa.bindparam("owner", type_=sa.String)
+    return (
+        sa.update(jobs)
+        .where(c.id.in_(_due_pending_ids(limit).scalar_subquery()), c.status == PENDING)
+        .values(**claim_values(owner, sa.bindparam("lease_s", type_=sa.Float)))
+        .returning(*c)
+    )
+
+
 async def claim_due_pending_batch(
     conn: AsyncConnection, owner: str, lease_seconds: float, limit: int
 ) -> list[Job]:
@@ -101,13 +115,8 @@ async def claim_due_pending_batch(
     """
     if limit <= 0:
         return []
-    stmt = (
-        sa.update(jobs)
-        .where(c.id.in_(_due_pending_ids(limit).scalar_subquery()), c.status == PENDING)
-        .values(**_claim_values(owner, lease_seconds))
-        .returning(*c)
-    )
-    claimed = rows_of(await conn.execute(stmt))
+    params = {"owner": owner, "lease_s": float(lease_seconds)}
+    claimed = rows_of(await conn.execute(_claim_batch(limit), params))
     claimed.sort(key=lambda j: (-j.priority, j.run_after or j.created_at, j.id or 0))
     return claimed
 

@@ -177,7 +177,14 @@ def test_cancel_and_retry(tmp_path: Path, source_root: Path) -> None:
         creds = credentials(data)
         with vidjobs.Client(creds["url"], creds["token"]) as vj:
             jobs = [vj.submit({"source": {"path": "clip.mp4"}, "operations": [{"op": "trim", "start": 0, "end": end}]}) for end in (1, 2, 3)]
-            pending = next(j for j in (vj.get(j.key) for j in jobs) if j.status == "pending")
+            # Both slots taken first: a job read as pending before its claim would be running
+            # by the time it is cancelled.
+            deadline = time.monotonic() + 30
+            while (seen := [vj.get(j.key) for j in jobs]) and time.monotonic() < deadline:
+                if [j.status for j in seen].count("running") == 2:
+                    break
+                time.sleep(0.05)
+            [pending] = [j for j in seen if j.status == "pending"]
             assert vj.cancel(pending.key).status == "cancelled"
             assert vj.cancel(pending.key).status == "cancelled"  # cancelling twice is harmless
             assert vj.retry(pending.key).status == "pending"

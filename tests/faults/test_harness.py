@@ -97,6 +97,7 @@ def test_checker_fails_on_a_broken_fleet(broken: str, faults: str, failing: tupl
     run, text = _harness(
         tmp_path, "--preset", "short", "--broken", broken, "--faults", faults,
         "--seconds", "30", "--interval", "8", "--capacity", "20", "--share", "0.5", "--drain-timeout", "60",
+        "--job-seconds", "1",  # ~3 jobs held per worker: a paused or cut-off worker always holds one
     )
     assert run.returncode == 1, f"the harness passed a broken fleet ({broken})\n{text or run.stdout[-4000:]}\n{run.stderr[-3000:]}"
     assert "**Audit: FAILED**" in text

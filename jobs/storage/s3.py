@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -199,14 +200,15 @@ class S3Storage(S3Staging, Scratch):
         hashed = asyncio.Condition()
         turn = [1]
 
-        def read(number: int) -> bytes:
+        def read(number: int) -> tuple[bytes, str]:
             with path.open("rb") as f:
                 f.seek((number - 1) * self.part_size)
-                return f.read(self.part_size)
+                body = f.read(self.part_size)
+            return body, crc32_header(body)
 
         async def one(number: int) -> dict[str, Any]:
             async with limit:
-                body = await asyncio.to_thread(read, number)
+                body, crc = await asyncio.to_thread(read, number)
                 if verify is not None:
                     async with hashed:  # parts are hashed in file order (in a thread)
                         await hashed.wait_for(lambda: turn[0] == number)
@@ -214,7 +216,12 @@ class S3Storage(S3Staging, Scratch):
                         turn[0] += 1
                         hashed.notify_all()
                 r = await c.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ChecksumCRC32=crc,
                 )
                 return {"ETag": r["ETag"], "PartNumber": number}
 
@@ -292,6 +299,8 @@ class S3Storage(S3Staging, Scratch):
     async def _fetch_parts(
         self, digest: str, first: Any, total: int, dest: Path
     ) -> tuple[str, int]:
+        """Each part is written at its offset as soon as it is here (in a thread); the hash
+        takes the parts in file order, so a part is held until both are done with it."""
         count = (total + self.part_size - 1) // self.part_size
         limit = asyncio.Semaphore(self.part_concurrency)
         h = hashlib.sha256()
@@ -299,30 +308,45 @@ class S3Storage(S3Staging, Scratch):
         turn = [0]
         with dest.open("wb") as out:
 
-            def consume(data: bytes) -> None:
-                h.update(data)
-                out.write(data)
+            def update(chunks: list[bytes]) -> None:
+                for chunk in chunks:
+                    h.update(chunk)
+
+            async def hashed(number: int, chunks: list[bytes]) -> None:
+                async with in_order:
+                    await in_order.wait_for(lambda: turn[0] == number)
+                    await asyncio.to_thread(update, chunks)
+                    turn[0] += 1
+                    in_order.notify_all()
 
             async def one(number: int) -> None:
-                async with limit:  # held until written: at most `part_concurrency` in memory
+                async with limit:  # held until written and hashed: bounded memory
                     if number == 0:
                         obj = first
                     else:
                         start = number * self.part_size
                         end = min(total, start + self.part_size) - 1
                         obj = await self._get(digest, Range=f"bytes={start}-{end}")
-                    try:
-                        data = await obj["Body"].read()
+                    try:  # kept as the chunks that came (one join would copy it again)
+                        chunks = [c async for c in obj["Body"].iter_chunks(CHUNK)]
                     finally:
                         obj["Body"].close()
-                    async with in_order:
-                        await in_order.wait_for(lambda: turn[0] == number)
-                        await asyncio.to_thread(consume, data)
-                        turn[0] += 1
-                        in_order.notify_all()
+                    offset = number * self.part_size
+                    expected = min(total, offset + self.part_size) - offset
+                    got = sum(map(len, chunks))
+                    if got != expected:  # it would land over its neighbour's bytes
+                        raise SourceChanged(
+                            f"stored object {digest}: bytes {offset}-{offset + expected - 1} "
+                            f"came back as {got} bytes",
+                            details={"expected": digest},
+                        )
+                    await asyncio.gather(
+                        asyncio.to_thread(_pwrite_all, out.fileno(), chunks, offset),
+                        hashed(number, chunks),
+                    )
 
             await _all_or_none([one(n) for n in range(count)])
-            size = out.tell()
+            size = os.fstat(out.fileno()).st_size
         return f"sha256:{h.hexdigest()}", size
 
     async def read_range(self, digest: str, start: int, end: int | None) -> ByteRange:
@@ -381,6 +405,20 @@ class S3Storage(S3Staging, Scratch):
             ExpiresIn=expires,
         )
         return str(url)
+
+
+def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            done = os.pwrite(fd, view, offset)
+            view, offset = view[done:], offset + done
+
+
+def crc32_header(body: bytes) -> str:
+    """A part's CRC32 as S3's x-amz-checksum-crc32 wants it (base64 of 4 big-endian bytes),
+    worked out where the part is read (in a thread) rather than by botocore on the loop."""
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
 
 
 def _total_size(obj: Any) -> int:

@@ -30,7 +30,13 @@ async def open_client(
     stack = AsyncExitStack()
     config = Config(
         signature_version="s3v4",
-        s3={"addressing_style": "path" if endpoint_url else "auto"},
+        # Bodies carry a checksum the server checks (a part's CRC32, a single object's
+        # SHA-256), so the signature need not hash them again on the event loop: botocore's
+        # own choice over https, made here for http endpoints too.
+        s3={
+            "addressing_style": "path" if endpoint_url else "auto",
+            "payload_signing_enabled": False,
+        },
         retries={"max_attempts": 5, "mode": "standard"},
         max_pool_connections=32,
     )

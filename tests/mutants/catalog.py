@@ -610,6 +610,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "            return answer  # MUTANT: a reused child's death is the verdict\n",
         "tests/ffmpeg/test_avpool.py::test_a_reused_child_dying_mid_file_is_not_the_verdict",
     ),
+    m(
+        "s3-part-unchecked",
+        "inv 8: a stored object is exactly its digest's bytes (each part's checksum travels)",
+        "jobs/storage/s3.py",
+        "                    ChecksumCRC32=crc,\n",
+        "",
+        "tests/storage/test_storage.py::test_a_part_damaged_on_the_way_up_is_refused_by_the_server_and_leaves_nothing",
+    ),
+    m(
+        "s3-part-length-unchecked",
+        "inv 8: a fetched file is exactly its digest's bytes (parts land at their offsets)",
+        "jobs/storage/s3.py",
+        "                    if len(data) != expected:",
+        "                    if False:  # MUTANT: any length",
+        "tests/storage/test_storage.py::test_a_ranged_part_of_the_wrong_length_is_refused_before_it_lands",
+    ),
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

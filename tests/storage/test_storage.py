@@ -137,6 +137,69 @@ async def test_a_multipart_upload_that_fails_midway_is_aborted_and_leaves_nothin
 
 
 @pytest.mark.s3
+async def test_a_part_damaged_on_the_way_up_is_refused_by_the_server_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each part carries the CRC32 worked out where it was read; the server checks it (the
+    signature does not cover the body)."""
+    from botocore.exceptions import ClientError
+
+    from tests.support.s3 import drop_bucket, new_bucket_storage
+
+    store = await new_bucket_storage(tmp_path / "scratch", multipart_threshold=5 * MiB,
+                                     part_size=5 * MiB)  # fmt: skip
+    try:
+        c = await store.client()
+        real = c.upload_part
+
+        async def damaging(**kw: object) -> object:
+            if kw["PartNumber"] == 2:
+                body = bytearray(kw["Body"])  # type: ignore[arg-type]
+                body[1000] ^= 1
+                kw["Body"] = bytes(body)
+            return await real(**kw)
+
+        monkeypatch.setattr(c, "upload_part", damaging)
+        with pytest.raises(ClientError, match="BadDigest"):
+            await store.put_file(write(tmp_path / "big", os.urandom(12 * MiB)))
+        assert await object_names(store) == []
+        assert await open_uploads(store) == 0
+    finally:
+        await drop_bucket(store)
+
+
+@pytest.mark.s3
+async def test_a_ranged_part_of_the_wrong_length_is_refused_before_it_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts are written at their offsets as they come: one longer than asked for would
+    overwrite its neighbour even when the bytes, taken in order, hash right."""
+    from tests.support.s3 import drop_bucket, new_bucket_storage
+
+    store = await new_bucket_storage(tmp_path / "scratch", multipart_threshold=5 * MiB,
+                                     part_size=5 * MiB)  # fmt: skip
+    try:
+        data = os.urandom(11 * MiB)
+        digest, _ = await store.put_file(write(tmp_path / "big", data))
+        c = await store.client()
+        real = c.get_object
+
+        async def shifted(**kw: object) -> object:
+            if kw.get("Range") == f"bytes={5 * MiB}-{10 * MiB - 1}":
+                kw["Range"] = f"bytes={5 * MiB}-{10 * MiB + 99}"  # 100 bytes too many
+            if kw.get("Range") == f"bytes={10 * MiB}-{11 * MiB - 1}":
+                kw["Range"] = f"bytes={10 * MiB + 100}-{11 * MiB - 1}"
+            return await real(**kw)
+
+        monkeypatch.setattr(c, "get_object", shifted)
+        with pytest.raises(SourceChanged, match="came back as"):
+            await store.fetch(digest, tmp_path / "down")
+        assert not (tmp_path / "down").exists()
+    finally:
+        await drop_bucket(store)
+
+
+@pytest.mark.s3
 async def test_a_large_object_comes_down_in_ranged_parts_verified_and_in_order(
     tmp_path: Path,
 ) -> None:

@@ -116,14 +116,19 @@ def _first_frame(container: Any, stream: Any, max_pixels: int) -> dict[str, Any]
         return {"rotation": None}
     try:
         for n, packet in enumerate(container.demux(stream)):
-            for frame in packet.decode():
+            if n >= _MAX_PACKETS:
+                break
+            if not packet.is_keyframe:
+                continue  # nothing decodes before the first keyframe
+            # Drained at once: a decoder with B-frames (or frame threads) would otherwise hold
+            # the first frame back until it had read the next few packets.
+            for frame in [*cc.decode(packet), *cc.decode(None)]:
                 rotation: float = frame.rotation
                 try:
                     return {"rotation": round(rotation), **_hdr10(frame)}
                 except Exception:  # odd side data loses the metadata, not the rotation
                     return {"rotation": round(rotation)}
-            if n >= _MAX_PACKETS:
-                break
+            break
     except Exception:  # a broken first frame: ffmpeg will say so when it runs
         return {"rotation": None}
     return {"rotation": None}

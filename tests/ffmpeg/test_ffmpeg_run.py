@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 
 from jobs.errors import PermanentError, RetryableError
 from workers.ffmpeg.executor import FfmpegExecutor
+from workers.ffmpeg import run
 from workers.ffmpeg.run import Limits, RunResult, raise_for_exit, run_ffmpeg, sanitize
 
 pytestmark = pytest.mark.ffmpeg
@@ -113,6 +117,41 @@ async def test_progress_is_reported_and_throttled(
     # ffmpeg wrote a block every 20 ms; we passed on at most ~4 a second (+ the final 1.0).
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen[:-1])]
     assert all(gap >= 0.2 for gap in gaps) and len(seen) <= elapsed * 4 + 2
+
+
+_REPORT = """
+import ctypes, json, resource
+sig = ctypes.c_int(0)
+ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+names = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_CORE")
+print(json.dumps({"pdeathsig": sig.value,
+                  **{n: resource.getrlimit(getattr(resource, n)) for n in names}}))
+"""
+
+
+@pytest.mark.parametrize("way", ["util-linux", "preexec_fn"])
+def test_a_contained_child_runs_under_every_limit_and_dies_with_its_parent(
+    way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of containing a child (setpriv + prlimit exec'd in front of it, so the
+    worker can spawn it with vfork; or a preexec_fn) give it the same limits and death
+    signal."""
+    run._wrappers.cache_clear()
+    if way == "preexec_fn":
+        monkeypatch.setattr(run.shutil, "which", lambda _name: None)
+    limits = Limits(cpu_seconds=77, memory_bytes=3 * 1024**3, max_output_bytes=12345678)
+    try:
+        argv, preexec = run.contained([sys.executable, "-c", _REPORT], limits.rlimits(10))
+        assert (preexec is None) == (way == "util-linux")
+        out = subprocess.run(argv, preexec_fn=preexec, capture_output=True, check=True)
+    finally:
+        run._wrappers.cache_clear()
+    got = json.loads(out.stdout)
+    assert got["pdeathsig"] == signal.SIGKILL
+    assert got["RLIMIT_CPU"] == [77, 77]
+    assert got["RLIMIT_AS"] == [3 * 1024**3] * 2
+    assert got["RLIMIT_FSIZE"] == [12345678] * 2
+    assert got["RLIMIT_CORE"] == [0, 0]
 
 
 async def test_cpu_limit_stops_a_runaway_encode(ffmpeg_bin: str) -> None:

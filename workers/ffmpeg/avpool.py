@@ -29,16 +29,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
-from workers.ffmpeg.run import _apply_rlimits, kill_group
+from workers.ffmpeg.run import Rlimits, contained, kill_group
 
 MAX_USES = 100  # files one child reads before it is replaced
 MAX_IDLE = 4  # idle children kept per set of limits
 IDLE_S = 60.0  # a child with no request for this long exits by itself
 _CHILD = Path(__file__).with_name("avchild.py")  # run by path: imports only av and json
-Rlimits = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -51,14 +49,15 @@ class Died:
 class _Child:
     def __init__(self, rlimits: Rlimits) -> None:
         argv = [sys.executable, "-I", str(_CHILD), str(IDLE_S), str(MAX_USES)]
+        command, preexec = contained(argv, rlimits)
         self.proc = subprocess.Popen(
-            argv,
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
-            preexec_fn=partial(_apply_rlimits, rlimits),
+            preexec_fn=preexec,
         )
         self.uses = 0
 

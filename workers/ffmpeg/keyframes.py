@@ -17,12 +17,11 @@ import json
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from workers.ffmpeg.probe import FORMAT_WHITELIST, INPUT_FORMATS, check_input_path, invalid
-from workers.ffmpeg.run import Limits, _apply_rlimits, kill_group
+from workers.ffmpeg.run import Limits, contained, kill_group
 
 _CHILD = Path(__file__).with_name("kfchild.py")  # run by path: imports only av and json
 MAX_FRAMES = 2_000_000  # 4 h at 120 fps; more is refused, not truncated
@@ -124,14 +123,15 @@ async def frame_index(
         raise invalid(f"input format {demuxer!r} is not allowed")
     argv = [sys.executable, "-I", str(_CHILD), demuxer, f"file:{path}", str(video_index)]
     argv += [FORMAT_WHITELIST, str(MAX_FRAMES)]
+    command, preexec = contained(argv, limits.rlimits(limits.timeout_s))
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         start_new_session=True,
         close_fds=True,
-        preexec_fn=partial(_apply_rlimits, limits.rlimits(limits.timeout_s)),
+        preexec_fn=preexec,
     )
     try:
         async with asyncio.timeout(limits.probe_timeout_s * 10):

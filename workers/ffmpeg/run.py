@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import resource
+import shutil
 import signal
 import time
 from collections import deque
@@ -101,13 +103,45 @@ except OSError:  # not glibc-like: no parent-death signal, the closed progress p
     _LIBC = None
 
 
-def _apply_rlimits(limits: tuple[tuple[int, int], ...]) -> None:
+Rlimits = tuple[tuple[int, int], ...]
+_PRLIMIT_OPTIONS = {
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_AS: "--as",
+    resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_CORE: "--core",
+}
+
+
+def _apply_rlimits(limits: Rlimits) -> None:
     # Runs in the child between fork and exec: only setrlimit and prctl here.
     for which, value in limits:
         resource.setrlimit(which, (value, value))
     if _LIBC is not None:
         # If the worker dies (kill -9), the kernel kills its ffmpeg too: no orphan transcodes.
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@functools.cache
+def _wrappers() -> tuple[str, str] | None:
+    setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
+    return (setpriv, prlimit) if setpriv and prlimit else None
+
+
+def contained(
+    argv: Sequence[str], limits: Rlimits
+) -> tuple[list[str], Callable[[], None] | None]:
+    """(argv, preexec_fn) for a child under `limits` that the kernel kills with its parent.
+
+    Where util-linux is installed, `setpriv --pdeathsig KILL` and `prlimit` do it and exec the
+    command, so there is no preexec_fn and Python spawns with vfork: a preexec_fn forces a
+    fork, which copies the worker's page tables and blocks its event loop (about 9 ms at
+    200 MB resident, on every ffmpeg run). Elsewhere the same is done in a preexec_fn."""
+    tools = _wrappers()
+    if tools is None or any(which not in _PRLIMIT_OPTIONS for which, _ in limits):
+        return list(argv), partial(_apply_rlimits, limits)
+    setpriv, prlimit = tools
+    caps = [f"{_PRLIMIT_OPTIONS[which]}={value}" for which, value in limits]
+    return [setpriv, "--pdeathsig", "KILL", "--", prlimit, *caps, "--", *argv], None
 
 
 async def _lines(stream: asyncio.StreamReader | None) -> AsyncIterator[str]:
@@ -152,14 +186,15 @@ async def run_ffmpeg(
     The caller decides what a non-zero exit means (`raise_for_exit`). Cancellation kills
     the process group before `CancelledError` propagates.
     """
+    command, preexec = contained(argv, limits.rlimits(timeout_s))
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
         close_fds=True,
-        preexec_fn=partial(_apply_rlimits, limits.rlimits(timeout_s)),
+        preexec_fn=preexec,
     )
     if on_spawn is not None:
         on_spawn(proc.pid)

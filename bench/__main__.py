@@ -6,7 +6,8 @@ Runs, in one process and one run: claim-and-complete throughput against pgqueuer
 procrastinate (`bench.claims`), the pgbench ceiling for our own claim/finish statements
 (`bench.pgbench`), submissions/s unique vs duplicate (`bench.submit`), embedded dispatch
 latency (submit -> claimed: `bench.dispatch` at 10 jobs/s, `vidjobs up` and Kafka), the relay
-(`bench.relay`) and the ffmpeg overhead (`bench.ffmpeg_overhead`). Writes
+(`bench.relay`), the ffmpeg overhead (`bench.ffmpeg_overhead`) and, when
+VIDJOBS_TEST_S3_ENDPOINT is set, 1 GiB through S3 against boto3 (`bench.storage`). Writes
 bench/results/latest.json and bench/results/latest.md. PostgreSQL comes from --pg or
 VIDJOBS_TEST_DATABASE_URL; throwaway databases are created on it and dropped.
 """
@@ -91,6 +92,39 @@ def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 {"goal": f"dispatch p50 <= {goal_ms:g} ms ({where}; medians of rounds)",
                  "measured": f"{p50:.1f} ms", "met": p50 <= goal_ms}
             )  # fmt: skip
+    http = (results.get("submit") or {}).get("http_vs_service") or {}
+    if http:
+        best = max(http, key=lambda name: http[name]["unique"])
+        goals.append(
+            {"goal": "HTTP unique submissions >= 0.8 of the service path (best of --workers 1, 2)",
+             "measured": f"{http[best]['unique']:.2f} ({best})", "met": http[best]["unique"] >= 0.8}
+        )  # fmt: skip
+    for name, row in ((results.get("submit") or {}).get("http") or {}).items():
+        ratio = row["batch_unique_per_s"] / row["unique_per_s"]
+        goals.append(
+            {"goal": f"POST /v1/jobs/batch >= 5x single requests ({name})",
+             "measured": f"{ratio:.2f}x", "met": ratio >= 5}
+        )  # fmt: skip
+    overhead = results.get("ffmpeg_overhead") or {}
+    for case, row in overhead.items():
+        if not isinstance(row, dict) or "added_ms" not in row:
+            continue
+        if case.startswith("trim 2-8 s + scale"):
+            goals.append(
+                {"goal": f"encode ({case}) <= 1.05x ffmpeg alone", "measured": f"{row['ratio']:.2f}x",
+                 "met": row["ratio"] <= 1.05}
+            )  # fmt: skip
+        else:
+            goals.append(
+                {"goal": f"added time per short job ({case}) <= 50 ms",
+                 "measured": f"{row['added_ms']:.0f} ms", "met": row["added_ms"] <= 50}
+            )  # fmt: skip
+    for way, ratio in ((results.get("storage") or {}).get("ratios") or {}).items():
+        if "boto3" in way:
+            goals.append(
+                {"goal": f"S3 1 GiB {way.split()[-1]} >= 0.8 of boto3's transfer manager",
+                 "measured": f"{ratio:.2f}", "met": ratio >= 0.8}
+            )  # fmt: skip
     frac = results.get("ceiling", {}).get("vidjobs_best_fraction")
     if frac is not None:
         goals.append(
@@ -108,7 +142,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20, help="cap on jobs in flight")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved claim rounds")
     parser.add_argument(
-        "--skip", default="", help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg"
+        "--skip", default="", help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg,storage"
     )
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -154,7 +188,7 @@ async def main() -> None:
             lines.append(f"vidjobs best / ceiling best: {ours / best:.2f}")
     if "submit" not in skip:
         print("submissions/s, unique vs duplicate ...", flush=True)
-        argv = ["--pg", args.pg] if args.pg else []
+        argv = ["--rounds", "3", "--serve-workers", "1,2"] + (["--pg", args.pg] if args.pg else [])
         text, data = _run_module_main("bench.submit", argv)
         results["submit"] = data
         lines += ["```", text.strip(), "```"]
@@ -172,9 +206,16 @@ async def main() -> None:
         lines += ["```", text.strip(), "```"]
     if "ffmpeg" not in skip:
         print("ffmpeg orchestration overhead ...", flush=True)
-        text, data = _run_module_main("bench.ffmpeg_overhead", [])
+        text, data = _run_module_main("bench.ffmpeg_overhead", ["--runs", "5"])
         results["ffmpeg_overhead"] = data if data is not None else {"output": text}
         lines += ["```", text.strip(), "```"]
+    if "storage" not in skip and os.environ.get("VIDJOBS_TEST_S3_ENDPOINT"):
+        print("bench.storage (1 GiB through S3) ...", flush=True)
+        text, data = _run_module_main("bench.storage", ["--only", "transfer", "--rounds", "3"])
+        results["storage"] = data
+        lines += ["```", text.strip(), "```"]
+    elif "storage" not in skip:
+        results["skipped"]["storage"] = "no VIDJOBS_TEST_S3_ENDPOINT (scripts/services.py s3-start)"
 
     goals = check_goals(results)
     results["goals"] = goals

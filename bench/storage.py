@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -65,7 +66,7 @@ def random_file(path: Path, mib: int) -> None:
 
 
 def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):8.1f}  ({min(values):.1f}-{max(values):.1f})"
+    return f"{statistics.median(values):8.2f}  ({min(values):.2f}-{max(values):.2f})"
 
 
 async def transfer(args: argparse.Namespace, tmp: Path) -> None:
@@ -170,10 +171,19 @@ async def transfer(args: argparse.Namespace, tmp: Path) -> None:
           f"{args.part_mib} MiB x {args.part_concurrency} in flight")
     for name, values in rates.items():
         print(f"  {name:<18} {spread(values)}")
+    ratios: dict[str, list[float]] = {}
     for way in ("upload", "download"):
-        ours = statistics.median(rates[f"vidjobs {way}"])
-        print(f"  vidjobs / boto3 {way}: {ours / statistics.median(rates[f'boto3 {way}']):.2f}; "
-              f"vidjobs / obstore {way}: {ours / statistics.median(rates[f'obstore {way}']):.2f}")
+        for peer in ("boto3", "obstore"):  # each round's own ratio
+            pairs = zip(rates[f"vidjobs {way}"], rates[f"{peer} {way}"], strict=True)
+            ratios[f"vidjobs / {peer} {way}"] = [ours / theirs for ours, theirs in pairs]
+    for name, values in ratios.items():
+        print(f"  {name:<26} {spread(values)}  (each round's own ratio)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "mib": size_mib, "rounds": args.rounds,
+            "mib_per_s": {k: statistics.median(v) for k, v in rates.items()},
+            "ratios": {k: statistics.median(v) for k, v in ratios.items()},
+        }, indent=2))  # fmt: skip
 
 
 class CopyExecutor:
@@ -271,6 +281,7 @@ async def main() -> None:
     parser.add_argument("--only", choices=["transfer", "per-job"])
     parser.add_argument("--part-mib", type=int, default=16, help="vidjobs' S3 part size")
     parser.add_argument("--part-concurrency", type=int, default=4, help="vidjobs' parts in flight")
+    parser.add_argument("--json", type=Path, default=None, help="also write the transfer figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("VIDJOBS_BENCH_TMP")) as tmpdir:
         tmp = Path(tmpdir)

@@ -287,6 +287,9 @@ async def main() -> None:
                 f"HTTP / service, {name}: unique {spread(uniq, '{:.2f}')},"
                 f" duplicate {spread(dup, '{:.2f}')}"
             )
+            results.setdefault("http_vs_service", {})[name] = {
+                "unique": statistics.median(uniq), "duplicate": statistics.median(dup)
+            }
         for name, runs in http.items():
             batch = [r["batch_unique_per_s"] for r in runs]
             ratio = [r["batch_unique_per_s"] / r["unique_per_s"] for r in runs]

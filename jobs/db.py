@@ -8,11 +8,13 @@ and makes the claim statements safe without `FOR UPDATE SKIP LOCKED`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -103,8 +105,22 @@ def insert_on_conflict(conn: AsyncConnection, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
+def read_json(text: str | bytes) -> Any:
+    """A JSON column's value: orjson's reading (about 4x the stdlib's decoder; a claim reads
+    every claimed job's spec), or the stdlib's for what orjson refuses and Python's writer
+    can produce (NaN, Infinity, a lone surrogate). The columns hold no integer beyond 64
+    bits, the one value the two would read differently: every number vidjobs stores is
+    bounded."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine set up for vidjobs (SQLite pragmas and BEGIN IMMEDIATE)."""
+    """An async engine set up for vidjobs (SQLite pragmas and BEGIN IMMEDIATE); JSON columns
+    are read by `read_json`."""
+    kwargs.setdefault("json_deserializer", read_json)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -121,6 +121,7 @@ class Runner:
         self._failures = 0  # cycles failed in a row
         self._conn: AsyncConnection | None = None
         self._next_rescue = 0.0
+        self._first_beats = _FirstBeats(min(1.0, heartbeat_interval(settings)))
 
     @property
     def active(self) -> int:
@@ -412,20 +413,20 @@ class _Heartbeat:
         self.runner = runner
         self.job = job
         self.progress = progress
-        self.interval = min(settings.heartbeat_seconds, settings.lease_seconds / 3)
-        self.tick = min(1.0, self.interval)
+        self.interval = heartbeat_interval(settings)
+        self.tick = runner._first_beats.delay
         self._stopped = False
         self._beating = False  # a heartbeat transaction is in flight
         self._task: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(self.tick, self._start)
+        runner._first_beats.add(self)
 
-    def _start(self) -> None:
+    def start(self) -> None:
         if not self._stopped:
             self._task = asyncio.create_task(self._beat(), name=f"heartbeat-{self.job.id}")
 
     async def stop(self) -> None:
         self._stopped = True
-        self._timer.cancel()
+        self.runner._first_beats.discard(self)
         task = self._task
         if task is None or task.done():
             return
@@ -463,6 +464,41 @@ class _Heartbeat:
     def _interrupt(self, reason: Stop) -> None:
         if not self._stopped:  # the job has already ended: let its outcome stand
             self.runner._interrupt(self.job, reason)
+
+
+def heartbeat_interval(settings: Settings) -> float:
+    return min(settings.heartbeat_seconds, settings.lease_seconds / 3)
+
+
+class _FirstBeats:
+    """One timer for the first beat of every running job, `delay` after it started. A job
+    that ends sooner (most short ones) costs an entry here instead of a timer of its own in
+    the event loop, armed and cancelled. Every job waits the same delay, so they fall due in
+    the order they came."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._due: dict[_Heartbeat, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, beat: _Heartbeat) -> None:
+        self._due[beat] = time.monotonic() + self.delay
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._fire)
+
+    def discard(self, beat: _Heartbeat) -> None:
+        self._due.pop(beat, None)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._due:
+            beat, due = next(iter(self._due.items()))
+            if due > now:
+                self._timer = asyncio.get_running_loop().call_later(due - now, self._fire)
+                return
+            del self._due[beat]
+            beat.start()
 
 
 class _Progress:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import io
 import os
 import re
 import zlib
@@ -200,19 +201,24 @@ class S3Storage(S3Staging, Scratch):
         hashed = asyncio.Condition()
         turn = [1]
 
-        def read(number: int) -> tuple[bytes, str]:
+        def read(number: int) -> tuple[bytes, io.BytesIO, str]:
             with path.open("rb") as f:
                 f.seek((number - 1) * self.part_size)
-                body = f.read(self.part_size)
-            return body, crc32_header(body)
+                data = f.read(self.part_size)
+            # botocore hands aiohttp a part as a BytesIO, and aiohttp's getbuffer() on one
+            # still sharing its bytes copies the whole part on the event loop: unshare it
+            # here, in this thread, instead.
+            body = io.BytesIO(data)
+            body.getbuffer().release()
+            return data, body, crc32_header(data)
 
         async def one(number: int) -> dict[str, Any]:
             async with limit:
-                body, crc = await asyncio.to_thread(read, number)
+                data, body, crc = await asyncio.to_thread(read, number)
                 if verify is not None:
                     async with hashed:  # parts are hashed in file order (in a thread)
                         await hashed.wait_for(lambda: turn[0] == number)
-                        await asyncio.to_thread(h.update, body)
+                        await asyncio.to_thread(h.update, data)
                         turn[0] += 1
                         hashed.notify_all()
                 r = await c.upload_part(

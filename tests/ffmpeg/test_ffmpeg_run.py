@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from jobs.errors import PermanentError, RetryableError
-from workers.ffmpeg.executor import FfmpegExecutor
 from workers.ffmpeg import run
+from workers.ffmpeg.executor import FfmpegExecutor
 from workers.ffmpeg.run import Limits, RunResult, raise_for_exit, run_ffmpeg, sanitize
 
 pytestmark = pytest.mark.ffmpeg

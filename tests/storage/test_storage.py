@@ -154,7 +154,7 @@ async def test_a_part_damaged_on_the_way_up_is_refused_by_the_server_and_leaves_
 
         async def damaging(**kw: object) -> object:
             if kw["PartNumber"] == 2:
-                body = bytearray(kw["Body"])  # type: ignore[arg-type]
+                body = bytearray(kw["Body"].getvalue())  # type: ignore[attr-defined]
                 body[1000] ^= 1
                 kw["Body"] = bytes(body)
             return await real(**kw)

@@ -154,6 +154,25 @@ def test_a_contained_child_runs_under_every_limit_and_dies_with_its_parent(
     assert got["RLIMIT_CORE"] == [0, 0]
 
 
+@pytest.mark.parametrize("way", ["util-linux", "preexec_fn"])
+def test_a_worker_under_a_lower_hard_limit_gives_its_child_that_limit(way: str) -> None:
+    """A worker whose own hard limit is below the configured one (a container's ulimit)
+    still starts its children, under its own limit: a child may not be given more."""
+    hide = "import shutil; shutil.which = lambda _name: None\n" if way == "preexec_fn" else ""
+    script = (
+        f"{hide}import json, subprocess, sys\n"
+        "from workers.ffmpeg.run import Limits, contained\n"
+        "limits = Limits(max_output_bytes=12345678).rlimits(10)\n"
+        f"argv, pre = contained([sys.executable, '-c', {_REPORT!r}], limits)\n"
+        "print(subprocess.run(argv, preexec_fn=pre, capture_output=True, check=True).stdout.decode())\n"
+    )
+    lowered = ["prlimit", "--fsize=1000000:1000000", "--", sys.executable, "-c", script]
+    out = subprocess.run(lowered, capture_output=True, check=True, cwd=Path(__file__).parents[2])
+    got = json.loads(out.stdout)
+    assert got["RLIMIT_FSIZE"] == [1000000, 1000000]
+    assert got["RLIMIT_CORE"] == [0, 0] and got["pdeathsig"] == signal.SIGKILL
+
+
 async def test_cpu_limit_stops_a_runaway_encode(ffmpeg_bin: str) -> None:
     argv = endless(ffmpeg_bin, "-c:v", "libx264", "-preset", "veryslow", "-f", "null", "-")
     result = await run_ffmpeg(argv, Limits(cpu_seconds=1), timeout_s=30)

@@ -121,6 +121,16 @@ def _apply_rlimits(limits: Rlimits) -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _within_hard_limits(limits: Rlimits) -> Rlimits:
+    """Each limit at most the worker's own hard limit (a container's `ulimit`, say): a child
+    may not be given more than its parent has, and asking would fail its start."""
+    out = []
+    for which, value in limits:
+        hard = resource.getrlimit(which)[1]
+        out.append((which, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+    return tuple(out)
+
+
 @functools.cache
 def _wrappers() -> tuple[str, str] | None:
     setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
@@ -136,6 +146,7 @@ def contained(
     command, so there is no preexec_fn and Python spawns with vfork: a preexec_fn forces a
     fork, which copies the worker's page tables and blocks its event loop (about 9 ms at
     200 MB resident, on every ffmpeg run). Elsewhere the same is done in a preexec_fn."""
+    limits = _within_hard_limits(limits)
     tools = _wrappers()
     if tools is None or any(which not in _PRLIMIT_OPTIONS for which, _ in limits):
         return list(argv), partial(_apply_rlimits, limits)

@@ -18,6 +18,7 @@ import argparse
 import statistics
 import subprocess
 import time
+from functools import partial
 
 from bench.stats import load_average, spread
 from workers.ffmpeg import find_ffmpeg
@@ -26,9 +27,10 @@ from workers.ffmpeg.run import Limits, _apply_rlimits, contained
 
 def one_way(argv: list[str], use_preexec: bool, spawns: int) -> tuple[float, float]:
     """(blocked ms, to-exit ms): medians over `spawns` starts."""
-    command, preexec = contained(argv, Limits().rlimits(60))
+    limits = Limits().rlimits(60)
+    command, preexec = contained(argv, limits)
     if use_preexec:
-        command, preexec = argv, lambda: _apply_rlimits(Limits().rlimits(60))
+        command, preexec = argv, partial(_apply_rlimits, limits)
     elif preexec is not None:
         raise SystemExit("setpriv and prlimit are not on PATH: only one way to measure")
     blocked, ended = [], []

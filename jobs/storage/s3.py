@@ -201,24 +201,27 @@ class S3Storage(S3Staging, Scratch):
         hashed = asyncio.Condition()
         turn = [1]
 
-        def read(number: int) -> tuple[bytes, io.BytesIO, str]:
+        def read(number: int) -> tuple[io.BytesIO, str]:
             with path.open("rb") as f:
                 f.seek((number - 1) * self.part_size)
-                data = f.read(self.part_size)
+                body = io.BytesIO(f.read(self.part_size))
             # botocore hands aiohttp a part as a BytesIO, and aiohttp's getbuffer() on one
-            # still sharing its bytes copies the whole part on the event loop: unshare it
-            # here, in this thread, instead.
-            body = io.BytesIO(data)
-            body.getbuffer().release()
-            return data, body, crc32_header(data)
+            # still sharing its bytes copies the whole part on the event loop: this first
+            # getbuffer() makes that copy here, in this thread, and the bytes read are freed.
+            with body.getbuffer() as view:
+                return body, crc32_header(view)
+
+        def update(body: io.BytesIO) -> None:
+            with body.getbuffer() as view:
+                h.update(view)
 
         async def one(number: int) -> dict[str, Any]:
             async with limit:
-                data, body, crc = await asyncio.to_thread(read, number)
+                body, crc = await asyncio.to_thread(read, number)
                 if verify is not None:
                     async with hashed:  # parts are hashed in file order (in a thread)
                         await hashed.wait_for(lambda: turn[0] == number)
-                        await asyncio.to_thread(h.update, data)
+                        await asyncio.to_thread(update, body)
                         turn[0] += 1
                         hashed.notify_all()
                 r = await c.upload_part(
@@ -421,7 +424,7 @@ def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
             view, offset = view[done:], offset + done
 
 
-def crc32_header(body: bytes) -> str:
+def crc32_header(body: bytes | memoryview) -> str:
     """A part's CRC32 as S3's x-amz-checksum-crc32 wants it (base64 of 4 big-endian bytes),
     worked out where the part is read (in a thread) rather than by botocore on the loop."""
     return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()

@@ -144,8 +144,9 @@ def contained(
 
     Where util-linux is installed, `setpriv --pdeathsig KILL` and `prlimit` do it and exec the
     command, so there is no preexec_fn and Python spawns with vfork: a preexec_fn forces a
-    fork, which copies the worker's page tables and blocks its event loop (about 9 ms at
-    200 MB resident, on every ffmpeg run). Elsewhere the same is done in a preexec_fn."""
+    fork, which copies the worker's page tables and blocks its event loop (about 10 ms at
+    200 MiB resident, on every ffmpeg run: `python -m bench.spawn`). Elsewhere the same is
+    done in a preexec_fn."""
     limits = _within_hard_limits(limits)
     tools = _wrappers()
     if tools is None or any(which not in _PRLIMIT_OPTIONS for which, _ in limits):

@@ -131,23 +131,27 @@ def plan_chunks(
     edit: dict[str, Any], inputs: list[dict[str, Any]], duration_ms: int, chunk_seconds: float,
     *, has_audio: bool,
 ) -> list[TaskPlan]:
-    """The chunk tasks, the audio task (when the output has audio) and the stitch task.
+    """The audio task (when the output has audio), the chunk tasks and the stitch task.
 
     `edit` is the canonical edit; `inputs` the job spec's inputs. Each task's spec holds what
     its work depends on and nothing else, so its key is shared by equal work.
+
+    Tasks are claimed in the order they are planned (equal priority: by id), so the audio
+    task, which encodes the whole timeline and takes as long as a chunk or longer, comes
+    first and runs beside the chunks. Planned after them, it ran alone at the end while the
+    other workers waited for the stitch (`bench.chunked`).
     """
     n = slots(duration_ms, chunk_seconds)
     base = {"inputs": inputs, "chunk_seconds": chunk_seconds, "slots": n}
     video = {"kind": "chunk", **base, "edit": video_edit(edit)}
-    plans = [TaskPlan(f"chunk-{i:04d}", "chunk", {**video, "slot": i}) for i in range(n)]
+    chunks = [TaskPlan(f"chunk-{i:04d}", "chunk", {**video, "slot": i}) for i in range(n)]
+    audio = []
     if has_audio:
-        audio = {"kind": "audio", "inputs": inputs[:1], "edit": audio_edit(edit)}
-        plans.append(TaskPlan("audio", "audio", audio))
+        spec = {"kind": "audio", "inputs": inputs[:1], "edit": audio_edit(edit)}
+        audio.append(TaskPlan("audio", "audio", spec))
     stitch = {"kind": "stitch", **base, "edit": edit, "audio": has_audio}
-    plans.append(
-        TaskPlan("stitch", "stitch", stitch, tuple(p.name for p in plans), publish_as="output")
-    )
-    return plans
+    deps = tuple(p.name for p in chunks + audio)
+    return [*audio, *chunks, TaskPlan("stitch", "stitch", stitch, deps, publish_as="output")]
 
 
 _AUDIO_OPS = ("volume", "loudnorm", "mute")
@@ -181,7 +185,8 @@ def plan_package_chunks(
 ) -> list[TaskPlan]:
     """A package's plan (`jobs.packaging.plan_package`) with each `rendition` task replaced
     by its chunk tasks and a `rung-stitch` task of the same name (the package task reads
-    it as it read the rendition), and one `audio` task for every rung.
+    it as it read the rendition), and one `audio` task for every rung, planned first (as
+    in `plan_chunks`).
 
     A chunk's spec is its rung's video settings, the chunk length and its slot, so equal
     chunks of two packages (an HLS and a DASH package of the same ladder) share one key."""
@@ -202,7 +207,7 @@ def plan_package_chunks(
         if has_audio and not audio:
             spec = {"kind": "rung-audio", "source": rung["source"], "inputs": rung["inputs"]}
             spec |= {k: p.spec[k] for k in ("audio_codec", "audio_bitrate_kbps")}
-            out.append(TaskPlan("audio", "rung-audio", spec))
+            out.insert(0, TaskPlan("audio", "rung-audio", spec))
             audio.append("audio")
         stitch = {
             "kind": "rung-stitch",

@@ -33,7 +33,7 @@ def test_a_long_source_becomes_chunks_audio_and_stitch() -> None:
     assert chunks.chunked and chunks.reason == "chunked into 30 chunks of about 10 s"
     assert is_graph(req, chunks) and not is_graph(req)
     plans = plan(req, INPUTS, PROBE, chunks)
-    assert [p.kind for p in plans] == ["chunk"] * 30 + ["audio", "stitch"]
+    assert [p.kind for p in plans] == ["audio"] + ["chunk"] * 30 + ["stitch"]
     assert plans[-1].publish_as == "output" and len(plans[-1].depends_on) == 31
 
 
@@ -78,7 +78,7 @@ def test_a_chunked_package_is_chunks_per_rung_one_audio_a_stitch_per_rung_then_t
     plans = plan(req, INPUTS, PROBE_1080, chunks)
     by_name = {p.name: p for p in plans}
     assert [p.kind for p in plans] == (
-        ["rung-chunk"] * 25 + ["rung-audio", "rung-stitch"] + ["rung-chunk"] * 25
+        ["rung-audio"] + ["rung-chunk"] * 25 + ["rung-stitch"] + ["rung-chunk"] * 25
         + ["rung-stitch", "package"]
     )  # fmt: skip
     assert by_name["rung-720-chunk-0024"].spec["last"] is True

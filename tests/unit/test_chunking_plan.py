@@ -70,14 +70,15 @@ def test_the_plan_is_chunks_audio_and_a_stitch_that_waits_for_all() -> None:
     inputs = [{"digest": DIGEST, "path": None}]
     spec = canonical_edit(edit(), [DIGEST])
     plans = plan_chunks(spec, inputs, 25_000, 10.0, has_audio=True)
-    assert [p.name for p in plans] == ["chunk-0000", "chunk-0001", "chunk-0002", "audio", "stitch"]
+    # The audio first: claimed first, it runs beside the chunks instead of after them.
+    assert [p.name for p in plans] == ["audio", "chunk-0000", "chunk-0001", "chunk-0002", "stitch"]
     stitch = plans[-1]
     assert stitch.depends_on == ("chunk-0000", "chunk-0001", "chunk-0002", "audio")
     assert stitch.publish_as == "output" and stitch.spec["slots"] == 3
-    chunk_specs = [p.spec for p in plans[:3]]
+    chunk_specs = [p.spec for p in plans[1:4]]
     assert [s["slot"] for s in chunk_specs] == [0, 1, 2]
     assert all(s["edit"] == video_edit(spec) and s["inputs"] == inputs for s in chunk_specs)
-    assert stitch.spec["edit"] == spec and plans[3].spec["edit"] == audio_edit(spec)
+    assert stitch.spec["edit"] == spec and plans[0].spec["edit"] == audio_edit(spec)
     silent = plan_chunks(spec, inputs, 25_000, 10.0, has_audio=False)
     assert "audio" not in [p.name for p in silent] and silent[-1].spec["audio"] is False
     assert slots(1, 10.0) == 1 and slots(10_001, 10.0) == 2 and slots(10**9, 2.0) == 1000

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.db import db_now, insert_on_conflict
-from jobs.models import Job, OutboxEvent, ProcessedEvent
+from jobs.models import Job, OutboxEvent, ProcessedEvent, from_row
 from jobs.status import EventType
 
 outbox = OutboxEvent.__table__  # type: ignore[attr-defined]
@@ -137,7 +137,7 @@ async def insert_event(
         .returning(*outbox.c)
     )
     row = (await conn.execute(stmt)).mappings().one()
-    return OutboxEvent.model_construct(**row)
+    return from_row(OutboxEvent, row)
 
 
 async def insert_events(
@@ -166,7 +166,7 @@ async def insert_events(
     # One cached statement, many parameter sets: sent as one multi-row INSERT.
     stmt = sa.insert(outbox).values(created_at=db_now()).returning(*outbox.c)
     by_event = {r["event_id"]: r for r in (await conn.execute(stmt, rows)).mappings()}
-    return [OutboxEvent.model_construct(**by_event[r["event_id"]]) for r in rows]
+    return [from_row(OutboxEvent, by_event[r["event_id"]]) for r in rows]
 
 
 async def select_job_events(
@@ -174,14 +174,14 @@ async def select_job_events(
 ) -> list[OutboxEvent]:
     """One job's events in outbox order (the caller found the job as its tenant's)."""
     stmt = sa.select(outbox).where(outbox.c.job_id == job_id).order_by(outbox.c.id).limit(limit)
-    return [OutboxEvent.model_construct(**r) for r in (await conn.execute(stmt)).mappings()]
+    return [from_row(OutboxEvent, r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def select_unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
     stmt = (
         sa.select(outbox).where(outbox.c.published_at.is_(None)).order_by(outbox.c.id).limit(limit)
     )
-    return [OutboxEvent.model_construct(**r) for r in (await conn.execute(stmt)).mappings()]
+    return [from_row(OutboxEvent, r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def mark_published(conn: AsyncConnection, ids: list[int]) -> int:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from jobs import outbox, setlists
-from jobs.models import Job
+from jobs.models import Job, from_row
 from jobs.outcomes import EVENTS, Field, Inputs, Outcome, OutcomeKind, event_extra, event_type
 from jobs.setlists import PENDING, RUNNING
 from jobs.status import EventType
@@ -77,7 +77,7 @@ def _event(
 def claimed_rows(rows: Sequence[Mapping[str, Any]], owner: str) -> list[tuple[Job, outbox.Event]]:
     out: list[tuple[Job, outbox.Event]] = []
     for row in rows:
-        job = Job.model_construct(**{name: row[name] for name in JOB_COLUMNS})
+        job = from_row(Job, {name: row[name] for name in JOB_COLUMNS})
         type_ = EventType.TASK_CLAIMED if row["role"] == "task" else EventType.CLAIMED
         out.append((job, _event(row, job, type_, owner=owner)))
     return out

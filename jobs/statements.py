@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import pgsql
 from jobs.db import db_now, fetch_prepared, insert_on_conflict
-from jobs.models import Job, TaskEdge
+from jobs.models import Job, TaskEdge, from_row
 from jobs.status import JobStatus
 
 jobs = Job.__table__  # type: ignore[attr-defined]
@@ -41,12 +41,12 @@ TASK, GRAPH = "task", "graph"  # `jobs.role` of task rows and of jobs of several
 
 def row_of(result: sa.CursorResult[Any]) -> Job | None:
     row = result.mappings().first()
-    return None if row is None else Job.model_construct(**row)
+    return None if row is None else from_row(Job, row)
 
 
 def rows_of(result: sa.CursorResult[Any]) -> list[Job]:
     # Rows come typed from the database: construct without re-validating. Treat as read-only.
-    return [Job.model_construct(**row) for row in result.mappings().all()]
+    return [from_row(Job, row) for row in result.mappings().all()]
 
 
 # --- submission -------------------------------------------------------------------------
@@ -102,7 +102,7 @@ async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> 
     lookup, a duplicate's one read), a single prepared statement with no BEGIN/ROLLBACK."""
     if conn.dialect.name == "postgresql" and not conn.in_transaction():
         rows = await fetch_prepared(conn, pgsql.SELECT_JOB_BY_KEY, tenant_id, key)
-        return Job.model_construct(**rows[0]) if rows else None
+        return from_row(Job, rows[0]) if rows else None
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return row_of(await conn.execute(stmt))
 

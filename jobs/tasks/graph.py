@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs import fenced, outbox, statements
-from jobs.models import Blob, Job, OutboxEvent
+from jobs.models import Blob, Job, OutboxEvent, from_row
 from jobs.outcomes import Outcome, event_extra, event_type
 from jobs.status import EventType, JobStatus
 from jobs.taskplan import TaskPlan
@@ -70,7 +70,7 @@ async def _task_for_update(
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).mappings().one()
-    return Job.model_construct(**row)
+    return from_row(Job, row)
 
 
 async def attach(
@@ -174,7 +174,7 @@ async def members(conn: AsyncConnection, job_id: int) -> list[Member]:
     out: list[Member] = []
     for row in (await conn.execute(stmt)).all():
         link = row._mapping
-        task = Job.model_construct(**{col.name: link[col] for col in jobs_t.c})
+        task = from_row(Job, {col.name: link[col] for col in jobs_t.c})
         out.append(
             Member(
                 name=link[job_tasks.c.name],

@@ -626,6 +626,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "                    if False:  # MUTANT: any length",
         "tests/storage/test_storage.py::test_a_ranged_part_of_the_wrong_length_is_refused_before_it_lands",
     ),
+    m(
+        "from-row-any-mapping",
+        "a model read back from the database is the row as stored (no field lost or made up)",
+        "jobs/models.py",
+        "    if row.keys() != cls.model_fields.keys() or cls.__pydantic_post_init__:",
+        "    if cls.__pydantic_post_init__:  # MUTANT: any mapping is a whole row",
+        "tests/unit/test_from_row.py::test_partial_rows_and_extra_columns_take_model_construct",
+    ),
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

@@ -7,11 +7,14 @@ otherwise runs as one task, saying why in the job's view; `on` refuses an edit t
 chunked (422 naming what stops it); `off` never chunks. The setting is part of the canonical
 edit, so part of the key, except when it is the default (keys of existing edits stand).
 
-The plan is fixed at submission from the stored probe's duration: `slots` chunk tasks, one
-audio task and a stitch task depending on them all. Each chunk task finds its own frame range
-from the source's packet index (`workers.ffmpeg.keyframes`), so all of them agree without
-talking to each other, and a chunk's key is the tenant, the source digest and (edit, slot),
-so a retried or resubmitted job reuses every chunk that already succeeded.
+The plan is fixed at submission from the stored probe's duration: chunk tasks starting at
+the times `starts_ms` gives, one audio task and a stitch task depending on them all. Chunks
+are `chunk_seconds` long except at the end of the timeline, where they are half as long
+(tasks are claimed in plan order, so the short ones come last and the workers finish
+together). Each chunk task finds its own frame range from the source's packet index
+(`workers.ffmpeg.keyframes`), so all of them agree without talking to each other, and a
+chunk's key is the tenant, the source digest and (edit, slot, start times), so a retried or
+resubmitted job reuses every chunk that already succeeded.
 
 A package (`package`, an HLS/DASH/CMAF ladder) is chunked per rung: each rung's rendition
 task becomes `rung-<h>-chunk-NNNN` tasks and a stitch named like the rendition (`rung-<h>`,
@@ -113,8 +116,12 @@ def decide(req: Any, duration_ms: int | None, min_seconds: float) -> tuple[bool,
             f"chunked into {n} chunks of {per * segment} s ({per} segments of {segment} s) "
             "per rung"
         )
-    n = slots(duration_ms, chunking.chunk_seconds)
-    return True, f"chunked into {n} chunks of about {chunking.chunk_seconds:g} s"
+    starts = starts_ms(duration_ms, chunking.chunk_seconds)
+    tail = len(starts) - _body(duration_ms, chunking.chunk_seconds)
+    why = f"chunked into {len(starts)} chunks of about {chunking.chunk_seconds:g} s"
+    if tail > 1:
+        why += f", the last {tail} of about {_tail_ms(chunking.chunk_seconds) / 1000:g} s"
+    return True, why
 
 
 def segments_per_chunk(chunk_seconds: float, segment_seconds: int) -> int:
@@ -125,6 +132,38 @@ def segments_per_chunk(chunk_seconds: float, segment_seconds: int) -> int:
 
 def slots(duration_ms: int, chunk_seconds: float) -> int:
     return min(MAX_SLOTS, max(1, math.ceil(duration_ms / 1000 / chunk_seconds)))
+
+
+MIN_CHUNK_MS = 2000  # Chunking.chunk_seconds' own floor
+
+
+def starts_ms(duration_ms: int, chunk_seconds: float) -> list[int]:
+    """Where each chunk of an edit starts, in ms of the source: every `chunk_seconds`, and
+    the timeline's last two chunk lengths in chunks of half that (at least 2 s).
+
+    Equal chunks on W workers end in a round that leaves some of them idle, and the stitch
+    waits for the last chunk: with 11 near-equal tasks (10 chunks and the audio) on 2
+    workers one runs 6 and the other 5 (`bench.chunked`). Short chunks last shrink that tail
+    without a chunk plan that knows the worker count. At most MAX_SLOTS chunks (the last one
+    then takes the rest)."""
+    step = round(chunk_seconds * 1000)
+    body = _body(duration_ms, chunk_seconds)
+    out = [i * step for i in range(body)]
+    at = body * step
+    while at < duration_ms or not out:
+        out.append(at)
+        at += _tail_ms(chunk_seconds)
+    return out[:MAX_SLOTS]
+
+
+def _body(duration_ms: int, chunk_seconds: float) -> int:
+    """How many full-length chunks come before the shorter ones: all but the last two
+    chunk lengths."""
+    return max(0, math.ceil(duration_ms / round(chunk_seconds * 1000)) - 2)
+
+
+def _tail_ms(chunk_seconds: float) -> int:
+    return max(MIN_CHUNK_MS, round(chunk_seconds * 1000) // 2)
 
 
 def plan_chunks(
@@ -141,8 +180,9 @@ def plan_chunks(
     first and runs beside the chunks. Planned after them, it ran alone at the end while the
     other workers waited for the stitch (`bench.chunked`).
     """
-    n = slots(duration_ms, chunk_seconds)
-    base = {"inputs": inputs, "chunk_seconds": chunk_seconds, "slots": n}
+    starts = starts_ms(duration_ms, chunk_seconds)
+    n = len(starts)
+    base = {"inputs": inputs, "starts_ms": starts, "slots": n}
     video = {"kind": "chunk", **base, "edit": video_edit(edit)}
     chunks = [TaskPlan(f"chunk-{i:04d}", "chunk", {**video, "slot": i}) for i in range(n)]
     audio = []

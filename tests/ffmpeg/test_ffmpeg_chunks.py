@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from jobs.canonical import canonical_edit
-from jobs.chunking import slots
+from jobs.chunking import starts_ms
 from jobs.errors import PermanentError
 from jobs.spec import EditRequest
 from tests.ffmpeg.conftest import lavfi_av, make_clip, make_context
@@ -111,7 +111,8 @@ async def chunked(
     p = await probe(src, ffmpeg=ffmpeg)
     assert p.video_index is not None and p.duration_ms
     index = await frame_index(src, p.demuxer, p.video_index, limits)
-    planned = split(index, chunk_seconds, slots(p.duration_ms, chunk_seconds))
+    times = [Fraction(ms, 1000) for ms in starts_ms(p.duration_ms, chunk_seconds)]
+    planned = split(index, times)
     work.mkdir(parents=True, exist_ok=True)
     made = []
     for c in planned:
@@ -213,7 +214,7 @@ def test_a_crafted_index_is_refused_not_trusted() -> None:
 def test_slots_that_hold_no_keyframe_are_empty_and_the_rest_is_covered() -> None:
     # Keyframes every 5 s, chunks of 2 s: the last three slots find no keyframe of their own.
     index = FrameIndex(Fraction(1, 10), Fraction(0), tuple(range(120)), (0, 50, 100))
-    planned = split(index, 2.0, slots(12_000, 2.0))
+    planned = split(index, [Fraction(2 * slot) for slot in range(6)])
     assert [(c.first, c.end) for c in planned] == [
         (0, 50), (50, 100), (100, 120), (120, 120), (120, 120), (120, 120),
     ]  # fmt: skip

@@ -4,6 +4,7 @@ index built for each gives; another digest builds its own."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,9 @@ async def test_the_chunks_of_one_source_share_one_index_build(
     assert (executor.indexes.misses, executor.indexes.hits) == (1, 3)
     p = await probe(src, ffmpeg=ffmpeg_bin)
     assert p.video_index is not None
-    fresh = split(await frame_index(src, p.demuxer, p.video_index), 2.0, 4)
+    fresh = split(
+        await frame_index(src, p.demuxer, p.video_index), [Fraction(2 * i) for i in range(4)]
+    )
     assert planned == fresh and [c.frames for c in planned] == [50, 50, 50, 33]
     await executor.plan(context(spec(0, "sha256:" + "d" * 64), [src], tmp_path / "other"))
     assert executor.indexes.misses == 2

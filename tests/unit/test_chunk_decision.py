@@ -30,11 +30,16 @@ def test_only_chunkable_single_output_edits_need_the_probe() -> None:
 def test_a_long_source_becomes_chunks_audio_and_stitch() -> None:
     req = edit()
     chunks = decide(req, PROBE, 120)
-    assert chunks.chunked and chunks.reason == "chunked into 30 chunks of about 10 s"
+    # 300 s: 28 chunks of 10 s, then the last 20 s in chunks of 5 s.
+    reason = "chunked into 32 chunks of about 10 s, the last 4 of about 5 s"
+    assert chunks.chunked and chunks.reason == reason
     assert is_graph(req, chunks) and not is_graph(req)
     plans = plan(req, INPUTS, PROBE, chunks)
-    assert [p.kind for p in plans] == ["audio"] + ["chunk"] * 30 + ["stitch"]
-    assert plans[-1].publish_as == "output" and len(plans[-1].depends_on) == 31
+    assert [p.kind for p in plans] == ["audio"] + ["chunk"] * 32 + ["stitch"]
+    assert plans[-1].publish_as == "output" and len(plans[-1].depends_on) == 33
+    starts = plans[-1].spec["starts_ms"]
+    assert starts[:2] == [0, 10_000]
+    assert starts[-5:] == [270_000, 280_000, 285_000, 290_000, 295_000]
 
 
 def test_muted_or_silent_edits_have_no_audio_task() -> None:

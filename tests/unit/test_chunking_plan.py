@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.canonical import canonical_edit
-from jobs.chunking import audio_edit, blockers, decide, plan_chunks, slots, video_edit
+from jobs.chunking import audio_edit, blockers, decide, plan_chunks, slots, starts_ms, video_edit
 from jobs.keys import job_key
 from jobs.spec import EditRequest
 from jobs.tasks.plan import task_key
@@ -52,7 +52,8 @@ def test_on_refuses_what_cannot_be_chunked_naming_the_operation() -> None:
 
 def test_auto_falls_back_and_says_why() -> None:
     long = 600_000
-    assert decide(edit(), long, 120) == (True, "chunked into 60 chunks of about 10 s")
+    reason = "chunked into 62 chunks of about 10 s, the last 4 of about 5 s"
+    assert decide(edit(), long, 120) == (True, reason)
     assert decide(edit(), 60_000, 120)[0] is False
     assert "not longer than 120 s" in decide(edit(), 60_000, 120)[1]
     gif = edit(output={"container": "gif"})
@@ -69,19 +70,32 @@ def test_auto_falls_back_and_says_why() -> None:
 def test_the_plan_is_chunks_audio_and_a_stitch_that_waits_for_all() -> None:
     inputs = [{"digest": DIGEST, "path": None}]
     spec = canonical_edit(edit(), [DIGEST])
-    plans = plan_chunks(spec, inputs, 25_000, 10.0, has_audio=True)
+    plans = plan_chunks(spec, inputs, 35_000, 10.0, has_audio=True)
+    names = ["chunk-0000", "chunk-0001", "chunk-0002", "chunk-0003", "chunk-0004"]
     # The audio first: claimed first, it runs beside the chunks instead of after them.
-    assert [p.name for p in plans] == ["audio", "chunk-0000", "chunk-0001", "chunk-0002", "stitch"]
+    assert [p.name for p in plans] == ["audio", *names, "stitch"]
     stitch = plans[-1]
-    assert stitch.depends_on == ("chunk-0000", "chunk-0001", "chunk-0002", "audio")
-    assert stitch.publish_as == "output" and stitch.spec["slots"] == 3
-    chunk_specs = [p.spec for p in plans[1:4]]
-    assert [s["slot"] for s in chunk_specs] == [0, 1, 2]
+    assert stitch.depends_on == (*names, "audio")
+    assert stitch.publish_as == "output" and stitch.spec["slots"] == 5
+    chunk_specs = [p.spec for p in plans[1:6]]
+    assert [s["slot"] for s in chunk_specs] == [0, 1, 2, 3, 4]
+    # 10 s chunks, the last two lengths' worth (15 s left) in halves, the last one short.
+    assert all(s["starts_ms"] == [0, 10_000, 20_000, 25_000, 30_000] for s in chunk_specs)
     assert all(s["edit"] == video_edit(spec) and s["inputs"] == inputs for s in chunk_specs)
     assert stitch.spec["edit"] == spec and plans[0].spec["edit"] == audio_edit(spec)
     silent = plan_chunks(spec, inputs, 25_000, 10.0, has_audio=False)
     assert "audio" not in [p.name for p in silent] and silent[-1].spec["audio"] is False
     assert slots(1, 10.0) == 1 and slots(10_001, 10.0) == 2 and slots(10**9, 2.0) == 1000
+
+
+def test_start_times_shorten_at_the_end_and_stay_within_bounds() -> None:
+    assert starts_ms(60_000, 6.0) == [*range(0, 48_000, 6000), 48_000, 51_000, 54_000, 57_000]
+    assert starts_ms(1, 10.0) == [0] and starts_ms(5000, 10.0) == [0]
+    assert starts_ms(15_000, 10.0) == [0, 5000, 10_000]  # all of it is the tail
+    assert starts_ms(12_000, 2.0) == list(range(0, 12_000, 2000))  # never under 2 s
+    assert starts_ms(20_000, 3.0) == [0, 3000, 6000, 9000, 12_000, 15_000, 17_000, 19_000]
+    huge = starts_ms(10**9, 2.0)
+    assert len(huge) == 1000 and huge[-1] == 999 * 2000  # the last slot takes the rest
 
 
 def test_chunks_leave_out_the_audio_and_the_audio_task_the_video() -> None:
@@ -100,7 +114,8 @@ def test_chunks_leave_out_the_audio_and_the_audio_task_the_video() -> None:
         operations=[{"op": "scale", "width": 640}, {"op": "volume", "db": -9}],
         output={"crf": 20, "audio_bitrate_kbps": 96}, chunking={"mode": "on"},
     )  # fmt: skip
-    assert {n for n in one if one[n] == quieter[n]} == {"chunk-0000", "chunk-0001", "chunk-0002"}
+    shared = {"chunk-0000", "chunk-0001", "chunk-0002", "chunk-0003"}
+    assert {n for n in one if one[n] == quieter[n]} == shared
     sharper = tasks(**loud, output={"crf": 18})
     assert {n for n in one if one[n] == sharper[n]} == {"audio"}
     video = video_edit(canonical_edit(edit(**loud), [DIGEST]))

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import shutil
 from collections.abc import Awaitable, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,29 @@ def _int(spec: Mapping[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
+def start_times(spec: Mapping[str, Any], n: int) -> list[Fraction]:
+    """The chunks' planned start times in seconds (`jobs.chunking.starts_ms`), checked: `n`
+    integers in ms, ascending from 0. A task planned before start times were part of the
+    spec has `chunk_seconds` instead: chunks that far apart."""
+    starts = spec.get("starts_ms")
+    if starts is None:
+        seconds = spec.get("chunk_seconds")
+        if not isinstance(seconds, int | float) or not 2 <= seconds <= 600:
+            raise PermanentError("the task's 'chunk_seconds' is not valid", code="invalid_spec")
+        return [slot * Fraction(seconds) for slot in range(n)]
+    if (
+        not isinstance(starts, list)
+        or len(starts) != n
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in starts)
+        or starts[0] != 0
+        or any(a >= b for a, b in itertools.pairwise(starts))
+    ):
+        raise PermanentError(
+            f"the task's 'starts_ms' must be {n} ascending integers from 0", code="invalid_spec"
+        )
+    return [Fraction(v, 1000) for v in starts]
+
+
 class ChunkExecutor:
     """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames. The source's
     frame index is built once per source digest in this process (`indexes`)."""
@@ -69,9 +94,7 @@ class ChunkExecutor:
         spec = ctx.job.spec
         n = _int(spec, "slots", 1, 1000)
         slot = _int(spec, "slot", 0, n - 1)
-        seconds = spec.get("chunk_seconds")
-        if not isinstance(seconds, int | float) or not 2 <= seconds <= 600:
-            raise PermanentError("the task's 'chunk_seconds' is not valid", code="invalid_spec")
+        times = start_times(spec, n)
         main = await preflight(ctx.inputs[0], self.edit.limits, ffmpeg=self.edit.ffmpeg)
         if main.video_index is None:
             raise PermanentError("a chunk needs a video stream", code="invalid_input")
@@ -85,7 +108,7 @@ class ChunkExecutor:
             index = await build()
         else:
             index = await self.indexes.get((digest, main.demuxer, video), build)
-        return split(index, float(seconds), n)[slot]
+        return split(index, times)[slot]
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         chunk = await self.plan(ctx)

@@ -3,10 +3,10 @@ and which frames are keyframes, read by PyAV in a child process (`kfchild.py`) u
 same rlimits, wall clock and allowlists as ffmpeg. Nothing printed by a tool is parsed: the
 child's JSON is checked value by value (integers, bounds, sorted) before it is used.
 
-`split` turns an index into chunks: frame ranges that start on keyframes about
-`chunk_seconds` apart. Slot `i` starts at the first keyframe at or after `i * chunk_seconds`,
-so every chunk task of a job computes the same boundaries from the same bytes; the number
-of slots was fixed at submission from the source's duration (`jobs.chunking.slots`).
+`split` turns an index into chunks: frame ranges that start on keyframes. Slot `i` starts at
+the first keyframe at or after its planned start time, so every chunk task of a job computes
+the same boundaries from the same bytes; the start times were fixed at submission from the
+source's duration (`jobs.chunking.starts_ms`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -89,16 +90,13 @@ def _int(value: Any) -> int:
     return value
 
 
-def split(index: FrameIndex, chunk_seconds: float, n_slots: int) -> list[Chunk]:
-    """`n_slots` chunks covering every frame once; a slot with no keyframe of its own is
-    empty (frames 0) and its task makes nothing. The last slot takes the rest."""
-    step = Fraction(chunk_seconds)
+def split(index: FrameIndex, times: Sequence[Fraction]) -> list[Chunk]:
+    """One chunk per planned start time (seconds, ascending, the first 0), covering every
+    frame once; a slot with no keyframe of its own is empty (frames 0) and its task makes
+    nothing. The last slot takes the rest."""
     starts = [0]
-    for slot in range(1, n_slots):
-        at = next(
-            (k for k in index.keyframes if k > starts[-1] and index.seconds(k) >= slot * step),
-            None,
-        )
+    for time in times[1:]:
+        at = next((k for k in index.keyframes if k > starts[-1] and index.seconds(k) >= time), None)
         starts.append(at if at is not None else index.frames)
     ends = [*starts[1:], index.frames]
     out = []

@@ -6,7 +6,8 @@ Runs, in one process and one run: claim-and-complete throughput against pgqueuer
 procrastinate (`bench.claims`), the pgbench ceiling for our own claim/finish statements
 (`bench.pgbench`), submissions/s unique vs duplicate (`bench.submit`), embedded dispatch
 latency (submit -> claimed: `bench.dispatch` at 10 jobs/s, `vidjobs up` and Kafka), the relay
-(`bench.relay`), the ffmpeg overhead (`bench.ffmpeg_overhead`) and, when
+(`bench.relay`), the ffmpeg overhead (`bench.ffmpeg_overhead`), chunked encoding's scaling
+over pinned workers (`bench.chunked`) and, when
 VIDJOBS_TEST_S3_ENDPOINT is set, 1 GiB through S3 against boto3 (`bench.storage`). Writes
 bench/results/latest.json and bench/results/latest.md. PostgreSQL comes from --pg or
 VIDJOBS_TEST_DATABASE_URL; throwaway databases are created on it and dropped.
@@ -125,6 +126,12 @@ def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 {"goal": f"S3 1 GiB {way.split()[-1]} >= 0.8 of boto3's transfer manager",
                  "measured": f"{ratio:.2f}", "met": ratio >= 0.8}
             )  # fmt: skip
+    two = (results.get("chunked") or {}).get("chunked, 2 workers")
+    if two:
+        goals.append(
+            {"goal": "chunked encoding's parallel efficiency >= 0.9 (2 pinned workers)",
+             "measured": f"{two['efficiency']:.2f}", "met": two["efficiency"] >= 0.9}
+        )  # fmt: skip
     frac = results.get("ceiling", {}).get("vidjobs_best_fraction")
     if frac is not None:
         goals.append(
@@ -142,7 +149,9 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20, help="cap on jobs in flight")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved claim rounds")
     parser.add_argument(
-        "--skip", default="", help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg,storage"
+        "--skip",
+        default="",
+        help="comma list: claims,ceiling,submit,dispatch,relay,ffmpeg,chunked,storage",
     )
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -208,6 +217,11 @@ async def main() -> None:
         print("ffmpeg orchestration overhead ...", flush=True)
         text, data = _run_module_main("bench.ffmpeg_overhead", ["--runs", "5"])
         results["ffmpeg_overhead"] = data if data is not None else {"output": text}
+        lines += ["```", text.strip(), "```"]
+    if "chunked" not in skip:
+        print("bench.chunked (60 s 720p over 1, 2 and 4 pinned workers) ...", flush=True)
+        text, data = _run_module_main("bench.chunked", ["--rounds", "3"])
+        results["chunked"] = data
         lines += ["```", text.strip(), "```"]
     if "storage" not in skip and os.environ.get("VIDJOBS_TEST_S3_ENDPOINT"):
         print("bench.storage (1 GiB through S3) ...", flush=True)

@@ -1,7 +1,7 @@
 """Chunked encoding's scaling: a 60 s 720p edit chunked over 1, 2 and 4 worker processes vs
 the same edit in one pass, every worker pinned to one core with one encoder thread.
 
-    .venv/bin/python -m bench.chunked [--rounds 3] [--seconds 60] [--chunk-seconds 6]
+    .venv/bin/python -m bench.chunked [--rounds 3] [--seconds 60] [--chunk-seconds 6] [--json F]
 
 Each round submits the edit to a fresh SQLite database (the source an uploaded blob with its
 stored probe, as the planner needs) and starts real `vidjobs worker` processes (concurrency
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--chunk-seconds", type=float, default=6.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     configs = [
         ("single pass, 1 worker", 1, {"mode": "off"}),
@@ -126,11 +128,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.chunk_seconds:g} s, {args.rounds} interleaved rounds; {load_average()}")
     print("| configuration | wall s, median (min-max) | speed-up vs single pass | efficiency |")
     print("|---|---|---|---|")
+    figures = {}
     for name, workers, _ in configs:
         mid = sorted(times[name])[len(times[name]) // 2]
         speedup = base / mid
         print(f"| {name} | {spread(times[name], '{:.1f}')} | {speedup:.2f}x | "
               f"{speedup / workers:.0%} |")
+        figures[name] = {"workers": workers, "seconds": times[name], "efficiency": speedup / workers}
+    if args.json:
+        args.json.write_text(json.dumps(figures))
 
 
 if __name__ == "__main__":

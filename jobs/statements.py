@@ -102,7 +102,7 @@ async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> 
     lookup, a duplicate's one read), a single prepared statement with no BEGIN/ROLLBACK."""
     if conn.dialect.name == "postgresql" and not conn.in_transaction():
         rows = await fetch_prepared(conn, pgsql.SELECT_JOB_BY_KEY, tenant_id, key)
-        return from_row(Job, rows[0]) if rows else None
+        return from_row(Job, dict(rows[0])) if rows else None  # a Record's keys() is an iterator
     stmt = sa.select(jobs).where(c.tenant_id == tenant_id, c.key == key)
     return row_of(await conn.execute(stmt))
 

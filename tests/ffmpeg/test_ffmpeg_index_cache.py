@@ -1,6 +1,6 @@
-"""The chunk executor reads a source's frame index once per digest (real PyAV, real file):
-the chunks of one source planned in one worker share one index build, and equal what an
-index built for each gives; another digest builds its own."""
+"""The chunk executor reads a source's frame index and probe once per digest (real PyAV,
+real file): the chunks of one source planned in one worker share one index build and one
+probe, and equal what an index built for each gives; another digest builds its own."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ async def test_the_chunks_of_one_source_share_one_index_build(
         await executor.plan(context(spec(i), [src], tmp_path / str(i))) for i in range(4)
     ]
     assert (executor.indexes.misses, executor.indexes.hits) == (1, 3)
+    # The source's probe too is remembered by its digest, not read again by each chunk.
+    assert list(executor.edit.probe_cache or {}) == [digest]
     p = await probe(src, ffmpeg=ffmpeg_bin)
     assert p.video_index is not None
     fresh = split(

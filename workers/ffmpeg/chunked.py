@@ -27,7 +27,7 @@ from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_sp
 from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
 from workers.ffmpeg.indexcache import FrameIndexCache
 from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, split
-from workers.ffmpeg.probe import Probe, preflight, probe
+from workers.ffmpeg.probe import Probe, probe
 from workers.ffmpeg.run import Limits
 
 _AUDIO_FIELDS = ("audio_codec", "audio_bitrate_kbps", "audio_sample_rate", "audio_channels")
@@ -95,7 +95,8 @@ class ChunkExecutor:
         n = _int(spec, "slots", 1, 1000)
         slot = _int(spec, "slot", 0, n - 1)
         times = start_times(spec, n)
-        main = await preflight(ctx.inputs[0], self.edit.limits, ffmpeg=self.edit.ffmpeg)
+        digest = _digest(spec)
+        main = await self.edit.preflight(ctx.inputs[0], digest or "")
         if main.video_index is None:
             raise PermanentError("a chunk needs a video stream", code="invalid_input")
         source, video, limits = ctx.inputs[0], main.video_index, self.edit.limits
@@ -103,7 +104,6 @@ class ChunkExecutor:
         def build() -> Awaitable[FrameIndex]:
             return frame_index(source, main.demuxer, video, limits)
 
-        digest = _digest(spec)
         if digest is None:
             index = await build()
         else:

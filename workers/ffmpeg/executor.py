@@ -96,16 +96,13 @@ class FfmpegExecutor:
                 continue
             media_inputs.append(path)
             digest = digests[i] if i < len(digests) else ""
-            found = await preflight(
+            found = await self.preflight(
                 path,
-                self.limits,
+                digest,
                 allow_image=ref.image_ok,
                 allow_audio=audio_out and i == 0,
-                ffmpeg=exe,
                 label=ref.label,
-                known=self._known(digest),
             )
-            self._remember(digest, found)
             probes.append(found)
         main = probes[0]
         info = main.info  # read by the same probe: colour, fields, audio layout
@@ -183,6 +180,15 @@ class FfmpegExecutor:
                 (s.codec for s in made.streams if s.kind == "audio"), None
             )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
+
+    async def preflight(self, path: Path, digest: str, **checks: Any) -> Probe:
+        """`preflight` of a verified input whose content digest is `digest`, its probe
+        remembered by that digest (every check still runs on each use)."""
+        found = await preflight(
+            path, self.limits, ffmpeg=self.ffmpeg, known=self._known(digest), **checks
+        )
+        self._remember(digest, found)
+        return found
 
     def _known(self, digest: str) -> Probe | None:
         if self.probe_cache is None or not digest:

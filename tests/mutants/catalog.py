@@ -634,6 +634,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if cls.__pydantic_post_init__:  # MUTANT: any mapping is a whole row",
         "tests/unit/test_from_row.py::test_partial_rows_and_extra_columns_take_model_construct",
     ),
+    m(
+        "chunk-starts-unordered",
+        "sec: a task spec is input too; chunk start times out of order would cut overlapping "
+        "or missing frames",
+        "workers/ffmpeg/chunked.py",
+        "        or any(a >= b for a, b in itertools.pairwise(starts))\n",
+        "        or False  # MUTANT: any order\n",
+        "tests/unit/test_chunk_start_times.py",
+    ),
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

@@ -46,7 +46,10 @@ from bench.stats import load_average, spread
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = Path(__file__).resolve().parent / "peers"
 BENCH_VENV = ROOT / ".bench-venv"
-PEER_PACKAGES = ["pgqueuer", "procrastinate", "asyncpg", "psycopg[binary]"]
+# Pinned, so that runs of different days compare: the versions of every full run so far.
+PEER_VERSIONS = {"pgqueuer": "1.6.0", "procrastinate": "3.10.0", "asyncpg": "0.32.0",
+                 "psycopg": "3.3.9"}  # fmt: skip
+PEER_PACKAGES = [f"{p}{'[binary]' if p == 'psycopg' else ''}=={v}" for p, v in PEER_VERSIONS.items()]
 
 
 def ensure_bench_venv() -> Path:
@@ -60,7 +63,7 @@ def ensure_bench_venv() -> Path:
         [str(python), "-c", "import pgqueuer, procrastinate, asyncpg, psycopg"],
         capture_output=True,
     )
-    if probe.returncode != 0:
+    if probe.returncode != 0 or peer_versions(python) != PEER_VERSIONS:
         subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
     # Nothing may phone home: pgqueuer's benchmark tool would report to Sentry if it
     # could import sentry_sdk (we never run that tool, and keep the SDK out regardless).

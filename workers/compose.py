@@ -223,13 +223,15 @@ def make_executor(name: str, settings: Settings) -> ExecutorRegistry:
     from workers.ffmpeg import packaging_executors
     from workers.ffmpeg.chunked import chunked_executors
     from workers.ffmpeg.executor import FfmpegExecutor
+    from workers.ffmpeg.probecache import ProbeCache
     from workers.ffmpeg.run import Limits
     from workers.ffmpeg.rungchunks import rung_chunk_executors
 
     limits = Limits.from_settings(settings)
-    edit = FfmpegExecutor(limits)
-    kinds = {**packaging_executors(limits), **chunked_executors(edit)}
-    kinds |= rung_chunk_executors(limits)
+    probes = ProbeCache()  # one per process: every kind reuses a source's probe
+    edit = FfmpegExecutor(limits, probes=probes)
+    kinds = {**packaging_executors(limits, probes=probes), **chunked_executors(edit)}
+    kinds |= rung_chunk_executors(limits, probes=probes)
     return ExecutorRegistry(edit, **kinds)
 
 

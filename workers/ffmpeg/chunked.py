@@ -96,7 +96,7 @@ class ChunkExecutor:
         slot = _int(spec, "slot", 0, n - 1)
         times = start_times(spec, n)
         digest = _digest(spec)
-        main = await self.edit.preflight(ctx.inputs[0], digest or "")
+        main = await self.edit.preflight(ctx.inputs[0], digest)
         if main.video_index is None:
             raise PermanentError("a chunk needs a video stream", code="invalid_input")
         source, video, limits = ctx.inputs[0], main.video_index, self.edit.limits

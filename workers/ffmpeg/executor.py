@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -50,21 +49,26 @@ from workers.ffmpeg.command import (
 )
 from workers.ffmpeg.loudness import Measured
 from workers.ffmpeg.probe import Probe, preflight, probe
+from workers.ffmpeg.probecache import ProbeCache
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 log = logging.getLogger(__name__)
-PROBE_CACHE_SIZE = 4096  # probes of distinct sources kept per executor (about 1 KiB each)
 
 
 class FfmpegExecutor:
     """Runs edit jobs with ffmpeg under `limits`. `ffmpeg` defaults to `find_ffmpeg()`."""
 
-    def __init__(self, limits: Limits | None = None, *, ffmpeg: str | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        ffmpeg: str | None = None,
+        probes: ProbeCache | None = None,
+    ) -> None:
         self.limits = limits or Limits()
         self._ffmpeg = ffmpeg
-        # Probes by content digest (inputs are verified, content-addressed copies): a known
-        # source is not read again. Checked against the limits on every use.
-        self.probe_cache: OrderedDict[str, Probe] | None = OrderedDict()
+        # Probes by content digest; None: every input is read again (bench.probe_cache).
+        self.probe_cache: ProbeCache | None = probes or ProbeCache()
 
     @property
     def ffmpeg(self) -> str:
@@ -181,29 +185,14 @@ class FfmpegExecutor:
             )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
 
-    async def preflight(self, path: Path, digest: str, **checks: Any) -> Probe:
-        """`preflight` of a verified input whose content digest is `digest`, its probe
-        remembered by that digest (every check still runs on each use)."""
-        found = await preflight(
-            path, self.limits, ffmpeg=self.ffmpeg, known=self._known(digest), **checks
+    async def preflight(self, path: Path, digest: str | None, **checks: Any) -> Probe:
+        """`preflight` of a verified input whose content digest is `digest`, through the
+        probe cache (every check still runs on each use)."""
+        if self.probe_cache is None:
+            return await preflight(path, self.limits, ffmpeg=self.ffmpeg, **checks)
+        return await self.probe_cache.preflight(
+            path, digest, self.limits, ffmpeg=self.ffmpeg, **checks
         )
-        self._remember(digest, found)
-        return found
-
-    def _known(self, digest: str) -> Probe | None:
-        if self.probe_cache is None or not digest:
-            return None
-        found = self.probe_cache.get(digest)
-        if found is not None:
-            self.probe_cache.move_to_end(digest)
-        return found
-
-    def _remember(self, digest: str, found: Probe) -> None:
-        if self.probe_cache is None or not digest:
-            return
-        self.probe_cache[digest] = found
-        while len(self.probe_cache) > PROBE_CACHE_SIZE:
-            self.probe_cache.popitem(last=False)
 
     async def _detect_crop(
         self, req: EditRequest, source: Path, main: Probe, exe: str

@@ -10,18 +10,31 @@ from jobs.packaging.specs import RenditionSpec, parse_task_spec
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg.abr import rendition_command
 from workers.ffmpeg.binary import find_ffmpeg
-from workers.ffmpeg.probe import preflight, probe
+from workers.ffmpeg.probe import Probe, probe
+from workers.ffmpeg.probecache import ProbeCache
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
 RENDITION_FILE = "rendition.mp4"
 
 
 class FfmpegTask:
-    """What the package-side executors share: the limits and the ffmpeg binary."""
+    """What the package-side executors share: the limits, the ffmpeg binary and the probe
+    cache."""
 
-    def __init__(self, limits: Limits | None = None, *, ffmpeg: str | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        ffmpeg: str | None = None,
+        probes: ProbeCache | None = None,
+    ) -> None:
         self.limits = limits or Limits()
         self._ffmpeg = ffmpeg
+        self.probes = probes or ProbeCache()
+
+    async def preflight(self, source: Path, digest: str) -> Probe:
+        """The task's one source (content digest `digest`), checked, through the cache."""
+        return await self.probes.preflight(source, digest, self.limits, ffmpeg=self.ffmpeg)
 
     @property
     def ffmpeg(self) -> str:
@@ -69,7 +82,7 @@ class RenditionExecutor(FfmpegTask):
             raise PermanentError("a rendition reads exactly one source", code="invalid_spec")
         exe = self.ffmpeg
         source = ctx.inputs[0]
-        main = await preflight(source, self.limits, ffmpeg=exe)
+        main = await self.preflight(source, spec.inputs[0].digest)
         out = ctx.workdir / RENDITION_FILE
         plan = rendition_command(
             exe,

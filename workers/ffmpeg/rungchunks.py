@@ -29,7 +29,8 @@ from workers.ffmpeg import chunks, hardened
 from workers.ffmpeg.abr import RungVideo, audio_options, rung_video
 from workers.ffmpeg.chunked import link_chunks, verify_stitched
 from workers.ffmpeg.keyframes import frame_index
-from workers.ffmpeg.probe import preflight, probe
+from workers.ffmpeg.probe import probe
+from workers.ffmpeg.probecache import ProbeCache
 from workers.ffmpeg.rendition import RENDITION_FILE, FfmpegTask
 
 AUDIO_FILE = "audio.m4a"
@@ -106,7 +107,7 @@ class RungChunkExecutor(FfmpegTask):
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         spec = parse_task_spec(RungChunkSpec, ctx.job.spec)
         exe, source = self.ffmpeg, ctx.inputs[0]
-        main = await preflight(source, self.limits, ffmpeg=exe)
+        main = await self.preflight(source, spec.inputs[0].digest)
         assert main.video_index is not None  # preflight refuses a source without video
         rung = rung_video(main, spec.height, spec.video_bitrate_kbps, spec.segment_seconds)
         size = spec.chunk_segments * rung.gop
@@ -146,7 +147,7 @@ class RungAudioExecutor(FfmpegTask):
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         spec = parse_task_spec(RungAudioSpec, ctx.job.spec)
         exe, source = self.ffmpeg, ctx.inputs[0]
-        main = await preflight(source, self.limits, ffmpeg=exe)
+        main = await self.preflight(source, spec.inputs[0].digest)
         if not main.has_audio:
             raise PermanentError("the source has no audio stream", code="invalid_input")
         out = ctx.workdir / AUDIO_FILE
@@ -236,11 +237,14 @@ def _check_lengths(counts: list[int], size: int) -> None:
         ended = ended or frames < size
 
 
-def rung_chunk_executors(limits: Any = None, *, ffmpeg: str | None = None) -> dict[str, Any]:
-    """{"rung-chunk", "rung-audio", "rung-stitch"} -> executor."""
+def rung_chunk_executors(
+    limits: Any = None, *, ffmpeg: str | None = None, probes: ProbeCache | None = None
+) -> dict[str, Any]:
+    """{"rung-chunk", "rung-audio", "rung-stitch"} -> executor, sharing one probe cache."""
+    probes = probes or ProbeCache()
     return {
-        "rung-chunk": RungChunkExecutor(limits, ffmpeg=ffmpeg),
-        "rung-audio": RungAudioExecutor(limits, ffmpeg=ffmpeg),
-        "rung-stitch": RungStitchExecutor(limits, ffmpeg=ffmpeg),
+        "rung-chunk": RungChunkExecutor(limits, ffmpeg=ffmpeg, probes=probes),
+        "rung-audio": RungAudioExecutor(limits, ffmpeg=ffmpeg, probes=probes),
+        "rung-stitch": RungStitchExecutor(limits, ffmpeg=ffmpeg, probes=probes),
     }
 

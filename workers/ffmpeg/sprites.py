@@ -8,7 +8,6 @@ from jobs.errors import PermanentError
 from jobs.packaging.specs import SpritesSpec, parse_task_spec
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg.abr import SpritePlan, sprites_command
-from workers.ffmpeg.probe import preflight
 from workers.ffmpeg.rendition import FfmpegTask
 
 VTT_FILE = "thumbnails.vtt"
@@ -49,7 +48,7 @@ class SpritesExecutor(FfmpegTask):
             raise PermanentError("sprites read exactly one source", code="invalid_spec")
         exe = self.ffmpeg
         source = ctx.inputs[0]
-        main = await preflight(source, self.limits, ffmpeg=exe)
+        main = await self.preflight(source, spec.inputs[0].digest)
         root = ctx.workdir / "sprites"
         root.mkdir()
         plan = sprites_command(

@@ -86,7 +86,7 @@ async def main() -> None:
         service = JobService(db, settings, after_commit=lambda _e: wakeup.notify())
         blobs = LocalStorage(settings.data_dir / "blobs")
         executor = FfmpegExecutor()
-        cache = executor.probe_cache  # kept (warm) while switched off
+        cache = executor.probes  # kept (warm) while switched off
         runner = Runner(
             ClaimService(db, settings), executor, blobs, settings, wakeup=wakeup, concurrency=1
         )
@@ -111,7 +111,7 @@ async def main() -> None:
             for name, body in cases.items():
                 req = EditRequest.model_validate({"source": {"path": "clip.mp4"}} | body)
                 for mode in ("off", "on") if r % 2 else ("on", "off"):
-                    executor.probe_cache = None if mode == "off" else cache
+                    executor.probes = None if mode == "off" else cache
                     ms = await one(req)
                     if r:
                         added[name][mode].append(ms)

@@ -37,8 +37,8 @@ async def test_the_chunks_of_one_source_share_one_index_build(
     ]
     assert (executor.indexes.misses, executor.indexes.hits) == (1, 3)
     # The source's probe too is remembered by its digest, not read again by each chunk.
-    assert executor.edit.probe_cache is not None
-    assert executor.edit.probe_cache.digests() == [digest]
+    assert executor.edit.probes is not None
+    assert executor.edit.probes.digests() == [digest]
     p = await probe(src, ffmpeg=ffmpeg_bin)
     assert p.video_index is not None
     fresh = split(

@@ -228,6 +228,6 @@ async def test_a_known_source_is_not_probed_again_but_still_checked(
     executor.limits = Limits()
     await executor.execute(make_ctx([media.small], [{"op": "trim", "end": 0.5}]))
     assert read.count(media.small) == 1  # same (fake) digest, other size: read again
-    executor.probe_cache = None  # off: every job reads its source
+    executor.probes = None  # off: every job reads its source
     await executor.execute(make_ctx([media.clip], [{"op": "trim", "end": 0.5}]))
     assert read.count(media.clip) == 2

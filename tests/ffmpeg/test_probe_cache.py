@@ -57,8 +57,8 @@ async def test_a_known_digest_is_read_once_and_checked_every_time(
 
 def test_a_worker_shares_one_cache_across_its_task_kinds() -> None:
     kinds = make_executor("ffmpeg", Settings()).kinds
-    caches = {id(kinds["edit"].probe_cache)}  # type: ignore[attr-defined]
-    caches |= {id(kinds[k].edit.probe_cache) for k in ("chunk", "audio", "stitch")}  # type: ignore[attr-defined]
+    caches = {id(kinds["edit"].probes)}  # type: ignore[attr-defined]
+    caches |= {id(kinds[k].edit.probes) for k in ("chunk", "audio", "stitch")}  # type: ignore[attr-defined]
     caches |= {
         id(kinds[k].probes)  # type: ignore[attr-defined]
         for k in ("rendition", "package", "sprites", "rung-chunk", "rung-audio", "rung-stitch")

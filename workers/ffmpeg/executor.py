@@ -48,33 +48,15 @@ from workers.ffmpeg.command import (
     parse_spec,
 )
 from workers.ffmpeg.loudness import Measured
-from workers.ffmpeg.probe import Probe, preflight, probe
-from workers.ffmpeg.probecache import ProbeCache
-from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
+from workers.ffmpeg.probe import Probe, probe
+from workers.ffmpeg.rendition import FfmpegTask
+from workers.ffmpeg.run import raise_for_exit, run_ffmpeg
 
 log = logging.getLogger(__name__)
 
 
-class FfmpegExecutor:
+class FfmpegExecutor(FfmpegTask):
     """Runs edit jobs with ffmpeg under `limits`. `ffmpeg` defaults to `find_ffmpeg()`."""
-
-    def __init__(
-        self,
-        limits: Limits | None = None,
-        *,
-        ffmpeg: str | None = None,
-        probes: ProbeCache | None = None,
-    ) -> None:
-        self.limits = limits or Limits()
-        self._ffmpeg = ffmpeg
-        # Probes by content digest; None: every input is read again (bench.probe_cache).
-        self.probe_cache: ProbeCache | None = probes or ProbeCache()
-
-    @property
-    def ffmpeg(self) -> str:
-        if self._ffmpeg is None:
-            self._ffmpeg = find_ffmpeg()
-        return self._ffmpeg
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         return await self.encode(ctx, ctx.job.spec)
@@ -184,15 +166,6 @@ class FfmpegExecutor:
                 (s.codec for s in made.streams if s.kind == "audio"), None
             )
         return ExecutionResult(path=out, media_type=cmd.media_type, metadata=metadata)
-
-    async def preflight(self, path: Path, digest: str | None, **checks: Any) -> Probe:
-        """`preflight` of a verified input whose content digest is `digest`, through the
-        probe cache (every check still runs on each use)."""
-        if self.probe_cache is None:
-            return await preflight(path, self.limits, ffmpeg=self.ffmpeg, **checks)
-        return await self.probe_cache.preflight(
-            path, digest, self.limits, ffmpeg=self.ffmpeg, **checks
-        )
 
     async def _detect_crop(
         self, req: EditRequest, source: Path, main: Probe, exe: str

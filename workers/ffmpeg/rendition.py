@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from jobs.errors import PermanentError
 from jobs.packaging.specs import RenditionSpec, parse_task_spec
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.ffmpeg.abr import rendition_command
 from workers.ffmpeg.binary import find_ffmpeg
-from workers.ffmpeg.probe import Probe, probe
+from workers.ffmpeg.probe import Probe, preflight, probe
 from workers.ffmpeg.probecache import ProbeCache
 from workers.ffmpeg.run import Limits, raise_for_exit, run_ffmpeg
 
@@ -18,8 +19,9 @@ RENDITION_FILE = "rendition.mp4"
 
 
 class FfmpegTask:
-    """What the package-side executors share: the limits, the ffmpeg binary and the probe
-    cache."""
+    """What every ffmpeg executor shares (the edit executor and the package-side ones): the
+    limits, the ffmpeg binary and the probe cache (None: every input is read again, as
+    `bench.probe_cache` compares)."""
 
     def __init__(
         self,
@@ -30,11 +32,16 @@ class FfmpegTask:
     ) -> None:
         self.limits = limits or Limits()
         self._ffmpeg = ffmpeg
-        self.probes = probes or ProbeCache()
+        self.probes: ProbeCache | None = probes or ProbeCache()
 
-    async def preflight(self, source: Path, digest: str) -> Probe:
-        """The task's one source (content digest `digest`), checked, through the cache."""
-        return await self.probes.preflight(source, digest, self.limits, ffmpeg=self.ffmpeg)
+    async def preflight(self, source: Path, digest: str | None, **checks: Any) -> Probe:
+        """`preflight` of a verified input whose content digest is `digest`, through the
+        probe cache (every check still runs on each use)."""
+        if self.probes is None:
+            return await preflight(source, self.limits, ffmpeg=self.ffmpeg, **checks)
+        return await self.probes.preflight(
+            source, digest, self.limits, ffmpeg=self.ffmpeg, **checks
+        )
 
     @property
     def ffmpeg(self) -> str:

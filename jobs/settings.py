@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     http_body_read_timeout_seconds: float = Field(default=30.0, gt=0)
     http_keep_alive_seconds: int = Field(default=5, ge=1)
     worker_concurrency: int = Field(default=2, ge=1, le=256)
+    # Each worker process keeps the inputs it verified (blobs, pinned S3 sources) on its local
+    # scratch disk, by digest, up to this many bytes, so a chunked edit's tasks and a ladder's
+    # rungs fetch their source once per process (`workers.inputcache`). 0: fetch every time.
+    input_cache_bytes: int = Field(default=4 * 1024**3, ge=0)
     # ffmpeg's limits per run: wall clock, address space, largest file written; and the longest
     # source accepted (preflight refuses longer ones).
     ffmpeg_timeout_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)

@@ -2,7 +2,9 @@
 
 Every input is copied into the attempt's scratch dir while it is hashed, and the copy is used
 only if its digest equals the one in the job's spec: a blob is streamed from storage; an S3
-source is read at the version pinned at submission (`jobs.storage.s3_sources`); a path
+source is read at the version pinned at submission (`jobs.storage.s3_sources`); those two
+are kept, verified, in the worker's input cache (`workers.inputcache`), so the next task on
+the same digest gets a link to them without a second fetch. A path
 source is opened again without following a symlink at its last component, its real path
 re-checked against the source roots, and read from that one open file. A file that changed,
 vanished or was replaced by a link since submission fails the attempt permanently with
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.errors import SourceChanged
 from jobs.storage import Storage
 from jobs.storage.base import CHUNK
+from workers.inputcache import InputCache
 
 if TYPE_CHECKING:
     from jobs.storage.s3_sources import S3Sources
@@ -36,6 +40,7 @@ async def fetch_inputs(
     workdir: Path,
     roots: list[Path],
     sources: S3Sources,
+    cache: InputCache,
 ) -> list[Path]:
     """Local, verified copies of `spec["inputs"]` (main source first) inside `workdir`."""
     paths = []
@@ -43,7 +48,7 @@ async def fetch_inputs(
         digest = str(item["digest"])
         if item.get("s3"):  # the version pinned at submission, verified while it streams
             dest = workdir / f"input-{i}"
-            await sources.fetch(item["s3"], digest, dest)
+            await cache.place(digest, dest, functools.partial(sources.fetch, item["s3"], digest))
         elif item.get("path"):
             source = Path(item["path"])
             suffix = source.suffix if _SUFFIX.match(source.suffix) else ""
@@ -51,7 +56,7 @@ async def fetch_inputs(
             await asyncio.to_thread(copy_path_source, source, digest, roots, dest)
         else:
             dest = workdir / f"input-{i}"
-            await storage.fetch(digest, dest)
+            await cache.place(digest, dest, functools.partial(storage.fetch, digest))
         paths.append(dest)
     return paths
 

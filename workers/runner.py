@@ -41,9 +41,10 @@ from jobs.models import Job
 from jobs.outcomes import Outcome, OutcomeKind
 from jobs.settings import Settings
 from jobs.storage import Storage, open_s3_sources
-from jobs.storage.base import attempt_prefix
+from jobs.storage.base import attempt_prefix, input_cache_prefix
 from workers import tracing
 from workers.executor import ExecutionContext, ExecutionResult, Executor
+from workers.inputcache import InputCache
 from workers.inputs import fetch_inputs
 from workers.logs import job_context
 from workers.taskio import fetch_deps, store_result
@@ -105,6 +106,9 @@ class Runner:
         self.executor = executor
         self.blobs = blobs
         self.sources = open_s3_sources(settings)  # `{"s3": ...}` inputs (client made on use)
+        self.inputs = InputCache(
+            lambda: blobs.temp_dir(input_cache_prefix()), settings.input_cache_bytes
+        )
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
         self.wakeup = wakeup or Wakeup()
@@ -153,6 +157,7 @@ class Runner:
             try:
                 await self._drain()
             finally:
+                self.inputs.close()
                 await self.sources.close()
 
     async def _cycle(self, *, claim: bool) -> int:
@@ -360,7 +365,12 @@ class Runner:
         if not inputs:
             return []
         return await fetch_inputs(
-            inputs, self.blobs, ctx.workdir, self.settings.resolved_source_roots, self.sources
+            inputs,
+            self.blobs,
+            ctx.workdir,
+            self.settings.resolved_source_roots,
+            self.sources,
+            self.inputs,
         )
 
     def _interrupt(self, job: Job, reason: Stop) -> None:

@@ -24,13 +24,25 @@ from jobs.errors import PayloadTooLarge, SourceChanged
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
-_ATTEMPT = re.compile(r"^job-\d+-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-")
+# A dir of one process in the scratch dir: an attempt's, or its input cache's.
+_OWNED = re.compile(r"^(?:job-\d+|inputs)-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-")
 
 
 def attempt_prefix(job_id: int | None) -> str:
     """The scratch dir name prefix of one attempt: the job, this host and this process, so
     a dead process's dirs can be told from a live one's (`Scratch.clean_orphans`)."""
     return f"job-{job_id}-{_HOST}-{os.getpid()}-"
+
+
+def input_cache_prefix() -> str:
+    """The scratch dir name prefix of this process's input cache (`workers.inputcache`)."""
+    return f"inputs-{_HOST}-{os.getpid()}-"
+
+
+def _live_owner(name: str) -> bool:
+    """The dir belongs to a process on this host that is still running."""
+    m = _OWNED.match(name)
+    return m is not None and m["host"] == _HOST and _alive(int(m["pid"]))
 
 
 def _alive(pid: int) -> bool:
@@ -218,13 +230,13 @@ class Scratch:
         return f"sha256:{h.hexdigest()}", size, tmp
 
     def clean_orphans(self) -> int:
-        """Remove the attempt dirs of processes on this host that are gone (killed
-        workers), at once rather than after `clean_temp`'s age. Returns how many."""
+        """Remove the dirs (attempts, input caches) of processes on this host that are gone
+        (killed workers), at once rather than after `clean_temp`'s age. Returns how many."""
         if not self.tmp.is_dir():
             return 0
         removed = 0
         for entry in self.tmp.iterdir():
-            m = _ATTEMPT.match(entry.name)
+            m = _OWNED.match(entry.name)
             if m is None or m["host"] != _HOST or _alive(int(m["pid"])):
                 continue
             shutil.rmtree(entry, ignore_errors=True)
@@ -232,14 +244,16 @@ class Scratch:
         return removed
 
     def clean_temp(self, older_than_seconds: float) -> int:
-        """Remove scratch files left by killed workers. Returns how many were removed."""
+        """Remove scratch files left by killed workers. Returns how many were removed. A
+        dir of a live process on this host stays, however old (a long encode, a quiet
+        input cache)."""
         if not self.tmp.is_dir():
             return 0
         cutoff = time.time() - older_than_seconds
         removed = 0
         for entry in self.tmp.iterdir():
             try:
-                if entry.lstat().st_mtime >= cutoff:
+                if entry.lstat().st_mtime >= cutoff or _live_owner(entry.name):
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)

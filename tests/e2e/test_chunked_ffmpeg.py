@@ -131,6 +131,40 @@ async def test_a_chunked_edit_gives_every_source_frame_once_with_the_audio_in_sy
     assert abs(float(audio["start_time"]) - float(video["start_time"])) <= 0.04
 
 
+async def test_on_s3_the_chunked_tasks_of_one_worker_download_the_source_once(
+    db: Database, tenant: TenantRef, chunk_settings: Settings, clip: Path, tmp_path: Path
+) -> None:
+    """The worker's input cache (`workers.inputcache`) on a real S3 server: the audio, the
+    chunks and the stitch all name the source; one GET brings it down, the rest link it."""
+    from tests.support.s3 import drop_bucket, new_bucket_storage
+
+    store = await new_bucket_storage(tmp_path / "scratch")
+    try:
+        service = JobService(db, chunk_settings)
+        digest = await upload(db, store, tenant, clip)  # type: ignore[arg-type]
+        c = await store.client()
+        real, gets = c.get_object, []
+
+        async def counting(**kw: Any) -> Any:
+            gets.append(kw["Key"])
+            return await real(**kw)
+
+        c.get_object = counting
+        job = (await service.submit(tenant, chunked_edit(digest))).job
+        runner, _ = make_runner(db, chunk_settings, store, registry(), concurrency=2)  # type: ignore[arg-type]
+        async with running(runner):
+            done = await wait_for(service, tenant, job.key, {"succeeded", "failed"}, timeout=240)
+        assert done.status == "succeeded", done.error_message
+        tasks = (await service.tasks(tenant, job.key))[1]
+        with_source = [t for t in tasks if t.task.spec.get("inputs")]
+        assert len(with_source) == 6  # audio, 4 chunks, stitch
+        assert gets.count(store.key(digest)) == 1
+        assert (runner.inputs.fetches, runner.inputs.hits) == (1, 5)
+        assert not list((tmp_path / "scratch").glob("inputs-*"))  # removed when it stopped
+    finally:
+        await drop_bucket(store)
+
+
 async def test_auto_runs_a_short_source_in_one_pass_and_says_why(
     db: Database, tenant: TenantRef, settings: Settings, blobs: LocalStorage, clip: Path
 ) -> None:

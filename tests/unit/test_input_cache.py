@@ -75,7 +75,7 @@ async def test_concurrent_tasks_on_one_digest_share_one_fetch(
     await asyncio.gather(*(cache.place(digest_of(data), d, source) for d in dests))
     assert source.calls == 1
     assert all(d.read_bytes() == data for d in dests)
-    assert cache._locks == {}  # noqa: SLF001 - no lock outlives its users
+    assert cache._locks == {}  # no lock outlives its users
 
 
 async def test_a_failed_fetch_leaves_nothing_and_the_next_task_fetches_again(

@@ -2,7 +2,7 @@
 the same edit in one pass, every worker pinned to one core with one encoder thread.
 
     .venv/bin/python -m bench.chunked [--rounds 3] [--seconds 60] [--chunk-seconds 6]
-        [--workers 1,2,4] [--json F]
+        [--workers 1,2,4] [--store local|s3] [--cache-ab] [--json F]
 
 Each round submits the edit to a fresh SQLite database (the source an uploaded blob with its
 stored probe, as the planner needs) and starts real `vidjobs worker` processes (concurrency
@@ -15,6 +15,11 @@ within each round, each round starting one further along (single, 1, 2, 4; 1, 2,
 against the chunked run: this machine's speed drifts by a fifth from one minute to the
 next), median and spread (min-max). On a machine of fewer
 cores than workers, workers share cores (the table says how many there were).
+
+`--store s3` keeps the blobs on the S3 server of VIDJOBS_TEST_S3_* (a bucket of its own,
+deleted afterwards), as a fleet does: every task's input comes down from there. `--cache-ab`
+adds, for each chunked worker count, the same run with the workers' input cache off
+(`VIDJOBS_INPUT_CACHE_BYTES=0`: each task fetches and hashes the whole source again).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import ffmpeg
 
 from bench.stats import load_average, rotated, spread
+from bench.storage import drop_bucket, new_bucket, s3_conf
 from jobs import owners
 from jobs.db import Database, insert_on_conflict
 from jobs.models import Blob
@@ -42,6 +48,7 @@ from jobs.service import JobService
 from jobs.settings import Settings
 from jobs.spec import EditRequest
 from jobs.storage import LocalStorage
+from jobs.storage.s3 import S3Storage
 from jobs.tenants import create_tenant
 from workers.compose import migrate
 from workers.ffmpeg.probe import probe_upload
@@ -78,12 +85,36 @@ def hardware_pair(source: Path, root: Path, reps: int = 3) -> float:
     return statistics.median(ratios)
 
 
-async def one_run(source: Path, workers: int, chunk: dict[str, Any], root: Path) -> float:
+async def one_run(
+    source: Path,
+    workers: int,
+    chunk: dict[str, Any],
+    root: Path,
+    *,
+    s3: S3Storage | None = None,
+    env: dict[str, str] | None = None,
+) -> float:
+    """One submission timed to its success. On `s3`'s bucket (a prefix of this run's own)
+    when given, else on local storage; `env`: more of the workers' environment."""
     data = root / f"run-{workers}-{time.monotonic_ns()}"
     settings = Settings(data_dir=data, chunk_min_seconds=0)
     db = Database(settings.resolved_database_url)
     await migrate(db)
-    store = LocalStorage(data / "blobs")
+    store: LocalStorage | S3Storage = LocalStorage(data / "blobs")
+    worker_env = {**(env or {})}
+    if s3 is not None:
+        conf = s3_conf()
+        store = S3Storage(
+            f"s3://{s3.bucket}/{data.name}", data / "tmp", endpoint_url=conf["endpoint_url"],
+            access_key=conf["access_key"], secret_key=conf["secret_key"],
+        )  # fmt: skip
+        worker_env |= {
+            "VIDJOBS_STORAGE_URL": f"s3://{s3.bucket}/{data.name}",
+            "VIDJOBS_S3_ENDPOINT_URL": conf["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": conf["access_key"],
+            "AWS_SECRET_ACCESS_KEY": conf["secret_key"],
+            "AWS_REGION": "us-east-1",
+        }
     store.ensure_scratch()
     copy = data / "upload.mp4"
     shutil.copyfile(source, copy)
@@ -103,6 +134,7 @@ async def one_run(source: Path, workers: int, chunk: dict[str, Any], root: Path)
         "VIDJOBS_DATABASE_URL": settings.resolved_database_url,
         "VIDJOBS_FFMPEG_ENCODER_THREADS": "1",
         "VIDJOBS_POLL_SECONDS": "0.2",
+        **worker_env,
     }
     cores = os.cpu_count() or 1
     procs = [
@@ -136,6 +168,8 @@ async def one_run(source: Path, workers: int, chunk: dict[str, Any], root: Path)
         for p in procs:
             p.wait(30)
         await db.dispose()
+        if store is not s3:
+            await store.close()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -145,28 +179,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--chunk-seconds", type=float, default=6.0)
     parser.add_argument("--workers", default="1,2,4", help="chunked runs' worker counts")
+    parser.add_argument("--store", choices=("local", "s3"), default="local")
+    parser.add_argument("--cache-ab", action="store_true", help="also each with no input cache")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    chunk = {"mode": "on", "chunk_seconds": args.chunk_seconds}
-    configs = [(SINGLE, 1, {"mode": "off"})] + [
-        (f"chunked, {n} worker{'s' if n > 1 else ''}", n, chunk)
-        for n in (int(w) for w in args.workers.split(","))
-    ]
-    times: dict[str, list[float]] = {name: [] for name, _, _ in configs}
-    pairs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-chunked-") as tmp:
-        root = Path(tmp)
-        source = make_clip(root / "source.mp4", seconds=args.seconds, size="1280x720", rate=30)
+        asyncio.run(measure(args, Path(tmp)))
+
+
+async def measure(args: argparse.Namespace, root: Path) -> None:
+    chunk = {"mode": "on", "chunk_seconds": args.chunk_seconds}
+    off = {"VIDJOBS_INPUT_CACHE_BYTES": "0"}
+    configs: list[tuple[str, int, dict[str, Any], dict[str, str]]] = [(SINGLE, 1, {"mode": "off"}, {})]
+    for n in (int(w) for w in args.workers.split(",")):
+        name = f"chunked, {n} worker{'s' if n > 1 else ''}"
+        configs.append((name, n, chunk, {}))
+        if args.cache_ab:
+            configs.append((f"{name}, input cache off", n, chunk, off))
+    times: dict[str, list[float]] = {name: [] for name, _, _, _ in configs}
+    pairs: list[float] = []
+    source = make_clip(root / "source.mp4", seconds=args.seconds, size="1280x720", rate=30)
+    s3 = await new_bucket(root / "s3-scratch") if args.store == "s3" else None
+    try:
         for r in range(args.rounds):
             pairs.append(hardware_pair(source, root))
-            for name, workers, mode in rotated(configs, r):
-                times[name].append(asyncio.run(one_run(source, workers, mode, root)))
+            for name, workers, mode, env in rotated(configs, r):
+                times[name].append(await one_run(source, workers, mode, root, s3=s3, env=env))
+    finally:
+        if s3 is not None:
+            await drop_bucket(s3)
     print(f"{args.seconds} s 1280x720 30 fps, x264 veryfast crf 23, chunks of "
-          f"{args.chunk_seconds:g} s, {args.rounds} interleaved rounds; {load_average()}")
+          f"{args.chunk_seconds:g} s, {args.rounds} interleaved rounds, {args.store} storage; "
+          f"{load_average()}")
     print("| configuration | wall s, median (min-max) | speed-up vs single pass | efficiency |")
     print("|---|---|---|---|")
-    figures = {}
-    for name, workers, _ in configs:
+    figures: dict[str, Any] = {}
+    for name, workers, _, _ in configs:
         speedups = [a / b for a, b in zip(times[SINGLE], times[name], strict=True)]
         efficiency = [s / workers for s in speedups]
         print(f"| {name} | {spread(times[name], '{:.1f}')} | {spread(speedups, '{:.2f}')}x | "

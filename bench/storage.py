@@ -59,6 +59,28 @@ def s3_conf() -> dict[str, str]:
     }
 
 
+async def new_bucket(scratch: Path) -> S3Storage:
+    """An S3Storage on a fresh bucket of the bench server (`s3_conf`)."""
+    store = S3Storage(f"s3://vjbench-{uuid.uuid4().hex[:12]}/blobs", scratch, **s3_conf())
+    await store.create_bucket()
+    return store
+
+
+async def drop_bucket(store: S3Storage) -> None:
+    """Every object and upload of the store's bucket deleted, then the bucket."""
+    await store.abort_stale_uploads(-3600)
+    c = await store.client()
+    while True:
+        page = await c.list_objects_v2(Bucket=store.bucket)
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            await c.delete_objects(Bucket=store.bucket, Delete={"Objects": keys})
+        if not page.get("IsTruncated"):
+            break
+    await c.delete_bucket(Bucket=store.bucket)
+    await store.close()
+
+
 def random_file(path: Path, mib: int) -> None:
     with path.open("wb") as f:
         for _ in range(mib):
@@ -198,13 +220,10 @@ class CopyExecutor:
 
 
 async def per_job(args: argparse.Namespace, tmp: Path) -> None:
-    conf = s3_conf()
     settings = Settings(data_dir=tmp / "data", poll_seconds=5)
     db = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     await upgrade(db.engine)
-    bucket = f"vjbench-{uuid.uuid4().hex[:12]}"
-    s3 = S3Storage(f"s3://{bucket}/blobs", tmp / "s3-scratch", **conf)
-    await s3.create_bucket()
+    s3 = await new_bucket(tmp / "s3-scratch")
     stores: dict[str, Storage] = {"local": LocalStorage(tmp / "blobs"), "s3": s3}
     src = tmp / "job-input.bin"
     random_file(src, args.job_mib)
@@ -248,17 +267,7 @@ async def per_job(args: argparse.Namespace, tmp: Path) -> None:
             stop.set()
         await asyncio.gather(*tasks)
     finally:
-        await s3.abort_stale_uploads(-3600)
-        c = await s3.client()
-        while True:
-            page = await c.list_objects_v2(Bucket=bucket)
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                await c.delete_objects(Bucket=bucket, Delete={"Objects": keys})
-            if not page.get("IsTruncated"):
-                break
-        await c.delete_bucket(Bucket=bucket)
-        await s3.close()
+        await drop_bucket(s3)
         await db.dispose()
 
     def q(values: list[float], p: float) -> float:

@@ -643,6 +643,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "        or False  # MUTANT: any order\n",
         "tests/unit/test_chunk_start_times.py",
     ),
+    m(
+        "input-cache-leaves-partial",
+        "a fetch that failed midway must leave no file the next task could be linked to",
+        "workers/inputcache.py",
+        "                    part.unlink(missing_ok=True)\n",
+        "                    pass  # MUTANT: the partial file stays\n",
+        "tests/unit/test_input_cache.py",
+    ),
+    m(
+        "input-cache-unbounded",
+        "the input cache must stay within input_cache_bytes of the worker's disk",
+        "workers/inputcache.py",
+        "        while self.held_bytes > self.max_bytes and len(self._sizes) > 1:\n",
+        "        while False:  # MUTANT: never evicts\n",
+        "tests/unit/test_input_cache.py",
+    ),
+    m(
+        "scratch-sweeps-live-dirs",
+        "the age sweep must not remove a live worker's dirs (a long encode, its input cache)",
+        "jobs/storage/base.py",
+        "                if entry.lstat().st_mtime >= cutoff or _live_owner(entry.name):\n",
+        "                if entry.lstat().st_mtime >= cutoff:  # MUTANT: age only\n",
+        "tests/unit/test_input_cache.py",
+    ),
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}

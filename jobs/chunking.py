@@ -189,7 +189,9 @@ def plan_chunks(
     if has_audio:
         spec = {"kind": "audio", "inputs": inputs[:1], "edit": audio_edit(edit)}
         audio.append(TaskPlan("audio", "audio", spec))
-    stitch = {"kind": "stitch", **base, "edit": edit, "audio": has_audio}
+    # The stitch reads only its deps: no inputs for the worker to fetch (the whole source, on
+    # a worker that ran no chunk of it). Its key still names the source, through its deps.
+    stitch = {"kind": "stitch", **base, "inputs": [], "edit": edit, "audio": has_audio}
     deps = tuple(p.name for p in chunks + audio)
     return [*audio, *chunks, TaskPlan("stitch", "stitch", stitch, deps, publish_as="output")]
 

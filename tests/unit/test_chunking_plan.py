@@ -83,6 +83,7 @@ def test_the_plan_is_chunks_audio_and_a_stitch_that_waits_for_all() -> None:
     assert all(s["starts_ms"] == [0, 10_000, 20_000, 25_000, 30_000] for s in chunk_specs)
     assert all(s["edit"] == video_edit(spec) and s["inputs"] == inputs for s in chunk_specs)
     assert stitch.spec["edit"] == spec and plans[0].spec["edit"] == audio_edit(spec)
+    assert stitch.spec["inputs"] == []  # it reads its deps: nothing for the worker to fetch
     silent = plan_chunks(spec, inputs, 25_000, 10.0, has_audio=False)
     assert "audio" not in [p.name for p in silent] and silent[-1].spec["audio"] is False
     assert slots(1, 10.0) == 1 and slots(10_001, 10.0) == 2 and slots(10**9, 2.0) == 1000

@@ -9,7 +9,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -26,7 +25,11 @@ def code_of(exc: ClientError) -> str:
 async def open_client(
     endpoint_url: str | None, region: str, credentials: dict[str, str]
 ) -> tuple[AsyncExitStack, Any]:
-    """An aiobotocore S3 client (SigV4; path-style addressing for a custom endpoint)."""
+    """An aiobotocore S3 client (SigV4; path-style addressing for a custom endpoint).
+    aiobotocore (and aiohttp) are imported here, on first use: a worker or API process on
+    local storage never loads them (a third of a second of its start-up)."""
+    from aiobotocore.session import get_session
+
     stack = AsyncExitStack()
     config = Config(
         signature_version="s3v4",

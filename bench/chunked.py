@@ -40,7 +40,7 @@ from typing import Any
 import ffmpeg
 
 from bench.stats import load_average, rotated, spread
-from bench.storage import drop_bucket, new_bucket, s3_conf
+from bench.storage import new_bucket, s3_conf
 from jobs import owners
 from jobs.db import Database, insert_on_conflict
 from jobs.models import Blob
@@ -50,6 +50,7 @@ from jobs.spec import EditRequest
 from jobs.storage import LocalStorage
 from jobs.storage.s3 import S3Storage
 from jobs.tenants import create_tenant
+from tests.support.s3 import drop_bucket
 from workers.compose import migrate
 from workers.ffmpeg.probe import probe_upload
 from workers.ffmpeg.testmedia import make_clip

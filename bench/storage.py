@@ -41,6 +41,7 @@ from jobs.storage import LocalStorage, Storage
 from jobs.storage.s3 import S3Storage
 from jobs.tenants import create_tenant
 from migrations import upgrade
+from tests.support.s3 import drop_bucket
 from workers.executor import ExecutionContext, ExecutionResult
 from workers.runner import Runner
 from workers.wakeup import Wakeup
@@ -60,25 +61,11 @@ def s3_conf() -> dict[str, str]:
 
 
 async def new_bucket(scratch: Path) -> S3Storage:
-    """An S3Storage on a fresh bucket of the bench server (`s3_conf`)."""
+    """An S3Storage on a fresh bucket of the bench server (`s3_conf`); `drop_bucket`
+    (tests.support.s3) deletes it with everything in it."""
     store = S3Storage(f"s3://vjbench-{uuid.uuid4().hex[:12]}/blobs", scratch, **s3_conf())
     await store.create_bucket()
     return store
-
-
-async def drop_bucket(store: S3Storage) -> None:
-    """Every object and upload of the store's bucket deleted, then the bucket."""
-    await store.abort_stale_uploads(-3600)
-    c = await store.client()
-    while True:
-        page = await c.list_objects_v2(Bucket=store.bucket)
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            await c.delete_objects(Bucket=store.bucket, Delete={"Objects": keys})
-        if not page.get("IsTruncated"):
-            break
-    await c.delete_bucket(Bucket=store.bucket)
-    await store.close()
 
 
 def random_file(path: Path, mib: int) -> None:

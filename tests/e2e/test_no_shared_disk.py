@@ -136,6 +136,14 @@ def test_api_and_worker_share_no_disk_and_a_real_edit_round_trips(
         through = http.get(f"/v1/jobs/{key}/output", params={"redirect": "false"}, headers=auth)
         assert through.status_code == 200 and through.content == direct.content
         assert 1500 <= out["duration_ms"] <= 2500 and out["width"] == 160
-    # Neither host kept a blob: the source and the output live in the bucket only.
+    # Neither host kept a blob: the source and the output live in the bucket only. The worker
+    # keeps its verified copy of the source in its input cache while it runs, and no longer.
     assert not (api_dir / "blobs").exists() and not (worker_dir / "blobs").exists()
-    assert files_under(api_dir / "tmp") == [] and files_under(worker_dir / "tmp") == []
+    assert files_under(api_dir / "tmp") == []
+    cached = files_under(worker_dir / "tmp")
+    assert [p.parent.name.startswith("inputs-") for p in cached] == [True], cached
+    assert cached[0].read_bytes() == data
+    worker = processes[-1]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert files_under(worker_dir / "tmp") == []

@@ -216,16 +216,25 @@ async def test_missing_blob_input_is_a_permanent_failure_not_a_crash(
 class MetadataExecutor:
     """A job that yields metadata only: no file, so no scratch dir and no blob."""
 
-    def __init__(self) -> None:
+    def __init__(self, gather: int = 0) -> None:
         self.runs = 0
         self.running = 0
         self.most_at_once = 0
+        # The first runs wait (up to 5 s) until `gather` run at once: whether the runner fills
+        # its slots, told apart from how the machine's timing happens to overlap 2 ms runs.
+        self.gather = gather
+        self._full = asyncio.Event()
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
         self.runs += 1
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
+        if self.running >= self.gather:
+            self._full.set()
         try:
+            if not self._full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), 5)
             await asyncio.sleep(0.002)
         finally:
             self.running -= 1
@@ -246,7 +255,7 @@ async def test_finishes_claim_their_successors_and_metadata_only_jobs_store_noth
         return done, claimed
 
     keys = [(await service.submit(tenant, request(i))).job.key for i in range(40)]
-    executor = MetadataExecutor()
+    executor = MetadataExecutor(gather=4)
     runner, _ = make_runner(db, settings, blobs, executor, concurrency=4)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fenced, "record_outcomes_and_claim_due", counting)

@@ -6,7 +6,9 @@ full download per task (a 60 s source in 12 chunks came down 13 times). Here the
 to need a digest fetches it as before (`Storage.fetch` or a pinned S3 version, both verify
 the bytes against the digest while they stream) into the cache dir; it and every later task
 get a hard link of that file in their own scratch dir. A digest names its bytes, so a file
-verified once in this process's private dir needs no second check.
+verified once in this process's private dir needs no second check. So a pinned S3 source
+overwritten after submission still runs from here if this worker holds its bytes: the job
+gets exactly the bytes its key names, as before, but no `source_changed`.
 
 The dir is this process's (`inputs-<host>-<pid>-...` in the scratch dir): removed when the
 runner stops, and a killed worker's is swept with its attempt dirs (`Scratch.clean_orphans`).

@@ -5,7 +5,8 @@ when it has one, else it is hashed once (streamed, nothing written) and cached b
 key, ETag, version and size. The job stores the ETag (and VersionId when the bucket keeps
 versions), and the worker reads exactly that version (`VersionId`, or `If-Match` on the
 ETag), verifying the digest while the bytes stream: an object overwritten or deleted after
-submission fails the attempt with `source_changed`, never runs on other bytes.
+submission fails the attempt with `source_changed` (unless the worker already holds those
+bytes, verified, in its input cache: `workers.inputcache`), never runs on other bytes.
 
 The client uses the storage endpoint (`VIDJOBS_S3_ENDPOINT_URL` / `AWS_ENDPOINT_URL`) and the
 standard AWS credentials; what a tenant may read is decided by its grants (`jobs.grants`).

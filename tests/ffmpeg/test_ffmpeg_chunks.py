@@ -27,9 +27,17 @@ from tests.ffmpeg.conftest import lavfi_av, make_clip, make_context
 from tests.support.realmedia import BIKES, real_clip
 from workers.ffmpeg import chunks
 from workers.ffmpeg.binary import encoders
+from workers.ffmpeg.chunked import chunk_window
 from workers.ffmpeg.command import Window, build_command
 from workers.ffmpeg.executor import FfmpegExecutor
-from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, parse_index, split
+from workers.ffmpeg.keyframes import (
+    INDEXED_SEEK,
+    Chunk,
+    FrameIndex,
+    frame_index,
+    parse_index,
+    split,
+)
 from workers.ffmpeg.probe import Probe, probe
 from workers.ffmpeg.run import Limits
 
@@ -70,7 +78,16 @@ def sources(ffmpeg_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             ffmpeg_bin, d / "intra.mkv", *lavfi_av(4.2, audio=False), "-c:v", "mjpeg",
             "-q:v", "3", "-pix_fmt", "yuvj420p",
         ),
+        # MPEG-TS (a start time of 1.4 s, B-frames): its seek bisects the file and can land
+        # past the target, so its chunks keep the accurate seek.
+        "mpegts": make_clip(
+            ffmpeg_bin, d / "ts.ts", *lavfi_av(6.0), *x264("-g", "25", "-bf", "2"),
+            "-c:a", "aac", "-shortest", "-f", "mpegts",
+        ),
     }
+
+
+INDEXED = ["closed_gop", "open_gop", "vfr", "intra"]  # mp4 and Matroska: `INDEXED_SEEK`
 
 
 def framemd5(ffmpeg: str, path: Path) -> list[str]:
@@ -104,9 +121,11 @@ def edit_argv(
 
 
 async def chunked(
-    ffmpeg: str, src: Path, work: Path, chunk_seconds: float, output: Mapping[str, object]
+    ffmpeg: str, src: Path, work: Path, chunk_seconds: float, output: Mapping[str, object],
+    accurate: bool = False,
 ) -> tuple[Path, FrameIndex, list[Chunk]]:
-    """What the chunk, audio and stitch tasks do, in one process."""
+    """What the chunk, audio and stitch tasks do, in one process; `accurate`: every chunk
+    with the accurate seek, whatever the demuxer."""
     limits = Limits()
     p = await probe(src, ffmpeg=ffmpeg)
     assert p.video_index is not None and p.duration_ms
@@ -119,7 +138,7 @@ async def chunked(
         if c.frames == 0:
             continue
         out = work / f"chunk-{c.slot:04d}.mp4"
-        window = Window(float(c.seek), c.frames)
+        window = Window(float(c.before), c.frames) if accurate else chunk_window(c, p.demuxer)
         await chunks.run(edit_argv(ffmpeg, src, p, out, output, window), limits, {})
         made.append(out)
     audio = None
@@ -133,17 +152,58 @@ async def chunked(
     return stitched, index, planned
 
 
-@pytest.mark.parametrize("name", ["closed_gop", "open_gop", "vfr", "intra"])
+@pytest.mark.parametrize(
+    ("name", "accurate"), [(name, False) for name in [*INDEXED, "mpegts"]] + [
+        (name, True) for name in INDEXED
+    ],
+)  # fmt: skip
 async def test_every_source_frame_comes_out_once_in_order(
-    name: str, sources: dict[str, Path], ffmpeg_bin: str, tmp_path: Path
+    name: str, accurate: bool, sources: dict[str, Path], ffmpeg_bin: str, tmp_path: Path
 ) -> None:
     src = sources[name]
-    stitched, index, planned = await chunked(ffmpeg_bin, src, tmp_path / "work", 2.0, LOSSLESS)
+    work = tmp_path / "work"
+    stitched, index, planned = await chunked(ffmpeg_bin, src, work, 2.0, LOSSLESS, accurate)
     assert sum(c.frames for c in planned) == index.frames
     assert [c.first for c in planned if c.frames] == sorted({c.first for c in planned if c.frames})
     assert len([c for c in planned if c.frames]) >= 3, "the source was really split"
     assert all(c.first in index.keyframes for c in planned if c.frames)
     assert framemd5(ffmpeg_bin, stitched) == framemd5(ffmpeg_bin, src)
+
+
+@pytest.mark.parametrize("name", INDEXED)
+async def test_an_indexed_seek_lands_on_the_chunks_own_keyframe(
+    name: str, sources: dict[str, Path], ffmpeg_bin: str
+) -> None:
+    # What the chunk's seek saves: decoding starts at the chunk's first frame, not at the
+    # keyframe before it (then thrown away). Decoded with the chunk's own input options and
+    # no trim, timestamps copied: the first frame shown is the chunk's first.
+    src = sources[name]
+    p = await probe(src, ffmpeg=ffmpeg_bin)
+    assert p.video_index is not None and p.demuxer in INDEXED_SEEK
+    index = await frame_index(src, p.demuxer, p.video_index, Limits())
+    chunk = split(index, [Fraction(2 * slot) for slot in range(3)])[2]
+    window = chunk_window(chunk, p.demuxer)
+    assert window.start_pts == chunk.start_pts and chunk.first in index.keyframes
+    opts = window.input_options()
+    options = [arg for k, v in opts.items() for arg in (f"-{k}", *([] if v is None else [v]))]
+    shown = subprocess.run(
+        [ffmpeg_bin, "-nostdin", "-hide_banner", "-copyts", *options, "-i", str(src),
+         "-map", f"0:{p.video_index}", "-vf", "showinfo", "-frames:v", "1", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stderr  # fmt: skip
+    assert int(re.findall(r" pts:\s*(-?\d+)", shown)[0]) == index.pts[chunk.first]
+
+
+async def test_mpegts_chunks_keep_the_accurate_seek(
+    sources: dict[str, Path], ffmpeg_bin: str
+) -> None:
+    p = await probe(sources["mpegts"], ffmpeg=ffmpeg_bin)
+    assert p.demuxer == "mpegts" and p.video_index is not None
+    index = await frame_index(sources["mpegts"], p.demuxer, p.video_index, Limits())
+    chunk = split(index, [Fraction(2 * slot) for slot in range(3)])[2]
+    window = chunk_window(chunk, p.demuxer)
+    assert window == Window(float(chunk.before), chunk.frames)
+    assert "noaccurate_seek" not in window.input_options()
 
 
 async def test_the_odd_final_chunk_and_audio_stay_in_sync(
@@ -219,7 +279,10 @@ def test_slots_that_hold_no_keyframe_are_empty_and_the_rest_is_covered() -> None
         (0, 50), (50, 100), (100, 120), (120, 120), (120, 120), (120, 120),
     ]  # fmt: skip
     assert sum(c.frames for c in planned) == 120
-    assert planned[1].seek == Fraction(49 + 50, 2) / 10  # half-way back to the frame before
+    assert planned[1].before == Fraction(49 + 50, 2) / 10  # half-way back to the frame before
+    assert planned[1].after == Fraction(50 + 51, 2) / 10  # half-way on to the frame after
+    assert planned[1].start_pts == 50  # the first tick past half-way back (49.5)
+    assert (planned[0].before, planned[0].after, planned[0].start_pts) == (Fraction(0), Fraction(0), 0)
 
 
 async def test_a_chunk_is_its_frames_only_without_audio_even_with_loudnorm(

@@ -33,7 +33,7 @@ async def test_the_chunks_of_one_source_share_one_index_build(
                 "slots": 4, "slot": slot}  # fmt: skip
 
     planned = [
-        await executor.plan(context(spec(i), [src], tmp_path / str(i))) for i in range(4)
+        (await executor.plan(context(spec(i), [src], tmp_path / str(i))))[0] for i in range(4)
     ]
     assert (executor.indexes.misses, executor.indexes.hits) == (1, 3)
     # The source's probe too is remembered by its digest, not read again by each chunk.

@@ -26,7 +26,7 @@ from workers.ffmpeg import chunks
 from workers.ffmpeg.command import MEDIA_TYPES, Window, output_options, parse_spec
 from workers.ffmpeg.executor import FfmpegExecutor, output_metadata
 from workers.ffmpeg.indexcache import FrameIndexCache
-from workers.ffmpeg.keyframes import Chunk, FrameIndex, frame_index, split
+from workers.ffmpeg.keyframes import INDEXED_SEEK, Chunk, FrameIndex, frame_index, split
 from workers.ffmpeg.probe import Probe, probe
 from workers.ffmpeg.run import Limits
 
@@ -82,6 +82,14 @@ def start_times(spec: Mapping[str, Any], n: int) -> list[Fraction]:
     return [Fraction(v, 1000) for v in starts]
 
 
+def chunk_window(chunk: Chunk, demuxer: str) -> Window:
+    """How the chunk's command reaches its frames (`keyframes.Chunk`): a seek that lands on
+    its keyframe where the demuxer seeks by an index (`INDEXED_SEEK`), else an accurate one."""
+    if demuxer in INDEXED_SEEK:
+        return Window(float(chunk.after), chunk.frames, chunk.start_pts)
+    return Window(float(chunk.before), chunk.frames)
+
+
 class ChunkExecutor:
     """`kind="chunk"`: one slot. Output metadata: slot, first frame, frames. The source's
     frame index is built once per source digest in this process (`indexes`)."""
@@ -90,7 +98,7 @@ class ChunkExecutor:
         self.edit = edit
         self.indexes = indexes or FrameIndexCache()
 
-    async def plan(self, ctx: ExecutionContext) -> Chunk:
+    async def plan(self, ctx: ExecutionContext) -> tuple[Chunk, Window]:
         spec = ctx.job.spec
         n = _int(spec, "slots", 1, 1000)
         slot = _int(spec, "slot", 0, n - 1)
@@ -108,15 +116,15 @@ class ChunkExecutor:
             index = await build()
         else:
             index = await self.indexes.get((digest, main.demuxer, video), build)
-        return split(index, times)[slot]
+        chunk = split(index, times)[slot]
+        return chunk, chunk_window(chunk, main.demuxer)
 
     async def execute(self, ctx: ExecutionContext) -> ExecutionResult:
-        chunk = await self.plan(ctx)
+        chunk, window = await self.plan(ctx)
         info = {"slot": chunk.slot, "first": chunk.first, "frames": chunk.frames}
         if chunk.frames == 0:
             ctx.report_progress(1.0)
             return ExecutionResult(path=None, media_type=None, metadata=info)
-        window = Window(float(chunk.seek), chunk.frames)
         made = await self.edit.encode(ctx, edit_of(ctx.job.spec), window)
         return dataclasses.replace(made, metadata={**made.metadata, **info})
 

@@ -50,12 +50,21 @@ AUDIO_ONLY_TYPES = {Container.WEBM: "audio/webm", Container.MKV: "audio/x-matros
 
 @dataclass(frozen=True)
 class Window:
-    """One chunk of a chunked edit: seek the input to `seek` seconds (half-way back to the
-    frame before the chunk's first), take exactly `frames` frames with their timestamps
-    passed through, from 0, and no audio (the audio task makes the whole audio once)."""
+    """One chunk of a chunked edit: seek the input to `seek` seconds, take exactly `frames`
+    frames with their timestamps passed through, from 0, and no audio (the audio task makes
+    the whole audio once). Without `start_pts` the seek is accurate (ffmpeg drops what it
+    decodes before `seek`); with it, the seek drops nothing and timestamps are copied, and a
+    `trim` drops the frames before tick `start_pts` (`keyframes.Chunk`)."""
 
     seek: float
     frames: int
+    start_pts: int | None = None
+
+    def input_options(self) -> Mapping[str, str | None]:
+        if not self.seek:
+            return {}
+        at = f"{self.seek:.6f}"
+        return {"ss": at} if self.start_pts is None else {"noaccurate_seek": None, "ss": at}
 
 
 @dataclass(frozen=True)
@@ -211,15 +220,18 @@ def build_command(
     chain.info, chain.measure, chain.measured = info, measure, measured
     chain.video = not audio_only and not (measure and concat is None)
     chain.audio_done = not want_audio  # a chunk's, a muted edit's: no audio chain to build
+    start_pts = window.start_pts if window is not None and window.seek else None
     if concat is None:
         start = trim.start if trim else 0
         if thumb is not None:
             start += round(thumb.at * speed)  # seek straight to the frame: nothing before it
         seek = _seek_options(start, trim.end if trim else None)
         if window is not None:
-            seek = {"ss": f"{window.seek:.6f}"} if window.seek else {}
+            seek = window.input_options()
         inp = hardened.source(inputs[0], main.demuxer, **seek)
         chain.v, chain.a = inp[str(main.video_index)], (inp["a:0"] if main.has_audio else None)
+        if start_pts is not None:  # timestamps copied: drop what the seek put before the chunk
+            chain.vf.append(f("trim", start_pts=start_pts))
     else:
         sources = [hardened.source(inputs[i], probes[i].demuxer) for i in range(mains)]
         chain.v, chain.a = concat_inputs(sources, probes[:mains], w, h, want_audio)
@@ -290,7 +302,7 @@ def build_command(
     options = hardened.options([*codec, *tags, *extra])
     out = hardened.sink(streams, output, **options, **output_options(container))
     return Command(
-        hardened.compile_argv(out, ffmpeg, progress=True),
+        hardened.compile_argv(out, ffmpeg, progress=True, copyts=start_pts is not None),
         output,
         media_type,
         None if thumb or window else expected,  # a chunk's progress: done or not
@@ -347,7 +359,7 @@ def output_options(container: Container) -> dict[str, str]:
     return options
 
 
-def _seek_options(start_ms: int, end_ms: int | None) -> dict[str, str]:
+def _seek_options(start_ms: int, end_ms: int | None) -> Mapping[str, str | None]:
     """Input-side seeking: with re-encoding ffmpeg decodes from the keyframe before `start`
     and drops frames before it, so the cut is frame-accurate; with `-c copy` it is a fast
     keyframe cut."""

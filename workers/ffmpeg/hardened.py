@@ -107,10 +107,11 @@ def null_sink(streams: Sequence[Any], **options: Any) -> Any:
 
 
 def compile_argv(
-    out: Any, exe: str, *, progress: bool = False, loglevel: str = "error"
+    out: Any, exe: str, *, progress: bool = False, loglevel: str = "error", copyts: bool = False
 ) -> list[str]:
     """The hardened argv of an ffmpeg-python output (or merged outputs). `loglevel` "info"
-    is for passes whose result ffmpeg only logs (cropdetect, loudnorm)."""
+    is for passes whose result ffmpeg only logs (cropdetect, loudnorm); `copyts` keeps the
+    inputs' timestamps as they are (a chunk's `trim` counts in the source's ticks)."""
     for node in _nodes(out):
         if isinstance(node, InputNode):
             kw = node.kwargs
@@ -130,6 +131,7 @@ def compile_argv(
         if loglevel not in ("info", "warning"):
             raise ValueError(f"unexpected log level {loglevel!r}")
         head[head.index("-loglevel") + 1] = loglevel
+    head += ["-copyts"] if copyts else []
     return [exe, *head, *(PROGRESS_ARGS if progress else ()), *args]
 
 

@@ -7,6 +7,15 @@ child's JSON is checked value by value (integers, bounds, sorted) before it is u
 the first keyframe at or after its planned start time, so every chunk task of a job computes
 the same boundaries from the same bytes; the start times were fixed at submission from the
 source's duration (`jobs.chunking.starts_ms`).
+
+A chunk can be reached two ways (`Chunk.before`, `Chunk.after`). An accurate seek to half-way
+back to the frame before its first lands on the keyframe before that and drops what it
+decodes up to the chunk: a whole GOP decoded for nothing, every chunk. The demuxers of
+`INDEXED_SEEK` seek on an index of presentation times to the last keyframe at or before the
+target, so a seek to half-way on to the frame after the chunk's first lands on its own
+keyframe; a `trim` at `start_pts` (half-way back, in the stream's ticks, timestamps copied)
+then drops anything a demuxer's guess put before it. Other demuxers (MPEG-TS seeks by
+bisecting the file and can land past the target) keep the accurate seek.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from workers.ffmpeg.run import Limits, contained, kill_group
 
 _CHILD = Path(__file__).with_name("kfchild.py")  # run by path: imports only av and json
 MAX_FRAMES = 2_000_000  # 4 h at 120 fps; more is refused, not truncated
+INDEXED_SEEK = frozenset({"mov", "matroska"})  # `Probe.demuxer` names
 _MAX_OUTPUT = 32 * 1024 * 1024
 
 
@@ -49,13 +59,18 @@ class FrameIndex:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Frames [first, end) of the source; `seek` is where an input seek lands so that the
-    first decoded frame shown is `first` (half-way back to the frame before it)."""
+    """Frames [first, end) of the source, and where to seek for them, in seconds from the
+    container's start: `before` is half-way back to the frame before `first` (an accurate
+    seek's target), `after` half-way on to the frame after it (a seek that lands on the
+    keyframe `first`); `start_pts` is the first tick past half-way back. All 0 for the
+    first chunk, which needs no seek."""
 
     slot: int
     first: int
     end: int
-    seek: Fraction
+    before: Fraction
+    after: Fraction
+    start_pts: int
 
     @property
     def frames(self) -> int:
@@ -99,16 +114,20 @@ def split(index: FrameIndex, times: Sequence[Fraction]) -> list[Chunk]:
         at = next((k for k in index.keyframes if k > starts[-1] and index.seconds(k) >= time), None)
         starts.append(at if at is not None else index.frames)
     ends = [*starts[1:], index.frames]
-    out = []
-    for slot, (first, end) in enumerate(zip(starts, ends, strict=True)):
-        out.append(Chunk(slot, first, max(first, end), _seek(index, first)))
-    return out
+    return [
+        _chunk(index, slot, first, max(first, end))
+        for slot, (first, end) in enumerate(zip(starts, ends, strict=True))
+    ]
 
 
-def _seek(index: FrameIndex, frame: int) -> Fraction:
-    if frame <= 0 or frame >= index.frames:
-        return Fraction(0)
-    return (index.seconds(frame) + index.seconds(frame - 1)) / 2
+def _chunk(index: FrameIndex, slot: int, first: int, end: int) -> Chunk:
+    if first <= 0 or first >= index.frames:
+        return Chunk(slot, first, end, Fraction(0), Fraction(0), 0)
+    at = index.seconds(first)
+    back = (index.seconds(first - 1) + at) / 2
+    on = (at + index.seconds(first + 1)) / 2 if first + 1 < index.frames else at + (at - back)
+    start_pts = -((-index.pts[first - 1] - index.pts[first]) // 2)  # ceil of the middle
+    return Chunk(slot, first, end, back, on, start_pts)
 
 
 async def frame_index(

@@ -4,8 +4,9 @@ check of what it made (every chunk frame once).
 The chunks and the audio are the edit's own commands (`command.build_command`, with a
 `Window` for a chunk): a chunk seeks its input so that the first frame shown is exactly its
 first (`chunked.chunk_window`: onto its own keyframe where the demuxer seeks by an index, else
-accurately to half-way back to the frame before it), then takes exactly its frame count with timestamps passed through (variable frame rate kept). Every
-chunk is its own encoder run, so it starts with an IDR frame: a closed GOP at each boundary.
+accurately to half-way back to the frame before it), then takes exactly its frame count
+with timestamps passed through (variable frame rate kept). Every chunk is its own encoder
+run, so it starts with an IDR frame: a closed GOP at each boundary.
 The stitch is built with ffmpeg-python's graph API (an argument list, never a shell) and run
 by the hardened runner.
 """

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +33,7 @@ import sqlalchemy as sa
 
 from bench.db import throwaway_database
 from bench.stats import load_average, spread
+from bench.submit import free_port
 from jobs.db import Database
 from jobs.settings import CREDENTIALS, Settings
 from jobs.spec import EditRequest
@@ -131,24 +134,32 @@ async def run_path(
 
 
 async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
-    """`vidjobs up` (SQLite, in-process bus), fed through its HTTP API at `rate`/s."""
+    """`vidjobs up` (SQLite, in-process bus) in a process of its own, as a user starts it,
+    fed through its HTTP API at `rate`/s by this one (a client on the server's event loop
+    delays the server's every step)."""
     import httpx
 
-    from workers.compose import run_embedded
-
     data = root / f"up-{uuid.uuid4().hex[:8]}"
-    settings = Settings(data_dir=data, source_roots=[root], sleep_seconds=0.01)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    up = asyncio.create_task(
-        run_embedded(settings, "127.0.0.1", 0, 8, "sleep", stop=stop, ready=ready, quiet=True)
-    )
-    await asyncio.wait([up, asyncio.create_task(ready.wait())], return_when="FIRST_COMPLETED")
-    if up.done():
-        await up
-    creds = json.loads((data / CREDENTIALS).read_text())
-    headers = {"Authorization": f"Bearer {creds['token']}"}
-    db = Database(settings.resolved_database_url)
+    env = {
+        **os.environ,
+        "VIDJOBS_DATA_DIR": str(data),
+        "VIDJOBS_SOURCE_ROOTS": str(root),
+        "VIDJOBS_SLEEP_SECONDS": "0.01",
+    }
+    env.pop("VIDJOBS_DATABASE_URL", None)
+    env.pop("VIDJOBS_KAFKA_BOOTSTRAP", None)
+    vidjobs = str(Path(sys.executable).with_name("vidjobs"))
+    data.mkdir(parents=True)
+    log = (data / "up.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        vidjobs, "up", "--port", str(free_port()), "--concurrency", "8", "--executor", "sleep",
+        env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+    )  # fmt: skip
+    db: Database | None = None
     try:
+        creds = await _credentials(data / CREDENTIALS, proc, log.name)
+        db = Database(Settings(data_dir=data).resolved_database_url)
+        headers = {"Authorization": f"Bearer {creds['token']}"}
         async with httpx.AsyncClient(base_url=creds["url"], headers=headers, timeout=60) as client:
 
             async def submit(i: int) -> None:
@@ -174,9 +185,10 @@ async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
         while len(values := await latencies(db)) < jobs and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
     finally:
-        await db.dispose()
-        stop.set()
-        await up
+        if db is not None:
+            await db.dispose()
+        await _stop(proc)
+        log.close()
     values = values[1:] if len(values) > 1 else values
     return {
         "path": "embedded",
@@ -184,6 +196,29 @@ async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
         "p50_ms": statistics.median(values),
         "p99_ms": percentile(values, 0.99),
     }
+
+
+async def _credentials(path: Path, proc: asyncio.subprocess.Process, log: str) -> Any:
+    """What `vidjobs up` writes once its API listens (the token and the URL)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            creds = json.loads(path.read_text())
+            if "url" in creds:
+                return creds
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"vidjobs up did not start; see {log}")
+        await asyncio.sleep(0.05)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def main() -> None:

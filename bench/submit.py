@@ -101,7 +101,7 @@ def _trim(clip: Path, i: int) -> dict[str, Any]:
             "end": start + 0.5}]}  # fmt: skip
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -115,7 +115,7 @@ async def serving(url: str, root: Path, workers: int = 1) -> AsyncIterator[tuple
     async with db.transaction() as conn:
         _, token = await create_tenant(conn, f"http{uuid.uuid4().hex[:6]}")
     await db.dispose()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "VIDJOBS_DATABASE_URL": url,

@@ -12,6 +12,12 @@ ack, then marks them published. A crash between the ack and the mark publishes t
 again; consumers deduplicate by event id. The relay wakes on LISTEN/NOTIFY (a trigger on
 the outbox, PostgreSQL) or the in-process signal, with a poll fallback. Bus and database
 errors are retried with an exponential, jittered backoff (tenacity).
+
+A relay may `linger` after a wake-up before it reads, so events committed close together
+go out in one pass (one read, one publish, one mark). `vidjobs up` lingers: its worker is
+woken in-process, so the bus carries only hints and the ledger's and webhooks' events, and
+a pass less is one SQLite write lock less in the way of the next claim. A fleet's relay
+does not: its events are how the workers of other processes learn of work.
 """
 
 from __future__ import annotations
@@ -159,8 +165,10 @@ class Relay:
         wakeup: Wakeup | None = None,
         publisher: Publisher | None = None,
         leadership: Leadership | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.db = db
+        self.linger = linger
         self.bus = bus
         self.settings = settings
         self.wakeup = wakeup or Wakeup()
@@ -230,7 +238,8 @@ class Relay:
             if self._stop.is_set():
                 return
             await self._report_backlog()
-            await self.wakeup.wait(self.settings.relay_poll_seconds)
+            if await self.wakeup.wait(self.settings.relay_poll_seconds) and self.linger:
+                await self._sleep(self.linger)
 
     async def publish_pending(self) -> int:
         """Publish every unpublished row, batch by batch; return how many were marked."""

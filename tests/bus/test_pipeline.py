@@ -139,6 +139,42 @@ async def test_a_failed_publish_is_retried_and_every_event_arrives(stack: Stack)
     assert delivered(records) == caused
 
 
+class Recording:
+    """A publisher that keeps the size of every batch it published."""
+
+    def __init__(self, inner: Publisher) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        await self.inner.publish(messages)
+        self.batches.append(len(messages))
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+
+@pytest.mark.parametrize("linger", [0.0, 0.5])
+async def test_a_lingering_relay_publishes_events_committed_close_together_in_one_pass(
+    stack: Stack, linger: float
+) -> None:
+    """`vidjobs up`'s relay lingers after a wake-up: a second event committed meanwhile goes
+    out in the same pass. Without the linger, each wake-up publishes what it found."""
+    recording = Recording(stack.bus.publisher())
+    async with running(relay(stack, publisher=recording, linger=linger)):
+        await submit(stack, 1)  # published once the relay is up and its publisher started
+        await wait_until(lambda: all_published(stack), what="the relay to start")
+        recording.batches.clear()
+        await submit(stack, 2, start=1)
+        await asyncio.sleep(0.2)  # the wake-up's pass has run, unless it lingers
+        await submit(stack, 3, start=2)
+        await wait_until(lambda: all_published(stack), what="the outbox to drain")
+    assert recording.batches == ([2] if linger else [1, 1])
+
+
 async def test_bus_events_drive_claims_and_each_job_runs_once(stack: Stack) -> None:
     w = worker(stack, concurrency=3)
     async with running(relay(stack), w):

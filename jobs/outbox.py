@@ -117,26 +117,16 @@ def insert_events_from_sql(
     return f"{insert} ORDER BY {order_by} RETURNING id, event_id, job_id"
 
 
+# One statement for every outbox row written from Python, built once: a row is its values
+# as parameters. Building an INSERT per row (and its cache key) was half of what one cost.
+_INSERT = sa.insert(outbox).values(created_at=db_now()).returning(*outbox.c)
+
+
 async def insert_event(
     conn: AsyncConnection, job: Job, type_: EventType, **extra: Any
 ) -> OutboxEvent:
     """Write the outbox row of a state change, in the caller's transaction."""
-    event_id = str(uuid.uuid4())
-    payload = event_payload(job, **extra)
-    stmt = (
-        sa.insert(outbox)
-        .values(
-            event_id=event_id,
-            tenant_id=job.tenant_id,
-            job_id=job.id,
-            job_key=job.key,
-            type=type_.for_role(job.role).value,
-            payload=payload,
-            created_at=db_now(),
-        )
-        .returning(*outbox.c)
-    )
-    row = (await conn.execute(stmt)).mappings().one()
+    row = (await conn.execute(_INSERT, _values(job, type_, extra))).mappings().one()
     return from_row(OutboxEvent, row)
 
 
@@ -152,21 +142,21 @@ async def insert_events(
     if len(items) == 1:  # one row: the statement of every single change
         job, type_, extra = items[0]
         return [await insert_event(conn, job, type_, **extra)]
-    rows = [
-        {
-            "event_id": str(uuid.uuid4()),
-            "tenant_id": job.tenant_id,
-            "job_id": job.id,
-            "job_key": job.key,
-            "type": type_.for_role(job.role).value,
-            "payload": event_payload(job, **extra),
-        }
-        for job, type_, extra in items
-    ]
-    # One cached statement, many parameter sets: sent as one multi-row INSERT.
-    stmt = sa.insert(outbox).values(created_at=db_now()).returning(*outbox.c)
-    by_event = {r["event_id"]: r for r in (await conn.execute(stmt, rows)).mappings()}
+    rows = [_values(job, type_, extra) for job, type_, extra in items]
+    # Many parameter sets: sent as one multi-row INSERT.
+    by_event = {r["event_id"]: r for r in (await conn.execute(_INSERT, rows)).mappings()}
     return [from_row(OutboxEvent, by_event[r["event_id"]]) for r in rows]
+
+
+def _values(job: Job, type_: EventType, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "tenant_id": job.tenant_id,
+        "job_id": job.id,
+        "job_key": job.key,
+        "type": type_.for_role(job.role).value,
+        "payload": event_payload(job, **extra),
+    }
 
 
 async def select_job_events(

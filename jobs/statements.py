@@ -82,19 +82,25 @@ async def insert_jobs_if_absent(
     params = [{**_OPTIONAL, **values, "run_at": run_at} for values, run_at in rows]
     wanted = [(p["tenant_id"], p["key"]) for p in params]
     assert len(set(wanted)) == len(wanted), "a key twice in one insert"
-    now = db_now()
-    stmt = (
-        insert_on_conflict(conn, jobs)
-        .values(
-            run_after=sa.func.coalesce(sa.bindparam("run_at", type_=c.run_after.type), now),
-            created_at=now,
-            updated_at=now,
+    stmt = _INSERT_JOBS.get(conn.dialect.name)
+    if stmt is None:
+        now = db_now()
+        stmt = _INSERT_JOBS[conn.dialect.name] = (
+            insert_on_conflict(conn, jobs)
+            .values(
+                run_after=sa.func.coalesce(sa.bindparam("run_at", type_=c.run_after.type), now),
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+            .returning(*c)
         )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-        .returning(*c)
-    )
     new = {(j.tenant_id, j.key): j for j in rows_of(await conn.execute(stmt, params))}
     return [new.get(k) for k in wanted]
+
+
+# The statement of `insert_jobs_if_absent`, built once per dialect (every value a parameter).
+_INSERT_JOBS: dict[str, Any] = {}
 
 
 async def select_job_by_key(conn: AsyncConnection, tenant_id: str, key: str) -> Job | None:

@@ -81,8 +81,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "insert-without-on-conflict",
         "inv 2: INSERT ... ON CONFLICT DO NOTHING",
         ST,
-        '        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])\n        .returning(*c)\n',
-        "        .returning(*c)\n",
+        '            .on_conflict_do_nothing(index_elements=["tenant_id", "key"])\n'
+        "            .returning(*c)\n",
+        "            .returning(*c)\n",
         f"{T_SUBMIT}::test_fifty_concurrent_identical_submissions_make_one_row",
         "tests/integration/test_api.py::test_fifty_concurrent_posts_one_201",
     ),

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from bench.db import throwaway_database
 from bench.stats import load_average, spread
-from bench.submit import free_port
+from bench.submit import free_port, stop_process
 from jobs.db import Database
 from jobs.settings import CREDENTIALS, Settings
 from jobs.spec import EditRequest
@@ -187,7 +187,7 @@ async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
     finally:
         if db is not None:
             await db.dispose()
-        await _stop(proc)
+        await stop_process(proc)
         log.close()
     values = values[1:] if len(values) > 1 else values
     return {
@@ -209,16 +209,6 @@ async def _credentials(path: Path, proc: asyncio.subprocess.Process, log: str) -
         if proc.returncode is not None or time.monotonic() > deadline:
             raise RuntimeError(f"vidjobs up did not start; see {log}")
         await asyncio.sleep(0.05)
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def main() -> None:

@@ -143,14 +143,19 @@ async def serving(url: str, root: Path, workers: int = 1) -> AsyncIterator[tuple
                 await asyncio.sleep(0.1)
         yield base, token
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
         log.close()
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def measure_http(

@@ -158,7 +158,8 @@ async def run_up(root: Path, jobs: int, rate: float) -> dict[str, Any]:
     db: Database | None = None
     try:
         creds = await _credentials(data / CREDENTIALS, proc, log.name)
-        db = Database(Settings(data_dir=data).resolved_database_url)
+        # The SQLite file `vidjobs up` made (not a VIDJOBS_DATABASE_URL of this environment).
+        db = Database(Settings(data_dir=data, database_url=None).resolved_database_url)
         headers = {"Authorization": f"Bearer {creds['token']}"}
         async with httpx.AsyncClient(base_url=creds["url"], headers=headers, timeout=60) as client:
 
